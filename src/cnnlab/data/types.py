@@ -1,0 +1,111 @@
+"""The containers every dataset loader returns: `Split` (images + labels) and `Dataset` (three splits).
+
+Images stay uint8 (N, C, H, W): Fashion-MNIST's 70,000 images are 55 MB that way and 220 MB as float32,
+so scaling to 0..1 happens per batch or on request (`Split.float()`), never for the whole dataset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from cnnlab.errors import CnnlabError
+
+__all__ = ["Dataset", "Split"]
+
+
+# eq=False: a generated __eq__ would compare tensors elementwise and fail on `bool(...)`.
+@dataclass(frozen=True, eq=False)
+class Split:
+    """Images and labels of one split.
+
+    Attributes:
+        images: uint8 tensor of shape (N, C, H, W), values 0..255.
+        labels: int64 tensor of shape (N,), class indices.
+
+    Example:
+        >>> s = Split(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.arange(4))
+        >>> len(s), s.float().dtype
+        (4, torch.float32)
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise CnnlabError(
+                f"Split images must be uint8 of shape (N, C, H, W), got {self.images.dtype} "
+                f"{tuple(self.images.shape)}."
+            )
+        if self.labels.dtype != torch.int64 or self.labels.ndim != 1:
+            raise CnnlabError(
+                f"Split labels must be int64 of shape (N,), got {self.labels.dtype} {tuple(self.labels.shape)}."
+            )
+        if len(self.images) != len(self.labels):
+            raise CnnlabError(f"Split has {len(self.images)} images but {len(self.labels)} labels.")
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def float(self) -> torch.Tensor:
+        """The images as float32 in 0..1 (divided by 255, as the tutorial does); a new tensor."""
+        return self.images.float().div_(255.0)
+
+    def head(self, n: int) -> Split:
+        """The first `n` images and labels (views, no copy)."""
+        return Split(self.images[:n], self.labels[:n])
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A dataset cut into train, validation and test splits.
+
+    Attributes:
+        name: registry name, e.g. `"fashion_mnist"`.
+        classes: class names in label order.
+        train: the images to fit on.
+        val: held out from the official training set, for early stopping and model choice.
+        test: the official test set (10,000 images for the MNISTs), for the final number only.
+        split: the protocol that cut train/val, `"tutorial"` or `"default"`.
+        seed: the seed of that cut.
+        limit: if set, every split was capped at this many images (a quick run; not official numbers).
+
+    Example:
+        >>> data = load_data("fashion_mnist", split="tutorial", seed=0)  # doctest: +SKIP
+        >>> data.input_shape, data.num_classes, len(data.train)  # doctest: +SKIP
+        ((1, 28, 28), 10, 45000)
+    """
+
+    name: str
+    classes: tuple[str, ...]
+    train: Split
+    val: Split
+    test: Split
+    split: str
+    seed: int
+    limit: int | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image, what a model's first layer needs."""
+        c, h, w = self.train.images.shape[1:]
+        return (int(c), int(h), int(w))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able summary, saved with every run so its numbers can be traced to the exact data."""
+        return {
+            "name": self.name,
+            "split": self.split,
+            "seed": self.seed,
+            "limit": self.limit,
+            "sizes": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
+            "input_shape": list(self.input_shape),
+            "classes": list(self.classes),
+        }

@@ -1,0 +1,44 @@
+# ---------------------------------------------------------------------------------------------------------
+# cnnlab.data fixtures: the genuine Fashion-MNIST files and a writer for small IDX files.
+# ---------------------------------------------------------------------------------------------------------
+import gzip as _gzip
+import os as _os
+from pathlib import Path as _Path
+
+import numpy as _np
+import pytest as _pytest
+
+
+def _fmnist_candidates() -> list[_Path]:
+    # In CI the repo is cloned somewhere else with `shared/` beside it: ../shared/data/fashion-mnist.
+    found = [_Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fashion-mnist"]
+    if _os.environ.get("CNNLAB_TEST_DATA"):
+        env = _Path(_os.environ["CNNLAB_TEST_DATA"]).expanduser()
+        found.insert(0, env / "fashion-mnist" if (env / "fashion-mnist").is_dir() else env)
+    return found
+
+
+@_pytest.fixture(scope="session")
+def fmnist_dir() -> _Path:
+    """Folder holding the four genuine Fashion-MNIST .gz files; skips the test only if they are absent."""
+    for folder in _fmnist_candidates():
+        if (folder / "train-images-idx3-ubyte.gz").is_file():
+            return folder
+    _pytest.skip("genuine Fashion-MNIST files not found (set CNNLAB_TEST_DATA or provide ../shared/data)")
+
+
+def write_idx(path: _Path, array: _np.ndarray, *, compress: bool | None = None) -> _Path:
+    """Write `array` (uint8) as an IDX file; gzip it when `compress` or when the name ends in .gz."""
+    array = _np.ascontiguousarray(array, dtype=_np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    data = header + array.tobytes()
+    if compress if compress is not None else path.name.endswith(".gz"):
+        data = _gzip.compress(data, mtime=0)
+    path.write_bytes(data)
+    return path
+
+
+@_pytest.fixture
+def make_idx():
+    """`make_idx(path, array)` writes a small IDX file (gzip if the name ends in .gz) and returns its path."""
+    return write_idx
