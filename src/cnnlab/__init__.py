@@ -1,0 +1,61 @@
+"""cnnlab: convolutional networks on images, from hand-made kernels to an explainer for any trained model.
+
+Example:
+    >>> import cnnlab as cl
+    >>> data = cl.load_data("fashion_mnist", split="tutorial", seed=0)  # doctest: +SKIP
+    >>> model = cl.create_model("cnn2")
+    >>> cl.count_params(model)
+    485514
+
+Names are imported on first use (PEP 562), so `cnnlab filters` and `cnnlab --help` start without
+loading PyTorch. The public API is exactly `__all__`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "CnnlabError": "cnnlab.errors",
+    "load_data": "cnnlab.data",
+    "list_datasets": "cnnlab.data",
+    "Dataset": "cnnlab.data",
+    "create_model": "cnnlab.models",
+    "list_models": "cnnlab.models",
+    "register_model": "cnnlab.models",
+    "count_params": "cnnlab.models",
+    "summary": "cnnlab.summary",
+    "fit": "cnnlab.engine",
+    "evaluate": "cnnlab.engine",
+    "predict": "cnnlab.engine",
+    "EarlyStopping": "cnnlab.engine",
+    "History": "cnnlab.engine",
+    "TrainConfig": "cnnlab.config",
+    "save_run": "cnnlab.runs",
+    "load_run": "cnnlab.runs",
+    "train": "cnnlab.compare",
+    "compare": "cnnlab.compare",
+    "load_image": "cnnlab.images",
+}
+_SUBMODULES = ("filters", "explain", "data", "models", "engine")
+
+__all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"cnnlab.{name}")
+    else:
+        raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,57 @@
+"""TrainConfig: one source for the CLI's flags, what ``train`` does, and the config saved with each run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from cnnlab.errors import CnnlabError
+
+
+@dataclass
+class TrainConfig:
+    # what to train on
+    data: str = "fashion_mnist"  # a built-in dataset name
+    split: str = "tutorial"  # "tutorial" (45,000/15,000/10,000) or "default" (55,000/5,000/10,000 stratified)
+    limit: int | None = None  # cap each split at this many images, for quick runs
+    # what to train
+    model: str = "cnn2"  # a registered model name or a layer spec
+    # how (the tutorial's recipe by default: Keras' Adam, batch 32, early stopping on val_loss, patience 5)
+    epochs: int = 100  # at most this many epochs
+    batch_size: int = 32
+    lr: float = 1e-3
+    optimizer: str = "adam"  # adam, adamw, sgd, nesterov
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # constant, onecycle, linear
+    label_smoothing: float = 0.0
+    patience: int | None = 5  # early-stopping patience in epochs; None trains all epochs, keeping the best
+    monitor: str = "val_loss"  # what early stopping and model selection watch
+    seed: int = 0  # weights, batch order and dropout
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda
+    channels_last: bool = False  # NHWC memory layout for conv models
+
+    def validate(self) -> TrainConfig:
+        if self.epochs is None or self.epochs < 1:
+            raise CnnlabError(f"--epochs must be a positive integer, got {self.epochs}")
+        if self.batch_size < 1:
+            raise CnnlabError(f"--batch-size must be a positive integer, got {self.batch_size}")
+        if not self.lr > 0:
+            raise CnnlabError(f"--lr must be positive, got {self.lr}")
+        if self.patience is not None and self.patience < 0:
+            raise CnnlabError(f"--patience must be >= 0, got {self.patience}")
+        if self.limit is not None and self.limit < 1:
+            raise CnnlabError(f"--limit must be a positive integer, got {self.limit}")
+        if self.monitor not in ("val_loss", "val_accuracy", "loss", "accuracy"):
+            raise CnnlabError(
+                f"Unknown monitor {self.monitor!r}. Available: val_loss, val_accuracy, loss, accuracy"
+            )
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise CnnlabError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})

@@ -1,0 +1,74 @@
+"""Batches without per-sample Python: the whole split lives on the training device as one uint8 tensor,
+and each batch is an index gather from a seeded permutation, scaled to 0..1 on the device."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+
+def epoch_permutation(n: int, *, seed: int, epoch: int) -> torch.Tensor:
+    """The order of samples in ``epoch``: a pure function of (seed, epoch), so a run can be repeated
+    or resumed mid-epoch without replaying earlier epochs."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+class DeviceBatches:
+    """Iterate (x, y) batches of a uint8 image tensor that was moved to ``device`` once.
+
+    Args:
+        images: uint8 (N, C, H, W); labels: int64 (N,).
+        batch_size: samples per batch; the last batch may be smaller (like Keras).
+        shuffle: draw the order from ``epoch_permutation(seed, epoch)``; else keep the order.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        batch_size: int,
+        device: torch.device | str = "cpu",
+        shuffle: bool = False,
+        seed: int = 0,
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ):
+        if images.dtype != torch.uint8:
+            raise TypeError(f"images must be uint8 (N, C, H, W), got {images.dtype}")
+        self.images = images.to(device, non_blocking=True)
+        self.labels = labels.to(device, non_blocking=True)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.memory_format = memory_format
+
+    def __len__(self) -> int:
+        return (len(self.labels) + self.batch_size - 1) // self.batch_size
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.labels)
+
+    def epoch(self, epoch: int, *, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of ``epoch`` beginning at batch ``start_step`` (for resuming mid-epoch)."""
+        n = len(self.labels)
+        order = (
+            epoch_permutation(n, seed=self.seed, epoch=epoch).to(self.labels.device) if self.shuffle else None
+        )
+        for start in range(start_step * self.batch_size, n, self.batch_size):
+            if order is None:
+                sl = slice(start, start + self.batch_size)
+                x, y = self.images[sl], self.labels[sl]
+            else:
+                idx = order[start : start + self.batch_size]
+                x, y = self.images[idx], self.labels[idx]
+            yield to_float(x, self.memory_format), y
+
+
+def to_float(x: torch.Tensor, memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """uint8 pixels -> float32 in 0..1 (what every model takes)."""
+    if x.dtype == torch.uint8:
+        x = x.float().mul_(1.0 / 255.0)
+    return x.contiguous(memory_format=memory_format) if x.dim() == 4 else x

@@ -1,0 +1,193 @@
+"""Layer specs: a network written as a string, the tutorial's invitation to experiment.
+
+A spec is tokens joined by '-', read left to right. Every registered tutorial model is one:
+`cnn2` is ``conv64-pool-drop.25-conv128-pool-drop.25-flatten-dense128``.
+
+Tokens (defaults in brackets):
+    conv<C>[k<K>][s<S>][p<P>|psame]  3x3 convolution with C filters [k3 s1 p0 = 'valid', as in the tutorial]
+    dense<N>                         fully connected layer with N units
+    pool[<K>][s<S>], maxpool..       max pooling [2x2, stride = size];  avgpool[<K>][s<S>] averages
+    gap                              global average pooling (then flatten)
+    drop<P>                          dropout with rate P, e.g. drop.25 or drop0.5
+    bn                               batch normalisation (2-D after conv, 1-D after dense)
+    flatten                          (inserted automatically before the first dense layer)
+    relu gelu silu elu tanh sigmoid leakyrelu linear
+                                     activation of the conv/dense layer just before (after its bn);
+                                     conv and dense layers get relu when none is given, `linear` means none
+The classifier ``dense<num_classes>`` (named ``output``, no activation: it returns logits) is appended.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+
+ACTIVATIONS: dict[str, type[nn.Module] | None] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "elu": nn.ELU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "leakyrelu": nn.LeakyReLU,
+    "linear": None,
+}
+
+GRAMMAR = (
+    "conv<C>[k<K>][s<S>][p<P>|psame], dense<N>, pool[<K>][s<S>], maxpool<K>, avgpool<K>, gap, "
+    "drop<P> (e.g. drop.25), bn, flatten, and activations " + ", ".join(ACTIVATIONS)
+)
+
+_CONV = re.compile(r"conv(\d+)(?:k(\d+))?(?:s(\d+))?(?:p(\d+|same))?")
+_POOL = re.compile(r"(max|avg)?pool(\d+)?(?:s(\d+))?")
+_DROP = re.compile(r"drop(\d*\.\d+|\d+(?:\.\d+)?)")
+_DENSE = re.compile(r"dense(\d+)")
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # conv, dense, pool, gap, drop, bn, flatten, act
+    args: tuple = ()
+
+
+def _fail(spec: str, token: str, why: str) -> CnnlabError:
+    return CnnlabError(f"Invalid layer spec {spec!r}: {why} in token {token!r}. Allowed tokens: {GRAMMAR}")
+
+
+def parse_spec(spec: str) -> list[Token]:
+    """Parse a spec string into tokens, checking each value. Raises CnnlabError naming the bad token."""
+    if not spec or not spec.strip():
+        raise CnnlabError(f"Empty layer spec. Allowed tokens: {GRAMMAR}")
+    tokens: list[Token] = []
+    for raw in spec.strip().lower().split("-"):
+        if not raw:
+            raise _fail(spec, raw, "empty token (two '-' in a row?)")
+        if m := _CONV.fullmatch(raw):
+            channels, k, s = int(m[1]), int(m[2] or 3), int(m[3] or 1)
+            pad = m[4] or "0"
+            if channels < 1 or k < 1 or s < 1:
+                raise _fail(spec, raw, "channels, kernel and stride must be positive")
+            if pad == "same" and s != 1:
+                raise _fail(spec, raw, "'same' padding needs stride 1")
+            tokens.append(Token("conv", (channels, k, s, pad if pad == "same" else int(pad))))
+        elif m := _DENSE.fullmatch(raw):
+            if int(m[1]) < 1:
+                raise _fail(spec, raw, "a dense layer needs at least one unit")
+            tokens.append(Token("dense", (int(m[1]),)))
+        elif m := _POOL.fullmatch(raw):
+            k = int(m[2] or 2)
+            s = int(m[3] or k)
+            if k < 1 or s < 1:
+                raise _fail(spec, raw, "pool size and stride must be positive")
+            tokens.append(Token("pool", (m[1] or "max", k, s)))
+        elif m := _DROP.fullmatch(raw):
+            p = float(m[1])
+            if not 0.0 <= p < 1.0:
+                raise _fail(spec, raw, "dropout rate must be in [0, 1)")
+            tokens.append(Token("drop", (p,)))
+        elif raw in ("gap", "bn", "flatten"):
+            tokens.append(Token(raw))
+        elif raw in ACTIVATIONS:
+            tokens.append(Token("act", (raw,)))
+        else:
+            raise _fail(spec, raw, "unknown token")
+    return tokens
+
+
+class _Builder:
+    """Appends named stages while tracking the output shape with a real (tiny) forward pass."""
+
+    def __init__(self, input_shape: tuple[int, ...]):
+        self.stages: dict[str, nn.Module] = {}
+        self.counts: dict[str, int] = {}
+        self.probe = torch.zeros(1, *input_shape)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.probe.shape[1:])
+
+    def add(self, kind: str, module: nn.Module, *, numbered: bool = True) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        name = f"{kind}{self.counts[kind]}" if numbered else kind
+        module.eval()
+        with torch.no_grad():
+            self.probe = module(self.probe)
+        self.stages[name] = module
+
+
+def build_from_spec(spec: str, *, input_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
+    """Build an ``nn.Sequential`` of named stages from a spec (see the module docstring).
+
+    Example:
+        >>> m = build_from_spec("conv8-pool-dense16", input_shape=(1, 28, 28), num_classes=10)
+        >>> list(dict(m.named_children()))
+        ['conv1', 'relu1', 'pool1', 'flatten', 'dense1', 'relu2', 'output']
+    """
+    tokens = parse_spec(spec)
+    b = _Builder(input_shape)
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        i += 1
+        spatial = len(b.shape) == 3
+        if tok.kind in ("conv", "pool", "gap") and not spatial:
+            raise CnnlabError(
+                f"Invalid layer spec {spec!r}: '{tok.kind}' needs an image-shaped input but comes after flatten/dense"
+            )
+        if tok.kind == "conv":
+            c, k, s, p = tok.args
+            if p != "same" and (b.shape[1] + 2 * p < k or b.shape[2] + 2 * p < k):
+                raise CnnlabError(
+                    f"Invalid layer spec {spec!r}: a {k}x{k} kernel does not fit the {b.shape[1]}x{b.shape[2]} "
+                    f"feature map at conv layer {b.counts.get('conv', 0) + 1}; use padding or fewer pooling layers"
+                )
+            b.add("conv", nn.Conv2d(b.shape[0], c, k, stride=s, padding=p))
+        elif tok.kind == "dense":
+            if spatial:
+                b.add("flatten", nn.Flatten(), numbered=False)
+            b.add("dense", nn.Linear(b.shape[0], tok.args[0]))
+        elif tok.kind == "pool":
+            how, k, s = tok.args
+            if b.shape[1] < k or b.shape[2] < k:
+                raise CnnlabError(
+                    f"Invalid layer spec {spec!r}: {k}x{k} pooling does not fit the {b.shape[1]}x{b.shape[2]} feature map"
+                )
+            b.add("pool", nn.MaxPool2d(k, s) if how == "max" else nn.AvgPool2d(k, s))
+        elif tok.kind == "gap":
+            b.add("gap", nn.AdaptiveAvgPool2d(1), numbered=False)
+            b.add("flatten", nn.Flatten(), numbered=False)
+        elif tok.kind == "drop":
+            b.add("drop", nn.Dropout(tok.args[0]))
+        elif tok.kind == "bn":
+            b.add("bn", nn.BatchNorm2d(b.shape[0]) if spatial else nn.BatchNorm1d(b.shape[0]))
+        elif tok.kind == "flatten":
+            if "flatten" in b.stages:
+                raise CnnlabError(f"Invalid layer spec {spec!r}: flatten appears twice")
+            b.add("flatten", nn.Flatten(), numbered=False)
+        elif tok.kind == "act":
+            raise CnnlabError(
+                f"Invalid layer spec {spec!r}: activation '{tok.args[0]}' must follow a conv or dense layer (or its bn)"
+            )
+        if tok.kind in ("conv", "dense"):
+            # optional bn, then the activation (explicit or relu)
+            if i < len(tokens) and tokens[i].kind == "bn":
+                b.add("bn", nn.BatchNorm2d(b.shape[0]) if tok.kind == "conv" else nn.BatchNorm1d(b.shape[0]))
+                i += 1
+            act = "relu"
+            if i < len(tokens) and tokens[i].kind == "act":
+                act = tokens[i].args[0]
+                i += 1
+            if ACTIVATIONS[act] is not None:
+                b.add(act, ACTIVATIONS[act]())
+    if len(b.shape) != 1:
+        b.add("flatten", nn.Flatten(), numbered=False)
+    b.add("output", nn.Linear(b.shape[0], num_classes), numbered=False)
+    model = nn.Sequential(OrderedDict(b.stages))
+    model.train()
+    return model

@@ -1,0 +1,44 @@
+"""Figures shared by runs and comparisons (matplotlib, Agg backend: files only)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from cnnlab.engine.history import History
+
+
+def learning_curves(histories: Mapping[str, History], path: Path) -> Path:
+    """Train (dashed) vs validation (solid) accuracy and loss per epoch, one colour per model; the
+    best epoch is marked. The tutorial's figure, for one model or several."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cnnlab.runs import write_atomic
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for i, (name, h) in enumerate(histories.items()):
+        color = f"C{i}"
+        ep = h["epoch"]
+        for ax, key in zip(axes, ("accuracy", "loss"), strict=True):
+            ax.plot(ep, h[key], "--", color=color, label=f"{name} train")
+            if any(v is not None for v in h[f"val_{key}"]):
+                ax.plot(ep, h[f"val_{key}"], "-", color=color, label=f"{name} validation")
+                if h.best_epoch:
+                    ax.plot([h.best_epoch], [h[f"val_{key}"][h.best_epoch - 1]], "o", color=color)
+    for ax, key in zip(axes, ("Accuracy", "Loss"), strict=True):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key.lower())
+        ax.set_title(f"{key} per epoch (dot: best epoch)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_atomic(Path(path), buf.getvalue())
+    return Path(path)
