@@ -42,3 +42,32 @@ def write_idx(path: _Path, array: _np.ndarray, *, compress: bool | None = None) 
 def make_idx():
     """`make_idx(path, array)` writes a small IDX file (gzip if the name ends in .gz) and returns its path."""
     return write_idx
+
+
+# ---------------------------------------------------------------------------------------------------------
+# core fixtures: a small real Fashion-MNIST subset, and the CLI run in-process.
+# ---------------------------------------------------------------------------------------------------------
+
+
+@_pytest.fixture(scope="session")
+def fmnist_small(fmnist_dir):
+    """The tutorial split of the real Fashion-MNIST, capped at 2,000 images per split."""
+    from cnnlab.data import load_data
+
+    return load_data("fashion_mnist", split="tutorial", seed=0, data_dir=fmnist_dir, limit=2000)
+
+
+@_pytest.fixture
+def run_cli(capsys):
+    """`run_cli(*args)` -> (exit code, stdout, stderr) of `cnnlab ARGS` run in this process."""
+    from cnnlab.cli import main
+
+    def run(*args: str):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse usage errors
+            code = exc.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -98,6 +98,7 @@ def train(
             "spec": _spec_of(config.model),
             "params": params,
             "dataset": data.describe(),
+            "data_dir": str(data_dir or os.environ.get("CNNLAB_DATA_DIR") or "") or None,
             "preprocessing": "pixels / 255 (0..1), shape (N, C, H, W)",
         }
         path = save_run(
@@ -150,7 +151,7 @@ def compare(
     for name in models:
         cfg = TrainConfig.from_dict({**base.to_dict(), "model": name})
         sub = root / _safe_name(name) if root is not None else None
-        r = train(cfg, out=sub, data=data, overwrite=overwrite, progress=progress)
+        r = train(cfg, out=sub, data=data, data_dir=data_dir, overwrite=overwrite, progress=progress)
         results.append(r)
         if on_result:
             on_result(r)
@@ -160,7 +161,7 @@ def compare(
 
 
 def _safe_name(model: str) -> str:
-    return "".join(c if c.isalnum() or c in "._" else "_" for c in model)[:80]
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in model)[:80]
 
 
 def results_table_md(results: list[RunResult]) -> str:

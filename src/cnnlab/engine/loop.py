@@ -28,7 +28,10 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """``None``/``"auto"`` picks CUDA when present, else CPU; an absent device is a clear error."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise CnnlabError(f"Unknown device {device!r}. Available: auto, cpu, cuda") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise CnnlabError(
             "--device cuda was asked for, but no CUDA GPU is available here; use --device cpu or auto"

@@ -107,11 +107,16 @@ def create_model(
             raise CnnlabError(
                 f"Model {info.name!r} cannot take input of shape {tuple(input_shape)}: {exc}"
             ) from None
-    if not any(ch.isdigit() for ch in name_or_spec) and "-" not in name_or_spec:
-        available = ", ".join(_REGISTRY)
-        raise CnnlabError(
-            f"Unknown model {name_or_spec!r}. Available: {available}; or a layer spec such as 'conv32-pool-dense64'"
-        )
+    if "-" not in name_or_spec:
+        try:
+            parse_spec(name_or_spec)
+        except CnnlabError as exc:
+            if "unknown token" not in str(exc):
+                raise
+            available = ", ".join(_REGISTRY)
+            raise CnnlabError(
+                f"Unknown model {name_or_spec!r}. Available: {available}; or a layer spec such as 'conv32-pool-dense64'"
+            ) from None
     return build_from_spec(name_or_spec, input_shape=tuple(input_shape), num_classes=num_classes)
 
 

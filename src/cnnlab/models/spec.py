@@ -44,7 +44,8 @@ GRAMMAR = (
     "drop<P> (e.g. drop.25), bn, flatten, and activations " + ", ".join(ACTIVATIONS)
 )
 
-_CONV = re.compile(r"conv(\d+)(?:k(\d+))?(?:s(\d+))?(?:p(\d+|same))?")
+_CONV = re.compile(r"conv(\d+)((?:[ksp](?:\d+|same))*)")
+_CONV_OPT = re.compile(r"([ksp])(\d+|same)")
 _POOL = re.compile(r"(max|avg)?pool(\d+)?(?:s(\d+))?")
 _DROP = re.compile(r"drop(\d*\.\d+|\d+(?:\.\d+)?)")
 _DENSE = re.compile(r"dense(\d+)")
@@ -60,6 +61,10 @@ def _fail(spec: str, token: str, why: str) -> CnnlabError:
     return CnnlabError(f"Invalid layer spec {spec!r}: {why} in token {token!r}. Allowed tokens: {GRAMMAR}")
 
 
+def _spec_error(spec: str, why: str) -> CnnlabError:
+    return CnnlabError(f"Invalid layer spec {spec!r}: {why}. Allowed tokens: {GRAMMAR}")
+
+
 def parse_spec(spec: str) -> list[Token]:
     """Parse a spec string into tokens, checking each value. Raises CnnlabError naming the bad token."""
     if not spec or not spec.strip():
@@ -69,8 +74,11 @@ def parse_spec(spec: str) -> list[Token]:
         if not raw:
             raise _fail(spec, raw, "empty token (two '-' in a row?)")
         if m := _CONV.fullmatch(raw):
-            channels, k, s = int(m[1]), int(m[2] or 3), int(m[3] or 1)
-            pad = m[4] or "0"
+            opts = dict(_CONV_OPT.findall(m[2]))
+            if "same" in (opts.get("k"), opts.get("s")) or len(_CONV_OPT.findall(m[2])) != len(opts):
+                raise _fail(spec, raw, "each of k, s, p at most once; only p may be 'same'")
+            channels, k, s = int(m[1]), int(opts.get("k", 3)), int(opts.get("s", 1))
+            pad = opts.get("p", "0")
             if channels < 1 or k < 1 or s < 1:
                 raise _fail(spec, raw, "channels, kernel and stride must be positive")
             if pad == "same" and s != 1:
@@ -137,15 +145,14 @@ def build_from_spec(spec: str, *, input_shape: tuple[int, int, int], num_classes
         i += 1
         spatial = len(b.shape) == 3
         if tok.kind in ("conv", "pool", "gap") and not spatial:
-            raise CnnlabError(
-                f"Invalid layer spec {spec!r}: '{tok.kind}' needs an image-shaped input but comes after flatten/dense"
-            )
+            raise _spec_error(spec, f"'{tok.kind}' needs an image-shaped input but comes after flatten/dense")
         if tok.kind == "conv":
             c, k, s, p = tok.args
             if p != "same" and (b.shape[1] + 2 * p < k or b.shape[2] + 2 * p < k):
-                raise CnnlabError(
-                    f"Invalid layer spec {spec!r}: a {k}x{k} kernel does not fit the {b.shape[1]}x{b.shape[2]} "
-                    f"feature map at conv layer {b.counts.get('conv', 0) + 1}; use padding or fewer pooling layers"
+                raise _spec_error(
+                    spec,
+                    f"a {k}x{k} kernel does not fit the {b.shape[1]}x{b.shape[2]} "
+                    f"feature map at conv layer {b.counts.get('conv', 0) + 1}; use padding or fewer pooling layers",
                 )
             b.add("conv", nn.Conv2d(b.shape[0], c, k, stride=s, padding=p))
         elif tok.kind == "dense":
@@ -155,8 +162,8 @@ def build_from_spec(spec: str, *, input_shape: tuple[int, int, int], num_classes
         elif tok.kind == "pool":
             how, k, s = tok.args
             if b.shape[1] < k or b.shape[2] < k:
-                raise CnnlabError(
-                    f"Invalid layer spec {spec!r}: {k}x{k} pooling does not fit the {b.shape[1]}x{b.shape[2]} feature map"
+                raise _spec_error(
+                    spec, f"{k}x{k} pooling does not fit the {b.shape[1]}x{b.shape[2]} feature map"
                 )
             b.add("pool", nn.MaxPool2d(k, s) if how == "max" else nn.AvgPool2d(k, s))
         elif tok.kind == "gap":
@@ -168,11 +175,11 @@ def build_from_spec(spec: str, *, input_shape: tuple[int, int, int], num_classes
             b.add("bn", nn.BatchNorm2d(b.shape[0]) if spatial else nn.BatchNorm1d(b.shape[0]))
         elif tok.kind == "flatten":
             if "flatten" in b.stages:
-                raise CnnlabError(f"Invalid layer spec {spec!r}: flatten appears twice")
+                raise _spec_error(spec, "flatten appears twice")
             b.add("flatten", nn.Flatten(), numbered=False)
         elif tok.kind == "act":
-            raise CnnlabError(
-                f"Invalid layer spec {spec!r}: activation '{tok.args[0]}' must follow a conv or dense layer (or its bn)"
+            raise _spec_error(
+                spec, f"activation '{tok.args[0]}' must follow a conv or dense layer (or its bn)"
             )
         if tok.kind in ("conv", "dense"):
             # optional bn, then the activation (explicit or relu)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Set up .venv with cnnlab and its test tools. Idempotent: a second run only checks.
+# PyTorch is pinned to the 2.13.0 CPU build first where that wheel is at hand (this project's machines);
+# elsewhere pip picks your platform's torch (set CNNLAB_TORCH_SPEC to choose, e.g. "torch" for CUDA).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip -q --disable-pip-version-check)
+stamp=.venv/.cnnlab-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  "${PIP[@]}" install --upgrade pip
+  if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+    "${PIP[@]}" install "${CNNLAB_TORCH_SPEC:-torch==2.13.0}"
+  fi
+  "${PIP[@]}" install -e ".[test]"
+  touch "$stamp"
+fi

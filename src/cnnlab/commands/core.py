@@ -1,0 +1,336 @@
+"""Core subcommands: datasets, models, summary, train, eval, compare."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from cnnlab.errors import CnnlabError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="fashion_mnist", help="built-in dataset (see `cnnlab datasets`)")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding the dataset's files (else $CNNLAB_DATA_DIR, else download to the user cache)",
+    )
+    p.add_argument(
+        "--split",
+        default="tutorial",
+        help="tutorial (45,000/15,000/10,000, the post's protocol) or default (55,000/5,000/10,000 stratified)",
+    )
+    p.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=None,
+        help="cap each split at N images (quick runs; the final set is then not the full official test)",
+    )
+
+
+def add_recipe_args(p: argparse.ArgumentParser) -> None:
+    from cnnlab.config import TrainConfig
+
+    d = TrainConfig()
+    p.add_argument("--epochs", type=_positive_int, default=d.epochs, help=f"maximum epochs [{d.epochs}]")
+    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help=f"[{d.batch_size}]")
+    p.add_argument(
+        "--lr", type=_positive_float, default=d.lr, help=f"learning rate (peak lr for onecycle) [{d.lr:g}]"
+    )
+    p.add_argument("--optimizer", default=d.optimizer, help="adam, adamw, sgd or nesterov [adam]")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--schedule", default=d.schedule, help="constant, onecycle or linear [constant]")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=d.patience,
+        help="early-stopping patience in epochs; best weights are always restored [5]",
+    )
+    p.add_argument("--monitor", default=d.monitor, help="val_loss or val_accuracy [val_loss]")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device, help="auto, cpu or cuda [auto]")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print machine-readable results")
+
+
+def config_from_args(args: argparse.Namespace, model: str):
+    from cnnlab.config import TrainConfig
+
+    return TrainConfig(
+        data=args.data,
+        split=args.split,
+        limit=args.limit,
+        model=model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        label_smoothing=args.label_smoothing,
+        patience=args.patience,
+        monitor=args.monitor,
+        seed=args.seed,
+        device=args.device,
+        channels_last=args.channels_last,
+    ).validate()
+
+
+def _table(title: str, columns: list[str], rows: list[list]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(
+            c,
+            justify="right"
+            if c in ("params", "train s", "error %", "accuracy", "epochs", "best")
+            else "left",
+        )
+    for r in rows:
+        t.add_row(*(str(x) for x in r))
+    Console().print(t)
+
+
+# ---- handlers -------------------------------------------------------------------------------------
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from cnnlab.data import list_datasets
+
+    ds = list_datasets()
+    if args.json:
+        _print_json(ds)
+        return 0
+    rows = [
+        [
+            d["name"],
+            "x".join(map(str, d["input_shape"])),
+            len(d["classes"]),
+            d.get("train_size", ""),
+            d.get("test_size", ""),
+            d.get("description", ""),
+        ]
+        for d in ds
+    ]
+    _table("Built-in datasets", ["name", "input", "classes", "train", "test", "description"], rows)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from cnnlab.models import GRAMMAR, count_params, create_model, list_models
+
+    infos = list_models()
+    rows = [
+        [m.name, f"{count_params(create_model(m.name)):,}", m.spec or "(code)", m.description] for m in infos
+    ]
+    if args.json:
+        _print_json(
+            [dict(zip(["name", "params_28x28x1", "spec", "description"], r, strict=True)) for r in rows]
+        )
+        return 0
+    _table(
+        "Registered models (params for 28x28x1, 10 classes)", ["name", "params", "spec", "description"], rows
+    )
+    print(f"Or pass a layer spec to --model: {GRAMMAR}")
+    return 0
+
+
+def _input_shape_for(data: str) -> tuple[tuple[int, int, int], int]:
+    from cnnlab.data import list_datasets
+
+    infos = {d["name"]: d for d in list_datasets()}
+    if data not in infos:
+        raise CnnlabError(f"Unknown dataset {data!r}. Available: {', '.join(infos)}")
+    info = infos[data]
+    return tuple(info["input_shape"]), len(info["classes"])
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from cnnlab.models import create_model
+    from cnnlab.summary import summary
+
+    shape, classes = _input_shape_for(args.data)
+    s = summary(create_model(args.model, input_shape=shape, num_classes=classes), shape)
+    if args.json:
+        _print_json(s.as_dict())
+    else:
+        print(f'Model: "{args.model}" on {args.data} ({"x".join(map(str, shape))})')
+        print(s)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from cnnlab.compare import train
+
+    cfg = config_from_args(args, args.model)
+    r = train(
+        cfg,
+        out=args.out,
+        data_dir=args.data_dir,
+        overwrite=args.overwrite,
+        progress=not args.quiet and not args.json,
+    )
+    row = {**r.row(), "run": str(r.path), "test_loss": round(r.test["loss"], 4), "n_test": r.test["n"]}
+    if args.json:
+        _print_json(row)
+    else:
+        _table(
+            f"{args.model} on {args.data}",
+            ["model", "params", "epochs", "best", "train s", "accuracy", "error %"],
+            [
+                [
+                    row["model"],
+                    f"{row['params']:,}",
+                    row["epochs_run"],
+                    row["best_epoch"],
+                    row["train_seconds"],
+                    row["test_accuracy"],
+                    row["error_pct"],
+                ]
+            ],
+        )
+        print(f"Error: {r.test['error_pct']:.2f}% on {r.test['n']:,} final-set images. Run saved to {r.path}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from cnnlab.data import load_data
+    from cnnlab.engine import evaluate
+    from cnnlab.runs import load_run
+
+    run = load_run(args.run)
+    cfg = run.config
+    data_dir = args.data_dir or (
+        cfg.get("data_dir") if cfg.get("data_dir") and os.path.isdir(cfg["data_dir"]) else None
+    )
+    data = load_data(
+        cfg["data"], split=cfg["split"], seed=cfg["seed"], data_dir=data_dir, limit=cfg.get("limit")
+    )
+    m = evaluate(run.model, data.test)
+    if args.json:
+        _print_json({"run": str(run.path), "model": cfg["model"], **m})
+    else:
+        print(
+            f"{run.path}: {cfg['model']} on {cfg['data']} final set ({m['n']:,} images): loss {m['loss']:.4f}, "
+            f"accuracy {m['accuracy']:.4f}, Error: {m['error_pct']:.2f}%"
+        )
+    return 0
+
+
+QUICK = {"limit": 12000, "epochs": 8, "batch_size": 64, "patience": 3}
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from cnnlab.compare import compare, results_table_md
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.quick:  # the quick-start main job: a subset and a short schedule, minutes on a laptop CPU
+        for k, v in QUICK.items():
+            if getattr(args, k) == _DEFAULTS[k]:
+                setattr(args, k, v)
+    cfg = config_from_args(args, models[0] if models else "mlp")
+    quiet = args.quiet or args.json
+
+    def show(r):
+        if not quiet:
+            print(
+                f"  {r.name}: error {r.test['error_pct']:.2f}% after {r.history.epochs} epochs ({r.history.total_seconds:.0f} s)"
+            )
+
+    results = compare(
+        models,
+        cfg,
+        out=args.out,
+        data_dir=args.data_dir,
+        overwrite=args.overwrite,
+        progress=not quiet,
+        on_result=show,
+    )
+    if args.json:
+        _print_json({"out": str(args.out), "results": [r.row() for r in results]})
+    else:
+        print(results_table_md(results))
+        if args.out:
+            print(f"Saved results.md, results.csv and learning_curves.png to {args.out}")
+    return 0
+
+
+_DEFAULTS: dict = {}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from cnnlab.config import TrainConfig
+
+    d = TrainConfig()
+    _DEFAULTS.update(limit=None, epochs=d.epochs, batch_size=d.batch_size, patience=d.patience)
+
+    p = sub.add_parser("datasets", help="list the built-in datasets")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_datasets)
+
+    p = sub.add_parser("models", help="list the registered models and the layer-spec grammar")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_models)
+
+    p = sub.add_parser("summary", help="Keras-style summary of a model or layer spec")
+    p.add_argument("model", metavar="MODEL_OR_SPEC")
+    p.add_argument("--data", default="fashion_mnist", help="dataset whose input shape and classes to use")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_summary)
+
+    p = sub.add_parser("train", help="train one model and write a run folder")
+    p.add_argument("--model", default=d.model, help="registered model name or layer spec [cnn2]")
+    p.add_argument("--out", required=True, help="run folder to create (never overwritten unless --overwrite)")
+    add_data_args(p)
+    add_recipe_args(p)
+    p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a run on its dataset's final (official test) set")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_eval)
+
+    p = sub.add_parser("compare", help="the tutorial's experiment: several models, same protocol, one table")
+    p.add_argument(
+        "--models", default="mlp,cnn1,cnn2,cnn4", help="comma-separated names or specs [mlp,cnn1,cnn2,cnn4]"
+    )
+    p.add_argument(
+        "--out", default=None, help="folder for results.md/csv, learning_curves.png and one run per model"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help=f"a few-minute version: {QUICK} unless given explicitly"
+    )
+    add_data_args(p)
+    add_recipe_args(p)
+    p.set_defaults(handler=cmd_compare)

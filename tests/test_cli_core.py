@@ -1,0 +1,179 @@
+"""Each core CLI command end to end on a small real subset, and every bad input: one line, exit code."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import cnnlab as cl
+
+
+@pytest.fixture
+def data_args(fmnist_dir):
+    return ["--data-dir", str(fmnist_dir)]
+
+
+def test_datasets_and_models(run_cli):
+    code, out, _ = run_cli("datasets", "--json")
+    assert code == 0 and {d["name"] for d in json.loads(out)} >= {"fashion_mnist", "mnist"}
+    code, out, _ = run_cli("models", "--json")
+    params = {m["name"]: m["params_28x28x1"] for m in json.loads(out)}
+    assert code == 0 and params["cnn4"] == "522,570"
+    code, out, _ = run_cli("models")
+    assert code == 0 and "cnn2" in out and "conv<C>" in out
+
+
+def test_summary(run_cli):
+    code, out, _ = run_cli("summary", "cnn2")
+    assert code == 0 and "Total params: 485,514" in out and "(None, 128, 5, 5)" in out
+    code, out, _ = run_cli("summary", "conv32-pool-dense64", "--json")
+    assert code == 0 and json.loads(out)["layers"][0]["output_shape"] == [32, 26, 26]
+
+
+@pytest.mark.slow
+def test_train_then_eval(run_cli, data_args, tmp_path):
+    out_dir = tmp_path / "run"
+    code, out, err = run_cli(
+        "train",
+        "--model",
+        "cnn1",
+        "--out",
+        out_dir,
+        "--limit",
+        "1500",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--quiet",
+        "--json",
+        *data_args,
+    )
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["epochs_run"] == 2 and res["params"] == 1_386_506 and res["n_test"] == 1500
+    for f in (
+        "config.json",
+        "env.json",
+        "metrics.csv",
+        "model.safetensors",
+        "results.json",
+        "plots/learning_curves.png",
+    ):
+        assert (out_dir / f).is_file(), f
+    cfg = json.loads((out_dir / "config.json").read_text())
+    assert (
+        cfg["model"] == "cnn1"
+        and cfg["batch_size"] == 64
+        and cfg["input_shape"] == [1, 28, 28]
+        and len(cfg["classes"]) == 10
+    )
+    assert json.loads((out_dir / "env.json").read_text())["torch"] == torch.__version__
+    assert (out_dir / "metrics.csv").read_text().splitlines()[
+        0
+    ] == "epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds"
+    # eval reproduces the saved final-set numbers from the saved weights
+    code, out, _ = run_cli("eval", out_dir, "--json", *data_args)
+    assert code == 0 and json.loads(out)["accuracy"] == pytest.approx(res["test_accuracy"], abs=1e-4)
+    run = cl.load_run(out_dir)
+    assert cl.count_params(run.model) == 1_386_506 and run.history.epochs == 2
+    # never silently overwritten
+    before = (out_dir / "model.safetensors").read_bytes()
+    code, _, err = run_cli(
+        "train", "--model", "mlp", "--out", out_dir, "--limit", "500", "--epochs", "1", *data_args
+    )
+    assert code == 1 and "already holds" in err and (out_dir / "model.safetensors").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_compare(run_cli, data_args, tmp_path):
+    out_dir = tmp_path / "cmp"
+    code, out, err = run_cli(
+        "compare",
+        "--models",
+        "mlp,conv8-pool-dense32",
+        "--out",
+        out_dir,
+        "--limit",
+        "1000",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "128",
+        "--json",
+        *data_args,
+    )
+    assert code == 0, err
+    rows = json.loads(out)["results"]
+    assert [r["model"] for r in rows] == ["mlp", "conv8-pool-dense32"] and all(
+        r["epochs_run"] == 2 for r in rows
+    )
+    for f in (
+        "results.md",
+        "results.csv",
+        "results.json",
+        "learning_curves.png",
+        "mlp/model.safetensors",
+        "conv8-pool-dense32/metrics.csv",
+    ):
+        assert (out_dir / f).is_file(), f
+    md = (out_dir / "results.md").read_text()
+    assert "| mlp | 101,770 | 2 |" in md and "error %" in md
+
+
+@pytest.mark.parametrize(
+    "args,code,message",
+    [
+        (
+            ["train", "--data", "cifar99", "--out", "{tmp}/a"],
+            1,
+            "Unknown dataset 'cifar99'. Available: fashion_mnist, mnist",
+        ),
+        (
+            ["train", "--model", "cnn5", "--out", "{tmp}/a"],
+            1,
+            "Unknown model 'cnn5'. Available: mlp, cnn1, cnn2, cnn4",
+        ),
+        (["train", "--model", "conv8-bogus", "--out", "{tmp}/a"], 1, "Invalid layer spec"),
+        (["train", "--epochs", "0", "--out", "{tmp}/a"], 2, "expected a positive integer"),
+        (["train", "--batch-size", "-3", "--out", "{tmp}/a"], 2, "expected a positive integer"),
+        (["train", "--limit", "999999", "--out", "{tmp}/a"], 1, "limit must be an integer from 1 to 45,000"),
+        (["train", "--data-dir", "{tmp}/nowhere", "--out", "{tmp}/a"], 1, "nowhere"),
+        (["train", "--data-dir", "{tmp}", "--out", "{tmp}/a"], 1, "No fashion_mnist files"),
+        (["train", "--device", "tpu", "--out", "{tmp}/a"], 1, "Unknown device"),
+        (["train", "--optimizer", "rmsprop", "--out", "{tmp}/a"], 1, "Unknown optimizer"),
+        (["compare", "--models", "mlp,cnn5", "--out", "{tmp}/a"], 1, "Unknown model 'cnn5'"),
+        (["eval", "{tmp}/missing"], 1, "does not exist"),
+        (["eval", "{tmp}"], 1, "is not a cnnlab run"),
+        (["summary", "cnn2", "--data", "nope"], 1, "Unknown dataset"),
+        (["train", "--bogus-flag", "--out", "{tmp}/a"], 2, "unrecognized arguments"),
+    ],
+)
+def test_bad_input_is_one_clear_line(run_cli, tmp_path, fmnist_dir, monkeypatch, args, code, message):
+    monkeypatch.setenv("CNNLAB_DATA_DIR", str(fmnist_dir))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    got, out, err = run_cli(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert got == code
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "a").exists()  # nothing written
+
+
+def test_corrupt_weights_are_a_clear_error(run_cli, tmp_path):
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model": "mlp", "input_shape": [1, 28, 28], "classes": list("abcdefghij")})
+    )
+    (tmp_path / "model.safetensors").write_bytes(b"\x80\x04not safetensors")
+    code, _, err = run_cli("eval", tmp_path)
+    assert code == 1 and "not a readable safetensors file" in err
+
+
+def test_python_dash_m_and_help():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "cnnlab", "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0
+    for cmd in ("datasets", "models", "summary", "train", "eval", "compare"):
+        assert cmd in r.stdout

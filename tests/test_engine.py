@@ -1,0 +1,159 @@
+"""fit / evaluate / predict and EarlyStopping semantics, on the real Fashion-MNIST subset."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+import cnnlab as cl
+from cnnlab.engine import DeviceBatches, EarlyStopping, TrainState, epoch_permutation
+from cnnlab.errors import CnnlabError, NonFiniteLossError
+
+
+def _feed(es: EarlyStopping, model: nn.Module, values: list[float]) -> TrainState:
+    """Drive the callback as fit does, changing the weights each epoch so restores are visible."""
+    state = TrainState(model=model)
+    es.on_train_begin(state)
+    for epoch, v in enumerate(values, start=1):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(float(epoch))
+        state.epoch, state.logs = epoch, {"val_loss": v, "val_accuracy": -v}
+        es.on_epoch_end(state)
+        if state.stop_training:
+            break
+    es.on_train_end(state)
+    return state
+
+
+def test_early_stopping_stops_after_patience_and_restores_best():
+    model = nn.Linear(2, 2)
+    es = EarlyStopping("val_loss", patience=2)
+    state = _feed(es, model, [1.0, 0.5, 0.6, 0.7, 0.4])
+    assert state.stop_training and es.stopped_epoch == 4 and state.epoch == 4
+    assert state.best_epoch == 2
+    assert torch.all(model.weight == 2.0)  # weights of epoch 2 are back
+
+
+def test_early_stopping_restores_best_also_at_the_epoch_limit():
+    model = nn.Linear(2, 2)
+    es = EarlyStopping("val_loss", patience=5)
+    state = _feed(es, model, [1.0, 0.3, 0.5, 0.6])  # never stops early
+    assert not state.stop_training and state.best_epoch == 2
+    assert torch.all(model.weight == 2.0)
+
+
+def test_early_stopping_modes_and_min_delta():
+    es = EarlyStopping("val_accuracy", patience=1)
+    assert es.mode == "max"
+    state = _feed(es, nn.Linear(1, 1), [-0.5, -0.6, -0.55])  # accuracy 0.5, 0.6, 0.55
+    assert state.best_epoch == 2 and state.stop_training
+    es = EarlyStopping("val_loss", patience=1, min_delta=0.1)
+    state = _feed(es, nn.Linear(1, 1), [1.0, 0.95, 0.5])
+    assert es.stopped_epoch == 2 and state.best_epoch == 1  # 0.95 is not better by 0.1
+
+
+def test_early_stopping_without_restore_keeps_last_weights():
+    model = nn.Linear(2, 2)
+    _feed(EarlyStopping(patience=1, restore_best_weights=False), model, [1.0, 2.0])
+    assert torch.all(model.weight == 2.0)
+
+
+def test_device_batches_cover_each_sample_once_per_epoch():
+    images = torch.arange(103, dtype=torch.uint8).view(103, 1, 1, 1)
+    labels = torch.arange(103)
+    b = DeviceBatches(images, labels, batch_size=10, shuffle=True, seed=3)
+    seen = torch.cat([y for _, y in b.epoch(1)])
+    assert len(b) == 11 and sorted(seen.tolist()) == list(range(103))
+    assert not torch.equal(seen, torch.cat([y for _, y in b.epoch(2)]))  # a new order each epoch
+    x, y = next(iter(b.epoch(1)))
+    assert x.dtype == torch.float32 and torch.allclose(x.flatten() * 255, y.float())
+    assert torch.equal(epoch_permutation(50, seed=1, epoch=2), epoch_permutation(50, seed=1, epoch=2))
+    rest = [y for _, y in b.epoch(1, start_step=4)]  # resuming mid-epoch gives the same tail
+    assert torch.equal(torch.cat(rest), seen[40:])
+
+
+@pytest.mark.slow
+def test_fit_lowers_loss_and_restores_best_on_real_data(fmnist_small):
+    model = cl.create_model("cnn2", seed=0)
+    before = cl.evaluate(model, fmnist_small.val)
+    es = EarlyStopping(patience=5)
+    h = cl.fit(model, fmnist_small, epochs=3, batch_size=64, callbacks=[es], progress=False)
+    after = cl.evaluate(model, fmnist_small.val)
+    assert h["loss"][-1] < h["loss"][0] and after["loss"] < before["loss"] - 0.5
+    assert after["accuracy"] > 0.7
+    assert set(h.rows[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
+    # the model holds the best epoch's weights: its val loss is the best one logged
+    assert h.best_epoch == 1 + min(range(3), key=lambda i: h["val_loss"][i])
+    assert after["loss"] == pytest.approx(h["val_loss"][h.best_epoch - 1], rel=1e-5)
+
+
+def test_seeded_fit_is_repeatable(fmnist_small):
+    def run(seed):
+        model = cl.create_model("conv8-pool-dense32-drop.5", seed=seed)
+        cl.fit(model, fmnist_small, epochs=1, batch_size=128, seed=seed, progress=False)
+        return torch.cat([p.flatten() for p in model.parameters()])
+
+    a, b, c = run(0), run(0), run(1)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_evaluate_and_predict(fmnist_small):
+    model = cl.create_model("mlp", seed=0)
+    m = cl.evaluate(model, fmnist_small.test)
+    assert set(m) == {"loss", "accuracy", "error_pct", "n"} and m["n"] == len(fmnist_small.test)
+    assert m["error_pct"] == pytest.approx(100 * (1 - m["accuracy"]))
+    probs = cl.predict(model, fmnist_small.test.images[:7])
+    assert probs.shape == (7, 10) and torch.allclose(probs.sum(1), torch.ones(7), atol=1e-5)
+    assert torch.allclose(cl.predict(model, fmnist_small.test.images[:7].float() / 255), probs, atol=1e-6)
+
+
+def test_schedules_and_optimizers_train(fmnist_small):
+    for opt, sched in [("sgd", "onecycle"), ("nesterov", "linear"), ("adamw", "constant")]:
+        model = cl.create_model("mlp", seed=0)
+        h = cl.fit(
+            model,
+            fmnist_small,
+            epochs=2,
+            batch_size=128,
+            lr=0.01,
+            optimizer=opt,
+            schedule=sched,
+            progress=False,
+        )
+        assert h["loss"][1] < h["loss"][0], (opt, sched)
+    h = cl.fit(cl.create_model("mlp"), fmnist_small, epochs=2, lr=0.01, schedule="linear", progress=False)
+    assert h["lr"][1] < h["lr"][0]
+
+
+def test_non_finite_loss_stops_with_exit_code_3(fmnist_small):
+    model = cl.create_model("mlp", seed=0)
+    model.output.register_forward_hook(lambda m, i, o: o * float("nan"))
+    with pytest.raises(NonFiniteLossError, match="epoch 1, step 1") as e:
+        cl.fit(model, fmnist_small, epochs=1, progress=False)
+    assert e.value.exit_code == 3
+
+
+@pytest.mark.parametrize(
+    "kwargs,msg",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": 0}, "batch size"),
+        ({"optimizer": "lbfgs"}, "Unknown optimizer"),
+        ({"schedule": "cosine"}, "Unknown schedule"),
+        ({"device": "tpu"}, "device"),
+    ],
+)
+def test_bad_fit_arguments(fmnist_small, kwargs, msg):
+    with pytest.raises((CnnlabError, RuntimeError), match=msg):
+        cl.fit(cl.create_model("mlp"), fmnist_small, **{"epochs": 1, "progress": False, **kwargs})
+
+
+def test_cuda_requested_without_gpu_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(CnnlabError, match="no CUDA GPU"):
+        cl.fit(cl.create_model("mlp"), SimpleNamespace(train=None, val=None), device="cuda")
