@@ -99,7 +99,9 @@ def train(
             "params": params,
             "dataset": data.describe(),
             "data_dir": str(data_dir or os.environ.get("CNNLAB_DATA_DIR") or "") or None,
-            "preprocessing": "pixels / 255 (0..1), shape (N, C, H, W)",
+            "mean": list(data.mean) if data.mean else None,
+            "std": list(data.std) if data.std else None,
+            "preprocessing": "pixels / 255 (0..1), shape (N, C, H, W); mean/std applied by the model's normalize stage",
         }
         path = save_run(
             out,

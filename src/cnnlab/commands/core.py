@@ -75,7 +75,7 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--monitor", default=d.monitor, help="val_loss or val_accuracy [val_loss]")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda [auto]")
-    p.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=d.channels_last, help="NHWC memory layout (faster convolutions) [on]")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print machine-readable results")

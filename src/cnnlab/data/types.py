@@ -72,6 +72,8 @@ class Dataset:
         split: the protocol that cut train/val, `"tutorial"` or `"default"`.
         seed: the seed of that cut.
         limit: if set, every split was capped at this many images (a quick run; not official numbers).
+        mean, std: per-channel normalisation on the 0..1 scale, computed on the training split, for
+            datasets that want it (folder datasets); None means the model sees plain 0..1 pixels.
 
     Example:
         >>> data = load_data("fashion_mnist", split="tutorial", seed=0)  # doctest: +SKIP
@@ -87,6 +89,8 @@ class Dataset:
     split: str
     seed: int
     limit: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -108,4 +112,6 @@ class Dataset:
             "sizes": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
             "input_shape": list(self.input_shape),
             "classes": list(self.classes),
+            "mean": list(self.mean) if self.mean else None,
+            "std": list(self.std) if self.std else None,
         }

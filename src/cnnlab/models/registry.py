@@ -6,13 +6,14 @@ returning logits (B, num_classes). Input shape and class count come from the dat
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.models.normalize import with_normalization
 from cnnlab.models.spec import build_from_spec, parse_spec
 
 Builder = Callable[[tuple[int, int, int], int], nn.Sequential]
@@ -77,6 +78,8 @@ def create_model(
     input_shape: tuple[int, int, int] = (1, 28, 28),
     num_classes: int = 10,
     seed: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> nn.Sequential:
     """Create a registered model by name, or build one from a layer spec.
 
@@ -85,12 +88,26 @@ def create_model(
         input_shape: (channels, height, width) of the images, from the dataset.
         num_classes: number of classes, from the dataset.
         seed: if given, the weights are initialised from this seed (same seed, same weights).
+        mean, std: per-channel normalisation; when given, a ``normalize`` stage comes first.
 
     Example:
         >>> m = create_model("cnn2")
         >>> sum(p.numel() for p in m.parameters())
         485514
     """
+    model = _create(name_or_spec, tuple(input_shape), num_classes, seed)
+    if mean is not None and std is not None:
+        if len(mean) != input_shape[0] or len(std) != input_shape[0]:
+            raise CnnlabError(
+                f"mean/std need {input_shape[0]} values (one per channel), got {len(mean)}/{len(std)}"
+            )
+        model = with_normalization(model, mean, std)
+    return model
+
+
+def _create(
+    name_or_spec: str, input_shape: tuple[int, int, int], num_classes: int, seed: int | None
+) -> nn.Sequential:
     _load_zoo()
     c, h, w = input_shape
     if seed is not None:
