@@ -28,7 +28,7 @@ _EXPORTS = {
     "list_models": "cnnlab.models",
     "register_model": "cnnlab.models",
     "count_params": "cnnlab.models",
-    "summary": "cnnlab.summary",
+    "summary": "cnnlab.summarize",
     "fit": "cnnlab.engine",
     "evaluate": "cnnlab.engine",
     "predict": "cnnlab.engine",
@@ -37,8 +37,8 @@ _EXPORTS = {
     "TrainConfig": "cnnlab.config",
     "save_run": "cnnlab.runs",
     "load_run": "cnnlab.runs",
-    "train": "cnnlab.compare",
-    "compare": "cnnlab.compare",
+    "train": "cnnlab.experiment",
+    "compare": "cnnlab.experiment",
     "load_image": "cnnlab.images",
 }
 _SUBMODULES = ("filters", "explain", "data", "models", "engine")

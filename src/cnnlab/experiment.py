@@ -15,7 +15,7 @@ from cnnlab.engine import EarlyStopping, History, evaluate, fit, resolve_device
 from cnnlab.errors import CnnlabError
 from cnnlab.models import count_params, create_model, is_registered
 from cnnlab.runs import ensure_new_run_dir, environment, save_run, write_atomic, write_json
-from cnnlab.summary import summary
+from cnnlab.summarize import summary
 
 
 @dataclass

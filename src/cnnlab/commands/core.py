@@ -177,7 +177,7 @@ def _input_shape_for(data: str) -> tuple[tuple[int, int, int], int]:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     from cnnlab.models import create_model
-    from cnnlab.summary import summary
+    from cnnlab.summarize import summary
 
     shape, classes = _input_shape_for(args.data)
     s = summary(create_model(args.model, input_shape=shape, num_classes=classes), shape)
@@ -190,7 +190,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from cnnlab.compare import train
+    from cnnlab.experiment import train
 
     cfg = config_from_args(args, args.model)
     r = train(
@@ -251,7 +251,7 @@ QUICK = {"limit": 12000, "epochs": 8, "batch_size": 64, "patience": 3}
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from cnnlab.compare import compare, results_table_md
+    from cnnlab.experiment import compare, results_table_md
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.quick:  # the quick-start main job: a subset and a short schedule, minutes on a laptop CPU
