@@ -102,7 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--method",
         choices=["auto", "direct", "fft"],
         default="auto",
-        help="engine (default auto: direct below 6x6, FFT above)",
+        help="engine (default auto: direct below 25 entries, FFT from 5x5 up)",
     )
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default {DEFAULT_OUT})")
     p.add_argument("--dpi", type=int, default=80, help="resolution of the saved figures (default 80)")

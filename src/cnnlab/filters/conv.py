@@ -42,7 +42,7 @@ tutorial's), `reflect` mirrors without repeating it, `wrap` is circular, `fill` 
 MODES = ("same", "valid", "full")
 OPS = ("conv", "corr")
 METHODS = ("auto", "direct", "fft")
-FFT_MIN_AREA = 36  # kernels from 6x6 entries up go to the FFT engine when method="auto"
+FFT_MIN_AREA = 25  # kernels with 25+ entries (5x5 and up) go to the FFT engine when method="auto"
 _FFT_TILE = 256  # output rows/cols per overlap-save tile: fits in cache, measured fastest on 2 cores
 
 
@@ -123,7 +123,9 @@ def _correlate_fft(padded: np.ndarray, k: np.ndarray, out_hw: tuple[int, int]) -
             c0 = b * tw
             cols = min(fw, padded.shape[1] - c0)
             strip[b, :rows, :cols] = padded[r0 : r0 + rows, c0 : c0 + cols]
-        tiles = fft.irfft2(fft.rfft2(strip, workers=workers) * spectrum, s=(fh, fw), workers=workers)
+        spec = fft.rfft2(strip, workers=workers)
+        spec *= spectrum  # in place: one complex strip alive at a time
+        tiles = fft.irfft2(spec, s=(fh, fw), workers=workers, overwrite_x=True)
         rh = min(th, oh - r0)
         for b in range(n_cols):
             c0 = b * tw

@@ -256,11 +256,17 @@ def load_kernel_file(path: str | os.PathLike) -> np.ndarray:
     return _parse_text(text, what)
 
 
+def _looks_like_file(text: str) -> bool:
+    return Path(text).suffix.lower() in KERNEL_FILE_SUFFIXES or Path(text).is_file()
+
+
 def _looks_like_matrix(text: str) -> bool:
+    """Matrix text: '[...]', rows with ';', or numbers separated by spaces/commas (typos included)."""
+    text = text.strip()
     return (
-        text.lstrip().startswith("[")
-        or bool(re.fullmatch(r"[\s\d.eE+\-,;]+", text))
-        and any(c.isdigit() for c in text)
+        text.startswith("[")
+        or ";" in text
+        or (any(c.isdigit() for c in text) and bool(re.search(r"[\s,]", text)))
     )
 
 
@@ -279,9 +285,11 @@ def parse_kernel(spec: Any) -> np.ndarray:
         text = os.fspath(spec)
         if text in KERNELS:
             return get_kernel(text)
+        if _looks_like_file(text):
+            return load_kernel_file(text)
         if _looks_like_matrix(text):
             return _parse_text(text, f"kernel {text!r}")
-        if Path(text).suffix.lower() in KERNEL_FILE_SUFFIXES or os.sep in text or Path(text).is_file():
+        if os.sep in text:
             return load_kernel_file(text)
         if not text.strip():
             raise CnnlabError("kernel is empty")
@@ -308,6 +316,6 @@ def resolve_kernel(arg: str, default_name: str = "custom") -> tuple[str, np.ndar
     kernel = parse_kernel(arg)
     if arg in KERNELS:
         return arg, kernel
-    if not _looks_like_matrix(arg):
+    if _looks_like_file(arg):
         return Path(arg).stem or default_name, kernel
     return default_name, kernel
