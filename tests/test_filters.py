@@ -341,3 +341,24 @@ def test_downsample_that_leaves_nothing(cat, factor):
 def test_max_kernel_size_constant():
     assert MAX_KERNEL_SIZE == 63
     assert apply(np.ones((70, 70)), np.ones((63, 63)) / 63**2).shape == (70, 70)
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["kernels", "conv", "arith", "preprocess", "figures", "outputs", "animation", "__init__"],
+)
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    name = "cnnlab.filters" if module == "__init__" else f"cnnlab.filters.{module}"
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+
+
+def test_images_docstring_examples_run():
+    import doctest
+
+    import cnnlab.images
+
+    assert doctest.testmod(cnnlab.images).failed == 0

@@ -36,8 +36,8 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
 
     Example:
         >>> import numpy as np
-        >>> float(to_gray(np.array([[[1.0, 1.0, 1.0]]]))[0, 0])
-        1.0
+        >>> to_gray(np.array([[[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]]])).round(6).tolist()
+        [[0.299, 1.0]]
     """
     rgb = np.asarray(rgb)
     if rgb.ndim == 2:

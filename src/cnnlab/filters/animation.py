@@ -125,67 +125,62 @@ def animate(
         "avg": f"{k_h}x{k_w} average pooling",
     }[kind]
     title = f"{n_h}x{n_w} input, {label}, padding {p_h if p_h == p_w else (p_h, p_w)}, stride {s_h if s_h == s_w else (s_h, s_w)} -> {out_h}x{out_w} output"
-    out = np.full((out_h, out_w), np.nan)
-    num = lambda v: "" if np.isnan(v) else ("" if np.isinf(v) else f"{v:g}")  # noqa: E731
+    # Draw everything static once; per frame only move the window and update texts and colours.
+    fig = Figure(figsize=(width * CELL, height * CELL), dpi=DPI)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
+    ax.axis("off")
+    inside = lambda y, z: p_h <= y < p_h + n_h and p_w <= z < p_w + n_w  # noqa: E731
+    face = [["#cfe3ff" if inside(y, z) else "#dddddd" for z in range(wp)] for y in range(hp)]
+    _grid(ax, 0.5, 1.35, xp, face=face, fmt=lambda v: "" if np.isinf(v) else f"{v:g}")
+    window = Rectangle((0.5, 1.35), k_w, k_h, fill=False, edgecolor="#d62728", lw=3, zorder=5)
+    ax.add_patch(window)
+    weights = []
+    if kind == "conv":  # the kernel's weight, small, in the corner of each window cell
+        for (a, b), w in np.ndenumerate(k):
+            t = ax.text(0, 0, f"×{w:g}", ha="right", va="bottom", fontsize=7, color="#d62728", zorder=6)
+            weights.append((a, b, t))
+        _grid(ax, k_x0, 1.35, k, face=[["#ffd8d8"] * k_w for _ in range(k_h)], fmt=lambda v: f"{v:g}")
+        ax.text(k_x0 + k_w / 2, 1.05, "kernel", ha="center", fontsize=10)
+    else:
+        ax.text(k_x0 + 1, 1.35 + hp / 2, kind, ha="center", va="center", fontsize=14, color="#d62728")
+    out_cells, out_texts = {}, {}
+    for y in range(out_h):
+        for z in range(out_w):
+            out_cells[y, z] = ax.add_patch(
+                Rectangle((o_x0 + z, 1.35 + y), 1, 1, facecolor="white", edgecolor="#555", lw=1)
+            )
+            out_texts[y, z] = ax.text(
+                o_x0 + z + 0.5, 1.35 + y + 0.5, "", ha="center", va="center", fontsize=11
+            )
+    ax.text(0.5 + wp / 2, 1.05, "input (grey: padding)" if p_h or p_w else "input", ha="center", fontsize=10)
+    ax.text(o_x0 + out_w / 2, 1.05, "output", ha="center", fontsize=10)
+    ax.text(0.5, 0.4, title, fontsize=10, va="center")
+    caption = ax.text(0.5, height - 0.4, "", fontsize=9, va="center")
+
     frames = []
     for i in range(out_h * out_w):
         r, c = divmod(i, out_w)
         win = xp[r * s_h : r * s_h + k_h, c * s_w : c * s_w + k_w]
         if kind == "conv":
+            value = float((win * k).sum())
             terms = [f"{a:g}×{b:g}" for a, b in zip(win.ravel(), k.ravel(), strict=True)]
-            out[r, c] = float((win * k).sum())
             expr = " + ".join(terms if len(terms) <= 9 else [*terms[:8], "..."])
         elif kind == "max":
-            out[r, c] = float(win.max())
-            expr = "max(" + ", ".join(num(v) or "pad" for v in win.ravel()) + ")"
+            value = float(win.max())
+            expr = "max(" + ", ".join("pad" if np.isinf(v) else f"{v:g}" for v in win.ravel()) + ")"
         else:
-            out[r, c] = float(win.mean())
+            value = float(win.mean())
             expr = "mean(" + ", ".join(f"{v:g}" for v in win.ravel()) + ")"
-        fig = Figure(figsize=(width * CELL, height * CELL), dpi=DPI)
-        ax = fig.add_axes((0, 0, 1, 1))
-        ax.set_xlim(0, width)
-        ax.set_ylim(height, 0)
-        ax.axis("off")
-        face = [
-            [
-                "#dddddd" if not (p_h <= y < p_h + n_h and p_w <= z < p_w + n_w) else "#cfe3ff"
-                for z in range(wp)
-            ]
-            for y in range(hp)
-        ]
-        _grid(ax, 0.5, 1.35, xp, face=face, fmt=lambda v: "" if np.isinf(v) else f"{v:g}")
-        ax.add_patch(
-            Rectangle((0.5 + c * s_w, 1.35 + r * s_h), k_w, k_h, fill=False, edgecolor="#d62728", lw=3)
-        )
-        if kind == "conv":  # the kernel's weight, small, in the corner of each window cell
-            for (a, b), w in np.ndenumerate(k):
-                ax.text(
-                    0.5 + c * s_w + b + 0.92,
-                    1.35 + r * s_h + a + 0.9,
-                    f"×{w:g}",
-                    ha="right",
-                    va="bottom",
-                    fontsize=7,
-                    color="#d62728",
-                )
-            _grid(ax, k_x0, 1.35, k, face=[["#ffd8d8"] * k_w for _ in range(k_h)], fmt=lambda v: f"{v:g}")
-            ax.text(k_x0 + k_w / 2, 1.05, "kernel", ha="center", fontsize=10)
-        else:
-            ax.text(k_x0 + 1, 1.35 + hp / 2, kind, ha="center", va="center", fontsize=14, color="#d62728")
-        out_face = [
-            [
-                "#ffb347" if (y, z) == (r, c) else ("#d9f2d9" if not np.isnan(out[y, z]) else "white")
-                for z in range(out_w)
-            ]
-            for y in range(out_h)
-        ]
-        _grid(ax, o_x0, 1.35, out, face=out_face, fmt=lambda v: "" if np.isnan(v) else f"{v:.3g}")
-        ax.text(
-            0.5 + wp / 2, 1.05, "input (grey: padding)" if p_h or p_w else "input", ha="center", fontsize=10
-        )
-        ax.text(o_x0 + out_w / 2, 1.05, "output", ha="center", fontsize=10)
-        ax.text(0.5, 0.4, title, fontsize=10, va="center")
-        ax.text(0.5, height - 0.4, f"out[{r},{c}] = {expr} = {out[r, c]:.3g}", fontsize=9, va="center")
+        window.set_xy((0.5 + c * s_w, 1.35 + r * s_h))
+        for a, b, t in weights:
+            t.set_position((0.5 + c * s_w + b + 0.92, 1.35 + r * s_h + a + 0.9))
+        if i:  # the previous output cell is done: from orange to green
+            out_cells[divmod(i - 1, out_w)].set_facecolor("#d9f2d9")
+        out_cells[r, c].set_facecolor("#ffb347")
+        out_texts[r, c].set_text(f"{value:.3g}")
+        caption.set_text(f"out[{r},{c}] = {expr} = {value:.3g}")
         frames.append(_render(fig))
     return Animation(frames=frames, out_shape=(out_h, out_w), title=title)
 
@@ -193,6 +188,6 @@ def animate(
 def _render(fig) -> np.ndarray:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    canvas = FigureCanvasAgg(fig)
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
