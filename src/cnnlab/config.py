@@ -10,9 +10,18 @@ from cnnlab.errors import CnnlabError
 @dataclass
 class TrainConfig:
     # what to train on
-    data: str = "fashion_mnist"  # a built-in dataset name
+    data: str = (
+        "fashion_mnist"  # a built-in dataset name, a folder of class sub-folders, or a CSV of path,label
+    )
     split: str = "tutorial"  # "tutorial" (45,000/15,000/10,000) or "default" (55,000/5,000/10,000 stratified)
     limit: int | None = None  # cap each split at this many images, for quick runs
+    # how images become tensors (folders: decoded once into a cache; built-ins: resized/converted if asked)
+    image_size: int | None = None  # square input size; None: 64 for folders, native for built-ins
+    channels: int | None = None  # 1 (grayscale) or 3 (RGB); None: 3 for folders, native for built-ins
+    resize: str = "pad"  # folders: "pad" (keep aspect, pad), "crop" (centre-crop) or "stretch"
+    bad_images: str = (
+        "skip"  # folders: "skip" unreadable files with a report, or "strict" (fail at the first)
+    )
     # what to train
     model: str = "cnn2"  # a registered model name or a layer spec
     # how (the tutorial's recipe by default: Keras' Adam, batch 32, early stopping on val_loss, patience 5)
@@ -46,7 +55,26 @@ class TrainConfig:
             )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise CnnlabError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.image_size is not None and (
+            isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 1
+        ):
+            raise CnnlabError(f"--image-size must be a positive integer, got {self.image_size!r}")
+        if self.channels not in (None, 1, 3):
+            raise CnnlabError(f"--channels must be 1 (grayscale) or 3 (RGB), got {self.channels!r}")
+        if self.resize not in ("pad", "crop", "stretch"):
+            raise CnnlabError(f"Unknown resize mode {self.resize!r}. Available: pad, crop, stretch")
+        if self.bad_images not in ("skip", "strict"):
+            raise CnnlabError(f"Unknown --bad-images mode {self.bad_images!r}. Available: skip, strict")
         return self
+
+    def data_options(self) -> dict:
+        """The keyword options ``load_data`` takes besides name/split/seed/limit."""
+        return {
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "resize": self.resize,
+            "bad_images": self.bad_images,
+        }
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -60,7 +60,12 @@ def train(
     device = resolve_device(config.device)
     if data is None:
         data = load_data(
-            config.data, split=config.split, seed=config.seed, data_dir=data_dir, limit=config.limit
+            config.data,
+            split=config.split,
+            seed=config.seed,
+            data_dir=data_dir,
+            limit=config.limit,
+            **config.data_options(),
         )
     model = create_model(
         config.model, input_shape=data.input_shape, num_classes=data.num_classes, seed=config.seed
@@ -146,7 +151,9 @@ def compare(
         raise CnnlabError(f"Duplicate model in --models: {','.join(models)}")
     base.validate()
     root = ensure_new_run_dir(out, overwrite=overwrite) if out is not None else None
-    data = load_data(base.data, split=base.split, seed=base.seed, data_dir=data_dir, limit=base.limit)
+    data = load_data(
+        base.data, split=base.split, seed=base.seed, data_dir=data_dir, limit=base.limit, **base.data_options()
+    )
     for m in models:  # a typo in the last model must not cost the first ones' training
         create_model(m, input_shape=data.input_shape, num_classes=data.num_classes)
     results = []

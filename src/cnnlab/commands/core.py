@@ -34,7 +34,11 @@ def _print_json(obj) -> None:
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="fashion_mnist", help="built-in dataset (see `cnnlab datasets`)")
+    p.add_argument(
+        "--data",
+        default="fashion_mnist",
+        help="built-in dataset (see `cnnlab datasets`), a folder with one sub-folder per class, or a CSV of path,label",
+    )
     p.add_argument(
         "--data-dir",
         default=None,
@@ -50,6 +54,31 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=None,
         help="cap each split at N images (quick runs; the final set is then not the full official test)",
+    )
+    p.add_argument(
+        "--image-size",
+        type=_positive_int,
+        default=None,
+        help="square input size in pixels [folders: 64; built-ins: native, else resized]",
+    )
+    p.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 3),
+        default=None,
+        help="1 (grayscale) or 3 (RGB) [folders: 3; built-ins: native]",
+    )
+    p.add_argument(
+        "--resize",
+        choices=("pad", "crop", "stretch"),
+        default="pad",
+        help="folders: keep the aspect ratio and pad, centre-crop, or stretch to the square [pad]",
+    )
+    p.add_argument(
+        "--bad-images",
+        choices=("skip", "strict"),
+        default="skip",
+        help="folders: skip unreadable images and list them, or fail at the first one [skip]",
     )
 
 
@@ -88,6 +117,10 @@ def config_from_args(args: argparse.Namespace, model: str):
         data=args.data,
         split=args.split,
         limit=args.limit,
+        image_size=args.image_size,
+        channels=args.channels,
+        resize=args.resize,
+        bad_images=args.bad_images,
         model=model,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -224,6 +257,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from cnnlab.config import TrainConfig
     from cnnlab.data import load_data
     from cnnlab.engine import evaluate
     from cnnlab.runs import load_run
@@ -234,7 +268,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cfg.get("data_dir") if cfg.get("data_dir") and os.path.isdir(cfg["data_dir"]) else None
     )
     data = load_data(
-        cfg["data"], split=cfg["split"], seed=cfg["seed"], data_dir=data_dir, limit=cfg.get("limit")
+        cfg["data"],
+        split=cfg["split"],
+        seed=cfg["seed"],
+        data_dir=data_dir,
+        limit=cfg.get("limit"),
+        **TrainConfig.from_dict(cfg).data_options(),
     )
     m = evaluate(run.model, data.test)
     if args.json:
