@@ -229,6 +229,7 @@ def main() -> None:
         "peak extra (tracemalloc)",
         "x image",
         "peak RSS growth",
+        "x image ",
         "of which output",
     ):
         m.add_column(col, justify="left" if col in ("kernel", "engine") else "right")
@@ -239,6 +240,7 @@ def main() -> None:
             f"{r['peak_extra_mb']:.0f} MiB",
             f"{r['peak_extra_x']:.2f}x",
             f"{r['rss_peak_growth_mb']:.0f} MiB",
+            f"{r['rss_peak_growth_x']:.2f}x",
             f"{r['output_mb']:.0f} MiB",
         )
     console.print(m)

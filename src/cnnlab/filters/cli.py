@@ -186,15 +186,26 @@ def _run_kernels(args: argparse.Namespace) -> int:
     for col in ("name", "size", "matrix", "sum", "source", "what it does"):
         table.add_column(col, no_wrap=col in ("name", "matrix"))
     for name, m in kernels.items():
-        cells = [[f"{v:.4g}" for v in row] for row in m]
-        width = max(len(c) for row in cells for c in row)
-        lines = "\n".join(" ".join(c.rjust(width) for c in row) for row in cells)
+        lines = _matrix_text(m)
         info = KERNEL_INFO[name]
         table.add_row(
             name, f"{m.shape[0]}x{m.shape[1]}", lines, f"{m.sum():g}", info.source, info.description
         )
     Console().print(table)
     return 0
+
+
+def _matrix_text(m) -> str:
+    """Rows of a kernel; fractions such as 1/16 or 1/256 are factored out so the table stays narrow."""
+    prefix, values = "", m
+    if any(len(f"{v:.4g}") > 5 for v in m.ravel()):
+        for d in (9, 16, 256, 100, 1000):
+            if abs((m * d) - (m * d).round()).max() < 1e-9:
+                prefix, values = f"1/{d} x\n", (m * d).round()
+                break
+    cells = [[f"{v:.4g}" for v in row] for row in values]
+    width = max(len(c) for row in cells for c in row)
+    return prefix + "\n".join(" ".join(c.rjust(width) for c in row) for row in cells)
 
 
 def _run_conv_arith(args: argparse.Namespace) -> int:

@@ -14,11 +14,12 @@ Semantics (all engines agree; the reference is `scipy.signal.convolve2d`):
   gets k//2 padding before (top/left) and (k-1)//2 after, like `convolve2d`; with `op="corr"` it gets
   (k-1)//2 before and k//2 after, like `scipy.signal.correlate2d` and PyTorch's `padding="same"`.
 
-Engines: `direct` uses `scipy.ndimage.correlate` (compiled, no kernel size limit, 5-7x faster than
-`convolve2d` for 3x3 on a 12 MP photo); `fft` uses overlap-save tiles with `scipy.fft` (cost nearly
-independent of kernel size; 20-50x faster than `convolve2d` for 15x15 and 31x31). `auto` picks `fft`
-from `FFT_MIN_AREA` kernel entries up (measured in benchmarks/filters_bench.py). torch's CPU conv2d was
-measured too and is slower than `ndimage` for one channel, so it is not used here.
+Engines: `direct` uses `scipy.ndimage.correlate` (compiled, one pass, no kernel size limit); `fft` uses
+overlap-save tiles with `scipy.fft` (cost nearly independent of kernel size). `auto` picks `fft` from
+`FFT_MIN_AREA` kernel entries up, where it starts to win. On a 12 MP photo with 2 cores
+(benchmarks/filters_bench.py) that is 2-6x faster than `convolve2d` for 3x3 and 15-100x for 15x15 and
+31x31. torch's CPU conv2d was measured too: slower than `ndimage` for one channel and ~1 s to import,
+so it is not used here.
 
 Computation runs in float64 for float64 input (results match SciPy to ~1e-12) and in float32 for
 float32 input such as `load_image`'s (half the memory, ~1e-6 relative agreement). Colour images are
