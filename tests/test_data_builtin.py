@@ -155,7 +155,9 @@ def test_corrupt_or_foreign_file(fmnist_dir, tmp_path):
 
 
 def test_unknown_names_and_bad_arguments(fmnist_dir):
-    with pytest.raises(CnnlabError, match=r"^Unknown dataset 'x'\. Available: fashion_mnist, mnist\.$"):
+    with pytest.raises(
+        CnnlabError, match=r"^Unknown dataset 'x'\. Available: fashion_mnist, mnist, cifar10, or a"
+    ):
         load_data("x")
     with pytest.raises(CnnlabError, match="Unknown split 'official'. Available: tutorial, default"):
         load_data("fashion_mnist", split="official", data_dir=fmnist_dir)
@@ -166,7 +168,7 @@ def test_unknown_names_and_bad_arguments(fmnist_dir):
 
 def test_list_datasets_is_json():
     entries = list_datasets()
-    assert [e["name"] for e in entries] == ["fashion_mnist", "mnist"]
+    assert [e["name"] for e in entries] == ["fashion_mnist", "mnist", "cifar10"]
     fm = entries[0]
     assert fm["classes"][0] == "T-shirt/top" and fm["classes"][-1] == "Ankle boot"
     assert (fm["train_size"], fm["test_size"], fm["input_shape"]) == (60000, 10000, [1, 28, 28])

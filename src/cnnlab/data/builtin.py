@@ -1,4 +1,4 @@
-"""Built-in datasets (Fashion-MNIST, MNIST): where their files live, checking them, and `load_data`.
+"""Built-in datasets (Fashion-MNIST, MNIST; CIFAR-10 in `cifar.py`): where their files live, checking them, and `load_data`.
 
 Files are looked up in `data_dir`, else `$CNNLAB_DATA_DIR`, else the user cache folder, which is the only
 place anything is downloaded to. Every file is checked against the publisher's checksum before use.
@@ -129,8 +129,10 @@ def list_datasets() -> list[dict[str, Any]]:
 
     Example:
         >>> [d["name"] for d in list_datasets()]
-        ['fashion_mnist', 'mnist']
+        ['fashion_mnist', 'mnist', 'cifar10']
     """
+    from cnnlab.data.cifar import cifar_info
+
     return [
         {
             "name": spec.name,
@@ -144,7 +146,7 @@ def list_datasets() -> list[dict[str, Any]]:
             "files": [f.name for f in spec.files],
         }
         for spec in DATASETS.values()
-    ]
+    ] + [cifar_info()]
 
 
 def load_data(
@@ -169,7 +171,9 @@ def load_data(
     official checksum.
 
     Args:
-        name: `"fashion_mnist"` or `"mnist"` (see `list_datasets()`).
+        name: `"fashion_mnist"` or `"mnist"` (see `list_datasets()`); `"cifar10"` is read by
+            `cnnlab.data.cifar.load_cifar10`, and a folder with one sub-folder per class or a CSV of
+            path,label by `cnnlab.data.folder.load_folder` (which take the same options).
         split: `"default"`: 55,000 train / 5,000 validation stratified by class; `"tutorial"`: the post's
             random 45,000 / 15,000. `test` is always the official 10,000 test images.
         seed: the train/val cut; the same seed always gives the same split.
@@ -195,7 +199,18 @@ def load_data(
     """
     spec = DATASETS.get(name) if isinstance(name, str) else None
     if spec is None:
-        raise CnnlabError(f"Unknown dataset {name!r}. Available: {', '.join(DATASETS)}.")
+        return _load_other(
+            name,
+            split=split,
+            seed=seed,
+            data_dir=data_dir,
+            limit=limit,
+            download=download,
+            image_size=image_size,
+            channels=channels,
+            resize=resize,
+            bad_images=bad_images,
+        )
     check_image_options(image_size, channels, resize, bad_images)
     if not isinstance(split, str) or split not in SPLITS:
         raise CnnlabError(f"Unknown split {split!r}. Available: {', '.join(SPLITS)}.")
@@ -230,6 +245,32 @@ def load_data(
         limit=limit,
     )
     return adapt_dataset(data, image_size=image_size, channels=channels)
+
+
+def _load_other(name: object, **options: Any) -> Dataset:
+    """CIFAR-10, or your own images (a folder of class sub-folders or a CSV), or a clear error."""
+    from cnnlab.data.folder import is_folder_dataset, load_folder
+
+    if name == "cifar10":
+        from cnnlab.data.cifar import load_cifar10
+
+        check_image_options(
+            options["image_size"], options["channels"], options["resize"], options["bad_images"]
+        )
+        return load_cifar10(**{k: v for k, v in options.items() if k not in ("resize", "bad_images")})
+    if isinstance(name, (str, os.PathLike)) and is_folder_dataset(name):
+        if options["data_dir"] is not None:
+            raise CnnlabError(
+                f"data_dir is for built-in datasets; '{name}' is a folder/CSV of your own images."
+            )
+        options = {k: v for k, v in options.items() if k not in ("data_dir", "download")}
+        return load_folder(name, **options)
+    if isinstance(name, (str, os.PathLike)) and (os.sep in str(name) or "/" in str(name)):
+        raise CnnlabError(f"Dataset folder or CSV '{name}' does not exist.")
+    raise CnnlabError(
+        f"Unknown dataset {name!r}. Available: {', '.join([*DATASETS, 'cifar10'])}, or a folder with one "
+        "sub-folder per class, or a CSV of path,label."
+    )
 
 
 RESIZE_MODES = ("pad", "crop", "stretch")

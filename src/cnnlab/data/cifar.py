@@ -1,0 +1,335 @@
+"""CIFAR-10 from its binary distribution: 60,000 32x32 RGB photos in 10 classes.
+
+The binary version (`cifar-10-binary.tar.gz`) holds six files of fixed-size records, each one label
+byte followed by 3,072 pixel bytes (1,024 red, 1,024 green, 1,024 blue, row by row): read with numpy,
+nothing is unpickled (the "python version" of CIFAR is pickles, which can run code when loaded).
+
+The archive is downloaded only into the user cache, checked against the publisher's md5 before use,
+and only the six expected members are taken out of it: each must be a regular file of the exact
+expected size, and it is written under a name cnnlab chooses, never under the path the archive gives,
+so a crafted archive (`../../.bashrc`, absolute paths, links) cannot write anywhere else.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import posixpath
+import tarfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cnnlab.data.builtin import RemoteFile, adapt_dataset, cache_dir, check_image_options
+from cnnlab.data.download import check_digest, download_file
+from cnnlab.data.split import SPLITS, check_seed, split_indices
+from cnnlab.data.types import Dataset, Split
+from cnnlab.errors import CnnlabError
+
+__all__ = ["CIFAR10", "CifarSpec", "cifar_info", "extract_cifar", "load_cifar10", "read_cifar_batch"]
+
+RECORD = 1 + 3 * 32 * 32  # label byte + R, G, B planes of 32x32
+
+
+@dataclass(frozen=True)
+class CifarSpec:
+    """Where CIFAR-10 comes from and what its archive must hold."""
+
+    name: str
+    description: str
+    classes: tuple[str, ...]
+    mirrors: tuple[str, ...]
+    archive: RemoteFile
+    member_dir: str  # the folder inside the archive
+    train_files: tuple[str, ...]
+    test_files: tuple[str, ...]
+    records_per_file: int = 10_000
+    input_shape: tuple[int, int, int] = (3, 32, 32)
+    val_size: int = 5_000  # of the `default` split
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        return (*self.train_files, *self.test_files)
+
+    @property
+    def train_size(self) -> int:
+        return len(self.train_files) * self.records_per_file
+
+    @property
+    def test_size(self) -> int:
+        return len(self.test_files) * self.records_per_file
+
+
+CIFAR10 = CifarSpec(
+    name="cifar10",
+    description="Krizhevsky's CIFAR-10: 32x32 RGB photos, 10 classes (binary version, no pickles)",
+    classes=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+    mirrors=("https://www.cs.toronto.edu/~kriz/",),
+    # The md5 published on https://www.cs.toronto.edu/~kriz/cifar.html (no sha256 is published).
+    archive=RemoteFile("cifar-10-binary.tar.gz", md5="c32a1d4ab5d03f1284b67883e8d87530"),
+    member_dir="cifar-10-batches-bin",
+    train_files=tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
+    test_files=("test_batch.bin",),
+)
+
+
+def cifar_info(spec: CifarSpec = CIFAR10) -> dict[str, Any]:
+    """The `list_datasets()` entry for CIFAR-10."""
+    return {
+        "name": spec.name,
+        "description": spec.description,
+        "classes": list(spec.classes),
+        "input_shape": list(spec.input_shape),
+        "train_size": spec.train_size,
+        "test_size": spec.test_size,
+        "splits": {
+            "tutorial": "official train shuffled and cut 75/25 (37,500/12,500)",
+            "default": "official train minus 5,000 validation images stratified by class (45,000/5,000)",
+        },
+        "urls": list(spec.mirrors),
+        "files": [spec.archive.name],
+    }
+
+
+def read_cifar_batch(
+    data: bytes | np.ndarray, source: str, *, num_classes: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode the bytes of one CIFAR-10 binary batch into uint8 images (N, 3, 32, 32) and labels (N,).
+
+    Example:
+        >>> raw = bytes([3]) + bytes(3072)
+        >>> images, labels = read_cifar_batch(raw, "one.bin")
+        >>> images.shape, labels.tolist()
+        ((1, 3, 32, 32), [3])
+    """
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if buf.size == 0 or buf.size % RECORD:
+        raise CnnlabError(
+            f"'{source}' is not a CIFAR-10 binary batch: {buf.size:,} bytes is not a whole number of "
+            f"{RECORD:,}-byte records (truncated or another file?)."
+        )
+    records = buf.reshape(-1, RECORD)
+    labels = records[:, 0].astype(np.int64)
+    if labels.max() >= num_classes:
+        raise CnnlabError(
+            f"'{source}' has label {int(labels.max())}; CIFAR-10 labels are 0..{num_classes - 1} (corrupt file?)."
+        )
+    return records[:, 1:].reshape(-1, 3, 32, 32), labels
+
+
+def extract_cifar(
+    archive: str | os.PathLike[str], dest: str | os.PathLike[str], spec: CifarSpec = CIFAR10
+) -> Path:
+    """Take the expected batch files out of the archive into `dest`, safely (see the module docstring).
+
+    Each file is written to a temp name and renamed, so `dest` never holds half a batch.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, data in _members(Path(archive), spec).items():
+        tmp = dest / f".{name}.part"
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, dest / name)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return dest
+
+
+def _members(archive: Path, spec: CifarSpec) -> dict[str, bytes]:
+    """The bytes of every expected member, checked; anything else in the archive is ignored."""
+    wanted = {posixpath.join(spec.member_dir, m): m for m in spec.members}
+    size = spec.records_per_file * RECORD
+    found: dict[str, bytes] = {}
+    try:
+        with tarfile.open(archive, mode="r:*") as tar:
+            for member in tar:
+                # Only an exact, normalised, relative name of an expected member is looked at.
+                name = posixpath.normpath(member.name)  # "./x" -> "x"; "../x" and "/x" stay unmatched
+                if name not in wanted:
+                    continue
+                if not member.isreg():
+                    raise CnnlabError(
+                        f"'{archive}': member {member.name!r} is not a regular file (a link?); refusing the archive."
+                    )
+                if member.size != size:
+                    raise CnnlabError(
+                        f"'{archive}': member {member.name!r} has {member.size:,} bytes, expected {size:,}."
+                    )
+                f = tar.extractfile(member)
+                if f is None:
+                    raise CnnlabError(f"'{archive}': cannot read member {member.name!r}.")
+                found[wanted[name]] = f.read()
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise CnnlabError(f"'{archive}' is not a readable tar.gz archive ({exc}); fetch it again.") from None
+    missing = [m for m in spec.members if m not in found]
+    if missing:
+        raise CnnlabError(
+            f"'{archive}' lacks {', '.join(spec.member_dir + '/' + m for m in missing)}; "
+            "is it the CIFAR-10 binary version?"
+        )
+    return found
+
+
+def _check_archive(path: Path, spec: CifarSpec) -> None:
+    import hashlib
+
+    md5, sha256 = hashlib.md5(), hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            md5.update(chunk)
+            sha256.update(chunk)
+    mismatch = check_digest(
+        {"md5": md5.hexdigest(), "sha256": sha256.hexdigest()},
+        md5=spec.archive.md5,
+        sha256=spec.archive.sha256,
+    )
+    if mismatch:
+        raise CnnlabError(
+            f"'{path}' does not match the official checksum for {spec.name} ({mismatch}); "
+            "delete it and download it again."
+        )
+
+
+def _batch_folder(folder: Path, spec: CifarSpec) -> Path | None:
+    """The folder (this one or a known sub-folder) holding every batch file, if any."""
+    for candidate in (
+        folder,
+        folder / spec.member_dir,
+        folder / spec.name,
+        folder / spec.name / spec.member_dir,
+    ):
+        if all((candidate / m).is_file() for m in spec.members):
+            return candidate
+    return None
+
+
+def _load_batches(
+    spec: CifarSpec, data_dir: str | os.PathLike[str] | None, download: bool
+) -> dict[str, bytes]:
+    """The bytes of every batch file: from `data_dir`/`$CNNLAB_DATA_DIR` (never written to) or the cache."""
+    if data_dir is None and os.environ.get("CNNLAB_DATA_DIR"):
+        data_dir, origin = os.environ["CNNLAB_DATA_DIR"], "$CNNLAB_DATA_DIR"
+    else:
+        origin = "data_dir"
+    if data_dir is not None:
+        folder = Path(data_dir).expanduser()
+        batches = _batch_folder(folder, spec)
+        if batches is not None:
+            return {m: (batches / m).read_bytes() for m in spec.members}
+        for archive in (folder / spec.archive.name, folder / spec.name / spec.archive.name):
+            if archive.is_file():
+                _check_archive(archive, spec)
+                return _members(archive, spec)  # read in memory: the user's folder is not written to
+        raise CnnlabError(
+            f"{spec.name} not found in {origin} '{folder}': expected {spec.archive.name} or the "
+            f"{spec.member_dir}/ folder of its .bin files there."
+        )
+    folder = cache_dir(spec.name)
+    batches = _batch_folder(folder, spec)
+    if batches is None:
+        archive = folder / spec.archive.name
+        if not archive.is_file():
+            if not download:
+                raise CnnlabError(
+                    f"{spec.name} is not in the cache folder '{folder}' and download=False; allow the download "
+                    f"or pass data_dir / set CNNLAB_DATA_DIR to a folder holding {spec.archive.name}."
+                )
+            _download(spec, archive)
+        _check_archive(archive, spec)
+        batches = extract_cifar(archive, folder / spec.member_dir, spec)
+        archive.unlink(
+            missing_ok=True
+        )  # the .bin files are what is read; the archive would double the disk use
+    return {m: (batches / m).read_bytes() for m in spec.members}
+
+
+def _download(spec: CifarSpec, archive: Path) -> None:
+    errors = []
+    for mirror in spec.mirrors:
+        try:
+            download_file(
+                mirror + spec.archive.name,
+                archive,
+                md5=spec.archive.md5,
+                sha256=spec.archive.sha256,
+                progress=True,
+                timeout=60.0,
+            )
+            return
+        except CnnlabError as exc:
+            errors.append(str(exc))
+    raise CnnlabError(" ".join(errors) or f"No mirror for {spec.name}.")
+
+
+def load_cifar10(
+    *,
+    split: str = "default",
+    seed: int = 0,
+    data_dir: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    download: bool = True,
+    image_size: int | None = None,
+    channels: int | None = None,
+    spec: CifarSpec = CIFAR10,
+) -> Dataset:
+    """CIFAR-10 as uint8 (N, 3, 32, 32) splits; `load_data("cifar10", ...)` calls this.
+
+    `split="default"`: 45,000 train / 5,000 validation stratified by class; `"tutorial"`: 37,500 /
+    12,500 (the post's 75/25 cut); `test` is always the official 10,000. `mean`/`std` are the training
+    split's per-channel statistics. Files come from `data_dir`, else `$CNNLAB_DATA_DIR`, else the user
+    cache (downloaded there once, md5-checked, then extracted).
+
+    Example:
+        >>> data = load_cifar10(seed=0)  # doctest: +SKIP
+        >>> data.input_shape, len(data.train), len(data.test)  # doctest: +SKIP
+        ((3, 32, 32), 45000, 10000)
+    """
+    from cnnlab.data.folder import channel_stats
+
+    if not isinstance(split, str) or split not in SPLITS:
+        raise CnnlabError(f"Unknown split {split!r}. Available: {', '.join(SPLITS)}.")
+    check_image_options(image_size, channels, "pad", "skip")
+    seed = check_seed(seed)
+    n_train = spec.train_size - (math.ceil(0.25 * spec.train_size) if split == "tutorial" else spec.val_size)
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= n_train
+    ):
+        raise CnnlabError(
+            f"limit must be an integer from 1 to {n_train:,} (the {split} train split of {spec.name}), got {limit!r}."
+        )
+    raw = _load_batches(spec, data_dir, download)
+    parts = {m: read_cifar_batch(raw[m], m, num_classes=len(spec.classes)) for m in spec.members}
+    for m, (x, _) in parts.items():
+        if len(x) != spec.records_per_file:
+            raise CnnlabError(f"'{m}' holds {len(x):,} images, expected {spec.records_per_file:,}.")
+    train_x = np.concatenate([parts[m][0] for m in spec.train_files])
+    train_y = np.concatenate([parts[m][1] for m in spec.train_files])
+    test_x = np.concatenate([parts[m][0] for m in spec.test_files])
+    test_y = np.concatenate([parts[m][1] for m in spec.test_files])
+    train_idx, val_idx = split_indices(split, train_y, seed, val_size=spec.val_size)
+    if limit is not None:
+        train_idx, val_idx = train_idx[:limit], val_idx[:limit]
+        test_x, test_y = test_x[:limit], test_y[:limit]
+    train = Split(torch.from_numpy(train_x[train_idx]), torch.from_numpy(train_y[train_idx]))
+    mean, std = channel_stats(train.images.numpy())
+    data = Dataset(
+        name=spec.name,
+        classes=spec.classes,
+        train=train,
+        val=Split(torch.from_numpy(train_x[val_idx]), torch.from_numpy(train_y[val_idx])),
+        test=Split(torch.from_numpy(np.ascontiguousarray(test_x)), torch.from_numpy(np.array(test_y))),
+        split=split,
+        seed=seed,
+        limit=limit,
+        mean=mean,
+        std=std,
+    )
+    adapted = adapt_dataset(data, image_size=image_size, channels=channels)
+    if adapted is not data:  # statistics of the pixels the model will see
+        mean, std = channel_stats(adapted.train.images.numpy())
+        adapted = replace(adapted, mean=mean, std=std)
+    return adapted

@@ -1,0 +1,236 @@
+"""Decode image files of any mode and size into one uint8 array of a fixed square size, in parallel.
+
+Shared by folder datasets (decoded once, then cached) and `cnnlab predict`. Every file becomes
+(C, S, S) uint8 with C = 1 (ITU-R 601 luma, the tutorial's 0.299 R + 0.587 G + 0.114 B) or 3 (RGB):
+
+- palette, CMYK, YCbCr, LAB... are converted; 16-bit grayscale is scaled 65535 -> 255; float images are
+  taken as 0..1; transparent pixels are composited onto white (what a viewer shows); animated or
+  multi-page files give their first frame; EXIF-rotated photos are turned upright.
+- `resize="pad"` (default) scales the longer side to S and pads the shorter one with black, centred, so
+  nothing of the picture is lost and nothing is distorted; `"crop"` scales the shorter side to S and
+  cuts the centre square; `"stretch"` ignores the aspect ratio.
+- JPEGs are decoded at reduced size when that is enough (libjpeg's DCT scaling via Pillow's draft mode:
+  a 256x256 JPEG for a 64x64 input is decoded at 64x64, four to eight times faster), then resized with
+  antialiasing.
+
+Decoding runs in a thread pool: Pillow releases the GIL while it decodes and resizes, so threads use
+every core without pickling pixels between processes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.errors import CnnlabError
+from cnnlab.images import MAX_PIXELS
+
+__all__ = ["IMAGE_EXTENSIONS", "BadImage", "decode_image", "decode_images", "default_workers"]
+
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
+)
+
+BadImage = tuple[str, str]  # (path, why it could not be decoded)
+
+
+class _BadImageError(Exception):
+    """One file that cannot be decoded; the message says why (no path: the caller knows it)."""
+
+
+def default_workers() -> int:
+    """Threads for decoding: one per core this process may use (at most 32)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(32, n))
+
+
+def decode_image(
+    path: str | os.PathLike[str],
+    *,
+    size: int,
+    channels: int = 3,
+    resize: str = "pad",
+    max_pixels: int | None = MAX_PIXELS,
+) -> np.ndarray:
+    """Decode one image file to uint8 (channels, size, size); see the module docstring.
+
+    Raises:
+        CnnlabError: the file is missing, not an image, truncated, corrupt or too large; one line.
+
+    Example:
+        >>> decode_image("shoe.jpg", size=28, channels=1).shape  # doctest: +SKIP
+        (1, 28, 28)
+    """
+    try:
+        return _decode(os.fspath(path), size, channels, resize, max_pixels)
+    except _BadImageError as exc:
+        raise CnnlabError(f"'{os.fspath(path)}': {exc}") from None
+
+
+def decode_images(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    size: int,
+    channels: int = 3,
+    resize: str = "pad",
+    workers: int | None = None,
+    strict: bool = False,
+    max_pixels: int | None = MAX_PIXELS,
+    on_progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[BadImage]]:
+    """Decode many files into one uint8 array (N_good, channels, size, size), in parallel.
+
+    Returns:
+        `(images, ok, bad)`: the decoded images in the order of `paths` (bad ones left out), a bool mask
+        over `paths` saying which were decoded, and `(path, reason)` for every file that was not.
+
+    Raises:
+        CnnlabError: with `strict=True`, at the first file that cannot be decoded (naming it).
+    """
+    n = len(paths)
+    out = np.empty((n, channels, size, size), dtype=np.uint8)
+    ok = np.zeros(n, dtype=bool)
+    bad: list[BadImage] = []
+    workers = workers or default_workers()
+
+    def work(i: int) -> tuple[int, str | None]:
+        try:
+            out[i] = _decode(os.fspath(paths[i]), size, channels, resize, max_pixels)
+        except _BadImageError as exc:
+            return i, str(exc)
+        return i, None
+
+    # Chunks of work keep the number of pending futures (and their memory) bounded for huge folders.
+    chunk = max(256, 64 * workers)
+    done = 0
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cnnlab-decode") as pool:
+        for start in range(0, n, chunk):
+            for i, error in pool.map(work, range(start, min(n, start + chunk))):
+                if error is None:
+                    ok[i] = True
+                elif strict:
+                    raise CnnlabError(
+                        f"'{os.fspath(paths[i])}': {error} (--bad-images strict; use --bad-images skip "
+                        "to leave such files out with a report)"
+                    )
+                else:
+                    bad.append((os.fspath(paths[i]), error))
+            done = min(n, start + chunk)
+            if on_progress is not None:
+                on_progress(done)
+    # Compact in place when files were skipped (no second full-size array).
+    images = out if ok.all() else out[ok]
+    return images, ok, bad
+
+
+def _decode(path: str, size: int, channels: int, resize: str, max_pixels: int | None) -> np.ndarray:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            # Our own, stricter pixel limit is checked below, before any decoding.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except FileNotFoundError:
+        raise _BadImageError("no such file") from None
+    except IsADirectoryError:
+        raise _BadImageError("is a folder, not an image") from None
+    except UnidentifiedImageError:
+        empty = Path(path).is_file() and Path(path).stat().st_size == 0
+        raise _BadImageError("empty file (0 bytes)" if empty else "not an image Pillow can read") from None
+    except Image.DecompressionBombError as exc:
+        raise _BadImageError(f"too large to decode safely ({exc})") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise _BadImageError(f"unreadable ({exc})") from None
+    try:
+        w, h = im.size
+        if w <= 0 or h <= 0:
+            raise _BadImageError(f"has no pixels ({w}x{h})")
+        if max_pixels is not None and w * h > max_pixels:
+            raise _BadImageError(
+                f"{w}x{h} is over the {max_pixels / 1e6:g}-megapixel limit (a decompression-bomb guard)"
+            )
+        try:
+            if getattr(im, "n_frames", 1) > 1:
+                im.seek(0)  # animated GIF/WebP/APNG, multi-page TIFF: the first frame
+            if im.format == "JPEG":
+                # Decode at 1/2, 1/4 or 1/8 scale when the target is that small; "L" decodes luma only.
+                im.draft("L" if channels == 1 else "RGB", _draft_size(w, h, size, resize))
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            im = _to_mode(im, channels)
+            im = _fit(im, size, resize)
+        except _BadImageError:
+            raise
+        except Image.DecompressionBombError as exc:
+            raise _BadImageError(f"too large to decode safely ({exc})") from None
+        except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+            # Truncated or corrupt data surfaces here, when the pixels are actually decoded.
+            raise _BadImageError(f"truncated or corrupt ({exc})") from None
+        arr = np.asarray(im, dtype=np.uint8)
+    finally:
+        im.close()
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (H, W[, C]) -> (C, H, W)
+
+
+def _draft_size(w: int, h: int, size: int, resize: str) -> tuple[int, int]:
+    """The smallest decoded size from which `_fit` still only shrinks (draft keeps >= this)."""
+    if resize == "stretch":
+        return (size, size)
+    scale = size / (max(w, h) if resize == "pad" else min(w, h))
+    return (max(1, math.ceil(w * scale)), max(1, math.ceil(h * scale)))
+
+
+def _to_mode(im, channels: int):
+    """Any Pillow mode -> "L" (channels=1) or "RGB" (channels=3), 8 bits."""
+    from PIL import Image
+
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit grayscale PNG/TIFF (Pillow may open it as "I"): 0..65535 -> 0..255.
+        arr = np.asarray(im, dtype=np.float32) * np.float32(255.0 / 65535.0)
+        im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
+    elif mode == "F":
+        arr = np.asarray(im, dtype=np.float32) * np.float32(255.0)  # float TIFF: taken as 0..1
+        im = Image.fromarray(np.clip(np.rint(np.nan_to_num(arr)), 0, 255).astype(np.uint8))
+    elif "A" in mode or "transparency" in im.info:
+        # Transparent pixels have undefined colour: composite onto white, as a viewer shows them.
+        rgba = im.convert("RGBA")
+        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    target = "L" if channels == 1 else "RGB"
+    if im.mode == target:
+        return im
+    if target == "L" and im.mode not in ("1", "RGB"):
+        im = im.convert("RGB")  # CMYK, P, YCbCr...: via RGB so every source gets the same luma weights
+    return im.convert(target)
+
+
+def _fit(im, size: int, resize: str):
+    """Resize to (size, size) as `resize` says (antialiased bilinear)."""
+    from PIL import Image
+
+    w, h = im.size
+    bilinear = Image.Resampling.BILINEAR
+    if resize == "stretch" or w == h:
+        return im if (w, h) == (size, size) else im.resize((size, size), bilinear)
+    if resize == "crop":
+        scale = size / min(w, h)
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        left, top = (nw - size) // 2, (nh - size) // 2
+        # resize(box=...) crops in source coordinates first, so only the kept part is resampled
+        box = (left / scale, top / scale, (left + size) / scale, (top + size) / scale)
+        return im.resize((size, size), bilinear, box=box)
+    scale = size / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    canvas = Image.new(im.mode, (size, size), 0)  # black bars, centred
+    canvas.paste(im.resize((nw, nh), bilinear), ((size - nw) // 2, (size - nh) // 2))
+    return canvas
