@@ -66,13 +66,13 @@ def test_device_batches_cover_each_sample_once_per_epoch():
     images = torch.arange(103, dtype=torch.uint8).view(103, 1, 1, 1)
     labels = torch.arange(103)
     b = DeviceBatches(images, labels, batch_size=10, shuffle=True, seed=3)
-    seen = torch.cat([y for _, y in b.epoch(1)])
+    seen = torch.cat([y for _, y, _ in b.epoch(1)])
     assert len(b) == 11 and sorted(seen.tolist()) == list(range(103))
-    assert not torch.equal(seen, torch.cat([y for _, y in b.epoch(2)]))  # a new order each epoch
-    x, y = next(iter(b.epoch(1)))
-    assert x.dtype == torch.float32 and torch.allclose(x.flatten() * 255, y.float())
+    assert not torch.equal(seen, torch.cat([y for _, y, _ in b.epoch(2)]))  # a new order each epoch
+    x, y, idx = next(iter(b.epoch(1)))
+    assert x.dtype == torch.float32 and torch.allclose(x.flatten() * 255, y.float()) and torch.equal(idx, y)
     assert torch.equal(epoch_permutation(50, seed=1, epoch=2), epoch_permutation(50, seed=1, epoch=2))
-    rest = [y for _, y in b.epoch(1, start_step=4)]  # resuming mid-epoch gives the same tail
+    rest = [y for _, y, _ in b.epoch(1, start_step=4)]  # resuming mid-epoch gives the same tail
     assert torch.equal(torch.cat(rest), seen[40:])
 
 

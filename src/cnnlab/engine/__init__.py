@@ -1,13 +1,18 @@
-"""Training engine: fit/evaluate/predict on device-resident data, callbacks, history."""
+"""Training engine: fit/evaluate/predict on device-resident data, augmentation, TTA, callbacks, history."""
 
+from cnnlab.engine.augment import Augment
 from cnnlab.engine.batches import DeviceBatches, epoch_permutation, to_float
 from cnnlab.engine.callbacks import Callback, EarlyStopping, TrainState
 from cnnlab.engine.history import History
-from cnnlab.engine.loop import OPTIMIZERS, SCHEDULES, evaluate, fit, predict, resolve_device
+from cnnlab.engine.loop import evaluate, fit, predict
+from cnnlab.engine.setup import OPTIMIZERS, SCHEDULES, resolve_device
+from cnnlab.engine.tta import VIEWS, tta_probs
 
 __all__ = [
     "OPTIMIZERS",
     "SCHEDULES",
+    "VIEWS",
+    "Augment",
     "Callback",
     "DeviceBatches",
     "EarlyStopping",
@@ -19,4 +24,5 @@ __all__ = [
     "predict",
     "resolve_device",
     "to_float",
+    "tta_probs",
 ]

@@ -51,20 +51,21 @@ class DeviceBatches:
     def num_samples(self) -> int:
         return len(self.labels)
 
-    def epoch(self, epoch: int, *, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches of ``epoch`` beginning at batch ``start_step`` (for resuming mid-epoch)."""
+    def epoch(
+        self, epoch: int, *, start_step: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(x, y, idx) batches of ``epoch`` from batch ``start_step`` on (for resuming mid-epoch); ``idx``
+        are the samples' dataset indices (for per-sample augmentation state such as alternating flips)."""
         n = len(self.labels)
+        dev = self.labels.device
         order = (
-            epoch_permutation(n, seed=self.seed, epoch=epoch).to(self.labels.device) if self.shuffle else None
+            epoch_permutation(n, seed=self.seed, epoch=epoch).to(dev)
+            if self.shuffle
+            else torch.arange(n, device=dev)
         )
         for start in range(start_step * self.batch_size, n, self.batch_size):
-            if order is None:
-                sl = slice(start, start + self.batch_size)
-                x, y = self.images[sl], self.labels[sl]
-            else:
-                idx = order[start : start + self.batch_size]
-                x, y = self.images[idx], self.labels[idx]
-            yield to_float(x, self.memory_format), y
+            idx = order[start : start + self.batch_size]
+            yield to_float(self.images[idx], self.memory_format), self.labels[idx], idx
 
 
 def to_float(x: torch.Tensor, memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:

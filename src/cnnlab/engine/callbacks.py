@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 
@@ -14,6 +13,7 @@ class TrainState:
     """What callbacks see and may change (``stop_training``)."""
 
     model: nn.Module
+    weights: nn.Module | None = None  # whose weights count as "this epoch's" (the EMA average, if any)
     epoch: int = 0  # 1-based, the epoch that just ended
     logs: dict = field(default_factory=dict)
     stop_training: bool = False
@@ -87,9 +87,8 @@ class EarlyStopping(Callback):
         if self._improved(value):
             self.best, self.best_epoch, self.wait = value, state.epoch, 0
             if self.restore_best_weights:
-                self.best_weights = copy.deepcopy(
-                    {k: v.detach().clone() for k, v in state.model.state_dict().items()}
-                )
+                source = state.weights if state.weights is not None else state.model
+                self.best_weights = {k: v.detach().clone() for k, v in source.state_dict().items()}
         else:
             self.wait += 1
             if self.wait >= self.patience:

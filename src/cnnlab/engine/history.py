@@ -14,6 +14,7 @@ class History:
     rows: list[dict] = field(default_factory=list)
     best_epoch: int | None = None  # the epoch whose weights the model holds at the end (if selected)
     stopped_early: bool = False
+    compile_seconds: float | None = None  # torch.compile warm-up, excluded from the epochs' seconds
 
     def append(self, row: dict) -> None:
         self.rows.append(dict(row))
@@ -53,4 +54,9 @@ class History:
         return cls(rows, best_epoch=best_epoch)
 
     def as_dict(self) -> dict:
-        return {"rows": self.rows, "best_epoch": self.best_epoch, "stopped_early": self.stopped_early}
+        return {
+            "rows": self.rows,
+            "best_epoch": self.best_epoch,
+            "stopped_early": self.stopped_early,
+            "compile_seconds": self.compile_seconds,
+        }

@@ -1,7 +1,8 @@
 """The training loop in plain sight: forward, loss, backward, step, log.
 
 ``fit`` trains any ``nn.Module`` on any object with ``.train`` and ``.val`` splits (each with uint8
-``images`` (N, C, H, W) and int64 ``labels``); it knows no model or dataset names.
+``images`` (N, C, H, W) and int64 ``labels``); it knows no model or dataset names. The data stay on the
+device as uint8; batches are index gathers; augmentation runs on the device per batch.
 """
 
 from __future__ import annotations
@@ -15,63 +16,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.engine.augment import Augment
 from cnnlab.engine.batches import DeviceBatches, to_float
 from cnnlab.engine.callbacks import Callback, TrainState
 from cnnlab.engine.history import History
+from cnnlab.engine.setup import (
+    autocast,
+    compile_model,
+    make_ema,
+    make_optimizer,
+    make_schedule,
+    resolve_device,
+)
+from cnnlab.engine.tta import tta_probs
 from cnnlab.errors import CnnlabError, NonFiniteLossError
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "nesterov")
-SCHEDULES = ("constant", "onecycle", "linear")
 
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None``/``"auto"`` picks CUDA when present, else CPU; an absent device is a clear error."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise CnnlabError(f"Unknown device {device!r}. Available: auto, cpu, cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CnnlabError(
-            "--device cuda was asked for, but no CUDA GPU is available here; use --device cpu or auto"
-        )
-    if dev.type not in ("cpu", "cuda"):
-        raise CnnlabError(f"Unknown device {device!r}. Available: auto, cpu, cuda")
-    return dev
-
-
-def make_optimizer(
-    model: nn.Module, name: str, lr: float, weight_decay: float = 0.0
-) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if name == "adam":  # Keras' Adam defaults: betas (0.9, 0.999), eps 1e-7
-        return torch.optim.Adam(params, lr=lr, eps=1e-7, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, eps=1e-7, weight_decay=weight_decay)
-    if name in ("sgd", "nesterov"):
-        return torch.optim.SGD(
-            params, lr=lr, momentum=0.9, nesterov=name == "nesterov", weight_decay=weight_decay
-        )
-    raise CnnlabError(f"Unknown optimizer {name!r}. Available: {', '.join(OPTIMIZERS)}")
-
-
-def make_schedule(
-    opt: torch.optim.Optimizer, name: str, total_steps: int
-) -> torch.optim.lr_scheduler.LRScheduler | None:
-    if name == "constant":
-        return None
-    if name == "onecycle":
-        lr = opt.param_groups[0]["lr"]
-        return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=lr, total_steps=max(total_steps, 1), pct_start=0.25
-        )
-    if name == "linear":
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / max(total_steps, 1)))
-    raise CnnlabError(f"Unknown schedule {name!r}. Available: {', '.join(SCHEDULES)}")
-
-
-def _progress(enabled: bool, total: int, description: str):
+def _progress(enabled: bool):
     if not enabled:
         return nullcontext(None)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -97,16 +58,22 @@ def fit(
     weight_decay: float = 0.0,
     schedule: str = "constant",
     label_smoothing: float = 0.0,
+    augment: Augment | None = None,
+    ema: float | None = None,
+    amp: str = "auto",
+    compile: bool = False,
     callbacks: Sequence[Callback] = (),
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,
     channels_last: bool = False,
+    validate: bool = True,
 ) -> History:
     """Train ``model`` on ``data.train``, validating on ``data.val`` after every epoch.
 
     Cross-entropy on logits (the model ends in logits; no double softmax). Returns a ``History``; with an
     ``EarlyStopping(restore_best_weights=True)`` callback the model ends holding the best epoch's weights.
+    With ``ema`` (a decay such as 0.999) validation uses, and the model ends with, the averaged weights.
 
     Example:
         >>> import cnnlab as cl  # doctest: +SKIP
@@ -120,9 +87,7 @@ def fit(
         raise CnnlabError(f"batch size must be a positive integer, got {batch_size}")
     dev = resolve_device(device)
     mf = torch.channels_last if channels_last else torch.contiguous_format
-    model.to(dev)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    model.to(device=dev, memory_format=mf)
     torch.manual_seed(seed)  # dropout masks
     train = DeviceBatches(
         data.train.images,
@@ -133,14 +98,29 @@ def fit(
         seed=seed,
         memory_format=mf,
     )
-    val = getattr(data, "val", None)
-    opt = make_optimizer(model, optimizer, lr, weight_decay)
+    val = getattr(data, "val", None) if validate else None
+    opt = make_optimizer(model, optimizer, lr, weight_decay, dev)
     sched = make_schedule(opt, schedule, epochs * len(train))
-    history = History()
-    state = TrainState(model=model)
+    averaged = make_ema(model, ema) if ema else None
+    cast = autocast(dev, amp)
+    augment = augment if augment is not None and augment.active else None
+
+    def loss_of(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with cast:
+            logits = net(x)  # (B, num_classes)
+            return F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing), logits
+
+    net, compile_seconds = model, None
+    if compile:
+        x0, y0, _ = next(iter(train.epoch(1)))
+        net, compile_seconds = compile_model(model, dev, lambda c: loss_of(c, x0, y0)[0].backward())
+
+    history = History(compile_seconds=compile_seconds)
+    # with EMA, early stopping snapshots (and the run ends with) the averaged weights
+    state = TrainState(model=model, weights=averaged.module if averaged is not None else model)
     for cb in callbacks:
         cb.on_train_begin(state)
-    with _progress(progress, len(train), "") as bar:
+    with _progress(progress) as bar:
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
             model.train()
@@ -149,16 +129,20 @@ def fit(
             correct = torch.zeros((), device=dev, dtype=torch.long)
             seen = 0
             task = bar.add_task(f"epoch {epoch}/{epochs}", total=len(train), metrics="") if bar else None
-            for step, (x, y) in enumerate(train.epoch(epoch)):
-                logits = model(x)  # (B, num_classes)
-                loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+            for step, (x, y, idx) in enumerate(train.epoch(epoch)):
+                if augment is not None:
+                    x = augment(x, idx, seed=seed, epoch=epoch, step=step)
+                loss, logits = loss_of(net, x, y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 if sched is not None:
                     sched.step()
+                if averaged is not None:
+                    averaged.update_parameters(model)
                 loss_d = loss.detach()
-                if not math.isfinite(loss_d.item()):
+                # on CUDA, check every 50 steps to avoid a sync per step
+                if (dev.type == "cpu" or step % 50 == 0) and not math.isfinite(loss_d.item()):
                     raise NonFiniteLossError(
                         f"loss became {loss_d.item()} at epoch {epoch}, step {step + 1} (lr {lr_now:g}); lower --lr"
                     )
@@ -171,9 +155,14 @@ def fit(
                         completed=step + 1,
                         metrics=f"loss {loss_sum.item() / seen:.4f} acc {correct.item() / seen:.4f}",
                     )
-            row = {"epoch": epoch, "loss": loss_sum.item() / seen, "accuracy": correct.item() / seen}
+            train_loss = loss_sum.item() / seen
+            if not math.isfinite(train_loss):
+                raise NonFiniteLossError(
+                    f"loss became non-finite in epoch {epoch} (lr {lr_now:g}); lower --lr"
+                )
+            row = {"epoch": epoch, "loss": train_loss, "accuracy": correct.item() / seen}
             if val is not None and len(val.labels):
-                m = evaluate(model, val, device=dev)
+                m = evaluate(averaged.module if averaged is not None else model, val, device=dev, amp=amp)
                 row.update(val_loss=m["loss"], val_accuracy=m["accuracy"])
             row.update(lr=lr_now, seconds=time.perf_counter() - t0)
             history.append(row)
@@ -186,6 +175,8 @@ def fit(
             if state.stop_training:
                 history.stopped_early = True
                 break
+    if averaged is not None:
+        model.load_state_dict(averaged.module.state_dict())
     for cb in callbacks:
         cb.on_train_end(state)
     history.best_epoch = state.best_epoch
@@ -204,50 +195,90 @@ def _format_row(row: dict, epochs: int) -> str:
     return "  ".join(parts)
 
 
-@torch.no_grad()
+def _memory_format(model: nn.Module) -> torch.memory_format:
+    """Feed a model the layout its conv weights are in (channels_last after fit(channels_last=True))."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            w = m.weight
+            return (
+                torch.channels_last
+                if w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+                else torch.contiguous_format
+            )
+    return torch.contiguous_format
+
+
+def _device_of(model: nn.Module, device) -> torch.device:
+    if device is not None:
+        return resolve_device(device)
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+@torch.inference_mode()
 def evaluate(
-    model: nn.Module, split, *, batch_size: int = 1000, device: str | torch.device | None = None
+    model: nn.Module,
+    split,
+    *,
+    batch_size: int = 1000,
+    device: str | torch.device | None = None,
+    tta: Sequence[str] | None = None,
+    amp: str = "auto",
 ) -> dict:
     """Loss, accuracy and error % of ``model`` on a split (``.images`` uint8, ``.labels``).
+
+    With ``tta`` (e.g. ``("identity", "flip")``) the prediction is the mean softmax over those views.
 
     Example:
         >>> cl.evaluate(model, data.test)  # doctest: +SKIP
         {'loss': 0.25, 'accuracy': 0.91, 'error_pct': 9.0, 'n': 10000}
     """
-    dev = resolve_device(device) if device is not None else next(model.parameters()).device
+    dev = _device_of(model, device)
+    model.to(dev)
     was_training = model.training
     model.eval()
+    mf = _memory_format(model)
     loss_sum, correct, n = 0.0, 0, len(split.labels)
     try:
-        for start in range(0, n, batch_size):
-            x = to_float(split.images[start : start + batch_size].to(dev))
-            y = split.labels[start : start + batch_size].to(dev)
-            logits = model(x)
-            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += (logits.argmax(1) == y).sum().item()
+        with autocast(dev, amp):
+            for start in range(0, n, batch_size):
+                x = to_float(split.images[start : start + batch_size].to(dev), mf)
+                y = split.labels[start : start + batch_size].to(dev)
+                if tta:
+                    probs = tta_probs(model, x, tta)
+                    loss_sum += F.nll_loss(probs.clamp_min(1e-12).log(), y, reduction="sum").item()
+                    pred = probs.argmax(1)
+                else:
+                    logits = model(x).float()
+                    loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+                    pred = logits.argmax(1)
+                correct += (pred == y).sum().item()
     finally:
         model.train(was_training)
     acc = correct / max(n, 1)
     return {"loss": loss_sum / max(n, 1), "accuracy": acc, "error_pct": 100.0 * (1.0 - acc), "n": n}
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict(
     model: nn.Module,
     images: torch.Tensor,
     *,
     batch_size: int = 1000,
     device: str | torch.device | None = None,
+    tta: Sequence[str] | None = None,
 ) -> torch.Tensor:
     """Class probabilities (N, num_classes) for uint8 or 0..1 float images (N, C, H, W)."""
-    dev = resolve_device(device) if device is not None else next(model.parameters()).device
+    dev = _device_of(model, device)
+    model.to(dev)
     was_training = model.training
     model.eval()
+    mf = _memory_format(model)
     out = []
     try:
         for start in range(0, len(images), batch_size):
-            x = to_float(images[start : start + batch_size].to(dev))
-            out.append(torch.softmax(model(x), dim=1).cpu())
+            x = to_float(images[start : start + batch_size].to(dev), mf)
+            out.append((tta_probs(model, x, tta) if tta else torch.softmax(model(x).float(), dim=1)).cpu())
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)

@@ -1,13 +1,12 @@
 """Built-in models. The tutorial's four are layer specs, so their structure reads as in the post's table:
-3x3 'valid' convolutions, ReLU, 2x2 max pooling, dropout 0.25, Dense 128, logits."""
+3x3 'valid' convolutions, ReLU, 2x2 max pooling, dropout 0.25, Dense 128, logits. The residual nets for
+the fast and best recipes live in resnet.py."""
 
 from __future__ import annotations
 
 from cnnlab.models.registry import register_spec
 
-register_spec(
-    "mlp", "flatten-dense128", "Tutorial MLP: Flatten, Dense 128, Dense 10 (101,770 params on 28x28x1)"
-)
+register_spec("mlp", "flatten-dense128", "Tutorial MLP: Flatten, Dense 128, Dense 10 (101,770 params on 28x28x1)")
 register_spec(
     "cnn1",
     "conv64-pool-drop.25-flatten-dense128",
@@ -23,3 +22,5 @@ register_spec(
     "conv64-conv64-pool-drop.25-conv128-conv128-pool-drop.25-flatten-dense128",
     "Tutorial CNN with 4 conv layers, two convs before each pool (522,570 params on 28x28x1)",
 )
+
+import cnnlab.models.resnet  # noqa: E402, F401  (registers resnet_s, resnet_w after the tutorial's four)
