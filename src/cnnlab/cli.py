@@ -18,6 +18,7 @@ from cnnlab.errors import CnnlabError
 _COMMAND_MODULES = (
     "cnnlab.commands.core",
     "cnnlab.filters.cli",
+    "cnnlab.commands.images",
 )
 
 

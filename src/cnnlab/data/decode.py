@@ -25,19 +25,27 @@ import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from cnnlab.errors import CnnlabError
 from cnnlab.images import MAX_PIXELS
 
-__all__ = ["IMAGE_EXTENSIONS", "BadImage", "decode_image", "decode_images", "default_workers"]
+__all__ = ["IMAGE_EXTENSIONS", "BadImage", "Decoded", "decode_image", "decode_images", "default_workers"]
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
 )
 
 BadImage = tuple[str, str]  # (path, why it could not be decoded)
+
+
+class Decoded(NamedTuple):
+    images: np.ndarray  # uint8 (N_good, C, S, S)
+    ok: np.ndarray  # bool (N,): which paths were decoded
+    bad: list[BadImage]
+    sizes: np.ndarray  # int64 (N, 2): original (height, width), upright; (0, 0) where not decoded
 
 
 class _BadImageError(Exception):
@@ -86,12 +94,13 @@ def decode_images(
     strict: bool = False,
     max_pixels: int | None = MAX_PIXELS,
     on_progress: Callable[[int], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray, list[BadImage]]:
+) -> Decoded:
     """Decode many files into one uint8 array (N_good, channels, size, size), in parallel.
 
     Returns:
-        `(images, ok, bad)`: the decoded images in the order of `paths` (bad ones left out), a bool mask
-        over `paths` saying which were decoded, and `(path, reason)` for every file that was not.
+        A `Decoded`: the images in the order of `paths` (bad ones left out), a bool mask `ok` over
+        `paths` saying which were decoded, `(path, reason)` for every file that was not, and each
+        file's original (height, width) after EXIF rotation (0, 0 for bad files).
 
     Raises:
         CnnlabError: with `strict=True`, at the first file that cannot be decoded (naming it).
@@ -99,12 +108,13 @@ def decode_images(
     n = len(paths)
     out = np.empty((n, channels, size, size), dtype=np.uint8)
     ok = np.zeros(n, dtype=bool)
+    sizes = np.zeros((n, 2), dtype=np.int64)
     bad: list[BadImage] = []
     workers = workers or default_workers()
 
     def work(i: int) -> tuple[int, str | None]:
         try:
-            out[i] = _decode(os.fspath(paths[i]), size, channels, resize, max_pixels)
+            out[i] = _decode(os.fspath(paths[i]), size, channels, resize, max_pixels, sizes[i])
         except _BadImageError as exc:
             return i, str(exc)
         return i, None
@@ -129,10 +139,12 @@ def decode_images(
                 on_progress(done)
     # Compact in place when files were skipped (no second full-size array).
     images = out if ok.all() else out[ok]
-    return images, ok, bad
+    return Decoded(images, ok, bad, sizes)
 
 
-def _decode(path: str, size: int, channels: int, resize: str, max_pixels: int | None) -> np.ndarray:
+def _decode(
+    path: str, size: int, channels: int, resize: str, max_pixels: int | None, hw: np.ndarray | None = None
+) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -166,6 +178,9 @@ def _decode(path: str, size: int, channels: int, resize: str, max_pixels: int | 
                 # Decode at 1/2, 1/4 or 1/8 scale when the target is that small; "L" decodes luma only.
                 im.draft("L" if channels == 1 else "RGB", _draft_size(w, h, size, resize))
             im.load()
+            if hw is not None:  # the true size, upright (draft may have decoded at 1/2..1/8)
+                rotated = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientation: 90/270 degrees
+                hw[:] = (w, h) if rotated else (h, w)
             im = ImageOps.exif_transpose(im)
             im = _to_mode(im, channels)
             im = _fit(im, size, resize)

@@ -288,7 +288,7 @@ def decode_folder(
                 return hit
     paths = [src.root / f for f in src.files]
     with _progress_bar(progress, len(paths), f"decoding {src.origin.name}") as update:
-        images, ok, bad_abs = decode_images(
+        images, ok, bad_abs, _ = decode_images(
             paths,
             size=image_size,
             channels=channels,
