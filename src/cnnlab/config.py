@@ -24,6 +24,7 @@ class TrainConfig:
     )
     # what to train
     model: str = "cnn2"  # a registered model name or a layer spec
+    recipe: str = "tutorial"  # named defaults for everything below (see cnnlab.recipes); flags override
     # how (the tutorial's recipe by default: Keras' Adam, batch 32, early stopping on val_loss, patience 5)
     epochs: int = 100  # at most this many epochs
     batch_size: int = 32
@@ -37,6 +38,14 @@ class TrainConfig:
     seed: int = 0  # weights, batch order and dropout
     device: str = "auto"  # auto (CUDA when present), cpu, cuda
     channels_last: bool = True  # NHWC memory layout: faster convolutions on CPU (oneDNN) and GPU
+    normalize: bool = False  # put the training split's per-channel mean/std in a normalize stage
+    augment_translate: int = 0  # random shifts of up to N pixels, on the device
+    augment_flip: str = "none"  # none, random or alternating horizontal flips
+    augment_erasing: float = 0.0  # probability of random erasing per image
+    ema: float | None = None  # EMA decay of the weights (e.g. 0.999); validation and the saved model use it
+    amp: str = "auto"  # autocast: auto (bf16 on CUDA, off on CPU), off, bf16, fp16
+    compile: bool = False  # torch.compile (its warm-up is timed separately)
+    tta: str = ""  # test-time views for the final evaluation, e.g. "identity,flip"
 
     def validate(self) -> TrainConfig:
         if self.epochs is None or self.epochs < 1:
@@ -63,9 +72,36 @@ class TrainConfig:
             raise CnnlabError(f"--channels must be 1 (grayscale) or 3 (RGB), got {self.channels!r}")
         if self.resize not in ("pad", "crop", "stretch"):
             raise CnnlabError(f"Unknown resize mode {self.resize!r}. Available: pad, crop, stretch")
+        if self.augment_flip not in ("none", "random", "alternating"):
+            raise CnnlabError(
+                f"Unknown --augment-flip {self.augment_flip!r}. Available: none, random, alternating"
+            )
+        if self.augment_translate < 0 or not 0.0 <= self.augment_erasing <= 1.0:
+            raise CnnlabError("--augment-translate must be >= 0 and --augment-erasing in [0, 1]")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise CnnlabError(f"--ema must be a decay in (0, 1), e.g. 0.999, got {self.ema}")
+        if self.amp not in ("auto", "off", "bf16", "fp16"):
+            raise CnnlabError(f"Unknown --amp {self.amp!r}. Available: auto, off, bf16, fp16")
+        from cnnlab.engine.tta import VIEWS
+
+        bad = [v for v in self.tta_views if v not in VIEWS]
+        if bad:
+            raise CnnlabError(f"Unknown --tta view {bad[0]!r}. Available: {', '.join(VIEWS)}")
         if self.bad_images not in ("skip", "strict"):
             raise CnnlabError(f"Unknown --bad-images mode {self.bad_images!r}. Available: skip, strict")
         return self
+
+    @property
+    def tta_views(self) -> tuple[str, ...]:
+        return tuple(v.strip() for v in self.tta.split(",") if v.strip())
+
+    @classmethod
+    def from_recipe(cls, recipe: str = "tutorial", *, device_type: str = "cpu", **overrides) -> TrainConfig:
+        """Defaults, then the recipe's settings for this device type, then ``overrides`` (explicit flags)."""
+        from cnnlab.recipes import get_recipe
+
+        settings = get_recipe(recipe).settings(device_type)
+        return cls(**{**settings, **overrides, "recipe": recipe})
 
     def data_options(self) -> dict:
         """The keyword options ``load_data`` takes besides name/split/seed/limit."""

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from cnnlab.config import TrainConfig
 from cnnlab.data import Dataset, load_data
-from cnnlab.engine import EarlyStopping, History, evaluate, fit, resolve_device
+from cnnlab.engine import Augment, EarlyStopping, History, evaluate, fit, resolve_device
 from cnnlab.errors import CnnlabError
 from cnnlab.models import count_params, create_model, is_registered
+from cnnlab.recipes import check_fits
 from cnnlab.runs import ensure_new_run_dir, environment, save_run, write_atomic, write_json
 from cnnlab.summarize import summary
 
@@ -67,14 +68,23 @@ def train(
             limit=config.limit,
             **config.data_options(),
         )
+    check_fits(config)
+    mean, std = data.mean, data.std
+    if config.normalize and mean is None:
+        mean, std = channel_stats(data.train.images)
     model = create_model(
-        config.model, input_shape=data.input_shape, num_classes=data.num_classes, seed=config.seed
+        config.model,
+        input_shape=data.input_shape,
+        num_classes=data.num_classes,
+        seed=config.seed,
+        mean=mean,
+        std=std,
     )
     callbacks = []
-    if config.patience is not None or config.monitor:
-        callbacks.append(
-            EarlyStopping(config.monitor, patience=config.patience if config.patience is not None else 10**9)
-        )
+    if config.monitor:  # model selection on the validation split; early stopping only with a patience
+        patience = config.patience if config.patience is not None else 10**9
+        callbacks.append(EarlyStopping(config.monitor, patience=patience))
+    augment = Augment(config.augment_translate, config.augment_flip, config.augment_erasing)
     history = fit(
         model,
         data,
@@ -85,13 +95,19 @@ def train(
         weight_decay=config.weight_decay,
         schedule=config.schedule,
         label_smoothing=config.label_smoothing,
+        augment=augment,
+        ema=config.ema,
+        amp=config.amp,
+        compile=config.compile,
         callbacks=callbacks,
         seed=config.seed,
         device=device,
         progress=progress,
         channels_last=config.channels_last,
     )
-    test = evaluate(model, data.test)
+    test = evaluate(
+        model, data.test, tta=config.tta_views or None, amp=config.amp
+    )  # the one look at the test set
     params = count_params(model)
     path = None
     if out is not None:
@@ -104,8 +120,8 @@ def train(
             "params": params,
             "dataset": data.describe(),
             "data_dir": str(data_dir or os.environ.get("CNNLAB_DATA_DIR") or "") or None,
-            "mean": list(data.mean) if data.mean else None,
-            "std": list(data.std) if data.std else None,
+            "mean": list(mean) if mean else None,
+            "std": list(std) if std else None,
             "preprocessing": "pixels / 255 (0..1), shape (N, C, H, W); mean/std applied by the model's normalize stage",
         }
         path = save_run(
@@ -118,6 +134,12 @@ def train(
             overwrite=overwrite,
         )
     return RunResult(config.model, path, params, history, test)
+
+
+def channel_stats(images) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 images (N, C, H, W) on the 0..1 scale, in float64."""
+    x = images.double().div_(255.0)
+    return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist()
 
 
 def _spec_of(model: str) -> str | None:
@@ -152,7 +174,12 @@ def compare(
     base.validate()
     root = ensure_new_run_dir(out, overwrite=overwrite) if out is not None else None
     data = load_data(
-        base.data, split=base.split, seed=base.seed, data_dir=data_dir, limit=base.limit, **base.data_options()
+        base.data,
+        split=base.split,
+        seed=base.seed,
+        data_dir=data_dir,
+        limit=base.limit,
+        **base.data_options(),
     )
     for m in models:  # a typo in the last model must not cost the first ones' training
         create_model(m, input_shape=data.input_shape, num_classes=data.num_classes)

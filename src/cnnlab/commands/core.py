@@ -46,7 +46,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--split",
-        default="tutorial",
+        default=None,
         help="tutorial (45,000/15,000/10,000, the post's protocol) or default (55,000/5,000/10,000 stratified)",
     )
     p.add_argument(
@@ -82,58 +82,130 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _patience(text: str) -> int | None:
+    if text.lower() == "none":
+        return "none"  # not None: None means "flag not given, take the recipe's"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'none', got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'none', got {value}")
+    return value
+
+
+def _unit_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+# Flags a recipe sets when they are not given (argparse default None means "not given").
+RECIPE_FLAGS = (
+    "model",
+    "split",
+    "epochs",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "weight_decay",
+    "schedule",
+    "label_smoothing",
+    "patience",
+    "monitor",
+    "channels_last",
+    "normalize",
+    "augment_translate",
+    "augment_flip",
+    "augment_erasing",
+    "ema",
+    "amp",
+    "compile",
+    "tta",
+)
+
+
 def add_recipe_args(p: argparse.ArgumentParser) -> None:
     from cnnlab.config import TrainConfig
+    from cnnlab.recipes import RECIPES
 
     d = TrainConfig()
-    p.add_argument("--epochs", type=_positive_int, default=d.epochs, help=f"maximum epochs [{d.epochs}]")
-    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help=f"[{d.batch_size}]")
     p.add_argument(
-        "--lr", type=_positive_float, default=d.lr, help=f"learning rate (peak lr for onecycle) [{d.lr:g}]"
+        "--recipe",
+        default="tutorial",
+        help="named defaults for the flags below: "
+        + "; ".join(f"{r.name}: {r.description}" for r in RECIPES.values())
+        + " [tutorial]",
     )
-    p.add_argument("--optimizer", default=d.optimizer, help="adam, adamw, sgd or nesterov [adam]")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--schedule", default=d.schedule, help="constant, onecycle or linear [constant]")
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument(
+    g = p.add_argument_group("recipe flags (each overrides the recipe's value)")
+    g.add_argument("--epochs", type=_positive_int, help=f"maximum epochs [{d.epochs}]")
+    g.add_argument("--batch-size", type=_positive_int, help=f"[{d.batch_size}]")
+    g.add_argument("--lr", type=_positive_float, help=f"learning rate (peak lr for onecycle) [{d.lr:g}]")
+    g.add_argument("--optimizer", help="adam, adamw, sgd or nesterov [adam]")
+    g.add_argument("--weight-decay", type=_unit_float)
+    g.add_argument("--schedule", help="constant, onecycle or linear [constant]")
+    g.add_argument("--label-smoothing", type=_unit_float)
+    g.add_argument(
         "--patience",
-        type=int,
-        default=d.patience,
-        help="early-stopping patience in epochs; best weights are always restored [5]",
+        type=_patience,
+        help="early-stopping patience in epochs, or 'none'; the best epoch's weights are always restored [5]",
     )
-    p.add_argument("--monitor", default=d.monitor, help="val_loss or val_accuracy [val_loss]")
+    g.add_argument(
+        "--monitor", help="what early stopping and model selection watch: val_loss or val_accuracy [val_loss]"
+    )
+    g.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="NHWC memory layout (faster convolutions) [on]",
+    )
+    g.add_argument(
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="per-channel mean/std of the training split inside the model [off]",
+    )
+    g.add_argument(
+        "--augment-translate", type=int, metavar="PIXELS", help="random shifts of up to PIXELS [0]"
+    )
+    g.add_argument("--augment-flip", help="none, random or alternating [none]")
+    g.add_argument("--augment-erasing", type=_unit_float, metavar="P", help="random-erasing probability [0]")
+    g.add_argument(
+        "--ema",
+        type=_unit_float,
+        metavar="DECAY",
+        help="keep an exponential moving average of the weights, e.g. 0.999",
+    )
+    g.add_argument("--amp", help="autocast: auto (bf16 on CUDA, off on CPU), off, bf16, fp16 [auto]")
+    g.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile (warm-up timed separately) [off]",
+    )
+    g.add_argument("--tta", help="test-time views for the final evaluation, e.g. identity,flip []")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda [auto]")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=d.channels_last, help="NHWC memory layout (faster convolutions) [on]")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print machine-readable results")
 
 
-def config_from_args(args: argparse.Namespace, model: str):
+def config_from_args(args: argparse.Namespace, model: str | None):
+    """TrainConfig defaults <- the recipe's settings for the device <- flags given explicitly."""
     from cnnlab.config import TrainConfig
+    from cnnlab.engine import resolve_device
 
-    return TrainConfig(
-        data=args.data,
-        split=args.split,
-        limit=args.limit,
-        image_size=args.image_size,
-        channels=args.channels,
-        resize=args.resize,
-        bad_images=args.bad_images,
-        model=model,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        optimizer=args.optimizer,
-        weight_decay=args.weight_decay,
-        schedule=args.schedule,
-        label_smoothing=args.label_smoothing,
-        patience=args.patience,
-        monitor=args.monitor,
-        seed=args.seed,
-        device=args.device,
-        channels_last=args.channels_last,
+    device_type = resolve_device(args.device).type
+    given = {k: getattr(args, k) for k in RECIPE_FLAGS if getattr(args, k, None) is not None}
+    if model is not None:
+        given["model"] = model
+    if given.get("patience") == "none":
+        given["patience"] = None
+    data = {k: getattr(args, k) for k in ("data", "limit", "image_size", "channels", "resize", "bad_images")}
+    return TrainConfig.from_recipe(
+        args.recipe, device_type=device_type, **data, **given, seed=args.seed, device=args.device
     ).validate()
 
 
@@ -295,7 +367,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.quick:  # the quick-start main job: a subset and a short schedule, minutes on a laptop CPU
         for k, v in QUICK.items():
-            if getattr(args, k) == _DEFAULTS[k]:
+            if getattr(args, k) is None:
                 setattr(args, k, v)
     cfg = config_from_args(args, models[0] if models else "mlp")
     quiet = args.quiet or args.json
@@ -324,15 +396,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-_DEFAULTS: dict = {}
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    from cnnlab.config import TrainConfig
-
-    d = TrainConfig()
-    _DEFAULTS.update(limit=None, epochs=d.epochs, batch_size=d.batch_size, patience=d.patience)
-
     p = sub.add_parser("datasets", help="list the built-in datasets")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_datasets)
@@ -348,7 +412,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_summary)
 
     p = sub.add_parser("train", help="train one model and write a run folder")
-    p.add_argument("--model", default=d.model, help="registered model name or layer spec [cnn2]")
+    p.add_argument(
+        "--model", default=None, help="registered model name or layer spec [cnn2, or the recipe's]"
+    )
     p.add_argument("--out", required=True, help="run folder to create (never overwritten unless --overwrite)")
     add_data_args(p)
     add_recipe_args(p)
