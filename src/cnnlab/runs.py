@@ -185,7 +185,11 @@ def load_run(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> 
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CnnlabError(f"{cfg_path} is not valid JSON: {exc}") from None
     model = create_model(
-        config["model"], input_shape=tuple(config["input_shape"]), num_classes=len(config["classes"])
+        config["model"],
+        input_shape=tuple(config["input_shape"]),
+        num_classes=len(config["classes"]),
+        mean=config.get("mean"),  # the normalize stage, when the run was trained with one
+        std=config.get("std"),
     )
     try:
         state = load_file(weights, device=str(device))
