@@ -162,7 +162,7 @@ def _decode(
     except Image.DecompressionBombError as exc:
         raise _BadImageError(f"too large to decode safely ({exc})") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise _BadImageError(f"unreadable ({exc})") from None
+        raise _BadImageError(f"unreadable: truncated or corrupt header ({exc})") from None
     try:
         w, h = im.size
         if w <= 0 or h <= 0:

@@ -1,0 +1,404 @@
+"""Folder and CSV datasets: layout errors, bad images, the cache, and the stratified split.
+
+Every dataset is built in the test from generated PNG/JPEG files; the cache goes to a temp folder.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from cnnlab.data import load_data
+from cnnlab.data.folder import decode_folder, folder_split, load_folder, parse_fractions
+from cnnlab.errors import CnnlabError
+
+COLORS = {"cat": (220, 40, 40), "dog": (40, 40, 220), "fox": (40, 200, 40)}
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CNNLAB_DATA_DIR", raising=False)
+
+
+def make_folder(root: Path, counts: dict[str, int], *, size=(24, 16)) -> Path:
+    """Class sub-folders of solid-colour images (PNG and JPEG, sizes varying) with a little noise."""
+    rng = np.random.default_rng(0)
+    for cls, n in counts.items():
+        d = root / cls
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            w, h = size[0] + i % 5, size[1] + i % 3
+            arr = np.clip(np.array(COLORS[cls]) + rng.integers(-20, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(arr).save(d / f"{i:03d}.{'png' if i % 2 else 'jpg'}")
+    return root
+
+
+def cache_files(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "cache" / "cnnlab" / "folders").glob("*.npz"))
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def test_folder_loads_as_dataset_with_train_statistics(tmp_path):
+    root = make_folder(tmp_path / "pets", {"cat": 20, "dog": 14, "fox": 10})
+    (root / "cat" / "notes.txt").write_text("not an image; ignored by extension")
+    data = load_data(str(root), image_size=16, seed=0)
+    assert data.classes == ("cat", "dog", "fox")
+    assert data.input_shape == (3, 16, 16)
+    assert len(data.train) + len(data.val) + len(data.test) == 44
+    x = data.train.images.numpy().astype(np.float64) / 255
+    np.testing.assert_allclose(data.mean, x.mean(axis=(0, 2, 3)), atol=1e-5)
+    np.testing.assert_allclose(data.std, x.std(axis=(0, 2, 3)), atol=1e-5)
+    # red cats, blue dogs: the colour survives decoding and resizing (pad bands are black, so use max)
+    cats = data.train.images[data.train.labels == 0].float()
+    assert cats[:, 0].amax(dim=(1, 2)).min() > 180 and cats[:, 2].amax(dim=(1, 2)).max() < 80
+    assert data.describe()["mean"] == list(data.mean)
+
+
+def test_grayscale_and_limit(tmp_path):
+    root = make_folder(tmp_path / "pets", {"cat": 12, "dog": 12})
+    data = load_folder(root, image_size=8, channels=1, limit=3, quiet=True)
+    assert data.input_shape == (1, 8, 8)
+    assert (len(data.train), len(data.val), len(data.test)) == (3, 3, 3)
+    # luma of (220, 40, 40) is about 0.299*220 + 0.587*40 + 0.114*40 = 93
+    cats = data.train.images[data.train.labels == 0].float()
+    assert 70 < cats[:, 0, 4, 4].mean() < 115
+
+
+def test_split_is_stratified_seeded_and_disjoint(tmp_path):
+    root = make_folder(tmp_path / "pets", {"cat": 20, "dog": 10, "fox": 7})
+    a = load_folder(root, image_size=8, seed=1, quiet=True)
+    b = load_folder(root, image_size=8, seed=1, quiet=True)
+    c = load_folder(root, image_size=8, seed=2, quiet=True)
+    for split, expected in (("val", [3, 2, 1]), ("test", [3, 2, 1])):
+        assert np.bincount(getattr(a, split).labels.numpy(), minlength=3).tolist() == expected
+    assert np.bincount(a.train.labels.numpy()).tolist() == [14, 6, 5]
+    assert all(
+        np.array_equal(getattr(a, s).images.numpy(), getattr(b, s).images.numpy())
+        for s in ("train", "val", "test")
+    )
+    assert not np.array_equal(a.test.images.numpy(), c.test.images.numpy())
+    custom = load_folder(root, image_size=8, split="50/25/25", quiet=True)
+    assert np.bincount(custom.val.labels.numpy()).tolist() == [5, 2, 2]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    counts=st.lists(st.integers(3, 60), min_size=2, max_size=6),
+    seed=st.integers(0, 2**32 - 1),
+    fractions=st.sampled_from([(0.7, 0.15, 0.15), (0.8, 0.1, 0.1), (0.34, 0.33, 0.33)]),
+)
+def test_folder_split_covers_every_image_once_with_every_class_in_every_split(counts, seed, fractions):
+    labels = np.repeat(np.arange(len(counts)), counts)
+    parts = folder_split(labels, fractions, seed)
+    joined = np.concatenate(parts)
+    assert np.array_equal(np.sort(joined), np.arange(len(labels)))
+    for part in parts:
+        assert set(labels[part].tolist()) == set(range(len(counts)))
+
+
+def test_split_names(tmp_path):
+    assert parse_fractions("default") == parse_fractions("tutorial") == (0.7, 0.15, 0.15)
+    assert parse_fractions("80/10/10") == (0.8, 0.1, 0.1)
+    for bad in ("90/20", "80/20/0", "a/b/c", "official"):
+        with pytest.raises(CnnlabError, match="Unknown split .* for a folder dataset"):
+            parse_fractions(bad)
+
+
+# --- layout errors ------------------------------------------------------------------------------
+
+
+def test_layout_errors_say_what_would_work(tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.new("RGB", (8, 8)).save(flat / "a.png")
+    with pytest.raises(CnnlabError, match=r"has no class sub-folders \(it holds 1 images directly\)"):
+        load_data(str(flat))
+    one = make_folder(tmp_path / "one", {"cat": 5})
+    with pytest.raises(
+        CnnlabError, match="only one class sub-folder \\('cat'\\); a classifier needs at least two"
+    ):
+        load_data(str(one))
+    empty = make_folder(tmp_path / "empty", {"cat": 5, "dog": 5})
+    (empty / "fox").mkdir()
+    (empty / "fox" / "readme.md").write_text("no images here")
+    with pytest.raises(CnnlabError, match="Class folder 'fox' in .* holds no images"):
+        load_data(str(empty))
+    few = make_folder(tmp_path / "few", {"cat": 5, "dog": 2})
+    with pytest.raises(CnnlabError, match=r"Too few images for the 70/15/15 .* class 'dog' \(2\)"):
+        load_data(str(few))
+    with pytest.raises(CnnlabError, match="Dataset folder or CSV 'no/such/folder' does not exist"):
+        load_data("no/such/folder")
+    with pytest.raises(CnnlabError, match="data_dir is for built-in datasets"):
+        load_data(str(few), data_dir=tmp_path)
+
+
+def test_too_few_after_skipping_bad_images(tmp_path):
+    root = make_folder(tmp_path / "pets", {"cat": 5, "dog": 3})
+    (root / "dog" / "000.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(CnnlabError, match=r"class 'dog' \(2\)"):
+        load_folder(root, image_size=8, quiet=True)
+
+
+# --- CSV ----------------------------------------------------------------------------------------
+
+
+def test_csv_dataset_and_its_errors(tmp_path):
+    make_folder(tmp_path / "imgs", {"cat": 6, "dog": 6})
+    rows = [f"imgs/{c}/{i:03d}.{'png' if i % 2 else 'jpg'},{c}" for c in ("cat", "dog") for i in range(6)]
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("path,label\n" + "\n".join(rows) + "\n")
+    data = load_data(str(csv_path), image_size=8)
+    assert data.classes == ("cat", "dog") and len(data.train) + len(data.val) + len(data.test) == 12
+
+    # a class list fixes the order and rejects unknown labels
+    (tmp_path / "classes.txt").write_text("dog\ncat\n")
+    assert load_folder(csv_path, image_size=8, quiet=True).classes == ("dog", "cat")
+    bad_label = tmp_path / "typo.csv"
+    bad_label.write_text("\n".join([*rows, "imgs/cat/000.jpg,dgo"]).replace("imgs/cat/000.jpg,cat\n", ""))
+    with pytest.raises(CnnlabError, match=r"labels not in classes.txt: 'dgo' \(line 12\)\. Known: dog, cat"):
+        load_data(str(bad_label))
+    (tmp_path / "classes.txt").unlink()
+
+    malformed = tmp_path / "malformed.csv"
+    malformed.write_text("imgs/cat/000.jpg,cat\nimgs/cat/001.png\n")
+    with pytest.raises(CnnlabError, match="line 2: expected path,label"):
+        load_data(str(malformed))
+    dup = tmp_path / "dup.csv"
+    dup.write_text("\n".join([*rows, rows[0]]))
+    with pytest.raises(CnnlabError, match="twice .*lines 1 and 13"):
+        load_data(str(dup))
+    single = tmp_path / "single.csv"
+    single.write_text("\n".join(r for r in rows if r.endswith(",cat")))
+    with pytest.raises(CnnlabError, match="only one class"):
+        load_data(str(single))
+
+
+def test_csv_missing_paths_are_reported_and_skipped_or_fatal(tmp_path, capsys):
+    root = make_folder(tmp_path / "imgs", {"cat": 6, "dog": 6})
+    rows = [f"{p.relative_to(tmp_path)},{p.parent.name}" for p in sorted(root.rglob("*.*"))]
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("\n".join([*rows, "imgs/cat/gone.jpg,cat", "imgs/dog/gone.png,dog"]))
+    data = load_data(str(csv_path), image_size=8)
+    assert len(data.train) + len(data.val) + len(data.test) == 12
+    err = capsys.readouterr().err
+    assert "Skipped 2 unreadable file(s)" in err and "gone.jpg: no such file" in err
+    with pytest.raises(CnnlabError, match="gone.jpg': no such file .*--bad-images strict"):
+        load_data(str(csv_path), image_size=8, bad_images="strict")
+
+
+# --- bad and unusual images ---------------------------------------------------------------------
+
+
+def test_every_image_mode_is_decoded(tmp_path):
+    root = tmp_path / "modes"
+    a, b = root / "a", root / "b"
+    a.mkdir(parents=True)
+    b.mkdir()
+    Image.new("P", (10, 10), 3).save(a / "palette.png")
+    pal = Image.new("P", (10, 10), 0)
+    pal.putpalette([0, 0, 0] * 256)
+    pal.info["transparency"] = 0
+    pal.save(a / "palette_transparent.png", transparency=0)  # fully transparent -> white
+    Image.new("CMYK", (12, 9), (0, 255, 255, 0)).save(a / "cmyk.jpg")  # red
+    Image.fromarray(np.full((9, 9), 65535, dtype=np.uint16)).save(a / "sixteen.png")
+    Image.new("RGBA", (9, 9), (0, 0, 0, 0)).save(b / "alpha.png")  # fully transparent -> white
+    Image.new("LA", (9, 9), (0, 255)).save(b / "gray_alpha.png")
+    Image.new("1", (9, 9), 1).save(b / "bilevel.png")
+    frames = [Image.new("RGB", (9, 9), c) for c in ((0, 255, 0), (255, 0, 0))]
+    frames[0].save(b / "animated.gif", save_all=True, append_images=frames[1:], duration=50, loop=0)
+    Image.new("RGB", (9, 9), (0, 0, 255)).save(b / "blue.webp")
+    Image.new("RGB", (9, 9), (0, 0, 255)).save(b / "blue.bmp")
+    Image.new("F", (9, 9), 0.5).save(b / "float.tif")
+    imgs = decode_folder(root, image_size=4, cache=False)
+    assert imgs.bad == []
+    px = {Path(f).name: imgs.images[i, :, 2, 2].tolist() for i, f in enumerate(imgs.files)}
+    assert px["palette_transparent.png"] == [255, 255, 255]
+    assert px["alpha.png"] == [255, 255, 255]
+    assert px["gray_alpha.png"] == [0, 0, 0]
+    assert px["sixteen.png"] == [255, 255, 255]
+    assert px["bilevel.png"] == [255, 255, 255]
+    assert px["animated.gif"][1] > 200 and px["animated.gif"][0] < 50  # the first (green) frame
+    assert px["cmyk.jpg"][0] > 200 and px["cmyk.jpg"][1] < 60
+    assert px["blue.webp"][2] > 200 and px["blue.bmp"] == [0, 0, 255]
+    assert px["float.tif"] == [128, 128, 128]
+
+
+def test_corrupt_files_skipped_with_report_or_strict(tmp_path, capsys):
+    root = make_folder(tmp_path / "pets", {"cat": 6, "dog": 6})
+    good = (root / "cat" / "000.jpg").read_bytes()
+    (root / "cat" / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    (root / "cat" / "garbage.png").write_bytes(os.urandom(300))
+    (root / "dog" / "empty.jpg").write_bytes(b"")
+    (root / "dog" / "text.gif").write_text("GIF? no, a text file")
+    data = load_data(str(root), image_size=8)
+    assert len(data.train) + len(data.val) + len(data.test) == 12
+    err = capsys.readouterr().err
+    assert "Skipped 4 unreadable file(s)" in err
+    for name, why in (
+        ("truncated.jpg", "truncated or corrupt"),
+        ("garbage.png", "not an image"),
+        ("empty.jpg", "empty file"),
+        ("text.gif", "not an image"),
+    ):
+        assert any(name in line and why in line for line in err.splitlines()), (name, err)
+    # the report is repeated from the cache: skipping is never silent
+    load_data(str(root), image_size=8)
+    assert "Skipped 4" in capsys.readouterr().err
+    with pytest.raises(CnnlabError, match=r"cat/garbage.png': not an image .*--bad-images strict"):
+        load_data(str(root), image_size=8, bad_images="strict")
+
+
+def test_decompression_bomb_is_refused_without_decoding(tmp_path, monkeypatch):
+    import cnnlab.data.decode as decode
+
+    root = make_folder(tmp_path / "pets", {"cat": 4, "dog": 4})
+    Image.new("L", (3000, 3000)).save(root / "dog" / "huge.png")
+    imgs = decode_folder(root, image_size=8, cache=False)
+    assert imgs.bad == []
+    monkeypatch.setattr(decode, "MAX_PIXELS", 1_000_000)
+    paths = [root / "dog" / "huge.png"]
+    result = decode.decode_images(paths, size=8, max_pixels=1_000_000)
+    assert not result.ok.any() and "megapixel limit" in result.bad[0][1]
+
+
+# --- resizing -----------------------------------------------------------------------------------
+
+
+def test_resize_modes_pad_crop_stretch(tmp_path):
+    from cnnlab.data.decode import decode_image
+
+    path = tmp_path / "wide.png"
+    arr = np.full((20, 40, 3), 255, dtype=np.uint8)
+    arr[:, :10] = (255, 0, 0)  # red left quarter
+    Image.fromarray(arr).save(path)
+    pad = decode_image(path, size=8, resize="pad")
+    assert pad.shape == (3, 8, 8)
+    assert (pad[:, :2] == 0).all() and (pad[:, 6:] == 0).all()  # black bands above and below, centred
+    assert (pad[1, 3:5, 4:] == 255).all() and pad[0, 4, 0] == 255 and pad[1, 4, 0] < 30
+    crop = decode_image(path, size=8, resize="crop")
+    # the centre square is white: the red quarter was cut off (but for the filter's reach at the edge)
+    assert (crop[:, :, 1:] == 255).all() and crop[1, :, 0].min() > 200
+    stretch = decode_image(path, size=8, resize="stretch")
+    assert stretch[1, 4, 0] < 30 and (stretch[:, :, 4:] == 255).all()
+
+
+def test_jpeg_draft_decoding_matches_a_full_decode(tmp_path):
+    from cnnlab.data.decode import decode_image
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(small).resize((256, 256), Image.Resampling.BILINEAR).save(tmp_path / "x.jpg", quality=95)
+    fast = decode_image(tmp_path / "x.jpg", size=32).astype(float)
+    with Image.open(tmp_path / "x.jpg") as im:
+        full = np.asarray(im.convert("RGB").resize((32, 32), Image.Resampling.BILINEAR)).transpose(2, 0, 1)
+    assert np.abs(fast - full).mean() < 3.0
+
+
+# --- the cache ----------------------------------------------------------------------------------
+
+
+def test_cache_hit_and_invalidation(tmp_path):
+    root = make_folder(tmp_path / "pets", {"cat": 8, "dog": 8})
+    first = decode_folder(root, image_size=8)
+    assert not first.from_cache and first.cache_file is not None and first.cache_file.is_file()
+    # the cache is a plain .npz: no pickle needed (or allowed) to read it
+    with np.load(first.cache_file, allow_pickle=False) as z:
+        assert z["images"].shape == (16, 3, 8, 8)
+    second = decode_folder(root, image_size=8)
+    assert second.from_cache and np.array_equal(second.images, first.images)
+
+    # a changed file (new content, new mtime) decodes again, and the stale entry is removed
+    target = root / "dog" / "001.png"
+    Image.new("RGB", (24, 16), (255, 255, 0)).save(target)
+    later = time.time() + 5
+    os.utime(target, (later, later))
+    third = decode_folder(root, image_size=8)
+    assert not third.from_cache
+    idx = third.files.index(os.path.join("dog", "001.png"))
+    assert third.images[idx, :, 4, 4].tolist() == [255, 255, 0]
+    assert cache_files(tmp_path) == [third.cache_file]
+
+    # an added file, or other options, are other keys
+    Image.new("RGB", (8, 8)).save(root / "cat" / "new.png")
+    assert not decode_folder(root, image_size=8).from_cache
+    assert not decode_folder(root, image_size=8, resize="crop").from_cache
+    assert decode_folder(root, image_size=8).from_cache
+    assert len(cache_files(tmp_path)) == 2  # one per option set
+
+
+def test_cache_survives_a_moved_folder_and_recovers_from_damage(tmp_path):
+    root = make_folder(tmp_path / "pets", {"cat": 5, "dog": 5})
+    first = decode_folder(root, image_size=8)
+    moved = root.rename(tmp_path / "moved")
+    assert decode_folder(moved, image_size=8).from_cache
+    first.cache_file.write_bytes(b"half a zip file")
+    again = decode_folder(moved, image_size=8)
+    assert not again.from_cache and np.array_equal(again.images, first.images)
+
+
+def test_second_run_is_fast(tmp_path):
+    root = make_folder(tmp_path / "pets", {"cat": 60, "dog": 60}, size=(200, 150))
+    t0 = time.perf_counter()
+    load_folder(root, image_size=32, quiet=True)
+    cold = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    load_folder(root, image_size=32, quiet=True)
+    warm = time.perf_counter() - t0
+    assert warm < cold
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+
+
+def test_cli_train_and_eval_on_a_folder(tmp_path, run_cli):
+    root = make_folder(tmp_path / "pets", {"cat": 10, "dog": 10})
+    out = tmp_path / "run"
+    code, stdout, err = run_cli(
+        "train", "--data", root, "--image-size", "12", "--model", "conv4-pool-dense8",
+        "--epochs", "2", "--batch-size", "8", "--out", out, "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "Error:" in stdout
+    import json
+
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["image_size"] == 12 and cfg["input_shape"] == [3, 12, 12] and cfg["classes"] == ["cat", "dog"]
+    assert cfg["mean"] is not None and len(cfg["mean"]) == 3
+    code, stdout, err = run_cli("eval", out)
+    assert code == 0, err
+    assert "final set" in stdout
+
+
+@pytest.mark.parametrize(
+    "layout,args,message",
+    [
+        ("flat", [], "no class sub-folders"),
+        ("bad", ["--bad-images", "strict"], "--bad-images strict"),
+        ("ok", ["--channels", "2"], "invalid choice"),
+        ("ok", ["--resize", "squash"], "invalid choice"),
+    ],
+)
+def test_cli_folder_errors(tmp_path, run_cli, layout, args, message):
+    root = tmp_path / "d"
+    if layout == "flat":
+        root.mkdir()
+        Image.new("RGB", (8, 8)).save(root / "a.png")
+    else:
+        make_folder(root, {"cat": 4, "dog": 4})
+        if layout == "bad":
+            (root / "cat" / "x.jpg").write_bytes(b"junk")
+    code, _, err = run_cli("train", "--data", root, "--out", tmp_path / "r", "--epochs", "1", *args)
+    assert code == (2 if "invalid choice" in message else 1)
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
