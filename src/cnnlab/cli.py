@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "cnnlab.commands.core",
     "cnnlab.filters.cli",
     "cnnlab.commands.images",
+    "cnnlab.commands.explain",
 )
 
 
@@ -30,7 +31,11 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = _Parser(prog="cnnlab", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="cnnlab",
+        description="Convolutional networks on images: hand-made kernels, the MLP-vs-CNN tutorial, fast recipes, "
+        "your own image folders, and an explainer for any trained model.",
+    )
     parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in _COMMAND_MODULES:

@@ -1,0 +1,180 @@
+"""The `explain` and `serve` subcommands: reports on a run (files), and the explainer page + JSON API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from cnnlab.errors import CnnlabError
+
+
+def _top_k(text: str) -> int:
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if k < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {k}")
+    return k
+
+
+def _port(text: str) -> int:
+    try:
+        p = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= p <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535, got {p}")
+    return p
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from cnnlab.explain.files import image_report, safe_name, write_dataset_report
+    from cnnlab.explain.inputs import prepare_input
+    from cnnlab.runs import load_run
+
+    run = load_run(args.run)
+    out = Path(args.out) if args.out else run.path / "plots" / "explain"
+    name = str(run.config.get("model", "model"))
+    if args.layer is not None:  # fail before any work on a layer that is not there
+        from cnnlab.explain.stages import find_stage
+
+        find_stage(run.model, args.layer)
+    if not args.images:
+        from cnnlab.explain.data import run_test_split
+
+        split, classes = run_test_split(run.config, data_dir=args.data_dir, download=True)
+        rep, files = write_dataset_report(run.model, split, out / "dataset", classes=classes)
+        summary = {"run": str(run.path), "out": str(out / "dataset"), **rep.summary()}
+        if args.json:
+            print(json.dumps(summary, indent=2))
+            return 0
+        _dataset_table(summary)
+        print(f"Wrote {len(files)} files to {out / 'dataset'}")
+        return 0
+    invert = {"auto": "auto", "yes": True, "no": False}[args.invert]
+    prepared = []  # read every image first: a bad file fails before anything is written
+    for path in args.images:
+        prepared.append((path, prepare_input(path, run.input_shape, invert=invert, source=str(path))))
+    results = []
+    taken: set[str] = set()
+    for path, image in prepared:
+        stem = safe_name(Path(path).stem)
+        folder, i = stem, 2
+        while folder in taken:
+            folder, i = f"{stem}-{i}", i + 1
+        taken.add(folder)
+        rep = image_report(
+            run.model,
+            image,
+            out / folder,
+            classes=run.classes,
+            layer=args.layer,
+            top_k=args.top_k,
+            model_name=name,
+        )
+        results.append((path, rep))
+    if args.json:
+        docs = [json.loads((rep.folder / "prediction.json").read_text()) for _, rep in results]
+        print(json.dumps(docs[0] if len(docs) == 1 else docs))
+        return 0
+    for path, rep in results:
+        _topk_table(str(path), rep.acts.prediction.top(args.top_k), rep.acts.input)
+        where = f" Grad-CAM on {rep.gradcam.layer};" if rep.gradcam else ""
+        print(f"{len(rep.files)} files in {rep.folder} ({len(rep.acts.layers)} stages;{where} saliency)")
+    return 0
+
+
+def _topk_table(title: str, top, image) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    notes = []
+    if image.resized:
+        notes.append(f"resized from {image.original_size[1]}x{image.original_size[0]}")
+    if image.inverted:
+        notes.append("inverted")
+    t = Table(title=f"{title}" + (f" ({', '.join(notes)})" if notes else ""))
+    t.add_column("#", justify="right")
+    t.add_column("class")
+    t.add_column("probability", justify="right")
+    for rank, (_, label, p) in enumerate(top, start=1):
+        t.add_row(str(rank), label, f"{p:.2%}")
+    Console().print(t)
+
+
+def _dataset_table(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    t = Table(title=f"{summary['run']}: {summary['n']:,} test images, error {summary['error_pct']:.2f}%")
+    for c in ("class", "precision", "recall", "f1", "support"):
+        t.add_column(c, justify="left" if c == "class" else "right")
+    for r in summary["per_class"]:
+        t.add_row(
+            r["class"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", str(r["support"])
+        )
+    console.print(t)
+    m = Table(title="most confused (true -> predicted)")
+    for c in ("true", "predicted", "count", "share of true"):
+        m.add_column(c, justify="right" if c in ("count", "share of true") else "left")
+    for r in summary["most_confused"][:5]:
+        m.add_row(r["true"], r["predicted"], str(r["count"]), f"{r['share_of_true']:.1%}")
+    console.print(m)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from cnnlab.web.server import serve
+
+    runs = Path(args.runs_dir)
+    if not runs.is_dir():
+        raise CnnlabError(
+            f"runs folder {runs} does not exist; train a model first (cnnlab train --out runs/cnn2)"
+        )
+    serve(
+        runs,
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        threads=args.threads,
+        max_concurrent=args.max_concurrent,
+    )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="reports on a run: per image (activations, kernels, Grad-CAM, saliency) or, without images, "
+        "on its test set (confusion matrix, most confused, per-class F1)",
+    )
+    p.add_argument("run", metavar="RUN", help="run folder (written by `cnnlab train`)")
+    p.add_argument("images", metavar="IMAGE", nargs="*", help="images to explain; none: the dataset report")
+    p.add_argument("--out", default=None, help="folder for the files [RUN/plots/explain]")
+    p.add_argument("--layer", default=None, help="stage for Grad-CAM [the last conv stage, after its ReLU]")
+    p.add_argument("--top-k", type=_top_k, default=5, help="classes to list [5]")
+    p.add_argument(
+        "--invert",
+        default="auto",
+        choices=["auto", "yes", "no"],
+        help="invert images (Fashion-MNIST is light on black): auto inverts a grayscale image with a bright border",
+    )
+    p.add_argument("--data-dir", default=None, help="dataset folder for the test-set report")
+    p.add_argument("--json", action="store_true", help="print the activations JSON (or the dataset summary)")
+    p.set_defaults(handler=cmd_explain)
+
+    p = sub.add_parser("serve", help="the explainer page and JSON API for the runs in a folder")
+    p.add_argument("runs_dir", metavar="RUNS_DIR", nargs="?", default="runs", help="folder of runs [runs]")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind [127.0.0.1: this machine only]")
+    p.add_argument("--port", type=_port, default=8000, help="[8000]")
+    p.add_argument("--data-dir", default=None, help="dataset folder, for random test images")
+    p.add_argument("--threads", type=_top_k, default=1, help="torch threads per request [1]")
+    p.add_argument(
+        "--max-concurrent",
+        type=_top_k,
+        default=4,
+        help="requests computed at once; more wait briefly, then 503 [4]",
+    )
+    p.set_defaults(handler=cmd_serve)

@@ -1,0 +1,207 @@
+"""Figures of the explain reports (matplotlib `Figure` objects, rendered with Agg: no display, no pyplot
+state, safe from threads): feature-map grids, kernels, Grad-CAM / saliency overlays, top-k bars, the
+confusion matrix and the most confidently wrong images."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.explain.heatmaps import Heatmap
+from cnnlab.explain.reports import DatasetReport
+from cnnlab.explain.stagewise import Activations, Prediction, Stage
+
+DPI = 100
+
+
+def _figure(w: float, h: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(w, h), dpi=DPI)
+
+
+def save(fig, path: Path) -> Path:
+    """Write a figure as PNG, atomically."""
+    import io
+
+    from cnnlab.runs import write_atomic
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    write_atomic(Path(path), buf.getvalue())
+    return Path(path)
+
+
+def _image(values: np.ndarray) -> np.ndarray:
+    """(C, H, W) input -> something imshow takes: (H, W) gray or (H, W, 3) RGB in 0..1."""
+    if values.shape[0] == 1:
+        return values[0]
+    return np.clip(values[:3].transpose(1, 2, 0), 0, 1)
+
+
+def _off(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def stage_grid(stage: Stage, *, max_maps: int = 64):
+    """One stage's output: a grid of its feature maps (each on its own colour scale), or for a vector
+    stage (flatten, dense, softmax) the values as bars."""
+    v = stage.values
+    if v.ndim == 3 and stage.kind != "input":
+        n = min(len(v), max_maps)
+        cols = min(8, n)
+        rows = math.ceil(n / cols)
+        fig = _figure(1.3 * cols, 1.3 * rows + 0.5)
+        for i in range(n):
+            ax = fig.add_subplot(rows, cols, i + 1)
+            ax.imshow(v[i], cmap="viridis")
+            ax.set_title(str(i), fontsize=7, pad=2)
+            _off(ax)
+        more = f" (first {n} of {len(v)} maps)" if n < len(v) else ""
+        fig.suptitle(f"{stage.name} ({stage.kind}) {'x'.join(map(str, v.shape))}{more}", fontsize=10)
+        return fig
+    if v.ndim == 3:
+        fig = _figure(3, 3.3)
+        ax = fig.add_subplot(1, 1, 1)
+        ax.imshow(_image(v), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"input {'x'.join(map(str, v.shape))}", fontsize=10)
+        _off(ax)
+        return fig
+    fig = _figure(min(12, 2 + 0.02 * len(v) + 3), 2.6)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.bar(np.arange(len(v)), v, width=1.0, color=np.where(v >= 0, "#3b7dd8", "#d8573b"))
+    ax.set_title(f"{stage.name} ({stage.kind}) {len(v)} values", fontsize=10)
+    ax.set_xlim(-0.5, len(v) - 0.5)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def overview(acts: Activations, *, per_stage: int = 6):
+    """The network as columns of feature maps, one column per stage (the page's overview, as a file)."""
+    stages = acts.layers
+    rows = max(min(per_stage, s.values.shape[0]) if s.values.ndim == 3 else 1 for s in stages)
+    fig = _figure(1.25 * len(stages), 1.2 * rows + 0.8)
+    grid = fig.add_gridspec(rows, len(stages), wspace=0.15, hspace=0.15)
+    for c, s in enumerate(stages):
+        v = s.values
+        if v.ndim == 3:
+            shown = [_image(v)] if s.kind == "input" else list(v[:per_stage])
+            for r, m in enumerate(shown):
+                ax = fig.add_subplot(grid[r, c])
+                ax.imshow(m, cmap="gray" if s.kind == "input" else "viridis")
+                _off(ax)
+                if r == 0:
+                    ax.set_title(f"{s.name}\n{'x'.join(map(str, v.shape))}", fontsize=7)
+        else:
+            ax = fig.add_subplot(grid[:, c])
+            col = v[:, None] if len(v) <= 256 else v[: (len(v) // 64) * 64].reshape(-1, 64).mean(1)[:, None]
+            ax.imshow(col, aspect="auto", cmap="viridis")
+            ax.set_title(f"{s.name}\n{len(v)}", fontsize=7)
+            _off(ax)
+    p = acts.prediction
+    fig.suptitle(f"prediction: {p.label} ({p.probability:.1%})", fontsize=10)
+    return fig
+
+
+def kernels_figure(weight: np.ndarray, name: str, *, max_filters: int = 64):
+    """The learned kernels of a conv layer, weight (Cout, Cin, kh, kw): RGB when Cin is 3, else the
+    first input channel of each filter."""
+    n = min(len(weight), max_filters)
+    cols = min(8, n)
+    rows = math.ceil(n / cols)
+    fig = _figure(1.1 * cols, 1.1 * rows + 0.5)
+    for i in range(n):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        w = weight[i]
+        if w.shape[0] == 3:
+            lo, hi = w.min(), w.max()
+            ax.imshow(((w - lo) / (hi - lo + 1e-12)).transpose(1, 2, 0))
+        else:
+            lim = float(np.abs(w[0]).max()) or 1.0
+            ax.imshow(w[0], cmap="RdBu_r", vmin=-lim, vmax=lim)
+        _off(ax)
+    what = "RGB" if weight.shape[1] == 3 else "input channel 0"
+    fig.suptitle(f"{name}: {len(weight)} kernels {weight.shape[2]}x{weight.shape[3]} ({what})", fontsize=10)
+    return fig
+
+
+def overlay(image: np.ndarray, heat: Heatmap, *, title: str | None = None):
+    """Input, heat map, and the heat map over the input."""
+    fig = _figure(7.5, 2.8)
+    img = _image(image)
+    for i, (panel, label) in enumerate(
+        [(img, "input"), (heat.values, heat.method), (None, "overlay")], start=1
+    ):
+        ax = fig.add_subplot(1, 3, i)
+        if panel is not None and i == 1:
+            ax.imshow(panel, cmap="gray")
+        elif panel is not None:
+            ax.imshow(panel, cmap="jet", vmin=0, vmax=1)
+        else:
+            ax.imshow(img, cmap="gray")
+            ax.imshow(heat.values, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        ax.set_title(label, fontsize=9)
+        _off(ax)
+    where = f" on {heat.layer}" if heat.layer else ""
+    fig.suptitle(title or f"{heat.method}{where} for class '{heat.label}'", fontsize=10)
+    return fig
+
+
+def topk_figure(pred: Prediction, k: int = 5):
+    top = pred.top(k)[::-1]
+    fig = _figure(5, 0.4 * len(top) + 0.8)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.barh([t[1] for t in top], [t[2] for t in top], color="#3b7dd8")
+    for i, t in enumerate(top):
+        ax.text(t[2], i, f" {t[2]:.1%}", va="center", fontsize=8)
+    ax.set_xlim(0, 1.15)
+    ax.set_title("top classes (softmax)", fontsize=10)
+    return fig
+
+
+def confusion_figure(report: DatasetReport):
+    """Counts and row-normalised confusion matrices side by side, class names on both axes."""
+    k = len(report.classes)
+    size = max(5.0, 0.55 * k + 2)
+    fig = _figure(2 * size, size)
+    for i, (norm, title) in enumerate([(False, "counts"), (True, "row-normalised (recall)")], start=1):
+        cm = report.confusion(normalize=norm)
+        ax = fig.add_subplot(1, 2, i)
+        ax.imshow(cm, cmap="Blues")
+        ax.set_xticks(range(k), report.classes, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(k), report.classes, fontsize=8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"confusion matrix, {title}", fontsize=10)
+        if k <= 20:
+            top = cm.max() or 1
+            for t in range(k):
+                for p in range(k):
+                    txt = f"{cm[t, p]:.2f}" if norm else str(int(cm[t, p]))
+                    color = "white" if cm[t, p] > 0.6 * top else "black"
+                    ax.text(p, t, txt, ha="center", va="center", fontsize=6.5, color=color)
+    fig.suptitle(f"{len(report.labels):,} images, accuracy {report.accuracy:.2%}", fontsize=11)
+    return fig
+
+
+def wrong_grid(report: DatasetReport, images: np.ndarray, cases: Sequence[dict]):
+    """The most confidently wrong images with true / predicted / probability. ``images`` is the split's
+    uint8 (N, C, H, W) array."""
+    n = max(1, len(cases))
+    cols = min(4, n)
+    rows = math.ceil(n / cols)
+    fig = _figure(2.6 * cols, 2.9 * rows)
+    for i, case in enumerate(cases):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.imshow(_image(images[case["index"]].astype(np.float32) / 255.0), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(
+            f"#{case['index']} true: {case['true']}\npred: {case['predicted']} ({case['probability']:.1%})",
+            fontsize=8,
+        )
+        _off(ax)
+    fig.suptitle("most confidently wrong", fontsize=11)
+    return fig

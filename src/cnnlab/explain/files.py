@@ -1,0 +1,132 @@
+"""Explain reports as files: one folder per image (activations, kernels, Grad-CAM, saliency, JSON) and
+one for the dataset (confusion matrix, most-confused pairs, most confidently wrong, per-class CSV)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.explain import figures
+from cnnlab.explain.heatmaps import Heatmap, gradcam, saliency
+from cnnlab.explain.inputs import PreparedInput
+from cnnlab.explain.reports import DatasetReport, dataset_report
+from cnnlab.explain.stages import named_stages, stage_kind
+from cnnlab.explain.stagewise import Activations, activations
+
+
+def _write_text(path: Path, text: str) -> None:
+    from cnnlab.runs import write_atomic
+
+    write_atomic(path, text)
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^\w\-.]+", "_", name).strip("._") or "image"
+
+
+@dataclass
+class ImageReport:
+    folder: Path
+    acts: Activations
+    gradcam: Heatmap | None
+    saliency: Heatmap
+    files: list[Path] = field(default_factory=list)
+
+
+def image_report(
+    model: nn.Module,
+    image: PreparedInput,
+    out: str | os.PathLike,
+    *,
+    classes: Sequence[str],
+    layer: str | None = None,
+    top_k: int = 5,
+    model_name: str = "model",
+) -> ImageReport:
+    """Write everything about one image to ``out``: ``prediction.json`` (the activations schema, values
+    included), ``topk.png``, ``overview.png``, ``stages/NN_<stage>.png``, ``kernels_<conv>.png``,
+    ``gradcam_<layer>.png`` and ``saliency.png``."""
+    folder = Path(out)
+    acts = activations(model, image, classes=classes, model_name=model_name)
+    try:
+        cam = gradcam(model, image, layer=layer, classes=classes)
+    except CnnlabError:
+        if layer is not None:  # asked for explicitly: say why it cannot be done
+            raise
+        cam = None  # no conv layer (an MLP): no Grad-CAM, the rest of the report still stands
+    sal = saliency(model, image, classes=classes)
+    files = []
+    doc = acts.to_json(top_k=top_k, gradcam=cam, saliency=sal)
+    files.append(folder / "prediction.json")
+    _write_text(files[-1], json.dumps(doc) + "\n")
+    files.append(figures.save(figures.topk_figure(acts.prediction, top_k), folder / "topk.png"))
+    files.append(figures.save(figures.overview(acts), folder / "overview.png"))
+    for i, stage in enumerate(acts.layers):
+        path = folder / "stages" / f"{i:02d}_{safe_name(stage.name)}.png"
+        files.append(figures.save(figures.stage_grid(stage), path))
+    for name, module in named_stages(model):
+        if stage_kind(module) == "conv":
+            w = module.weight.detach().cpu().float().numpy()
+            files.append(
+                figures.save(figures.kernels_figure(w, name), folder / f"kernels_{safe_name(name)}.png")
+            )
+    img = acts.layers[0].values
+    if cam is not None:
+        path = folder / f"gradcam_{safe_name(cam.layer)}.png"
+        files.append(figures.save(figures.overlay(img, cam), path))
+    files.append(figures.save(figures.overlay(img, sal), folder / "saliency.png"))
+    return ImageReport(folder, acts, cam, sal, files)
+
+
+def write_dataset_report(
+    model: nn.Module,
+    split,
+    out: str | os.PathLike,
+    *,
+    classes: Sequence[str],
+    n_wrong: int = 16,
+) -> tuple[DatasetReport, list[Path]]:
+    """Write ``confusion_matrix.png``, ``confusion_matrix.csv`` (counts), ``confusion_matrix_normalized.csv``,
+    ``per_class.csv`` (precision, recall, F1, support), ``most_confused.csv``, ``confidently_wrong.png``
+    and ``report.json`` to ``out``."""
+    folder = Path(out)
+    rep = dataset_report(model, split, classes=classes)
+    files = [figures.save(figures.confusion_figure(rep), folder / "confusion_matrix.png")]
+    for name, text in (
+        ("confusion_matrix.csv", rep.confusion_csv()),
+        ("confusion_matrix_normalized.csv", rep.confusion_csv(normalize=True)),
+        ("per_class.csv", rep.per_class_csv()),
+        (
+            "most_confused.csv",
+            _rows_csv(rep.most_confused(), ["true", "predicted", "count", "share_of_true"]),
+        ),
+    ):
+        _write_text(folder / name, text)
+        files.append(folder / name)
+    wrong = rep.confidently_wrong(n_wrong)
+    if wrong:
+        images = split.images.cpu().numpy() if hasattr(split.images, "cpu") else np.asarray(split.images)
+        files.append(figures.save(figures.wrong_grid(rep, images, wrong), folder / "confidently_wrong.png"))
+    summary = {**rep.summary(), "confidently_wrong": wrong}
+    _write_text(folder / "report.json", json.dumps(summary, indent=2) + "\n")
+    files.append(folder / "report.json")
+    return rep, files
+
+
+def _rows_csv(rows: list[dict], columns: list[str]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()

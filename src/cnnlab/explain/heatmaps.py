@@ -1,0 +1,155 @@
+"""Where the model looked: Grad-CAM on any stage with an image-shaped output, and gradient saliency.
+
+Grad-CAM (Selvaraju et al., 2017): take the feature maps A (C, h, w) of a stage and the gradient of the
+class score (its logit) with respect to them; weight each map by its mean gradient, sum, keep the
+positive part, scale to the input's size and to 0..1. Saliency: |d score / d pixel|, max over channels.
+Both run the model stage by stage with ``torch.autograd.grad`` (no hooks, no stored .grad), so they are
+safe on a model shared between threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.explain import schema
+from cnnlab.explain.inputs import PreparedInput, prepare_input
+from cnnlab.explain.stages import eval_mode, model_device, named_stages, stage_kind
+
+
+@dataclass
+class Heatmap:
+    method: str  # "gradcam" or "saliency"
+    layer: str | None
+    class_index: int
+    label: str
+    values: np.ndarray  # (H, W) at the input's size, 0..1
+    raw: np.ndarray  # Grad-CAM at the layer's resolution before scaling (saliency: same as values)
+
+    def to_schema(self, encoding: str = "base64") -> schema.Heatmap:
+        return schema.Heatmap(
+            method=self.method,
+            layer=self.layer,
+            class_index=self.class_index,
+            label=self.label,
+            values=schema.encode_tensor(self.values, encoding),
+        )
+
+
+def spatial_stages(model: nn.Module, input_shape: Sequence[int]) -> list[str]:
+    """Names of the stages whose output is image-shaped (C, h, w) with h, w > 1: Grad-CAM targets."""
+    x = torch.zeros(1, *input_shape, device=model_device(model))
+    names = []
+    with eval_mode(model), torch.inference_mode():
+        for name, stage in named_stages(model):
+            x = stage(x)
+            if x.dim() == 4 and x.shape[2] * x.shape[3] > 1 and stage_kind(stage) not in ("normalize",):
+                names.append(name)
+    return names
+
+
+def default_layer(model: nn.Module, input_shape: Sequence[int]) -> str:
+    """The usual Grad-CAM layer: the last conv stage (or residual block) with an image-shaped output,
+    taken after its batch norm and activation when those follow it (the rectified feature maps)."""
+    spatial = spatial_stages(model, input_shape)
+    kinds = [(n, stage_kind(m)) for n, m in named_stages(model)]
+    convs = [i for i, (n, k) in enumerate(kinds) if n in spatial and k in ("conv", "block")]
+    if not convs:
+        raise CnnlabError("Grad-CAM needs a conv layer; this model has none (an MLP sees no maps)")
+    i = convs[-1]
+    while i + 1 < len(kinds) and kinds[i + 1][1] in ("batchnorm", "relu", "activation"):
+        i += 1
+    return kinds[i][0]
+
+
+def _scaled(cam: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    up = F.interpolate(cam[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+    up = up.clamp_(min=0)
+    top = float(up.max())
+    return (up / top if top > 0 else up).float().cpu().numpy()
+
+
+def _target(logits: torch.Tensor, class_index: int | None) -> int:
+    k = logits.shape[1]
+    if class_index is None:
+        return int(logits[0].argmax())
+    if not 0 <= int(class_index) < k:
+        raise CnnlabError(f"class index {class_index} is out of range 0..{k - 1}")
+    return int(class_index)
+
+
+def gradcam(
+    model: nn.Module,
+    image,
+    *,
+    layer: str | None = None,
+    class_index: int | None = None,
+    classes: Sequence[str] | None = None,
+    input_shape: tuple[int, int, int] | None = None,
+    invert: bool | str = False,
+) -> Heatmap:
+    """Grad-CAM for ``class_index`` (default: the predicted class) on stage ``layer`` (default: the
+    last conv stage).
+
+    Example:
+        >>> import cnnlab as cl
+        >>> cam = cl.explain.gradcam(cl.create_model("cnn2", seed=0), np.random.rand(28, 28))
+        >>> cam.layer, cam.values.shape
+        ('conv2', (28, 28))
+    """
+    prepared = image if isinstance(image, PreparedInput) else prepare_input(image, input_shape, invert=invert)
+    x = prepared.tensor.to(model_device(model))
+    stages = named_stages(model)
+    layer = layer or default_layer(model, tuple(x.shape[1:]))
+    if layer not in dict(stages):
+        raise CnnlabError(f"Unknown layer {layer!r}. Available: {', '.join(n for n, _ in stages)}")
+    feats = None
+    with eval_mode(model), torch.enable_grad():
+        for name, stage in stages:
+            x = stage(x)
+            if name == layer:
+                if x.dim() != 4:
+                    allowed = ", ".join(spatial_stages(model, tuple(prepared.tensor.shape[1:])))
+                    raise CnnlabError(
+                        f"Grad-CAM needs a layer with feature maps; {layer!r} outputs shape "
+                        f"{tuple(x.shape[1:])}. Layers with maps: {allowed}"
+                    )
+                feats = x
+        logits = x
+        target = _target(logits, class_index)
+        (grads,) = torch.autograd.grad(logits[0, target], feats)
+    weights = grads[0].mean(dim=(1, 2))  # (C,) how much each map matters to the class
+    cam = torch.relu((weights[:, None, None] * feats[0]).sum(0)).detach()  # (h, w)
+    names = list(classes) if classes is not None else [str(i) for i in range(logits.shape[1])]
+    size = tuple(prepared.tensor.shape[2:])
+    return Heatmap("gradcam", layer, target, names[target], _scaled(cam, size), cam.cpu().numpy())
+
+
+def saliency(
+    model: nn.Module,
+    image,
+    *,
+    class_index: int | None = None,
+    classes: Sequence[str] | None = None,
+    input_shape: tuple[int, int, int] | None = None,
+    invert: bool | str = False,
+) -> Heatmap:
+    """Gradient saliency: how much each pixel moves the class score, |d logit / d x|, max over channels,
+    scaled to 0..1."""
+    prepared = image if isinstance(image, PreparedInput) else prepare_input(image, input_shape, invert=invert)
+    x = prepared.tensor.to(model_device(model)).clone().requires_grad_(True)
+    with eval_mode(model), torch.enable_grad():
+        logits = model(x)
+        target = _target(logits, class_index)
+        (grad,) = torch.autograd.grad(logits[0, target], x)
+    sal = grad[0].abs().amax(dim=0)
+    top = float(sal.max())
+    values = (sal / top if top > 0 else sal).float().cpu().numpy()
+    names = list(classes) if classes is not None else [str(i) for i in range(logits.shape[1])]
+    return Heatmap("saliency", None, target, names[target], values, values)

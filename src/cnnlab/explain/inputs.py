@@ -1,0 +1,142 @@
+"""Any image -> the (1, C, H, W) tensor of 0..1 pixels a model takes, and a note of what was done to it.
+
+Grayscale uses the tutorial's weights (0.299 R + 0.587 G + 0.114 B); a gray image for an RGB model is
+repeated on the three channels. An image of another size is scaled to fit (aspect ratio kept, bilinear
+with antialiasing) and centred on a background of its own border colour. Fashion-MNIST and MNIST show
+light objects on black, while photos and drawings are usually dark on white, so for grayscale models
+``invert="auto"`` inverts an image whose border is mostly bright (``True``/``False`` force it).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cnnlab.errors import CnnlabError
+from cnnlab.images import load_image, to_gray
+
+
+@dataclass
+class PreparedInput:
+    tensor: torch.Tensor  # (1, C, H, W) float32 in 0..1
+    source: str = "array"
+    original_size: tuple[int, int] | None = None  # (height, width) before resizing
+    inverted: bool = False
+    resized: bool = False
+    label: int | None = None  # the true class, for dataset images
+    extra: dict = field(default_factory=dict)
+
+    def info(self) -> dict:
+        return {
+            "shape": list(self.tensor.shape[1:]),
+            "source": self.source,
+            "original_size": list(self.original_size) if self.original_size else None,
+            "inverted": self.inverted,
+            "resized": self.resized,
+            "label": self.label,
+        }
+
+
+def _border(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel median of the outermost pixels of a (C, H, W) image."""
+    c = x.shape[0]
+    edge = torch.cat([x[:, 0, :], x[:, -1, :], x[:, :, 0], x[:, :, -1]], dim=1).reshape(c, -1)
+    return edge.median(dim=1).values
+
+
+def _fit(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Scale (C, h0, w0) to fit (h, w) keeping the aspect ratio; pad with the border colour."""
+    c, h0, w0 = x.shape
+    scale = min(h / h0, w / w0)
+    nh, nw = max(1, round(h0 * scale)), max(1, round(w0 * scale))
+    small = F.interpolate(x[None], size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0]
+    small = small.clamp_(0.0, 1.0)
+    out = _border(x).view(c, 1, 1).expand(c, h, w).clone()
+    top, left = (h - nh) // 2, (w - nw) // 2
+    out[:, top : top + nh, left : left + nw] = small
+    return out
+
+
+def prepare_input(
+    image,
+    input_shape: tuple[int, int, int] | None = None,
+    *,
+    invert: bool | str = "auto",
+    source: str | None = None,
+    label: int | None = None,
+) -> PreparedInput:
+    """Turn ``image`` into the model's input.
+
+    Args:
+        image: a path or image bytes (read with `cnnlab.load_image`), an (H, W) or (H, W, C) array in
+            0..1 (uint8 is divided by 255), or a (C, H, W) / (1, C, H, W) tensor (uint8 or 0..1 float).
+        input_shape: the model's (C, H, W); None keeps the image's own shape.
+        invert: ``"auto"``, ``True`` or ``False`` (see the module docstring).
+
+    Example:
+        >>> p = prepare_input(np.ones((56, 56), dtype=np.float32) * 0.9, (1, 28, 28))
+        >>> tuple(p.tensor.shape), p.resized, p.inverted
+        ((1, 1, 28, 28), True, True)
+    """
+    if isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)):
+        src = source or (os.fspath(image) if isinstance(image, (str, os.PathLike)) else "bytes")
+        image = load_image(image, gray=input_shape is not None and input_shape[0] == 1)
+        source = src
+    if isinstance(image, torch.Tensor):
+        t = image.detach().cpu()
+        if t.dim() == 4 and t.shape[0] == 1:
+            t = t[0]
+        if t.dim() == 2:
+            t = t[None]
+        if t.dim() != 3:
+            raise CnnlabError(f"expected an image tensor of shape (C, H, W), got {tuple(image.shape)}")
+        t = t.float().div_(255.0) if t.dtype == torch.uint8 else t.float()
+    else:
+        a = np.asarray(image)
+        if a.dtype == np.uint8:
+            a = a.astype(np.float32) / np.float32(255.0)
+        if a.dtype.kind not in "fiub":
+            raise CnnlabError(f"expected a numeric image array, got dtype {a.dtype}")
+        a = a.astype(np.float32, copy=False)
+        if a.ndim == 2:
+            t = torch.from_numpy(np.ascontiguousarray(a))[None]
+        elif a.ndim == 3:
+            if input_shape is not None and input_shape[0] == 1 and a.shape[-1] >= 3:
+                a = to_gray(a)[..., None]
+            t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).contiguous()
+        else:
+            raise CnnlabError(f"expected an (H, W) or (H, W, C) image, got shape {a.shape}")
+    if not torch.isfinite(t).all():
+        raise CnnlabError("the image has NaN or infinite pixels")
+    original = (int(t.shape[1]), int(t.shape[2]))
+    resized = inverted = False
+    if input_shape is not None:
+        c, h, w = (int(v) for v in input_shape)
+        if t.shape[0] != c:
+            if c == 1 and t.shape[0] >= 3:
+                weights = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32).view(3, 1, 1)
+                t = (t[:3] * weights).sum(0, keepdim=True)
+            elif t.shape[0] == 1:
+                t = t.expand(c, -1, -1).contiguous()
+            else:
+                raise CnnlabError(f"the model takes {c} channels; the image has {t.shape[0]}")
+        if tuple(t.shape[1:]) != (h, w):
+            t = _fit(t, h, w)
+            resized = True
+        inverted = c == 1 and bool(_border(t).mean() > 0.5) if invert == "auto" else bool(invert)
+        if inverted:
+            t = 1.0 - t
+    elif invert is True:
+        t, inverted = 1.0 - t, True
+    return PreparedInput(
+        t[None].contiguous(),
+        source=source or "array",
+        original_size=original,
+        inverted=inverted,
+        resized=resized,
+        label=label,
+    )

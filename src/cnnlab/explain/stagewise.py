@@ -1,0 +1,263 @@
+"""Activations per named stage: run the model one stage at a time and keep every output.
+
+The forward pass is the model's own: an ``nn.Sequential`` applies its stages in order, and so does this
+loop, so the last stage's output is exactly ``model(x)``. No hooks are registered, so one model can be
+explained by several threads at once (the web server does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.explain import schema
+from cnnlab.explain.inputs import PreparedInput, prepare_input
+from cnnlab.explain.stages import eval_mode, model_device, named_stages, stage_kind, stage_params
+
+
+@dataclass
+class Stage:
+    """One stage's output for one image."""
+
+    name: str
+    kind: str
+    values: np.ndarray  # float32, the output without the batch axis: (C, H, W) or (N,)
+    module: str = ""
+    params: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.values.shape)
+
+    def to_schema(self, encoding: str | None = "base64") -> schema.Layer:
+        return schema.Layer(
+            name=self.name,
+            kind=self.kind,
+            shape=list(self.shape),
+            module=self.module,
+            params=self.params,
+            stats=schema.stats_of(self.values),
+            values=schema.encode_tensor(self.values, encoding) if encoding else None,
+        )
+
+
+@dataclass
+class Prediction:
+    logits: np.ndarray  # (K,) float32
+    probabilities: np.ndarray  # (K,) float32, softmax of the logits
+    classes: list[str]
+
+    @property
+    def index(self) -> int:
+        return int(np.argmax(self.logits))
+
+    @property
+    def label(self) -> str:
+        return self.classes[self.index]
+
+    @property
+    def probability(self) -> float:
+        return float(self.probabilities[self.index])
+
+    def top(self, k: int = 5) -> list[tuple[int, str, float]]:
+        """The k most probable classes: (index, label, probability), most probable first."""
+        order = np.argsort(-self.probabilities, kind="stable")[: max(1, k)]
+        return [(int(i), self.classes[i], float(self.probabilities[i])) for i in order]
+
+    def to_schema(self, top_k: int = 5) -> schema.Prediction:
+        return schema.Prediction(
+            index=self.index,
+            label=self.label,
+            probability=self.probability,
+            logits=[float(v) for v in self.logits],
+            probabilities=[float(v) for v in self.probabilities],
+            top=[schema.ClassScore(index=i, label=lb, probability=p) for i, lb, p in self.top(top_k)],
+        )
+
+
+@dataclass
+class Activations:
+    """Every stage's output for one image, the input first and the softmax last.
+
+    Example:
+        >>> import cnnlab as cl
+        >>> acts = cl.explain.activations(cl.create_model("cnn2", seed=0), np.zeros((28, 28)))
+        >>> [s.name for s in acts.layers][:4], acts["conv1"].shape
+        (['input', 'conv1', 'relu1', 'pool1'], (64, 26, 26))
+    """
+
+    layers: list[Stage]
+    prediction: Prediction
+    input: PreparedInput
+    model_name: str = "model"
+    params: int = 0
+
+    def __getitem__(self, name: str) -> Stage:
+        for s in self.layers:
+            if s.name == name:
+                return s
+        raise CnnlabError(f"Unknown layer {name!r}. Available: {', '.join(s.name for s in self.layers)}")
+
+    def input_of(self, name: str) -> Stage:
+        """The stage whose output feeds stage ``name``."""
+        names = [s.name for s in self.layers]
+        i = names.index(self[name].name)
+        if i == 0:
+            raise CnnlabError("the input has no input")
+        return self.layers[i - 1]
+
+    def to_schema(
+        self,
+        *,
+        encoding: str | None = "base64",
+        top_k: int = 5,
+        model_id: str | None = None,
+        gradcam=None,
+        saliency=None,
+    ) -> schema.ActivationsDoc:
+        """The JSON document (see `cnnlab.explain.schema`); ``encoding=None`` leaves out the values."""
+        return schema.ActivationsDoc(
+            model=self.model_info(model_id),
+            input=schema.InputInfo(**self.input.info()),
+            layers=[s.to_schema(encoding) for s in self.layers],
+            prediction=self.prediction.to_schema(top_k),
+            gradcam=gradcam.to_schema() if gradcam is not None else None,
+            saliency=saliency.to_schema() if saliency is not None else None,
+        )
+
+    def to_json(self, **kwargs) -> dict:
+        return self.to_schema(**kwargs).model_dump(mode="json", by_alias=True)
+
+    def model_info(self, model_id: str | None = None) -> schema.ModelInfo:
+        return schema.ModelInfo(
+            id=model_id,
+            name=self.model_name,
+            input_shape=list(self.input.tensor.shape[1:]),
+            classes=list(self.prediction.classes),
+            params=self.params,
+        )
+
+
+def _classes(classes: Sequence[str] | None, k: int) -> list[str]:
+    if classes is None:
+        return [str(i) for i in range(k)]
+    if len(classes) != k:
+        raise CnnlabError(f"the model returns {k} scores but {len(classes)} class names were given")
+    return [str(c) for c in classes]
+
+
+def infer_input_shape(model: nn.Module) -> tuple[int, int, int] | None:
+    """(C, H, W) recorded on a model, if any (``input_shape`` attribute); else None."""
+    shape = getattr(model, "input_shape", None)
+    return tuple(shape) if shape is not None else None
+
+
+def softmax(logits) -> np.ndarray:
+    """Probabilities from logits, exactly as PyTorch computes them (float32, max-shifted exp / sum).
+
+    Example:
+        >>> softmax([0.0, 0.0]).tolist()
+        [0.5, 0.5]
+    """
+    t = torch.as_tensor(np.asarray(logits, dtype=np.float32))
+    return torch.softmax(t, dim=-1).numpy()
+
+
+def softmax_steps(logits) -> dict:
+    """Softmax spelled out for a learner: shift by the max, exponentiate, divide by the sum."""
+    z = np.asarray(logits, dtype=np.float64)
+    shifted = z - z.max()
+    e = np.exp(shifted)
+    return {
+        "logits": z.tolist(),
+        "max": float(z.max()),
+        "exp": e.tolist(),
+        "sum": float(e.sum()),
+        "probabilities": (e / e.sum()).tolist(),
+    }
+
+
+def activations(
+    model: nn.Module,
+    image,
+    *,
+    classes: Sequence[str] | None = None,
+    input_shape: tuple[int, int, int] | None = None,
+    invert: bool | str = False,
+    model_name: str | None = None,
+) -> Activations:
+    """Run ``model`` on one image, stage by stage, and keep every stage's output.
+
+    Args:
+        model: an ``nn.Sequential`` of named stages returning logits (any registered model).
+        image: what `prepare_input` takes: a path, bytes, an (H, W[, C]) array or a (C, H, W) tensor.
+        classes: class names in label order (default "0", "1", ...).
+        input_shape: the model's (C, H, W); images of another size or channel count are adapted.
+        invert: invert the image (``"auto"``: when a grayscale image has a bright border).
+
+    Returns:
+        `Activations`: ``.layers`` (input, every stage, softmax), ``.prediction``, ``.to_json()``.
+
+    Example:
+        >>> import cnnlab as cl
+        >>> acts = cl.explain.activations(cl.create_model("mlp"), np.zeros((28, 28)))
+        >>> acts.layers[-1].kind, round(float(acts.layers[-1].values.sum()), 5)
+        ('softmax', 1.0)
+    """
+    prepared = image if isinstance(image, PreparedInput) else prepare_input(image, input_shape, invert=invert)
+    x = prepared.tensor.to(model_device(model))
+    stages = named_stages(model)
+    layers = [Stage("input", "input", prepared.tensor[0].numpy().copy(), "input image, pixels in 0..1")]
+    with eval_mode(model), torch.inference_mode():
+        try:
+            for name, stage in stages:
+                x = stage(x)  # e.g. conv1: (1, 64, 26, 26)
+                layers.append(
+                    Stage(
+                        name, stage_kind(stage), x[0].float().cpu().numpy(), repr(stage), stage_params(stage)
+                    )
+                )
+        except RuntimeError as exc:
+            raise CnnlabError(
+                f"the model cannot take an input of shape {tuple(prepared.tensor.shape[1:])}: {exc}"
+            ) from None
+    logits = layers[-1].values
+    if logits.ndim != 1:
+        raise CnnlabError(f"the model's last stage returns shape {logits.shape}; expected logits (K,)")
+    probs = softmax(logits)
+    taken = {s.name for s in layers}
+    soft_name = "softmax" if "softmax" not in taken else "softmax_"
+    layers.append(Stage(soft_name, "softmax", probs, "softmax(logits): exp(z_i) / sum_j exp(z_j)"))
+    pred = Prediction(logits, probs, _classes(classes, len(logits)))
+    return Activations(
+        layers,
+        pred,
+        prepared,
+        model_name=model_name or type(model).__name__,
+        params=sum(p.numel() for p in model.parameters()),
+    )
+
+
+def predict_image(
+    model: nn.Module,
+    image,
+    *,
+    classes: Sequence[str] | None = None,
+    input_shape: tuple[int, int, int] | None = None,
+    invert: bool | str = False,
+) -> tuple[Prediction, PreparedInput]:
+    """Only the prediction (one plain forward pass): what /api/predict answers."""
+    prepared = image if isinstance(image, PreparedInput) else prepare_input(image, input_shape, invert=invert)
+    with eval_mode(model), torch.inference_mode():
+        try:
+            logits = model(prepared.tensor.to(model_device(model)))[0].float().cpu().numpy()
+        except RuntimeError as exc:
+            raise CnnlabError(
+                f"the model cannot take an input of shape {tuple(prepared.tensor.shape[1:])}: {exc}"
+            ) from None
+    return Prediction(logits, softmax(logits), _classes(classes, len(logits))), prepared

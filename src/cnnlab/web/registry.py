@@ -1,0 +1,193 @@
+"""The runs the server may show: found by scanning RUNS_DIR, never named by a path from the client.
+
+A model id is the run folder's path relative to RUNS_DIR (``cnn4``, ``compare/cnn2``), taken from the
+scan; a request's id is only ever looked up in that table. A run qualifies when it holds ``config.json``
+and ``model.safetensors`` as regular files whose real location is inside RUNS_DIR (symlinks that lead
+out are ignored). Weights are read only with safetensors (`cnnlab.load_run`), never unpickled. Loaded
+models and test sets are kept in small LRU caches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnnlab.errors import CnnlabError
+from cnnlab.runs import WEIGHTS
+
+SCAN_DEPTH = 3  # runs/<a>/<b>/<c>: a compare folder holds one run per model
+RESCAN_SECONDS = 2.0
+
+
+class UnknownModel(CnnlabError):
+    pass
+
+
+class Unavailable(CnnlabError):
+    pass
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    id: str
+    path: Path
+    config: dict
+    results: dict
+    stamp: tuple[int, int]  # weights' (mtime_ns, size): a retrained run is reloaded
+
+    def describe(self) -> dict:
+        test = self.results.get("test") or {}
+        return {
+            "id": self.id,
+            "name": str(self.config.get("model", "?")),
+            "data": str(self.config.get("data", "?")),
+            "input_shape": list(self.config.get("input_shape", [])),
+            "classes": [str(c) for c in self.config.get("classes", [])],
+            "params": self.results.get("params") or self.config.get("params"),
+            "test_accuracy": test.get("accuracy"),
+            "error_pct": test.get("error_pct"),
+            "layers": [
+                {"name": r.get("name"), "kind": r.get("kind"), "shape": r.get("output_shape")}
+                for r in (self.results.get("summary") or {}).get("layers", [])
+            ],
+        }
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve(strict=True).relative_to(root)
+    except (OSError, ValueError, RuntimeError):
+        return False
+    return True
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        if path.stat().st_size > 2_000_000:
+            return None
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def scan_runs(root: Path, *, depth: int = SCAN_DEPTH) -> dict[str, RunEntry]:
+    """Every run folder under ``root`` (to ``depth`` levels), by id."""
+    root = root.resolve()
+    found: dict[str, RunEntry] = {}
+
+    def visit(folder: Path, level: int) -> None:
+        cfg, weights = folder / "config.json", folder / WEIGHTS
+        if cfg.is_file() and weights.is_file() and _inside(cfg, root) and _inside(weights, root):
+            config = _read_json(cfg)
+            if config and {"model", "input_shape", "classes"} <= set(config):
+                st = weights.stat()
+                rid = folder.relative_to(root).as_posix() if folder != root else folder.name
+                results = _read_json(folder / "results.json") or {}
+                found[rid] = RunEntry(rid, folder, config, results, (st.st_mtime_ns, st.st_size))
+                return
+        if level >= depth:
+            return
+        try:
+            children = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            return
+        for e in children:
+            if e.name.startswith(".") or not e.is_dir():
+                continue
+            child = Path(e.path)
+            if _inside(child, root):
+                visit(child, level + 1)
+
+    visit(root, 0)
+    return found
+
+
+class RunRegistry:
+    """Run lookup, an LRU of loaded models and an LRU of test sets, safe to use from many threads."""
+
+    def __init__(self, root: str | os.PathLike, *, max_models: int = 4, data_dir: str | None = None):
+        self.root = Path(root)
+        self.max_models = max_models
+        self.data_dir = data_dir
+        self._lock = threading.Lock()
+        self._runs: dict[str, RunEntry] = {}
+        self._scanned = 0.0
+        self._models: OrderedDict[str, tuple[tuple, object]] = OrderedDict()
+        self._model_locks: dict[str, threading.Lock] = {}
+        self._tests: OrderedDict[tuple, tuple] = OrderedDict()
+        self._test_lock = threading.Lock()
+
+    def runs(self, *, refresh: bool = False) -> dict[str, RunEntry]:
+        with self._lock:
+            if refresh or time.monotonic() - self._scanned > RESCAN_SECONDS:
+                self._runs = scan_runs(self.root) if self.root.is_dir() else {}
+                self._scanned = time.monotonic()
+            return self._runs
+
+    def entry(self, model_id: str) -> RunEntry:
+        runs = self.runs()
+        if model_id not in runs:
+            runs = self.runs(refresh=True)
+        if model_id not in runs:
+            shown = ", ".join(list(runs)[:20]) or "none (train one with `cnnlab train --out RUNS_DIR/NAME`)"
+            raise UnknownModel(f"Unknown model {model_id[:80]!r}. Available: {shown}")
+        return runs[model_id]
+
+    def run(self, model_id: str):
+        """The loaded `cnnlab.runs.Run` for ``model_id`` (from the cache when its weights are unchanged)."""
+        from cnnlab.runs import load_run
+
+        entry = self.entry(model_id)
+        with self._lock:
+            cached = self._models.get(model_id)
+            if cached and cached[0] == entry.stamp:
+                self._models.move_to_end(model_id)
+                return cached[1]
+            lock = self._model_locks.setdefault(model_id, threading.Lock())
+        with lock:  # one load per model, even when many requests ask at once
+            with self._lock:
+                cached = self._models.get(model_id)
+                if cached and cached[0] == entry.stamp:
+                    return cached[1]
+            try:
+                run = load_run(entry.path)
+            except CnnlabError as exc:
+                raise Unavailable(f"model {model_id!r} cannot be loaded: {exc}") from None
+            with self._lock:
+                self._models[model_id] = (entry.stamp, run)
+                self._models.move_to_end(model_id)
+                while len(self._models) > self.max_models:
+                    self._models.popitem(last=False)
+            return run
+
+    def test_split(self, model_id: str):
+        """(split, classes) of the run's test set, loaded once per dataset and kept."""
+        from cnnlab.explain.data import run_test_split
+
+        cfg = self.entry(model_id).config
+        key = (
+            str(cfg.get("data")),
+            str(cfg.get("split")),
+            cfg.get("seed"),
+            cfg.get("limit"),
+            self.data_dir,
+            cfg.get("data_dir"),
+        )
+        with self._test_lock:
+            if key in self._tests:
+                self._tests.move_to_end(key)
+                return self._tests[key]
+            try:
+                value = run_test_split(cfg, data_dir=self.data_dir)
+            except CnnlabError as exc:
+                raise Unavailable(f"the test set of {model_id!r} is not available here: {exc}") from None
+            self._tests[key] = value
+            while len(self._tests) > 2:
+                self._tests.popitem(last=False)
+            return value

@@ -1,0 +1,34 @@
+"""`cnnlab serve`: run the explainer app with uvicorn, on this machine only unless told otherwise."""
+
+from __future__ import annotations
+
+import os
+
+
+def serve(
+    runs_dir: str | os.PathLike,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    data_dir: str | os.PathLike | None = None,
+    threads: int = 1,
+    max_concurrent: int = 4,
+) -> None:
+    """Serve the page and the API for the runs in ``runs_dir`` until interrupted.
+
+    ``threads`` is torch's intra-op thread count. One image is a tiny amount of work: with one thread
+    per request, requests run side by side instead of fighting over the cores (measured on 2 cores:
+    cnn4 on one 28x28 image takes ~1 ms with 1 thread, and far longer with 2 while anything else runs).
+    """
+    import torch
+    import uvicorn
+
+    from cnnlab.web.app import create_app
+
+    torch.set_num_threads(threads)
+    app = create_app(runs_dir, data_dir=data_dir, max_concurrent=max_concurrent)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"Warning: serving on {host}: anyone who can reach this address can use the page and API")
+    shown = f"[{host}]" if ":" in host else host
+    print(f"cnnlab explainer: http://{shown}:{port}/  (API docs: http://{shown}:{port}/docs)  Ctrl+C stops")
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=5)
