@@ -1,0 +1,171 @@
+"""`cnnlab predict`: files and folders, mixed good and bad files, resizing with a note, output formats."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnlab.engine import History
+from cnnlab.errors import CnnlabError
+from cnnlab.models import create_model
+from cnnlab.predict import collect_images, predict_files
+from cnnlab.runs import load_run, save_run
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def make_run(path: Path, *, shape=(3, 12, 12), classes=("cat", "dog", "fox"), resize="pad", normalize=True):
+    """An (untrained, seeded) run folder: predict only needs the model, its input shape and classes."""
+    c = shape[0]
+    mean, std = ([0.5] * c, [0.25] * c) if normalize else (None, None)
+    model = create_model(
+        "conv4-pool-dense8", input_shape=shape, num_classes=len(classes), seed=0, mean=mean, std=std
+    )
+    config = {
+        "model": "conv4-pool-dense8",
+        "input_shape": list(shape),
+        "classes": list(classes),
+        "resize": resize,
+        "mean": mean,
+        "std": std,
+    }
+    save_run(path, model, History(), config=config)
+    return load_run(path)
+
+
+@pytest.fixture
+def images(tmp_path) -> Path:
+    """good.png (exactly 12x12), big.jpg (40x30), corrupt.jpg, a folder of two images and a text file."""
+    d = tmp_path / "imgs"
+    (d / "more" / ".hidden").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(d / "good.png")
+    Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).save(d / "big.jpg")
+    (d / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a whole JPEG")
+    Image.new("L", (12, 12), 200).save(d / "more" / "gray.png")
+    Image.new("P", (20, 10), 5).save(d / "more" / "palette.gif")
+    (d / "more" / "notes.txt").write_text("ignored in folders")
+    Image.new("RGB", (12, 12)).save(d / "more" / ".hidden" / "x.png")
+    return d
+
+
+def test_mixed_good_and_bad_files(tmp_path, images):
+    run = make_run(tmp_path / "run")
+    (tmp_path / "empty").mkdir()
+    paths = [
+        images / "good.png",
+        images / "big.jpg",
+        images / "corrupt.jpg",
+        tmp_path / "missing.png",
+        images / "more",
+        tmp_path / "empty",
+    ]
+    r = predict_files(run, paths, top_k=2)
+    got = [Path(p.path).name for p in r.predictions]
+    assert got == ["good.png", "big.jpg", "gray.png", "palette.gif"]
+    bad = {Path(p).name: why for p, why in r.bad}
+    assert set(bad) == {"corrupt.jpg", "missing.png", "empty"}
+    assert "no such file" in bad["missing.png"] and "holds no images" in bad["empty"]
+    assert r.resized == 2 and "2 of 4 images were not 12x12" in r.notes[0]
+    for p in r.predictions:
+        probs = [prob for _, prob in p.top]
+        assert len(p.top) == 2 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+    assert json.loads(json.dumps(r.as_dict()))["skipped"][0]["reason"]
+
+
+def test_matches_the_model_and_is_independent_of_batching(tmp_path, images):
+    run = make_run(tmp_path / "run")
+    r = predict_files(run, [images / "good.png"], top_k=3)
+    x = torch.from_numpy(np.asarray(Image.open(images / "good.png")).transpose(2, 0, 1).copy())[None]
+    with torch.no_grad():
+        expected = torch.softmax(run.model(x.float() / 255), dim=1)[0]
+    top = dict(r.predictions[0].top)
+    for i, cls in enumerate(run.classes):
+        assert top[cls] == pytest.approx(float(expected[i]), abs=1e-6)
+    a = predict_files(run, [images], batch_size=1, chunk=1)
+    b = predict_files(run, [images], batch_size=256)
+    assert [p.path for p in a.predictions] == [p.path for p in b.predictions]
+    for pa, pb in zip(a.predictions, b.predictions, strict=True):
+        assert [c for c, _ in pa.top] == [c for c, _ in pb.top]
+        np.testing.assert_allclose([p for _, p in pa.top], [p for _, p in pb.top], atol=1e-5)
+
+
+def test_grayscale_model_gets_converted_images(tmp_path, images):
+    run = make_run(tmp_path / "run", shape=(1, 28, 28), classes=tuple("0123456789"), normalize=False)
+    r = predict_files(run, [images / "big.jpg", images / "good.png"], top_k=10)
+    assert len(r.predictions) == 2 and len(r.predictions[0].top) == 10
+    assert r.resized == 2
+
+
+def test_errors(tmp_path, images):
+    run = make_run(tmp_path / "run")
+    with pytest.raises(CnnlabError, match=r"No readable image to predict \(2 skipped"):
+        predict_files(run, [images / "corrupt.jpg", tmp_path / "nope.png"])
+    with pytest.raises(CnnlabError, match="top_k must be a positive integer"):
+        predict_files(run, [images], top_k=0)
+    with pytest.raises(CnnlabError, match="No images given"):
+        predict_files(run, [])
+
+
+def test_collect_images_sorted_recursive(images):
+    files, bad = collect_images([images])
+    assert [Path(f).name for f in files] == ["big.jpg", "corrupt.jpg", "good.png", "gray.png", "palette.gif"]
+    assert bad == []
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+
+
+def test_cli_formats(tmp_path, images, run_cli):
+    make_run(tmp_path / "run")
+    code, out, err = run_cli("predict", tmp_path / "run", images, "--top-k", "2")
+    assert code == 0, err
+    assert "good.png" in out and "4 images predicted, 1 skipped" in out
+    assert "skipped" in err and "corrupt.jpg" in err and "note: 2 of 4 images" in err
+
+    code, out, err = run_cli("predict", tmp_path / "run", images, "--format", "csv", "--batch-size", "2")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 4 and list(rows[0]) == [
+        "path",
+        *[f"{k}_{i}" for i in (1, 2, 3) for k in ("class", "probability")],
+    ]
+    assert rows[0]["class_1"] in ("cat", "dog", "fox") and 0 < float(rows[0]["probability_1"]) <= 1
+
+    code, out, err = run_cli(
+        "predict", tmp_path / "run", images / "good.png", "--format", "json", "--top-k", "9"
+    )
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["input_shape"] == [3, 12, 12] and len(doc["predictions"][0]["top"]) == 3
+
+
+@pytest.mark.parametrize(
+    "args,code,message",
+    [
+        (["{run}", "{bad}"], 1, "No readable image to predict"),
+        (["{run}", "{good}", "--top-k", "0"], 2, "expected a positive integer"),
+        (["{run}", "{good}", "--format", "xml"], 2, "invalid choice"),
+        (["{tmp}/no_run", "{good}"], 1, "does not exist"),
+    ],
+)
+def test_cli_errors(tmp_path, images, run_cli, args, code, message):
+    make_run(tmp_path / "run")
+    subst = {
+        "run": tmp_path / "run",
+        "bad": images / "corrupt.jpg",
+        "good": images / "good.png",
+        "tmp": tmp_path,
+    }
+    got, out, err = run_cli("predict", *[a.format(**subst) for a in args])
+    assert got == code and message in err and "Traceback" not in err
