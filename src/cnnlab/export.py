@@ -7,6 +7,9 @@ normalisation, when the run has it, is the model's own `normalize` stage, so it 
 The metadata (ONNX `metadata_props`; TorchScript extra file `cnnlab.json`) says all of this: input name
 and shape, channels, image size, resize mode, mean/std, class names.
 
+TorchScript is deprecated by PyTorch (2.13 warns on `torch.jit.script`/`load`) but still the one format
+that C++ `torch::jit::load` and older deployments read; ONNX is the recommended target.
+
 ONNX uses PyTorch's TorchScript-based exporter (`dynamo=False`): the newer torch.export-based one needs
 the `onnxscript` package, which the `export` extra does not pull in; for these Sequential CNNs both give
 the same graph.
@@ -272,7 +275,9 @@ def parity(
         def run(xb: torch.Tensor) -> np.ndarray:
             return session.run([OUTPUT_NAME], {INPUT_NAME: xb.numpy()})[0]
     else:
-        loaded = torch.jit.load(str(path), map_location="cpu").eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            loaded = torch.jit.load(str(path), map_location="cpu").eval()
 
         def run(xb: torch.Tensor) -> np.ndarray:
             with torch.no_grad():
