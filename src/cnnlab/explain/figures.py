@@ -27,7 +27,7 @@ def save(fig, path: Path) -> Path:
     """Write a figure as PNG, atomically."""
     import io
 
-    from cnnlab.runs import write_atomic
+    from cnnlab.explain.files import write_atomic
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
@@ -47,22 +47,45 @@ def _off(ax) -> None:
     ax.set_yticks([])
 
 
+def mosaic(maps: np.ndarray, cols: int, *, gap: int = 1) -> np.ndarray:
+    """(N, h, w) maps -> one (rows*(h+gap), cols*(w+gap)) image, each map scaled to its own largest
+    |value| (so -1..1, 0 stays 0), NaN between tiles. One imshow instead of N subplots: fast."""
+    n, h, w = maps.shape
+    rows = math.ceil(n / cols)
+    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap), np.nan, dtype=np.float32)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        m = float(np.nanmax(np.abs(maps[i]))) if maps[i].size else 0.0
+        out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = maps[i] / (m or 1.0)
+    return out
+
+
+def _diverging_cmap():
+    import matplotlib
+
+    cmap = matplotlib.colormaps["RdBu_r"].copy()
+    cmap.set_bad("white")
+    return cmap
+
+
 def stage_grid(stage: Stage, *, max_maps: int = 64):
-    """One stage's output: a grid of its feature maps (each on its own colour scale), or for a vector
-    stage (flatten, dense, softmax) the values as bars."""
+    """One stage's output: a labelled grid of its feature maps (each on its own scale, centred on 0:
+    red positive, blue negative, white zero), or for a vector stage (flatten, dense, softmax) bars."""
     v = stage.values
     if v.ndim == 3 and stage.kind != "input":
         n = min(len(v), max_maps)
         cols = min(8, n)
         rows = math.ceil(n / cols)
-        fig = _figure(1.3 * cols, 1.3 * rows + 0.5)
+        h, w = v.shape[1:]
+        fig = _figure(1.2 * cols, 1.2 * rows * h / w + 0.6)
+        ax = fig.add_subplot(1, 1, 1)
+        ax.imshow(mosaic(v[:n], cols), cmap=_diverging_cmap(), vmin=-1, vmax=1, interpolation="nearest")
         for i in range(n):
-            ax = fig.add_subplot(rows, cols, i + 1)
-            ax.imshow(v[i], cmap="viridis")
-            ax.set_title(str(i), fontsize=7, pad=2)
-            _off(ax)
+            r, c = divmod(i, cols)
+            ax.text(c * (w + 1), r * (h + 1), str(i), fontsize=6, va="top", color="#333")
+        _off(ax)
         more = f" (first {n} of {len(v)} maps)" if n < len(v) else ""
-        fig.suptitle(f"{stage.name} ({stage.kind}) {'x'.join(map(str, v.shape))}{more}", fontsize=10)
+        ax.set_title(f"{stage.name} ({stage.kind}) {'x'.join(map(str, v.shape))}{more}", fontsize=10)
         return fig
     if v.ndim == 3:
         fig = _figure(3, 3.3)
@@ -73,7 +96,7 @@ def stage_grid(stage: Stage, *, max_maps: int = 64):
         return fig
     fig = _figure(min(12, 2 + 0.02 * len(v) + 3), 2.6)
     ax = fig.add_subplot(1, 1, 1)
-    ax.bar(np.arange(len(v)), v, width=1.0, color=np.where(v >= 0, "#3b7dd8", "#d8573b"))
+    ax.bar(np.arange(len(v)), v, width=1.0, color=np.where(v >= 0, "#d8601c", "#2a5fb8"))
     ax.set_title(f"{stage.name} ({stage.kind}) {len(v)} values", fontsize=10)
     ax.set_xlim(-0.5, len(v) - 0.5)
     ax.grid(alpha=0.3)
@@ -92,14 +115,19 @@ def overview(acts: Activations, *, per_stage: int = 6):
             shown = [_image(v)] if s.kind == "input" else list(v[:per_stage])
             for r, m in enumerate(shown):
                 ax = fig.add_subplot(grid[r, c])
-                ax.imshow(m, cmap="gray" if s.kind == "input" else "viridis")
+                if s.kind == "input":
+                    ax.imshow(m, cmap="gray", vmin=0, vmax=1)
+                else:
+                    lim = float(np.abs(m).max()) or 1.0
+                    ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim)
                 _off(ax)
                 if r == 0:
                     ax.set_title(f"{s.name}\n{'x'.join(map(str, v.shape))}", fontsize=7)
         else:
             ax = fig.add_subplot(grid[:, c])
             col = v[:, None] if len(v) <= 256 else v[: (len(v) // 64) * 64].reshape(-1, 64).mean(1)[:, None]
-            ax.imshow(col, aspect="auto", cmap="viridis")
+            lim = float(np.abs(col).max()) or 1.0
+            ax.imshow(col, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim)
             ax.set_title(f"{s.name}\n{len(v)}", fontsize=7)
             _off(ax)
     p = acts.prediction
@@ -109,23 +137,29 @@ def overview(acts: Activations, *, per_stage: int = 6):
 
 def kernels_figure(weight: np.ndarray, name: str, *, max_filters: int = 64):
     """The learned kernels of a conv layer, weight (Cout, Cin, kh, kw): RGB when Cin is 3, else the
-    first input channel of each filter."""
+    first input channel of each filter (red positive, blue negative)."""
     n = min(len(weight), max_filters)
     cols = min(8, n)
-    rows = math.ceil(n / cols)
-    fig = _figure(1.1 * cols, 1.1 * rows + 0.5)
-    for i in range(n):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        w = weight[i]
-        if w.shape[0] == 3:
-            lo, hi = w.min(), w.max()
-            ax.imshow(((w - lo) / (hi - lo + 1e-12)).transpose(1, 2, 0))
-        else:
-            lim = float(np.abs(w[0]).max()) or 1.0
-            ax.imshow(w[0], cmap="RdBu_r", vmin=-lim, vmax=lim)
-        _off(ax)
+    kh, kw = weight.shape[2:]
+    fig = _figure(0.9 * cols, 0.9 * math.ceil(n / cols) * kh / kw + 0.6)
+    ax = fig.add_subplot(1, 1, 1)
+    if weight.shape[1] == 3:
+        rows = math.ceil(n / cols)
+        tiles = np.ones((rows * (kh + 1) - 1, cols * (kw + 1) - 1, 3), dtype=np.float32)
+        for i in range(n):
+            r, c = divmod(i, cols)
+            w = weight[i].transpose(1, 2, 0)
+            tiles[r * (kh + 1) : r * (kh + 1) + kh, c * (kw + 1) : c * (kw + 1) + kw] = (w - w.min()) / (
+                np.ptp(w) + 1e-12
+            )
+        ax.imshow(tiles, interpolation="nearest")
+    else:
+        ax.imshow(
+            mosaic(weight[:n, 0], cols), cmap=_diverging_cmap(), vmin=-1, vmax=1, interpolation="nearest"
+        )
+    _off(ax)
     what = "RGB" if weight.shape[1] == 3 else "input channel 0"
-    fig.suptitle(f"{name}: {len(weight)} kernels {weight.shape[2]}x{weight.shape[3]} ({what})", fontsize=10)
+    ax.set_title(f"{name}: {len(weight)} kernels {kh}x{kw} ({what})", fontsize=10)
     return fig
 
 

@@ -22,9 +22,23 @@ from cnnlab.explain.stages import named_stages, stage_kind
 from cnnlab.explain.stagewise import Activations, activations
 
 
-def _write_text(path: Path, text: str) -> None:
-    from cnnlab.runs import write_atomic
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write via a temp file in the same folder and rename: a reader never sees half a file. (Not
+    `cnnlab.runs.write_atomic`: that module imports the training engine, which `explain` must not.)"""
+    import tempfile
 
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_text(path: Path, text: str) -> None:
     write_atomic(path, text)
 
 

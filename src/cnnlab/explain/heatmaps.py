@@ -2,7 +2,7 @@
 
 Grad-CAM (Selvaraju et al., 2017): take the feature maps A (C, h, w) of a stage and the gradient of the
 class score (its logit) with respect to them; weight each map by its mean gradient, sum, keep the
-positive part, scale to the input's size and to 0..1. Saliency: |d score / d pixel|, max over channels.
+positive part, min-max scale to 0..1 and resize to the input's size. Saliency: |d score / d pixel|, max over channels.
 Both run the model stage by stage with ``torch.autograd.grad`` (no hooks, no stored .grad), so they are
 safe on a model shared between threads.
 """
@@ -69,10 +69,14 @@ def default_layer(model: nn.Module, input_shape: Sequence[int]) -> str:
 
 
 def _scaled(cam: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Min-max scale to 0..1 (as the Grad-CAM authors' code and pytorch-grad-cam do: the part of the
+    map that is the same everywhere, e.g. from biases on a blank background, says nothing about where
+    the model looked), then resize bilinearly to the input's size."""
+    cam = cam - cam.min()
+    top = float(cam.max())
+    cam = cam / top if top > 0 else cam
     up = F.interpolate(cam[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
-    up = up.clamp_(min=0)
-    top = float(up.max())
-    return (up / top if top > 0 else up).float().cpu().numpy()
+    return up.clamp_(0.0, 1.0).float().cpu().numpy()
 
 
 def _target(logits: torch.Tensor, class_index: int | None) -> int:
