@@ -402,3 +402,21 @@ def test_cli_folder_errors(tmp_path, run_cli, layout, args, message):
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_process_and_thread_backends_agree(tmp_path, strict):
+    from cnnlab.data.decode import decode_images
+
+    root = make_folder(tmp_path / "pets", {"cat": 30, "dog": 30})
+    (root / "dog" / "zz_bad.png").write_bytes(b"junk")
+    paths = sorted(root.rglob("*.*"))
+    if strict:
+        for backend in ("processes", "threads"):
+            with pytest.raises(CnnlabError, match="zz_bad.png': not an image"):
+                decode_images(paths, size=8, backend=backend, workers=2, strict=True)
+        return
+    a = decode_images(paths, size=8, backend="processes", workers=2)
+    b = decode_images(paths, size=8, backend="threads", workers=2)
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.ok, b.ok) and a.bad == b.bad
+    assert np.array_equal(a.sizes, b.sizes) and len(a.images) == 60 and a.sizes[0].tolist() == [16, 24]

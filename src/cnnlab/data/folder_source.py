@@ -1,0 +1,160 @@
+"""Listing your own images: a folder with one sub-folder per class, or a CSV of `path,label`.
+
+    pets/                       pets.csv                      (paths relative to the CSV's folder;
+      cat/  001.jpg 002.png       path,label                   an optional classes.txt beside it fixes
+      dog/  a.jpeg  b/c.webp      img/001.jpg,cat              the class order and rejects unknown labels)
+                                  img/a.jpeg,dog
+
+Class folders are sorted by name (that is the label order); images are found recursively inside each
+one by extension; hidden files and folders are skipped, other files are listed as ignored. Every
+structural problem (no class folders, one class, an empty class, a malformed CSV, unknown labels,
+a file listed twice) is one `CnnlabError` that says what layout would work.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.data.decode import IMAGE_EXTENSIONS
+from cnnlab.errors import CnnlabError
+
+__all__ = ["FolderSource", "is_folder_dataset", "scan_source"]
+
+
+@dataclass(frozen=True)
+class FolderSource:
+    """What a folder or CSV lists, before any decoding."""
+
+    root: Path  # the folder, or the CSV's folder
+    origin: Path  # the folder or the CSV file itself
+    files: list[str]  # paths relative to root (or absolute, from a CSV), one per image
+    labels: np.ndarray  # int64, index into classes
+    classes: tuple[str, ...]
+    ignored: list[str] = field(default_factory=list)  # files that are not images by their extension
+
+
+def is_folder_dataset(name: object) -> bool:
+    """True if `name` names an existing folder or CSV file (what `load_data` treats as your own images)."""
+    return isinstance(name, (str, os.PathLike)) and (
+        Path(name).expanduser().is_dir() or str(name).lower().endswith(".csv")
+    )
+
+
+def scan_source(path: str | os.PathLike[str]) -> FolderSource:
+    """List the images of a class-folder tree or a CSV of path,label; every structural problem is a
+    CnnlabError saying what layout would work."""
+    p = Path(path).expanduser()
+    if p.is_file() and p.suffix.lower() == ".csv":
+        return _scan_csv(p)
+    if not p.exists():
+        raise CnnlabError(f"Dataset folder or CSV '{p}' does not exist.")
+    if not p.is_dir():
+        raise CnnlabError(
+            f"'{p}' is a file, not a dataset: pass a folder with one sub-folder per class or a CSV of path,label."
+        )
+    return _scan_folder(p)
+
+
+def _visible(entry: Path) -> bool:
+    return not entry.name.startswith(".") and not entry.name.startswith("__")
+
+
+def _scan_folder(root: Path) -> FolderSource:
+    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and _visible(d))
+    if not subdirs:
+        loose = sum(1 for f in root.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+        found = f" (it holds {loose} images directly)" if loose else ""
+        raise CnnlabError(
+            f"'{root}' has no class sub-folders{found}: put each class's images in its own folder "
+            f"({root.name}/cat/1.jpg, {root.name}/dog/2.jpg) or pass a CSV of path,label."
+        )
+    if len(subdirs) == 1:
+        raise CnnlabError(
+            f"'{root}' has only one class sub-folder ('{subdirs[0].name}'); a classifier needs at least two."
+        )
+    files: list[str] = []
+    labels: list[int] = []
+    ignored: list[str] = []
+    empty: list[str] = []
+    for label, d in enumerate(subdirs):
+        found = 0
+        for dirpath, dirnames, filenames in os.walk(d, followlinks=True):
+            dirnames[:] = sorted(n for n in dirnames if _visible(Path(n)))
+            for name in sorted(filenames):
+                if not _visible(Path(name)):
+                    continue
+                rel = os.path.relpath(os.path.join(dirpath, name), root)
+                if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                    files.append(rel)
+                    labels.append(label)
+                    found += 1
+                else:
+                    ignored.append(rel)
+        if not found:
+            empty.append(d.name)
+    if empty:
+        exts = ", ".join(sorted(IMAGE_EXTENSIONS))
+        raise CnnlabError(
+            f"Class folder{'s' if len(empty) > 1 else ''} {', '.join(repr(e) for e in empty)} in '{root}' "
+            f"hold{'' if len(empty) > 1 else 's'} no images ({exts}); add images or remove the folder."
+        )
+    classes = tuple(d.name for d in subdirs)
+    return FolderSource(root, root, files, np.asarray(labels, dtype=np.int64), classes, ignored)
+
+
+def _scan_csv(path: Path) -> FolderSource:
+    root = path.parent
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CnnlabError(f"Cannot read CSV '{path}': {exc}") from None
+    rows = [(n, r) for n, r in enumerate(csv.reader(text.splitlines()), start=1) if any(c.strip() for c in r)]
+    if rows and [c.strip().lower() for c in rows[0][1]][:1] in (["path"], ["file"], ["filename"], ["image"]):
+        rows = rows[1:]  # header
+    if not rows:
+        raise CnnlabError(f"CSV '{path}' lists no images; expected lines of path,label (e.g. img/1.jpg,cat).")
+    entries: list[tuple[int, str, str]] = []
+    for line, row in rows:
+        cells = [c.strip() for c in row]
+        if len(cells) != 2 or not cells[0] or not cells[1]:
+            raise CnnlabError(
+                f"CSV '{path}' line {line}: expected path,label (two non-empty fields), got {','.join(row)!r}."
+            )
+        entries.append((line, cells[0], cells[1]))
+    seen: dict[str, int] = {}
+    for line, file, _ in entries:
+        key = os.path.normpath(file)
+        if key in seen:
+            raise CnnlabError(
+                f"CSV '{path}' lists '{file}' twice (lines {seen[key]} and {line}); an image in two splits "
+                "would leak test data into training."
+            )
+        seen[key] = line
+    classes_file = root / "classes.txt"
+    if classes_file.is_file():
+        classes = tuple(c.strip() for c in classes_file.read_text(encoding="utf-8").splitlines() if c.strip())
+        unknown = [(line, label) for line, _, label in entries if label not in classes]
+        if unknown:
+            shown = ", ".join(f"{label!r} (line {line})" for line, label in unknown[:5])
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise CnnlabError(
+                f"CSV '{path}' has labels not in {classes_file.name}: {shown}{more}. Known: {', '.join(classes)}."
+            )
+    else:
+        classes = tuple(sorted({label for _, _, label in entries}))
+    if len(classes) < 2:
+        raise CnnlabError(
+            f"CSV '{path}' has only one class ({classes[0]!r}); a classifier needs at least two."
+        )
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.asarray([index[label] for _, _, label in entries], dtype=np.int64)
+    counts = np.bincount(labels, minlength=len(classes))
+    if (counts == 0).any():
+        missing = ", ".join(c for c, n in zip(classes, counts, strict=True) if n == 0)
+        raise CnnlabError(f"CSV '{path}': classes in classes.txt with no images: {missing}.")
+    return FolderSource(root, path, [f for _, f, _ in entries], labels, classes)
