@@ -6,12 +6,20 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from cnnlab.config import TrainConfig
 from cnnlab.data import Dataset, load_data
 from cnnlab.engine import Augment, EarlyStopping, History, evaluate, fit, resolve_device
+from cnnlab.engine.checkpoint import Checkpoint, CheckpointError, find_latest, load_checkpoint
+from cnnlab.engine.determinism import reproducibility
+from cnnlab.engine.distributed import Distributed, init_from_env
+from cnnlab.engine.snapshot import Checkpointer
 from cnnlab.errors import CnnlabError
 from cnnlab.models import count_params, create_model, is_registered
 from cnnlab.recipes import check_fits
@@ -26,6 +34,7 @@ class RunResult:
     params: int
     history: History
     test: dict  # loss, accuracy, error_pct, n
+    primary: bool = True  # False on the other ranks of a distributed run (rank 0 evaluates and saves)
 
     def row(self) -> dict:
         return {
@@ -47,18 +56,34 @@ def train(
     data_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    resume: str | os.PathLike | None = None,
+    force: bool = False,
 ) -> RunResult:
     """Train one model as ``config`` says, evaluate it once on the final (official test) set, and write
     a run folder to ``out`` (unless ``out`` is None).
+
+    With ``out``, checkpoints go to ``out/checkpoints``. ``resume="auto"`` continues from the newest valid
+    one there (passing over corrupt ones with a note; starting afresh when there is none), a path from that
+    checkpoint folder. A checkpoint made with a different config is refused unless ``force``. Launched by
+    torchrun with several processes, this process joins the job and trains data-parallel.
 
     Example:
         >>> r = cl.train(cl.TrainConfig(model="cnn2", epochs=2, limit=2000), out="runs/try")  # doctest: +SKIP
         >>> r.test["error_pct"]
     """
     config.validate()
-    if out is not None:
-        ensure_new_run_dir(out, overwrite=overwrite)  # fail before any work, never after
+    check_fits(config)
     device = resolve_device(config.device)
+    ddp = init_from_env(device)  # under torchrun: join the job (gloo on CPU, NCCL on CUDA)
+    if ddp.active and device.type == "cuda":
+        device = torch.device("cuda", ddp.local_rank)
+    checkpoints, ckpt = None, None
+    if out is not None:  # fail before any work, never after
+        checkpoints, ckpt = _checkpoints_for(
+            config, out, resume=resume, force=force, overwrite=overwrite, ddp=ddp
+        )
+    elif resume is not None:
+        ckpt = _checked(load_checkpoint(_auto_needs_out(resume)), config, ddp=ddp, force=force)
     if data is None:
         data = load_data(
             config.data,
@@ -68,7 +93,6 @@ def train(
             limit=config.limit,
             **config.data_options(),
         )
-    check_fits(config)
     mean, std = data.mean, data.std
     if config.normalize and mean is None:
         mean, std = channel_stats(data.train.images)
@@ -85,26 +109,40 @@ def train(
         patience = config.patience if config.patience is not None else 10**9
         callbacks.append(EarlyStopping(config.monitor, patience=patience))
     augment = Augment(config.augment_translate, config.augment_flip, config.augment_erasing)
-    history = fit(
-        model,
-        data,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        optimizer=config.optimizer,
-        weight_decay=config.weight_decay,
-        schedule=config.schedule,
-        label_smoothing=config.label_smoothing,
-        augment=augment,
-        ema=config.ema,
-        amp=config.amp,
-        compile=config.compile,
-        callbacks=callbacks,
-        seed=config.seed,
-        device=device,
-        progress=progress,
-        channels_last=config.channels_last,
-    )
+    with reproducibility(
+        seed=config.seed, deterministic=config.deterministic, threads=config.threads
+    ) as repro:
+        history = fit(
+            model,
+            data,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            optimizer=config.optimizer,
+            weight_decay=config.weight_decay,
+            schedule=config.schedule,
+            label_smoothing=config.label_smoothing,
+            augment=augment,
+            ema=config.ema,
+            amp=config.amp,
+            compile=config.compile,
+            callbacks=callbacks,
+            seed=config.seed,
+            device=device,
+            progress=progress,
+            channels_last=config.channels_last,
+            checkpoints=checkpoints,
+            resume=ckpt,
+        )
+        env = {
+            **environment(device, config.seed),
+            **repro,
+            "world_size": ddp.world,
+            "backend": ddp.backend,
+            "resumed_from": str(ckpt.path) if ckpt is not None else None,
+        }
+    if not ddp.is_main:  # rank 0 evaluates and writes the run
+        return RunResult(config.model, None, count_params(model), history, {}, primary=False)
     test = evaluate(
         model, data.test, tta=config.tta_views or None, amp=config.amp
     )  # the one look at the test set
@@ -129,11 +167,83 @@ def train(
             model,
             history,
             config=saved,
-            env=environment(device, config.seed),
+            env=env,
             results={"test": test, "params": params, "summary": summary(model, data.input_shape).as_dict()},
-            overwrite=overwrite,
+            overwrite=True,  # our own folder: checked (new, or the run being resumed) before training
         )
     return RunResult(config.model, path, params, history, test)
+
+
+# Settings a resumed run may change: they do not change what is trained.
+RESUME_MAY_CHANGE = ("checkpoint_every", "keep", "threads", "device", "tta")
+
+
+def _note(text: str) -> None:
+    print(f"cnnlab: {text}", file=sys.stderr)
+
+
+def _auto_needs_out(resume) -> str | os.PathLike:
+    if str(resume) == "auto":
+        raise CnnlabError("--resume auto looks for checkpoints in --out; give --out (or a checkpoint path)")
+    return resume
+
+
+def _checked(ckpt: Checkpoint, config: TrainConfig, *, ddp: Distributed, force: bool) -> Checkpoint:
+    """Refuse a checkpoint made with another config (unless ``force``), naming what differs."""
+    saved = ckpt.meta.get("config")
+    if not isinstance(saved, dict):
+        differ = ["(the checkpoint records no config)"]
+    else:
+        now = config.to_dict()
+        keys = sorted((set(saved) | set(now)) - set(RESUME_MAY_CHANGE))
+        differ = [f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in keys if saved.get(k) != now.get(k)]
+    if ckpt.meta.get("world_size", 1) != ddp.world:
+        differ.append(f"processes {ckpt.meta.get('world_size', 1)} -> {ddp.world}")
+    if differ and not force:
+        raise CheckpointError(
+            f"Checkpoint {ckpt.path} was made with a different config: {'; '.join(differ)}. "
+            "Resume with the same settings, or pass --force to continue with the new ones"
+        )
+    if differ and ddp.is_main:
+        _note(f"resuming despite a different config (--force): {'; '.join(differ)}")
+    return ckpt
+
+
+def _checkpoints_for(
+    config: TrainConfig, out, *, resume, force: bool, overwrite: bool, ddp: Distributed
+) -> tuple[Checkpointer, Checkpoint | None]:
+    """The run folder's checkpointer, and the checkpoint to resume from (None: a new run)."""
+    folder = Path(out) / "checkpoints"
+    ckpt = None
+    if resume is not None and str(resume) == "auto":
+        ckpt, notes = find_latest(folder)
+        for n in notes if ddp.is_main else ():
+            _note(n)
+        if ckpt is None and notes:
+            raise CheckpointError(
+                f"No valid checkpoint in {folder}: all {len(notes)} are damaged (see above)"
+            )
+        if ckpt is None and ddp.is_main:
+            _note(f"no checkpoint in {folder} yet; starting a new run")
+    elif resume is not None:
+        ckpt = load_checkpoint(resume)
+    if ckpt is None and folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise CnnlabError(
+            f"{out} holds the checkpoints of an earlier run; continue it with --resume auto, "
+            "or pass --overwrite to start over"
+        )
+    if ckpt is None or ckpt.path.parent.resolve() != folder.resolve():
+        ensure_new_run_dir(out, overwrite=overwrite)
+    if ckpt is not None:
+        _checked(ckpt, config, ddp=ddp, force=force)
+    ddp.barrier()  # every rank has looked before rank 0 changes anything
+    if ckpt is None and overwrite and ddp.is_main:
+        shutil.rmtree(folder, ignore_errors=True)
+    meta = {"config": config.to_dict(), "world_size": ddp.world}
+    checkpoints = Checkpointer(folder, every=config.checkpoint_every, keep=config.keep, meta=meta)
+    if ddp.is_main:
+        checkpoints.check_writable()
+    return checkpoints, ckpt
 
 
 def channel_stats(images) -> tuple[list[float], list[float]]:
@@ -172,6 +282,7 @@ def compare(
     if len(set(models)) != len(models):
         raise CnnlabError(f"Duplicate model in --models: {','.join(models)}")
     base.validate()
+    check_fits(base)
     root = ensure_new_run_dir(out, overwrite=overwrite) if out is not None else None
     data = load_data(
         base.data,

@@ -107,7 +107,23 @@ def compile_model(model: nn.Module, device: torch.device, warmup) -> tuple[nn.Mo
 
 
 def make_ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
-    """An exponential moving average of the weights (and BN buffers), updated after every step."""
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    """An exponential moving average of the weights (and BN buffers), updated after every step.
 
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates, so short runs are not dominated
+    by the random initial weights (a fixed 0.999 would keep ~37% of them after 1,000 steps)."""
+    from torch.optim.swa_utils import AveragedModel
+
+    updates = 0
+
+    def ema(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged) -> None:
+        nonlocal updates
+        d = min(decay, (1 + updates) / (10 + updates))
+        updates += 1
+        floats = [(a, c) for a, c in zip(averaged, current, strict=True) if a.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], 1.0 - d)
+        for a, c in zip(averaged, current, strict=True):  # integer buffers (BN's num_batches_tracked)
+            if not a.is_floating_point():
+                a.copy_(c)
+
+    return AveragedModel(model, multi_avg_fn=ema, use_buffers=True)

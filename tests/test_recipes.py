@@ -1,0 +1,89 @@
+"""Named recipes: each trains on a small real subset and lowers the loss; bad combinations are refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import cnnlab as cl
+from cnnlab.recipes import RECIPES
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_each_recipe_lowers_the_loss_on_real_data(recipe, fmnist_dir):
+    cfg = cl.TrainConfig.from_recipe(
+        recipe, device_type="cpu", epochs=2, limit=800, batch_size=64, model="conv8-bn-pool-dense32"
+    )
+    if recipe == "tutorial":
+        cfg.lr = 3e-3
+    r = cl.train(cfg, out=None, data_dir=fmnist_dir, progress=False)
+    assert r.history["loss"][1] < r.history["loss"][0]
+    assert r.test["accuracy"] > 0.5
+
+
+def test_recipe_settings_and_overrides():
+    fast = cl.TrainConfig.from_recipe("fast", device_type="cpu")
+    assert (fast.model, fast.split, fast.schedule, fast.augment_flip, fast.normalize) == (
+        "fastcnn",
+        "default",
+        "onecycle",
+        "alternating",
+        True,
+    )
+    assert cl.TrainConfig.from_recipe("fast", device_type="cuda").amp == "bf16"
+    assert cl.TrainConfig.from_recipe("fast", device_type="cpu", epochs=9, model="cnn2").epochs == 9
+    assert cl.TrainConfig.from_recipe("tutorial") == cl.TrainConfig(recipe="tutorial")
+
+
+def test_seeded_recipe_run_repeats_bit_exactly(fmnist_small):
+    def run():
+        cfg = cl.TrainConfig.from_recipe(
+            "fast", device_type="cpu", epochs=1, model="conv8-bn-pool-dense16", seed=3
+        )
+        r = cl.train(cfg, out=None, data=fmnist_small, progress=False)
+        return r.history["loss"], r.test
+
+    assert run() == run()
+
+
+def test_normalize_puts_training_stats_in_the_model(fmnist_small):
+    cfg = cl.TrainConfig.from_recipe("fast", device_type="cpu", epochs=1, model="conv8-pool-dense16")
+    r = cl.train(cfg, out=None, data=fmnist_small, progress=False)
+    assert r.history.epochs == 1
+    x = fmnist_small.train.images.double() / 255
+    mean = torch.tensor(x.mean().item()).float()
+    model = cl.create_model("conv8-pool-dense16", mean=[mean.item()], std=[x.std().item()])
+    assert list(dict(model.named_children()))[0] == "normalize"
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--recipe", "turbo"], "Unknown recipe 'turbo'. Available: tutorial, fast, best"),
+        (["--recipe", "fast", "--data", "mnist"], "flips images horizontally"),
+        (["--device", "cuda"], "no CUDA GPU"),
+        (["--augment-flip", "sideways"], "Unknown --augment-flip"),
+        (["--tta", "identity,spin"], "Unknown --tta view 'spin'"),
+        (["--ema", "1.5"], "--ema must be a decay"),
+        (["--amp", "fp8"], "Unknown --amp"),
+    ],
+)
+def test_bad_recipe_input(run_cli, tmp_path, fmnist_dir, monkeypatch, args, message):
+    if "cuda" in args and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    monkeypatch.setenv("CNNLAB_DATA_DIR", str(fmnist_dir))
+    code, _, err = run_cli("train", "--out", tmp_path / "r", *args)
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_compile_without_a_compiler_is_a_clear_error(monkeypatch, run_cli, tmp_path, fmnist_dir):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("CNNLAB_DATA_DIR", str(fmnist_dir))
+    code, _, err = run_cli(
+        "train", "--out", tmp_path / "r", "--compile", "--limit", "100", "--epochs", "1", "--device", "cpu"
+    )
+    assert code == 1 and "--compile needs a C compiler" in err
