@@ -95,7 +95,9 @@ def _topk_table(title: str, top, image) -> None:
         notes.append(f"resized from {image.original_size[1]}x{image.original_size[0]}")
     if image.inverted:
         notes.append("inverted")
-    t = Table(title=f"{title}" + (f" ({', '.join(notes)})" if notes else ""))
+    if notes:
+        print(f"{title}: {', '.join(notes)}")
+    t = Table(title=Path(title).name)
     t.add_column("#", justify="right")
     t.add_column("class")
     t.add_column("probability", justify="right")

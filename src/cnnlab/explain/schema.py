@@ -175,7 +175,7 @@ def decode_tensor(t: TensorData | dict) -> np.ndarray:
     if isinstance(t, dict):
         t = TensorData.model_validate(t)
     if t.encoding == "base64":
-        arr = np.frombuffer(base64.b64decode(t.data), dtype="<f4")
+        arr = np.frombuffer(base64.b64decode(t.data), dtype="<f4").copy()
     else:
         arr = np.asarray([np.nan if v is None else v for v in t.data], dtype=np.float32)
     return arr.reshape(t.shape).astype(np.float32, copy=False)

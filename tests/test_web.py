@@ -1,0 +1,471 @@
+"""The web API: every endpoint, every kind of bad input (a 4xx JSON error in under 100 ms, never a 5xx,
+and the server keeps serving), fidelity (the API's values equal the Python API's and the PyTorch model's,
+bit for bit), and the security rules (runs found by scanning, safetensors only, no path traversal)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import shutil
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import cnnlab as cl
+from cnnlab.engine import History
+from cnnlab.explain import schema
+from cnnlab.runs import save_run
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from cnnlab.web import create_app  # noqa: E402
+from cnnlab.web.limits import Limiter  # noqa: E402
+
+FAST = 0.1  # seconds: the budget for answering bad input
+
+
+def trained_run(tmp_path_factory, fmnist_dir, model: str = "cnn2") -> Path:
+    """A small really-trained run, trained once per test session (shared through the base temp dir)."""
+    path = tmp_path_factory.getbasetemp() / "trained-runs" / model
+    if not (path / "model.safetensors").is_file():
+        cfg = cl.TrainConfig(model=model, epochs=1, limit=2000, batch_size=64, patience=None)
+        cl.train(cfg, out=path, data_dir=fmnist_dir, progress=False, overwrite=True)
+    return path
+
+
+def _untrained(path: Path, model: str, fmnist_dir) -> Path:
+    classes = [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ]
+    config = {
+        "model": model, "input_shape": [1, 28, 28], "classes": classes, "data": "fashion_mnist",
+        "split": "tutorial", "seed": 0, "limit": 2000, "data_dir": str(fmnist_dir),
+    }  # fmt: skip
+    return save_run(path, cl.create_model(model, seed=1), History(), config=config)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory, fmnist_dir) -> Path:
+    root = tmp_path_factory.mktemp("web-runs")
+    shutil.copytree(trained_run(tmp_path_factory, fmnist_dir), root / "cnn2")
+    _untrained(root / "cnn4", "cnn4", fmnist_dir)
+    _untrained(root / "compare" / "mlp", "mlp", fmnist_dir)
+    # not runs: pickled weights only; a symlink that leads out of RUNS_DIR; a hidden folder
+    pickled = root / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_text((root / "cnn4" / "config.json").read_text())
+    torch.save(cl.create_model("cnn4").state_dict(), pickled / "model.pt")
+    outside = _untrained(tmp_path_factory.mktemp("outside") / "run", "cnn1", fmnist_dir)
+    os.symlink(outside, root / "escape")
+    shutil.copytree(root / "cnn4", root / ".hidden")
+    # a run whose weights file is not safetensors: listed, but refused when loaded
+    broken = root / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((root / "cnn4" / "config.json").read_text())
+    (broken / "model.safetensors").write_bytes(b"\x80\x04not safetensors")
+    return root
+
+
+@pytest.fixture(scope="module")
+def client(runs_dir, fmnist_dir):
+    with TestClient(
+        create_app(runs_dir, data_dir=fmnist_dir, warm=False), raise_server_exceptions=False
+    ) as c:
+        yield c
+
+
+def png(array: np.ndarray, mode: str = "L") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(array, dtype=np.uint8), mode=mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def shoe(seed: int = 0, size=(40, 30)) -> bytes:
+    rng = np.random.default_rng(seed)
+    a = np.full(size, 255, dtype=np.uint8)
+    a[10:30, 5:25] = rng.integers(0, 120, (20, 20))
+    return png(a)
+
+
+def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
+    """A tiny PNG whose header claims width x height pixels (a decompression bomb's calling card)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def timed(fn, *args, **kwargs):
+    best, response = float("inf"), None
+    for _ in range(3):  # best of 3: the machine may be busy with other work
+        t0 = time.perf_counter()
+        response = fn(*args, **kwargs)
+        best = min(best, time.perf_counter() - t0)
+    return response, best
+
+
+# ---- health, models, kernels, page -------------------------------------------------------------------
+
+
+def test_health_models_and_page(client):
+    assert client.get("/healthz").json() == {"status": "ok", "models": None}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["models"] == 4
+    models = {m["id"]: m for m in client.get("/api/models").json()["models"]}
+    assert set(models) == {"cnn2", "cnn4", "compare/mlp", "broken"}  # no pickle, no escape, no hidden
+    m = models["cnn2"]
+    assert m["name"] == "cnn2" and m["input_shape"] == [1, 28, 28] and len(m["classes"]) == 10
+    assert m["params"] == 485_514 and 0 < m["test_accuracy"] <= 1 and m["layers"][0]["name"] == "conv1"
+    kernels = client.get("/api/kernels").json()
+    assert kernels["kernels"][0]["name"] == "outline" and kernels["max_size"] >= 5
+    page = client.get("/")
+    assert page.status_code == 200 and '<script type="module" src="/static/app.js">' in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for asset in (
+        "app.js",
+        "api.js",
+        "network.js",
+        "detail.js",
+        "sketch.js",
+        "playground.js",
+        "colors.js",
+        "style.css",
+    ):
+        assert client.get(f"/static/{asset}").status_code == 200, asset
+    spec = client.get("/openapi.json").json()
+    assert {"/api/models", "/api/predict", "/api/explain", "/api/filter", "/healthz", "/readyz"} <= set(
+        spec["paths"]
+    )
+    assert "ActivationsDoc" in spec["components"]["schemas"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_weights(client):
+    r = client.get("/api/weights", params={"model": "cnn2", "layer": "conv2", "channel": 5})
+    assert r.status_code == 200
+    run = cl.load_run(client.app.state.registry.root / "cnn2")
+    w = schema.decode_tensor(r.json()["weight"])
+    assert np.array_equal(w, run.model.conv2.weight[5].detach().numpy())
+    assert schema.decode_tensor(r.json()["bias"])[0] == run.model.conv2.bias[5].item()
+    full = client.get("/api/weights", params={"model": "cnn2", "layer": "dense1"}).json()
+    assert full["weight"]["shape"] == [128, 3200]
+    for params, status in [
+        ({"model": "cnn2", "layer": "pool1"}, 422),
+        ({"model": "cnn2", "layer": "nope"}, 404),
+        ({"model": "cnn2", "layer": "conv1", "channel": 64}, 422),
+        ({"model": "nope", "layer": "conv1"}, 404),
+        ({"model": "cnn2"}, 422),
+    ]:
+        r = client.get("/api/weights", params=params)
+        assert r.status_code == status and r.json()["error"], params
+
+
+# ---- predict and explain -----------------------------------------------------------------------------
+
+
+def test_predict_upload_test_index_and_random(client):
+    r = client.post(
+        "/api/predict", data={"model": "cnn2", "top_k": "3"}, files={"file": ("s.png", shoe(), "image/png")}
+    )
+    assert r.status_code == 200, r.text
+    doc = schema.PredictionDoc.model_validate(r.json())
+    assert len(doc.prediction.top) == 3 and abs(sum(doc.prediction.probabilities) - 1) < 1e-5
+    assert doc.input.resized and doc.input.inverted and doc.input.original_size == [40, 30]
+    r = client.post("/api/predict", data={"model": "cnn2", "test_index": "7"})
+    assert r.status_code == 200 and r.json()["input"]["source"] == "test:7"
+    assert r.json()["input"]["label"] is not None
+    r = client.post("/api/predict", data={"model": "compare/mlp", "random": "true"})
+    assert r.status_code == 200 and r.json()["input"]["source"].startswith("test:")
+
+
+@pytest.mark.parametrize("model_id", ["cnn2", "cnn4", "compare/mlp"])
+def test_explain_values_equal_python_api_and_pytorch(client, runs_dir, model_id):
+    image = shoe(3)
+    r = client.post("/api/explain", data={"model": model_id}, files={"file": ("s.png", image, "image/png")})
+    assert r.status_code == 200, r.text
+    doc = schema.ActivationsDoc.model_validate(r.json())
+    assert doc.schema_ == cl.explain.SCHEMA_VERSION and doc.model.id == model_id
+    run = cl.load_run(runs_dir / model_id)
+    acts = cl.explain.activations(
+        run.model, image, input_shape=run.input_shape, invert="auto", classes=run.classes
+    )
+    assert [layer.name for layer in doc.layers] == [s.name for s in acts.layers]
+    for layer, stage in zip(doc.layers, acts.layers, strict=True):
+        assert layer.kind == stage.kind
+        assert np.array_equal(schema.decode_tensor(layer.values), stage.values), layer.name
+    # and the page's input, run through the PyTorch model directly, gives the same logits
+    x = torch.from_numpy(schema.decode_tensor(doc.layers[0].values))[None]
+    with torch.no_grad():
+        logits = run.model(x)[0].numpy()
+    assert np.array_equal(np.asarray(doc.prediction.logits, dtype=np.float32), logits)
+    assert (
+        doc.prediction.index == int(logits.argmax())
+        and doc.prediction.label == run.classes[doc.prediction.index]
+    )
+    if model_id == "compare/mlp":
+        assert doc.gradcam is None and doc.saliency is not None  # no conv layer: no Grad-CAM
+    else:
+        cam = cl.explain.gradcam(run.model, image, input_shape=run.input_shape, invert="auto")
+        assert doc.gradcam.layer == cam.layer
+        assert np.array_equal(schema.decode_tensor(doc.gradcam.values), cam.values)
+
+
+def test_explain_options(client):
+    base = {"model": "cnn2", "test_index": "3"}
+    r = client.post(
+        "/api/explain",
+        data={**base, "encoding": "list", "gradcam_layer": "conv1", "class_index": "2", "saliency": "false"},
+    )
+    doc = r.json()
+    assert r.status_code == 200 and doc["gradcam"]["layer"] == "conv1" and doc["gradcam"]["class_index"] == 2
+    assert doc["saliency"] is None and doc["layers"][1]["values"]["encoding"] == "list"
+    assert doc["input"]["label"] is not None and not doc["input"]["inverted"]
+    r = client.post("/api/explain", data={**base, "gradcam": "false"})
+    assert r.json()["gradcam"] is None
+    for extra, status in [
+        ({"gradcam_layer": "dense1"}, 422),
+        ({"gradcam_layer": "zzz"}, 404),
+        ({"class_index": "10"}, 422),
+    ]:
+        r = client.post("/api/explain", data={**base, **extra})
+        assert r.status_code == status and r.json()["error"], extra
+
+
+BAD_UPLOADS = [
+    ("not an image", b"hello, this is text", "image/png", 415),
+    ("html", b"<html><script>alert(1)</script></html>", "text/html", 415),
+    ("empty", b"", "image/png", 422),
+    ("truncated png", None, "image/png", 422),
+    ("truncated jpeg", None, "image/jpeg", 422),
+    ("1x1", None, "image/png", 422),
+    ("30000x30000 claimed", None, "image/png", 422),
+    ("tiff (not allowed)", None, "image/tiff", 415),
+    ("wrong part type", None, "text/plain", 415),
+]
+
+
+def _bad_body(name: str) -> bytes | None:
+    if name == "truncated png":
+        return png(np.random.default_rng(0).integers(0, 255, (64, 64)))[:300]
+    if name == "truncated jpeg":
+        buf = io.BytesIO()
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(buf, "JPEG")
+        return buf.getvalue()[:400]
+    if name == "1x1":
+        return png(np.zeros((1, 1)))
+    if name == "30000x30000 claimed":
+        return bomb_png()
+    if name == "tiff (not allowed)":
+        buf = io.BytesIO()
+        Image.new("L", (32, 32)).save(buf, "TIFF")
+        return buf.getvalue()
+    if name == "wrong part type":
+        return shoe()
+    return None
+
+
+@pytest.mark.parametrize("endpoint", ["/api/predict", "/api/explain"])
+@pytest.mark.parametrize("case", BAD_UPLOADS, ids=[c[0] for c in BAD_UPLOADS])
+def test_bad_uploads_are_fast_4xx_json(client, endpoint, case):
+    name, body, ctype, status = case
+    body = _bad_body(name) if body is None else body
+    r, seconds = timed(client.post, endpoint, data={"model": "cnn2"}, files={"file": ("x", body, ctype)})
+    assert r.status_code == status, (name, r.text)
+    assert (
+        r.headers["content-type"] == "application/json" and r.json()["error"] and r.json()["status"] == status
+    )
+    assert seconds < FAST, f"{name}: {seconds * 1000:.0f} ms"
+
+
+def test_bad_requests_are_fast_4xx_json(client):
+    good = {"file": ("s.png", shoe(), "image/png")}
+    cases = [
+        (dict(data={"model": "cnn5"}, files=good), 404, "Unknown model 'cnn5'. Available: "),
+        (dict(data={"model": "../../etc/passwd"}, files=good), 404, "Unknown model"),
+        (dict(data={"model": "/etc"}, files=good), 404, "Unknown model"),
+        (dict(data={"model": "pickled"}, files=good), 404, "Unknown model"),
+        (dict(data={"model": "escape"}, files=good), 404, "Unknown model"),
+        (dict(data={"model": "broken"}, files=good), 409, "cannot be loaded"),
+        (dict(data={"model": "cnn2"}), 422, "exactly one image source"),
+        (dict(data={"model": "cnn2", "test_index": "1"}, files=good), 422, "exactly one image source"),
+        (dict(data={"model": "cnn2", "test_index": "99999"}), 422, "test_index must be in 0..1999"),
+        (dict(data={"model": "cnn2", "test_index": "-1"}), 422, "test_index"),
+        (dict(data={"model": "cnn2", "test_index": "abc"}), 422, "test_index"),
+        (dict(data={"model": "cnn2", "top_k": "0"}, files=good), 422, "top_k"),
+        (dict(data={"model": "cnn2", "invert": "maybe"}, files=good), 422, "invert must be"),
+        (dict(data={"test_index": "1"}), 422, "model: Field required"),
+        (dict(data={"model": "x" * 5000}, files=good), 422, "model"),
+        (dict(json={"model": "cnn2", "test_index": 1}), 415, "multipart/form-data"),
+        (dict(content=b"model=cnn2", headers={"content-type": "text/plain"}), 415, "multipart"),
+        (
+            dict(content=b"--xx\r\nbroken", headers={"content-type": "multipart/form-data; boundary=xx"}),
+            422,
+            "",
+        ),
+        (
+            dict(content=b"x" * (9 * 2**20), headers={"content-type": "multipart/form-data; boundary=x"}),
+            413,
+            "8 MiB",
+        ),
+    ]
+    for kwargs, status, message in cases:
+        for endpoint in ("/api/predict", "/api/explain"):
+            r, seconds = timed(client.post, endpoint, **kwargs)
+            assert r.status_code == status, (kwargs.get("data"), r.text[:200])
+            assert message in r.json()["error"], r.json()
+            assert seconds < FAST, f"{kwargs.get('data')}: {seconds * 1000:.0f} ms"
+    assert client.get("/api/nothing").status_code == 404
+    assert client.delete("/api/predict").status_code == 405
+    # the server keeps serving
+    assert client.post("/api/predict", data={"model": "cnn2"}, files=good).status_code == 200
+
+
+def test_body_limit_on_stream_without_length(client):
+    def chunks():
+        for _ in range(20):
+            yield b"x" * 2**20
+
+    r = client.post(
+        "/api/explain", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"}
+    )
+    assert r.status_code == 413
+
+
+# ---- filter ------------------------------------------------------------------------------------------
+
+
+def test_filter_equals_the_filters_api(client):
+    r = client.post("/api/filter", data={"kernel": "sobel_left"})
+    assert r.status_code == 200
+    doc = r.json()
+    img = schema.decode_tensor(doc["input"])
+    expected = cl.filters.apply(cl.filters.sample_image(gray=True), "sobel_left")
+    assert img.shape == (300, 451) and np.array_equal(schema.decode_tensor(doc["output"]), expected)
+    kernel = [[0, 1, 0], [1, -4, 1], [0, 1, 0]]
+    a = np.random.default_rng(0).integers(0, 255, (70, 90)).astype(np.uint8)
+    r = client.post(
+        "/api/filter",
+        data={"kernel": json.dumps(kernel), "op": "corr", "stride": "2", "mode": "valid", "max_side": "45"},
+        files={"file": ("a.png", png(a), "image/png")},
+    )
+    doc = r.json()
+    assert r.status_code == 200 and doc["downsample"] == 2 and doc["kernel_name"] is None
+    small = cl.filters.downsample(cl.load_image(png(a), gray=True), 2)
+    ref = cl.filters.apply(small, np.array(kernel, float), op="corr", stride=2, mode="valid")
+    assert np.array_equal(schema.decode_tensor(doc["output"]), ref)
+
+
+@pytest.mark.parametrize(
+    "kernel, message",
+    [
+        ("[[1,2],[3]]", "ragged"),
+        ('[["a", 1]]', "non-numeric"),
+        ("[[NaN, 1]]", "NaN"),
+        ("[[1e999]]", "NaN or infinite"),
+        ("[[", "not valid JSON"),
+        ("[]", "empty"),
+        ('{"a": 1}', "kernel must be a name"),
+        ("/etc/passwd", "kernel must be a name"),
+        ("kernel.npy", "kernel must be a name"),
+        (json.dumps(np.ones((16, 16)).tolist()), "16x16"),
+        ("[" * 3000 + "]" * 3000, "kernel"),
+        ("", "kernel"),
+    ],
+)
+def test_malformed_kernels(client, kernel, message):
+    r, seconds = timed(client.post, "/api/filter", data={"kernel": kernel, "echo_input": "false"})
+    assert r.status_code == 422, r.text
+    assert message in r.json()["error"]
+    assert seconds < FAST
+
+
+def test_filter_bad_options(client):
+    for data in (
+        {"kernel": "blur", "stride": "0"},
+        {"kernel": "blur", "boundary": "zero"},
+        {"kernel": "blur", "op": "x"},
+    ):
+        r = client.post("/api/filter", data=data)
+        assert r.status_code == 422 and r.json()["error"]
+    r = client.post(
+        "/api/filter", data={"kernel": "blur"}, files={"file": ("b.png", bomb_png(5000, 5000), "image/png")}
+    )
+    assert r.status_code == 422 and "megapixels" in r.json()["error"]
+
+
+# ---- concurrency limiter -----------------------------------------------------------------------------
+
+
+def test_limiter_answers_503_fast_when_over_capacity():
+    import httpx
+
+    async def slow_app(scope, receive, send):
+        await asyncio.sleep(0.4)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    app = Limiter(slow_app, paths=("/api/",), max_concurrent=1, max_waiting=1, wait_seconds=5)
+
+    async def main():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+
+            async def one(delay):
+                await asyncio.sleep(delay)
+                t0 = time.perf_counter()
+                r = await c.get("/api/x")
+                return r.status_code, time.perf_counter() - t0, r
+
+            return await asyncio.gather(one(0), one(0.02), one(0.05), one(0.06))
+
+    results = asyncio.run(main())
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [200, 200, 503, 503]
+    for code, seconds, r in results:
+        if code == 503:
+            assert seconds < FAST and r.json()["status"] == 503 and r.headers["retry-after"] == "1"
+
+    waited = Limiter(slow_app, paths=("/api/",), max_concurrent=1, max_waiting=5, wait_seconds=0.05)
+
+    async def timeout_case():
+        transport = httpx.ASGITransport(app=waited)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            return await asyncio.gather(c.get("/api/a"), c.get("/api/b"), c.get("/healthz"))
+
+    a, b, health = asyncio.run(timeout_case())
+    assert sorted([a.status_code, b.status_code]) == [200, 503]  # waited 50 ms, then gave up
+    assert health.status_code == 200  # paths outside the limit are never held
