@@ -47,7 +47,7 @@ def measure(name: str, seed: int, args, tmp: Path) -> dict:
     run = d["runs"][0] if name == "cnnlab" else d
     epochs = run["epochs"]
     times = [e["train_seconds"] for e in epochs]
-    per_epoch = [b - a for a, b in zip([0.0, *times], times)]
+    per_epoch = [b - a for a, b in zip([0.0, *times[:-1]], times, strict=True)]
     return {
         "s_per_epoch": statistics.median(per_epoch),
         "time_to_91": run["time_to"].get("0.91"),
