@@ -46,6 +46,11 @@ class TrainConfig:
     amp: str = "auto"  # autocast: auto (bf16 on CUDA, off on CPU), off, bf16, fp16
     compile: bool = False  # torch.compile (its warm-up is timed separately)
     tta: str = ""  # test-time views for the final evaluation, e.g. "identity,flip"
+    # checkpoints and reproducibility (not recipe settings; resuming ignores the first three)
+    checkpoint_every: int = 1000  # also checkpoint every N optimizer steps (0: only at each epoch's end)
+    keep: int = 3  # checkpoints kept: the newest K, plus the best epoch's
+    threads: int | None = None  # CPU threads for torch (None: torch's default)
+    deterministic: bool = False  # seeds, deterministic algorithms, pinned threads (recorded in env.json)
 
     def validate(self) -> TrainConfig:
         if self.epochs is None or self.epochs < 1:
@@ -89,6 +94,14 @@ class TrainConfig:
             raise CnnlabError(f"Unknown --tta view {bad[0]!r}. Available: {', '.join(VIEWS)}")
         if self.bad_images not in ("skip", "strict"):
             raise CnnlabError(f"Unknown --bad-images mode {self.bad_images!r}. Available: skip, strict")
+        if self.checkpoint_every is None or self.checkpoint_every < 0:
+            raise CnnlabError(
+                f"--checkpoint-every must be >= 0 (0: only at epoch ends), got {self.checkpoint_every}"
+            )
+        if self.keep is None or self.keep < 1:
+            raise CnnlabError(f"--keep must be a positive integer, got {self.keep}")
+        if self.threads is not None and self.threads < 1:
+            raise CnnlabError(f"--threads must be a positive integer, got {self.threads}")
         return self
 
     @property

@@ -294,17 +294,116 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    from cnnlab.config import TrainConfig
+
+    d = TrainConfig()
+    g = p.add_argument_group("checkpoints, resuming, reproducibility, processes")
+    g.add_argument(
+        "--resume",
+        metavar="auto|PATH",
+        help="continue from the newest valid checkpoint in --out (auto: start afresh if there is none) "
+        "or from the checkpoint folder PATH",
+    )
+    g.add_argument(
+        "--force", action="store_true", help="resume even from a checkpoint made with other settings"
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        type=_non_negative_int,
+        metavar="STEPS",
+        default=d.checkpoint_every,
+        help=f"checkpoint every STEPS optimizer steps as well as after each epoch (0: epochs only) [{d.checkpoint_every}]",
+    )
+    g.add_argument(
+        "--keep",
+        type=_positive_int,
+        default=d.keep,
+        help=f"checkpoints kept: the newest K plus the best [{d.keep}]",
+    )
+    g.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="seed everything, deterministic algorithms only, pinned thread count (recorded in env.json)",
+    )
+    g.add_argument("--threads", type=_positive_int, help="CPU threads for torch [torch's default]")
+    g.add_argument(
+        "--nproc",
+        type=_positive_int,
+        default=1,
+        help="data-parallel processes on this machine, launched with torchrun's launcher "
+        "(gloo on CPU, NCCL on CUDA; --batch-size stays the global batch) [1]",
+    )
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
+
+
+def _argv_of(parser: argparse.ArgumentParser, args: argparse.Namespace, skip: set[str]) -> list[str]:
+    """The flags that reproduce ``args`` (those differing from their defaults), for worker processes."""
+    argv = []
+    for a in parser._actions:
+        value = getattr(args, a.dest, None)
+        if (
+            not a.option_strings
+            or a.dest in skip
+            or isinstance(a, argparse._HelpAction)
+            or value == a.default
+        ):
+            continue
+        if isinstance(a, argparse.BooleanOptionalAction):
+            argv.append(a.option_strings[0] if value else f"--no-{a.option_strings[0][2:]}")
+        elif isinstance(a, argparse._StoreTrueAction):
+            argv.append(a.option_strings[0])
+        else:
+            argv += [a.option_strings[0], str(value)]
+    return argv
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from cnnlab.engine import distributed
+
+    if args.nproc > 1 and not distributed.launched():  # become the launcher: torchrun, in-process
+        argv = ["-m", "cnnlab", "train", *_argv_of(args.parser, args, skip={"nproc", "parser", "handler"})]
+        return distributed.launch(args.nproc, argv)
+
+    import torch.distributed
+
     from cnnlab.experiment import train
 
-    cfg = config_from_args(args, args.model)
-    r = train(
-        cfg,
-        out=args.out,
-        data_dir=args.data_dir,
-        overwrite=args.overwrite,
-        progress=not args.quiet and not args.json,
-    )
+    cfg = replace(
+        config_from_args(args, args.model),
+        checkpoint_every=args.checkpoint_every,
+        keep=args.keep,
+        threads=args.threads,
+        deterministic=args.deterministic,
+    ).validate()
+    try:
+        r = train(
+            cfg,
+            out=args.out,
+            data_dir=args.data_dir,
+            overwrite=args.overwrite,
+            progress=not args.quiet and not args.json,
+            resume=args.resume,
+            force=args.force,
+        )
+    except torch.distributed.DistError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CnnlabError(f"the distributed job lost a process ({first})") from None
+    finally:
+        distributed.shutdown()
+    if not r.primary:  # other ranks of a distributed run: rank 0 reports
+        return 0
     row = {**r.row(), "run": str(r.path), "test_loss": round(r.test["loss"], 4), "n_test": r.test["n"]}
     if args.json:
         _print_json(row)
@@ -418,7 +517,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run folder to create (never overwritten unless --overwrite)")
     add_data_args(p)
     add_recipe_args(p)
-    p.set_defaults(handler=cmd_train)
+    add_run_args(p)
+    p.set_defaults(handler=cmd_train, parser=p)
 
     p = sub.add_parser("eval", help="evaluate a run on its dataset's final (official test) set")
     p.add_argument("run", metavar="RUN")

@@ -102,9 +102,18 @@ class EarlyStopping(Callback):
         state.best_epoch = self.best_epoch
 
     def state_dict(self) -> dict:
+        """Everything needed to continue exactly (checkpoints save it; ``best_weights`` are tensors)."""
         return {
             "best": self.best,
             "best_epoch": self.best_epoch,
             "wait": self.wait,
             "stopped_epoch": self.stopped_epoch,
+            "best_weights": self.best_weights,
         }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = float(state["best"])
+        self.best_epoch = state["best_epoch"]
+        self.wait = int(state["wait"])
+        self.stopped_epoch = state["stopped_epoch"]
+        self.best_weights = state.get("best_weights")

@@ -1,0 +1,206 @@
+"""Data-parallel training with PyTorch's own engine: DDP over a process group that torchrun sets up.
+
+Launch with ``torchrun --nproc-per-node N -m cnnlab train ...`` (or ``cnnlab train --nproc N ...``, which
+runs the same launcher in-process). Each process holds the whole (device-resident) training split; every
+global batch of the epoch's permutation is cut into ``world`` disjoint contiguous shards, one per rank.
+``batch_size`` stays the global batch, and each rank's mean loss is weighted by its share of the batch, so
+the averaged gradient is the one a single process computes on the same global batch. gloo on CPU, NCCL on
+CUDA (with a small gloo group for control messages). Rank 0 alone logs, checkpoints and writes the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from cnnlab.engine.batches import DeviceBatches, epoch_permutation, to_float
+
+
+class ShardedBatches(DeviceBatches):
+    """``DeviceBatches`` that yields this rank's shard of each global batch (same order, same seed)."""
+
+    def __init__(self, *args, rank: int, world: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rank, self.world = rank, world
+
+    def global_batch(self, step: int) -> int:
+        """Samples in global batch ``step`` (the last one of an epoch may be smaller)."""
+        return min(self.batch_size, self.num_samples - step * self.batch_size)
+
+    def epoch(
+        self, epoch: int, *, start_step: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        n, dev = self.num_samples, self.labels.device
+        order = (
+            epoch_permutation(n, seed=self.seed, epoch=epoch).to(dev)
+            if self.shuffle
+            else torch.arange(n, device=dev)
+        )
+        for start in range(start_step * self.batch_size, n, self.batch_size):
+            idx = order[start : start + self.batch_size].tensor_split(self.world)[self.rank]
+            yield to_float(self.images[idx], self.memory_format), self.labels[idx], idx
+
+
+@dataclass
+class Distributed:
+    """This process's place in the job (rank 0 of 1 when not distributed) and the few collectives fit uses."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+    control: object = None  # process group for small CPU messages (None: the default group)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @classmethod
+    def current(cls) -> Distributed:
+        """The job torch.distributed is part of (a collective call on every rank when the backend is NCCL)."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+            return cls()
+        backend = dist.get_backend()
+        control = None if backend == "gloo" else dist.new_group(backend="gloo")
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        return cls(dist.get_rank(), dist.get_world_size(), local, backend, control)
+
+    def batches(self, images, labels, **kwargs) -> DeviceBatches:
+        if not self.active:
+            return DeviceBatches(images, labels, **kwargs)
+        return ShardedBatches(images, labels, rank=self.rank, world=self.world, **kwargs)
+
+    def loss_share(self, batches: DeviceBatches, step: int, local: int) -> float:
+        """Weight of this rank's mean loss so the DDP gradient average equals the global batch mean."""
+        if not self.active:
+            return 1.0
+        return local * self.world / batches.global_batch(step)
+
+    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
+        if not self.active:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def agree(self, bad: bool, signum: int) -> tuple[bool, int]:
+        """Every rank learns whether any rank saw a non-finite loss or a signal, so all stop at one step."""
+        if not self.active:
+            return bad, signum
+        t = torch.tensor([float(bad), float(signum)])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.control)
+        return bool(t[0]), int(t[1])
+
+    def sum(self, *tensors: torch.Tensor) -> None:
+        """All-reduce (sum) in place, on the tensors' device."""
+        if self.active:
+            for t in tensors:
+                dist.all_reduce(t)
+
+    def gather_json(self, obj) -> list | None:
+        """Every rank's JSON-able ``obj``, in rank order, on rank 0 (None elsewhere)."""
+        if not self.active:
+            return [obj]
+        data = torch.tensor(list(json.dumps(obj).encode()), dtype=torch.uint8)
+        sizes = [torch.zeros(1, dtype=torch.long) for _ in range(self.world)]
+        dist.all_gather(sizes, torch.tensor([len(data)]), group=self.control)
+        longest = int(max(sizes))
+        padded = torch.zeros(longest, dtype=torch.uint8)
+        padded[: len(data)] = data
+        parts = [torch.zeros(longest, dtype=torch.uint8) for _ in range(self.world)]
+        dist.all_gather(parts, padded, group=self.control)
+        if not self.is_main:
+            return None
+        return [json.loads(bytes(p[: int(s)].tolist())) for p, s in zip(parts, sizes, strict=True)]
+
+    def broadcast_json(self, obj):
+        """Rank 0's JSON-able ``obj`` on every rank."""
+        if not self.active:
+            return obj
+        box = [obj if self.is_main else None]
+        data = json.dumps(box[0]).encode() if self.is_main else b""
+        size = torch.tensor([len(data)])
+        dist.broadcast(size, 0, group=self.control)
+        buf = torch.zeros(int(size), dtype=torch.uint8)
+        if self.is_main:
+            buf[:] = torch.tensor(list(data), dtype=torch.uint8)
+        dist.broadcast(buf, 0, group=self.control)
+        return json.loads(bytes(buf.tolist()))
+
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier(group=self.control)
+
+
+def launched() -> bool:
+    """Whether this process is a worker started by torchrun (or an equivalent launcher)."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def init_from_env(device: torch.device) -> Distributed:
+    """Join the job torchrun describes in the environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT,
+    LOCAL_RANK). A no-op for a single process, or when the process group already exists."""
+    if not launched() or int(os.environ["WORLD_SIZE"]) < 2 or dist.is_initialized():
+        return Distributed.current()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(local)
+    # a dead peer makes collectives fail, and torchrun stops the job; the timeout is a last resort
+    timeout = timedelta(seconds=float(os.environ.get("CNNLAB_DIST_TIMEOUT", "600")))
+    dist.init_process_group(backend, timeout=timeout)
+    return Distributed.current()
+
+
+def shutdown() -> None:
+    """Leave the job (the CLI calls this when a command ends)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def launch(nproc: int, args: Sequence[str]) -> int:
+    """Run ``python ARGS`` as ``nproc`` workers on this machine via torchrun's launcher (what
+    ``torchrun --standalone --nproc-per-node NPROC`` does); returns the first failing worker's exit code
+    (128 + signal when a worker was killed), else 0."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        monitor_interval=0.1,
+    )
+    threads = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = threads or str(max(1, (os.cpu_count() or 1) // nproc))
+    try:
+        elastic_launch(config, sys.executable)("-u", *args)
+        return 0
+    except ChildFailedError as exc:
+        code = exc.get_first_failure()[1].exitcode
+        return code if code > 0 else 128 - code
+    except SignalException as exc:
+        return 128 + int(exc.sigval)
+    finally:
+        if threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = threads

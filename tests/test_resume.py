@@ -1,0 +1,187 @@
+"""Exact resume: `cnnlab train` processes killed with SIGKILL at random steps (and stopped with SIGTERM),
+resumed with --resume auto, end bit-identical to one uninterrupted run.
+
+The processes are real (`python -m cnnlab train`, killed from outside), started from a forkserver that has
+torch and cnnlab imported already, so each start costs a fork instead of a 5-second import.
+"""
+
+from __future__ import annotations
+
+import csv
+import multiprocessing as mp
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cnnlab.engine.checkpoint import list_checkpoints, load_checkpoint, step_of
+
+PRELOAD = ["cnnlab.cli", "cnnlab.experiment", "cnnlab.plots", "torch._dynamo", "safetensors.torch"]
+
+
+def _cli(argv: list[str], env: dict) -> None:
+    """In the child: what `python -m cnnlab ARGV` does (exit code included)."""
+    os.environ.update(env)
+    from cnnlab.cli import main
+
+    sys.exit(main(argv))
+
+
+@pytest.fixture(scope="session")
+def cnnlab_process():
+    """`cnnlab_process(*argv, env={})` -> a started multiprocessing.Process running `cnnlab ARGV`."""
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+
+    def start(*argv, env: dict | None = None) -> mp.Process:
+        p = ctx.Process(target=_cli, args=([str(a) for a in argv], env or {}), daemon=True)
+        p.start()
+        return p
+
+    return start
+
+
+def train_args(fmnist_dir, out: Path, *extra) -> list:
+    """A small deterministic run with dropout, random flips, shifts and a one-cycle schedule:
+    400 training images, batch 25 -> 16 steps per epoch, 3 epochs, a checkpoint after every step."""
+    return [
+        "train",
+        "--model",
+        "conv8-pool-dense16-drop.5",
+        "--data-dir",
+        fmnist_dir,
+        "--limit",
+        "400",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "25",
+        "--schedule",
+        "onecycle",
+        "--augment-flip",
+        "random",
+        "--augment-translate",
+        "1",
+        "--checkpoint-every",
+        "1",
+        "--keep",
+        "2",
+        "--threads",
+        "1",
+        "--deterministic",
+        "--quiet",
+        "--json",
+        "--out",
+        out,
+        *extra,
+    ]
+
+
+TOTAL_STEPS = 48
+
+
+def newest_step(run: Path) -> int:
+    found = list_checkpoints(run / "checkpoints")
+    return step_of(found[0]) if found else 0
+
+
+def metrics_without_seconds(run: Path) -> list[dict]:
+    """metrics.csv, every column but `seconds` (wall time, which no rerun can repeat)."""
+    with open(run / "metrics.csv") as f:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), "final weights differ"
+    assert metrics_without_seconds(a) == metrics_without_seconds(b)
+    ca, cb = (
+        load_checkpoint(list_checkpoints(a / "checkpoints")[0]),
+        load_checkpoint(list_checkpoints(b / "checkpoints")[0]),
+    )
+    assert ca.step == cb.step == TOTAL_STEPS
+    sa, sb = ca.state, cb.state
+    for key in ("optimizer", "schedule", "callbacks", "ranks"):
+        assert _equal(sa[key], sb[key]), key
+
+
+def _equal(x, y) -> bool:
+    if isinstance(x, torch.Tensor):
+        return isinstance(y, torch.Tensor) and x.dtype == y.dtype and torch.equal(x, y)
+    if isinstance(x, dict):
+        return isinstance(y, dict) and x.keys() == y.keys() and all(_equal(x[k], y[k]) for k in x)
+    if isinstance(x, (list, tuple)):
+        return type(x) is type(y) and len(x) == len(y) and all(map(_equal, x, y))
+    return x == y
+
+
+@pytest.fixture(scope="module")
+def reference(cnnlab_process, fmnist_dir, tmp_path_factory) -> Path:
+    """The uninterrupted run."""
+    out = tmp_path_factory.mktemp("resume") / "reference"
+    p = cnnlab_process(*train_args(fmnist_dir, out))
+    p.join(120)
+    assert p.exitcode == 0
+    return out
+
+
+def test_kill_9_at_ten_random_steps_then_resume_is_bit_identical(
+    cnnlab_process, fmnist_dir, tmp_path, reference
+):
+    out = tmp_path / "killed"
+    rng = random.Random(6)
+    kills = []
+    while len(kills) < 10:
+        done = newest_step(out)
+        if done >= TOTAL_STEPS - 1:
+            break
+        target = min(done + rng.randint(1, 4), TOTAL_STEPS - 1)
+        p = cnnlab_process(*train_args(fmnist_dir, out, "--resume", "auto"))
+        deadline = time.monotonic() + 120
+        while p.is_alive() and newest_step(out) < target and time.monotonic() < deadline:
+            time.sleep(0.002)
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGKILL)  # anywhere: mid-step, mid-checkpoint-write, ...
+            kills.append(newest_step(out))
+        p.join(30)
+        assert p.exitcode in (0, -signal.SIGKILL)
+    assert len(kills) == 10, kills
+    p = cnnlab_process(*train_args(fmnist_dir, out, "--resume", "auto"))
+    p.join(120)
+    assert p.exitcode == 0
+    assert_same_run(reference, out)
+    assert not [d for d in (out / "checkpoints").iterdir() if d.name.startswith((".tmp", ".old"))]
+
+
+def test_sigterm_finishes_the_step_saves_exits_143_and_resumes_exactly(
+    cnnlab_process, fmnist_dir, tmp_path, reference
+):
+    out = tmp_path / "stopped"
+    p = cnnlab_process(*train_args(fmnist_dir, out, "--checkpoint-every", "0"))
+    deadline = time.monotonic() + 120
+    while p.is_alive() and newest_step(out) < 16 and time.monotonic() < deadline:  # epoch 1 ended
+        time.sleep(0.002)
+    time.sleep(0.01)  # most likely mid-epoch 2 now; with --checkpoint-every 0 only SIGTERM saves there
+    os.kill(p.pid, signal.SIGTERM)
+    p.join(60)
+    assert p.exitcode == 143
+    assert 16 <= newest_step(out) < TOTAL_STEPS
+    p = cnnlab_process(*train_args(fmnist_dir, out, "--resume", "auto"))
+    p.join(120)
+    assert p.exitcode == 0
+    assert_same_run(reference, out)
+
+
+def test_same_seed_same_weights_other_seed_not(cnnlab_process, fmnist_dir, tmp_path, reference):
+    out = tmp_path / "seed1"
+    p = cnnlab_process(*train_args(fmnist_dir, out, "--seed", "1", "--checkpoint-every", "0"))
+    p.join(120)
+    assert p.exitcode == 0
+    a, b = load_file(reference / "model.safetensors"), load_file(out / "model.safetensors")
+    assert not all(torch.equal(a[k], b[k]) for k in a)
