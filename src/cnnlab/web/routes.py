@@ -34,7 +34,7 @@ ERRORS = {
 FilterFileField = File(None, description="an image; none: the bundled cat photo")
 
 
-def form_only(request: Request) -> None:
+async def form_only(request: Request) -> None:
     """The compute endpoints take form fields (multipart/form-data for uploads); say so on anything else."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in ("multipart/form-data", "application/x-www-form-urlencoded"):

@@ -22,6 +22,7 @@ const state = {
 };
 let sketch = null;
 let wrapEl = null;
+window.cnnlab = state; // for the curious (and the browser tests): everything the page shows
 
 function setStatus(text, isError = false) {
   const s = $("status");
@@ -128,6 +129,7 @@ function render(doc) {
   }
   wrapEl = renderNetwork($("network"), state, { perStage: state.perStage, onSelect: select, scaleMode: state.scaleMode });
   document.body.dataset.rendered = String(Number(document.body.dataset.rendered || 0) + 1);
+  if (!window.cnnlabFirstRenderMs) window.cnnlabFirstRenderMs = performance.now();
   if (state.selected && ctx.layer(state.selected.layer)) select(state.selected.layer, state.selected.channel, false);
 }
 
