@@ -229,8 +229,8 @@ def _checkpoints_for(
         ckpt = load_checkpoint(resume)
     if ckpt is None and folder.is_dir() and any(folder.iterdir()) and not overwrite:
         raise CnnlabError(
-            f"{out} holds the checkpoints of an earlier run; continue it with --resume auto, "
-            "or pass --overwrite to start over"
+            f"Output folder {out} already holds a run with checkpoints; continue it with --resume auto, "
+            "choose another --out, or pass --overwrite to start over"
         )
     if ckpt is None or ckpt.path.parent.resolve() != folder.resolve():
         ensure_new_run_dir(out, overwrite=overwrite)

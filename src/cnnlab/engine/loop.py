@@ -156,7 +156,7 @@ def fit(
     global_step = at["global_step"]
     stop = GracefulStop(debounce=1.0 if ddp.active else 0.0)  # a launcher repeats a Ctrl-C
     with _progress(progress and ddp.is_main) as bar, stop if checkpoints is not None else nullcontext():
-        for epoch in range(epochs + 1 if at["done"] else at["epoch"], epochs + 1):
+        for epoch in range(epochs + 1 if at.get("stopped_early") else at["epoch"], epochs + 1):
             resumed = sums if epoch == at["epoch"] and sums else None  # this epoch was cut short before
             first = at["step"] if epoch == at["epoch"] else 0
             t0 = time.perf_counter() - (at["seconds"] if resumed else 0.0)

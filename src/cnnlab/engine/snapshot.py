@@ -57,30 +57,44 @@ class Checkpointer:
         return self.every > 0 and global_step % self.every == 0
 
     def check_writable(self) -> None:
-        """Fail now, clearly, if checkpoints cannot be written (not after an hour of training)."""
-        probe = self.folder / f".probe-{secrets.token_hex(4)}"
+        """Fail now, clearly, if checkpoints cannot be written (not after an hour of training). Folders
+        made for the probe are removed again, so a run that fails later leaves nothing behind."""
+        missing, p = [], self.folder
+        while not p.exists() and p != p.parent:
+            missing.append(p)
+            p = p.parent
+        created = []
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            for d in reversed(missing):
+                d.mkdir()
+                created.append(d)
+            probe = self.folder / f".probe-{secrets.token_hex(4)}"
             probe.write_bytes(b"cnnlab")
             probe.unlink()
         except OSError as exc:
             raise CheckpointError(
                 f"Cannot write checkpoints to {self.folder}: {exc.strerror or exc}; choose a writable --out"
             ) from None
+        finally:
+            for d in reversed(created):
+                d.rmdir()
 
     def begin(self, global_step: int) -> None:
         """Before the first save of a (resumed) run: drop temp folders a crash left behind, and move
         checkpoints newer than ``global_step`` (a timeline abandoned by resuming from an older one, or
         corrupt ones passed over) into ``discarded/`` so ``--resume auto`` never picks them again."""
-        self.check_writable()
-        for d in self.folder.iterdir():
-            if d.is_dir() and d.name.startswith((".tmp-", ".old-")):
-                shutil.rmtree(d, ignore_errors=True)
-        for d in list_checkpoints(self.folder):
-            if step_of(d) > global_step:
-                aside = self.folder / "discarded" / f"{d.name}-{secrets.token_hex(4)}"
-                aside.parent.mkdir(exist_ok=True)
-                os.rename(d, aside)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for d in self.folder.iterdir():
+                if d.is_dir() and d.name.startswith((".tmp-", ".old-")):
+                    shutil.rmtree(d, ignore_errors=True)
+            for d in list_checkpoints(self.folder):
+                if step_of(d) > global_step:
+                    aside = self.folder / "discarded" / f"{d.name}-{secrets.token_hex(4)}"
+                    aside.parent.mkdir(exist_ok=True)
+                    os.rename(d, aside)
+        except OSError as exc:
+            raise CheckpointError(f"Cannot prepare {self.folder}: {exc.strerror or exc}") from None
         existing = list_checkpoints(self.folder)
         self.last = existing[0] if existing else None
 

@@ -1,0 +1,211 @@
+"""Checkpoint files: round trip, atomic writes, pruning, corruption caught fast, pickles refused unrun,
+config mismatches refused with the keys named."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import random
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import cnnlab as cl
+from cnnlab.engine.checkpoint import (
+    FILES,
+    MANIFEST,
+    CheckpointError,
+    decode,
+    encode,
+    find_latest,
+    list_checkpoints,
+    load_checkpoint,
+    prune,
+    verify,
+    write_checkpoint,
+)
+from cnnlab.engine.snapshot import Checkpointer
+
+
+@pytest.fixture
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny(fmnist_small):
+    """200 training, 100 validation and 100 test images of the real Fashion-MNIST."""
+    d = fmnist_small
+    return dataclasses.replace(d, train=d.train.head(200), val=d.val.head(100), test=d.test.head(100))
+
+
+@pytest.fixture
+def two_checkpoints(tiny, tmp_path, one_thread) -> Path:
+    """A real training state, checkpointed after each of 4 steps; the newest two are kept."""
+    folder = tmp_path / "checkpoints"
+    model = cl.create_model("conv8-pool-dense16", seed=0)
+    cl.fit(
+        model,
+        tiny,
+        epochs=1,
+        batch_size=50,
+        progress=False,
+        checkpoints=Checkpointer(folder, every=1, keep=2),
+    )
+    assert [p.name for p in list_checkpoints(folder)] == ["step-000000004", "step-000000003"]
+    return folder
+
+
+def test_encode_decode_round_trip():
+    state = {
+        "tuple": (0.9, 0.999),
+        "by_param": {0: {"step": torch.tensor(3.0), "m": torch.randn(2, 3)}, 1: {}},
+        "floats": [float("inf"), -float("inf"), 1e-300, 0.1],
+        "half": torch.randn(4).to(torch.bfloat16),
+        "ints": torch.arange(5),
+        "$odd": None,
+        "nested": [{"a": None, "b": True, "c": "x"}],
+    }
+    tensors = {}
+    back = decode(encode(state, tensors), tensors)
+    assert back["tuple"] == (0.9, 0.999) and list(back["by_param"]) == [0, 1] and "$odd" in back
+    assert back["floats"] == state["floats"] and back["nested"] == state["nested"]
+    for a, b in [(back["half"], state["half"]), (back["by_param"][0]["m"], state["by_param"][0]["m"])]:
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    with pytest.raises(TypeError, match="cannot store"):
+        encode({"f": print}, {})
+    with pytest.raises(CheckpointError, match="unknown"):
+        decode({"$exec": "print(1)"}, {})
+
+
+def test_write_is_atomic_replaces_and_round_trips(tmp_path):
+    w = {"w": torch.randn(3, 3)}
+    path = write_checkpoint(tmp_path, 7, w, {"x": 1}, epoch_end=2)
+    write_checkpoint(tmp_path, 7, w, {"x": 2})  # the same step again: swapped in whole
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp folder left behind
+    ckpt = load_checkpoint(path)
+    assert ckpt.step == 7 and ckpt.epoch_end is None and ckpt.state == {"x": 2}
+    assert torch.equal(ckpt.model["w"], w["w"])
+    assert sorted(p.name for p in path.iterdir()) == sorted([*FILES, MANIFEST])
+
+
+def test_prune_keeps_newest_k_and_the_best_epoch(tmp_path):
+    for step, epoch_end in [(10, 1), (15, None), (20, 2), (25, None), (30, 3)]:
+        write_checkpoint(tmp_path, step, {}, {}, epoch_end=epoch_end)
+    prune(tmp_path, keep=2, best_epoch=1)
+    assert [p.name for p in list_checkpoints(tmp_path)] == [
+        "step-000000030",
+        "step-000000025",
+        "step-000000010",
+    ]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "bitflip"])
+def test_50_damaged_checkpoints_each_detected_under_1s_and_auto_falls_back(two_checkpoints, damage):
+    newest, previous = list_checkpoints(two_checkpoints)
+    files = [*FILES, MANIFEST]
+    originals = {f: (newest / f).read_bytes() for f in files}
+    rng = random.Random(damage)
+    for trial in range(50):
+        name = files[trial % len(files)]
+        data = bytearray(originals[name])
+        if damage == "truncate":
+            data = data[: rng.randrange(len(data))]
+        else:
+            i = rng.randrange(len(data))
+            data[i] ^= 1 << rng.randrange(8)
+        (newest / name).write_bytes(bytes(data))
+        t0 = time.perf_counter()
+        with pytest.raises(CheckpointError) as err:
+            load_checkpoint(newest)
+        assert time.perf_counter() - t0 < 1.0
+        assert newest.name in str(err.value) and "\n" not in str(err.value)
+        ckpt, notes = find_latest(two_checkpoints)
+        assert ckpt.path == previous and len(notes) == 1 and newest.name in notes[0]
+        (newest / name).write_bytes(originals[name])
+    assert load_checkpoint(newest).step == 4  # undamaged again
+
+
+class Payload:
+    """Unpickling this creates a marker file: stands for any code a crafted pickle could run."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_crafted_pickles_are_refused_and_never_run(tmp_path, run_cli, two_checkpoints):
+    marker = tmp_path / "pwned"
+    evil = pickle.dumps({"model": Payload(marker)})
+    pickle.loads(evil)  # the payload is live: unpickling runs it
+    assert marker.exists()
+    marker.unlink()
+
+    plain = tmp_path / "checkpoint.pt"
+    plain.write_bytes(evil)
+    zipped = tmp_path / "torch_save.pt"
+    torch.save({"model": Payload(marker)}, zipped)  # torch.save's zip container around a pickle
+    for f in (plain, zipped):
+        with pytest.raises(CheckpointError, match="pickle .*never unpickles"):
+            load_checkpoint(f)
+
+    # a folder that looks like a checkpoint, holding only a pickle: passed over by auto
+    fake = two_checkpoints / "step-000000099"
+    fake.mkdir()
+    shutil.copy(plain, fake / "checkpoint.pt")
+    ckpt, notes = find_latest(two_checkpoints)
+    assert ckpt.step == 4 and "manifest.json is missing" in notes[0]
+    shutil.rmtree(fake)
+
+    # a forged checkpoint whose manifest vouches for pickled files: the parsers reject them
+    forged = two_checkpoints / "step-000000100"
+    for target in ("model.safetensors", "state.json"):
+        shutil.copytree(list_checkpoints(two_checkpoints)[-1], forged)
+        (forged / target).write_bytes(evil)
+        _reseal(forged)
+        verify(forged)  # hashes match: the attacker controls the manifest too
+        with pytest.raises(CheckpointError, match="not valid"):
+            load_checkpoint(forged)
+        shutil.rmtree(forged)
+
+    code, _, err = run_cli(
+        "train", "--model", "mlp", "--resume", plain, "--out", tmp_path / "run", "--epochs", "1"
+    )
+    assert code == 1 and "pickle" in err and len(err.strip().splitlines()) == 1
+    assert not marker.exists()
+
+
+def _reseal(folder: Path) -> None:
+    import hashlib
+    import json
+
+    from cnnlab.engine.checkpoint import _digest
+
+    m = json.loads((folder / MANIFEST).read_bytes())
+    for name in FILES:
+        data = (folder / name).read_bytes()
+        m["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    m.pop("sha256")
+    m["sha256"] = _digest(m)
+    (folder / MANIFEST).write_text(json.dumps(m))
+
+
+def test_resume_refuses_a_different_config_naming_keys_unless_forced(tiny, tmp_path, one_thread):
+    out = tmp_path / "run"
+    cfg = cl.TrainConfig(model="conv8-pool-dense16", epochs=1, batch_size=50, threads=1, checkpoint_every=2)
+    first = cl.train(cfg, out=out, data=tiny, progress=False)
+    changed = dataclasses.replace(cfg, lr=0.01, batch_size=40, epochs=2, keep=5)  # keep may change
+    with pytest.raises(CheckpointError, match=r"batch_size 50 -> 40; epochs 1 -> 2; lr 0\.001 -> 0\.01\. "):
+        cl.train(changed, out=out, data=tiny, progress=False, resume="auto")
+    forced = cl.train(changed, out=out, data=tiny, progress=False, resume="auto", force=True)
+    assert forced.history.epochs == 2 and forced.history.rows[0] == first.history.rows[0]
+    with pytest.raises(cl.CnnlabError, match="already holds a run"):
+        cl.train(cfg, out=out, data=tiny, progress=False)  # no silent overwrite without --resume
