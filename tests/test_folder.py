@@ -42,7 +42,7 @@ def make_folder(root: Path, counts: dict[str, int], *, size=(24, 16)) -> Path:
 
 
 def cache_files(tmp_path: Path) -> list[Path]:
-    return sorted((tmp_path / "cache" / "cnnlab" / "folders").glob("*.npz"))
+    return sorted((tmp_path / "cache" / "cnnlab" / "folders").glob("*.npy"))
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -311,9 +311,9 @@ def test_cache_hit_and_invalidation(tmp_path):
     root = make_folder(tmp_path / "pets", {"cat": 8, "dog": 8})
     first = decode_folder(root, image_size=8)
     assert not first.from_cache and first.cache_file is not None and first.cache_file.is_file()
-    # the cache is a plain .npz: no pickle needed (or allowed) to read it
-    with np.load(first.cache_file, allow_pickle=False) as z:
-        assert z["images"].shape == (16, 3, 8, 8)
+    # the cache is a plain .npy (+ .json): no pickle needed (or allowed) to read it
+    assert np.load(first.cache_file, allow_pickle=False).shape == (16, 3, 8, 8)
+    assert first.cache_file.with_suffix(".json").is_file()
     second = decode_folder(root, image_size=8)
     assert second.from_cache and np.array_equal(second.images, first.images)
 
@@ -341,7 +341,7 @@ def test_cache_survives_a_moved_folder_and_recovers_from_damage(tmp_path):
     first = decode_folder(root, image_size=8)
     moved = root.rename(tmp_path / "moved")
     assert decode_folder(moved, image_size=8).from_cache
-    first.cache_file.write_bytes(b"half a zip file")
+    first.cache_file.write_bytes(b"half an npy file")
     again = decode_folder(moved, image_size=8)
     assert not again.from_cache and np.array_equal(again.images, first.images)
 

@@ -1,8 +1,10 @@
 """Decoding a folder dataset once into ONE uint8 array, cached in the user cache folder.
 
-The array (N, C, S, S) is stored under `$XDG_CACHE_HOME/cnnlab/folders/` (else `~/.cache/...`) as an
-uncompressed `.npz` (written to a temp file, then renamed) and read back with `allow_pickle=False`. Its
-name is `<folder>-<options>-<contents>.npz`: the contents key hashes every listed file's path, label,
+The array (N, C, S, S) is stored under `$XDG_CACHE_HOME/cnnlab/folders/` (else `~/.cache/...`) as a
+`.npy` file beside a `.json` of labels, class names and file names (each written to a temp file, then
+renamed) and read back memory-mapped with `allow_pickle=False`: nothing is unpickled, and a warm start
+costs about the time to copy the splits out of the page cache. The name is
+`<folder>-<options>-<contents>.npy/.json`: the contents key hashes every listed file's path, label,
 size and modification time, the options key the image size, channels and resize mode. Adding, removing
 or editing an image, or changing an option, is a miss (and a newer entry for the same folder and options
 replaces the stale one); the same contents anywhere (a moved or copied folder) are a hit.
@@ -90,10 +92,13 @@ def decode_folder(
     content_id = _digest({"classes": list(src.classes), "files": _fingerprint(src)})[:24]
     folder_id = _digest(str(src.origin.resolve()))[:8]
     cache_root = cache_dir("folders")
-    name = f"{folder_id}-{opt_id}-{content_id}.npz"
+    stem = f"{folder_id}-{opt_id}-{content_id}"
     if cache:
         # The same contents anywhere (a moved or copied folder) reuse the same decoded array.
-        for candidate in [cache_root / name, *sorted(cache_root.glob(f"*-{opt_id}-{content_id}.npz"))]:
+        for candidate in [
+            cache_root / stem,
+            *sorted(p.with_suffix("") for p in cache_root.glob(f"*-{opt_id}-{content_id}.json")),
+        ]:
             hit = _read_cache(candidate, options, src.root)
             if hit is not None:
                 hit.seconds = time.perf_counter() - t0
@@ -122,37 +127,39 @@ def decode_folder(
         images, src.labels[ok], src.classes, files, bad, src.root, None, False, time.perf_counter() - t0
     )
     if cache:
-        result.cache_file = _write_cache(cache_root / name, result, options)
+        result.cache_file = _write_cache(cache_root / stem, result, options)
         if result.cache_file is not None:
-            for stale in cache_root.glob(f"{folder_id}-{opt_id}-*.npz"):
-                if stale.name != name:
+            for stale in cache_root.glob(f"{folder_id}-{opt_id}-*"):
+                if not stale.name.startswith(stem):
                     stale.unlink(missing_ok=True)  # the same folder before its files changed
     return result
 
 
-def _write_cache(path: Path, imgs: FolderImages, options: dict) -> Path | None:
-    """Write atomically (temp file + rename); a cache that cannot be written only costs speed."""
+def _write_cache(stem: Path, imgs: FolderImages, options: dict) -> Path | None:
+    """`<stem>.npy` (the images) then `<stem>.json` (labels, classes, files, skipped files, options), each
+    written to a temp file and renamed; the JSON, written last, records the array's shape, so a crash
+    between the two leaves a miss, never a wrong hit. A cache that cannot be written only costs speed."""
+    npy, meta_path = stem.with_suffix(".npy"), stem.with_suffix(".json")
     meta = {
         "options": options,
+        "shape": list(imgs.images.shape),
         "classes": list(imgs.classes),
+        "labels": imgs.labels.tolist(),
         "files": imgs.files,
         "bad": [list(b) for b in imgs.bad],
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = stem.with_name(f".{stem.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        stem.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
-            np.savez(
-                f,
-                images=imgs.images,
-                labels=imgs.labels,
-                meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-            )
-        os.replace(tmp, path)
-        return path
+            np.save(f, np.ascontiguousarray(imgs.images), allow_pickle=False)
+        os.replace(tmp, npy)
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, meta_path)
+        return npy
     except OSError as exc:
         print(
-            f"note: could not write the image cache '{path}' ({exc}); decoding again next time.",
+            f"note: could not write the image cache '{npy}' ({exc}); decoding again next time.",
             file=sys.stderr,
         )
         return None
@@ -160,35 +167,38 @@ def _write_cache(path: Path, imgs: FolderImages, options: dict) -> Path | None:
         tmp.unlink(missing_ok=True)
 
 
-def _read_cache(path: Path, options: dict, root: Path) -> FolderImages | None:
-    if not path.is_file():
+def _read_cache(stem: Path, options: dict, root: Path) -> FolderImages | None:
+    """The cached images (memory-mapped, read-only: the splits copy what they take) or None."""
+    npy, meta_path = stem.with_suffix(".npy"), stem.with_suffix(".json")
+    if not (npy.is_file() and meta_path.is_file()):
         return None
-    import zipfile
-
     try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(z["meta"].tobytes().decode())
-            images, labels = z["images"], z["labels"]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError):
-        path.unlink(missing_ok=True)  # damaged (e.g. a crash mid-copy): decode again
-        return None
-    s = options["image_size"]
-    if (
-        meta.get("options") != options
-        or images.dtype != np.uint8
-        or images.shape[1:] != (options["channels"], s, s)
-        or labels.shape != (len(images),)
-        or len(meta["files"]) != len(images)
-    ):
+        meta = json.loads(meta_path.read_text())
+        images = np.load(npy, mmap_mode="r", allow_pickle=False)
+        labels = np.asarray(meta["labels"], dtype=np.int64)
+        s = options["image_size"]
+        valid = (
+            meta["options"] == options
+            and images.dtype == np.uint8
+            and list(images.shape) == meta["shape"]
+            and images.shape[1:] == (options["channels"], s, s)
+            and labels.shape == (len(images),)
+            and len(meta["files"]) == len(images)
+        )
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
+        valid = False
+    if not valid:
+        npy.unlink(missing_ok=True)  # damaged (e.g. a crash mid-copy): decode again
+        meta_path.unlink(missing_ok=True)
         return None
     return FolderImages(
         images,
-        labels.astype(np.int64),
+        labels,
         tuple(meta["classes"]),
         meta["files"],
         [tuple(b) for b in meta["bad"]],
         root,
-        path,
+        npy,
         True,
         0.0,
     )
