@@ -173,34 +173,70 @@ def multipart(fields: dict[str, str], png: bytes) -> tuple[bytes, str]:
 async def _predict_load(
     base: str, model: str, clients: int, per_client: int
 ) -> tuple[list[float], float, dict]:
-    import httpx
+    """``clients`` keep-alive connections, each sending its next request when the last is answered.
 
-    bodies = [multipart({"model": model}, image_png(i)) for i in range(8)]
+    A minimal HTTP/1.1 client on asyncio streams (prebuilt request bytes, Content-Length framing): on a
+    2-core machine the load generator shares the cores with the server, and a full client library
+    (httpx) spends about as much CPU per request as the server does."""
+    host, port = base.removeprefix("http://").split(":")
+    requests = []
+    for i in range(8):
+        body, ctype = multipart({"model": model}, image_png(i))
+        head = (
+            f"POST /api/predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        requests.append(head.encode() + body)
     latencies: list[float] = []
     codes: dict[int, int] = {}
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as c:
 
-        async def worker(k: int) -> None:
-            for i in range(per_client):
-                body, ctype = bodies[(k + i) % len(bodies)]
-                t0 = time.perf_counter()
-                r = await c.post("/api/predict", content=body, headers={"content-type": ctype})
-                latencies.append((time.perf_counter() - t0) * 1000)
-                codes[r.status_code] = codes.get(r.status_code, 0) + 1
+    async def worker(k: int, conn) -> None:
+        reader, writer = conn
+        for i in range(per_client):
+            t0 = time.perf_counter()
+            writer.write(requests[(k + i) % len(requests)])
+            await writer.drain()
+            status = int((await reader.readline()).split()[1])
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            codes[status] = codes.get(status, 0) + 1
 
-        await asyncio.gather(*(worker(k) for k in range(clients)))  # warm the connections
-        latencies.clear()
-        codes.clear()
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(k) for k in range(clients)))
-        wall = time.perf_counter() - t0
+    conns = [await asyncio.open_connection(host, int(port)) for _ in range(clients)]
+    await asyncio.gather(*(worker(k, c) for k, c in enumerate(conns)))  # warm the connections
+    latencies.clear()
+    codes.clear()
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(k, c) for k, c in enumerate(conns)))
+    wall = time.perf_counter() - t0
+    for _, writer in conns:
+        writer.close()
     return latencies, wall, codes
 
 
-def bench_predict(base: str, model: str, clients: int, per_client: int) -> dict:
+def process_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc), or None elsewhere."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def bench_predict(base: str, model: str, clients: int, per_client: int, pid: int | None) -> dict:
+    cpu0 = process_cpu_seconds(pid)
     latencies, wall, codes = asyncio.run(_predict_load(base, model, clients, per_client))
+    cpu1 = process_cpu_seconds(pid)
+    # both rounds (warm-up and measured) ran on the server: 2 x clients x per_client requests
+    cpu_ms = (cpu1 - cpu0) * 1000 / (2 * clients * per_client) if cpu0 is not None and cpu1 else None
     return {
+        "server_cpu_ms_per_request": cpu_ms,
+        "load_average_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "clients": clients,
         "requests": len(latencies),
         "status_codes": {str(k): v for k, v in sorted(codes.items())},
@@ -270,11 +306,13 @@ def main() -> int:
         model = make_runs(args.run, runs)
         port = free_port()
         extra = ["--max-concurrent", str(args.max_concurrent)] if args.max_concurrent else []
+        extra += ["--workers", str(args.workers)] if args.workers else []
         proc = start_server(runs, port, args.data_dir, extra)
         base = f"http://127.0.0.1:{port}"
         try:
             explain = bench_explain(base, model, n_explain)
-            predict = bench_predict(base, model, 20, per_client)
+            one_process = not args.workers or args.workers == 1  # workers' CPU is not visible in /proc/<pid>
+            predict = bench_predict(base, model, 20, per_client, proc.pid if one_process else None)
             page = bench_page(base, page_runs)
         finally:
             proc.terminate()
@@ -282,7 +320,8 @@ def main() -> int:
     results = {
         "machine": info,
         "server": "cnnlab serve (uvicorn, 1 torch thread per request)"
-        + (f", --max-concurrent {args.max_concurrent}" if args.max_concurrent else ", defaults"),
+        + (f", --max-concurrent {args.max_concurrent}" if args.max_concurrent else "")
+        + (f", --workers {args.workers}" if args.workers else ""),
         "model": "cnn4" + (" (trained run)" if args.run else " (fresh weights; same compute as trained)"),
         "explain": explain,
         "predict_20_clients": predict,
@@ -324,6 +363,8 @@ def _print(r: dict) -> None:
     t.add_row("/api/predict, 20 concurrent clients: p95", f"{p['p95_ms']:.1f} ms", "< 100 ms", "yes" if ok["predict_p95_ms"] else "no")  # fmt: skip
     t.add_row("  p50 / p99", f"{p['p50_ms']:.1f} / {p['p99_ms']:.1f} ms", "", "")
     t.add_row("  throughput", f"{p['throughput_rps']:.0f} req/s ({p['requests']} requests, codes {p['status_codes']})", "", "")  # fmt: skip
+    if p["server_cpu_ms_per_request"]:
+        t.add_row("  server CPU per request", f"{p['server_cpu_ms_per_request']:.2f} ms", "", "")
     if g:
         t.add_row("page interactive (median)", f"{g['interactive_ms_median']:.0f} ms", "< 1000 ms", "yes" if ok["page_interactive_ms"] else "no")  # fmt: skip
         t.add_row("  first network drawn (median)", f"{g['first_network_drawn_ms_median']:.0f} ms", "", "")

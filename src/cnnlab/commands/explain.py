@@ -141,6 +141,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         data_dir=args.data_dir,
         threads=args.threads,
+        workers=args.workers,
         max_concurrent=args.max_concurrent,
     )
     return 0
@@ -173,6 +174,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=_port, default=8000, help="[8000]")
     p.add_argument("--data-dir", default=None, help="dataset folder, for random test images")
     p.add_argument("--threads", type=_top_k, default=1, help="torch threads per request [1]")
+    p.add_argument(
+        "--workers", type=_top_k, default=1, help="server processes (e.g. one per core for many users) [1]"
+    )
     p.add_argument(
         "--max-concurrent",
         type=_top_k,

@@ -165,7 +165,12 @@ def create_app(
         log.exception("unhandled error on %s", request.url.path)
         return error(500, f"internal error ({type(exc).__name__}); this is a bug in cnnlab")
 
-    @app.get("/healthz", response_model=docs.HealthDoc, summary="The process is up")
+    @app.get(
+        "/healthz",
+        response_model=docs.HealthDoc,
+        response_model_exclude_none=True,
+        summary="The process is up",
+    )
     def healthz():
         return {"status": "ok"}
 

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+
+_ENV = "CNNLAB_SERVE_CONFIG"  # how `serve` hands its settings to worker processes
+
+
+def app_from_env():
+    """App factory for uvicorn's worker processes: settings come from ``$CNNLAB_SERVE_CONFIG``."""
+    import torch
+
+    from cnnlab.web.app import create_app
+
+    cfg = json.loads(os.environ[_ENV])
+    torch.set_num_threads(cfg.pop("threads"))
+    return create_app(cfg.pop("runs_dir"), **cfg)
 
 
 def serve(
@@ -12,6 +26,7 @@ def serve(
     port: int = 8000,
     data_dir: str | os.PathLike | None = None,
     threads: int = 1,
+    workers: int = 1,
     max_concurrent: int = 4,
 ) -> None:
     """Serve the page and the API for the runs in ``runs_dir`` until interrupted.
@@ -19,16 +34,29 @@ def serve(
     ``threads`` is torch's intra-op thread count. One image is a tiny amount of work: with one thread
     per request, requests run side by side instead of fighting over the cores (measured on 2 cores:
     cnn4 on one 28x28 image takes ~1 ms with 1 thread, and far longer with 2 while anything else runs).
+    ``workers`` > 1 starts that many server processes (each with its own model cache and limits): the
+    per-request Python work then runs in parallel instead of taking turns on one interpreter lock.
     """
-    import torch
     import uvicorn
 
-    from cnnlab.web.app import create_app
-
-    torch.set_num_threads(threads)
-    app = create_app(runs_dir, data_dir=data_dir, max_concurrent=max_concurrent)
+    cfg = {
+        "runs_dir": os.fspath(runs_dir),
+        "data_dir": os.fspath(data_dir) if data_dir else None,
+        "threads": threads,
+        "max_concurrent": max_concurrent,
+    }
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"Warning: serving on {host}: anyone who can reach this address can use the page and API")
     shown = f"[{host}]" if ":" in host else host
     print(f"cnnlab explainer: http://{shown}:{port}/  (API docs: http://{shown}:{port}/docs)  Ctrl+C stops")
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=5)
+    options = {"host": host, "port": port, "log_level": "warning", "timeout_keep_alive": 5}
+    if workers > 1:
+        os.environ[_ENV] = json.dumps(cfg)
+        uvicorn.run("cnnlab.web.server:app_from_env", factory=True, workers=workers, **options)
+    else:
+        import torch
+
+        from cnnlab.web.app import create_app
+
+        torch.set_num_threads(cfg.pop("threads"))
+        uvicorn.run(create_app(cfg.pop("runs_dir"), **cfg), **options)

@@ -111,7 +111,12 @@ function render(doc) {
   $("pred-label").textContent = p.label;
   $("pred-prob").textContent = `${(100 * p.probability).toFixed(1)}%`;
   const truth = doc.input.label;
-  const src = doc.input.source.startsWith("test:") ? `test image #${doc.input.source.slice(5)}` : doc.input.source;
+  let src = doc.input.source.startsWith("test:") ? `test image #${doc.input.source.slice(5)}` : "your image";
+  if (state.source && state.source.kind === "sketch") src = "your drawing";
+  const notes = [];
+  if (doc.input.resized) notes.push(`resized from ${doc.input.original_size[1]}×${doc.input.original_size[0]}`);
+  if (doc.input.inverted) notes.push("inverted");
+  if (notes.length) src += ` (${notes.join(", ")})`;
   $("pred-truth").textContent =
     truth !== null && truth !== undefined
       ? `${src}; true class: ${doc.model.classes[truth]} ${truth === p.index ? "✓" : "✗"}`
@@ -154,7 +159,8 @@ function chooseModel(id) {
   state.weights.clear();
   const m = state.model;
   const acc = m.test_accuracy !== null && m.test_accuracy !== undefined ? `, test accuracy ${(100 * m.test_accuracy).toFixed(1)}%` : "";
-  $("model-info").textContent = `${m.name} on ${m.data} · ${m.input_shape.join("×")} · ${(m.params || 0).toLocaleString()} params${acc}`;
+  const params = m.params ? ` · ${m.params.toLocaleString()} params` : "";
+  $("model-info").textContent = `${m.name} on ${m.data} · ${m.input_shape.join("×")}${params}${acc}`;
   const side = Math.min(64, m.input_shape[1] || 28);
   sketch.setSize(side);
   $("sketch-size").textContent = `${side}×${side}`;
