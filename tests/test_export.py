@@ -147,3 +147,28 @@ def test_cli_export(trained_run, tmp_path, run_cli):
     assert code == 2 and "invalid choice: 'tflite'" in err and "Traceback" not in err
     code, out, err = run_cli("export", tmp_path / "nope", "--format", "onnx")
     assert code == 1 and "does not exist" in err
+
+
+def test_folder_run_parity_uses_every_split_when_the_test_split_is_small(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from cnnlab.config import TrainConfig
+    from cnnlab.experiment import train
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for cls, channel in (("red", 0), ("blue", 2)):
+        (tmp_path / "pics" / cls).mkdir(parents=True)
+        for i in range(10):
+            arr = rng.integers(0, 80, (16, 20, 3), dtype=np.uint8)
+            arr[..., channel] = 230
+            Image.fromarray(arr).save(tmp_path / "pics" / cls / f"{i}.png")
+    cfg = TrainConfig(
+        data=str(tmp_path / "pics"), image_size=12, model="conv4-pool-dense8", epochs=1, batch_size=8
+    )
+    train(cfg, out=tmp_path / "run", progress=False)
+    r = export_run(tmp_path / "run", format="onnx", parity_images=1000)
+    assert r.parity["n"] == 20 and r.parity["source"].startswith("20 images (4 test + 4 val + 12 train) of ")
+    assert r.parity["max_abs_diff"] <= 1e-4 and r.parity["argmax_agreement"] == 1.0
+    assert json.loads(r.metadata["mean"]) is not None and "inside the model" in r.metadata["preprocessing"]
+    assert (tmp_path / "run" / "model.onnx").is_file()

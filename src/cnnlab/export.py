@@ -118,8 +118,8 @@ def export_run(
         run_or_path: a run folder or a `Run` from `load_run`.
         format: `"onnx"` or `"torchscript"`.
         out: the file to write [`<run>/model.onnx` or `<run>/model.torchscript.pt`].
-        parity_images: test images of the run's dataset to compare on (random pixels if the dataset
-            cannot be loaded here, with a note).
+        parity_images: images of the run's dataset to compare on: the test split first, then val and
+            train when it is smaller (random pixels if the dataset cannot be loaded here, with a note).
         data_dir: where the run's built-in dataset lives, if not where it was trained.
         overwrite: replace an existing `out`.
 
@@ -229,7 +229,8 @@ def _export_torchscript(model: nn.Module, path: Path, meta: dict) -> None:
 
 
 def _parity_inputs(run, n: int, data_dir) -> tuple[torch.Tensor, str]:
-    """The first `n` test images of the run's dataset as 0..1 floats, else uniform random pixels."""
+    """The first `n` test images of the run's dataset as 0..1 floats (topped up with val and train images
+    when the test split is smaller), else uniform random pixels."""
     from cnnlab.config import TrainConfig
     from cnnlab.data import load_data
 
@@ -247,10 +248,19 @@ def _parity_inputs(run, n: int, data_dir) -> tuple[torch.Tensor, str]:
             download=False,
             **TrainConfig.from_dict(cfg).data_options(),
         )
-        images = data.test.images[:n]
+        # The test split first; a small dataset's test split is topped up with val, then train images.
+        parts, counts, left = [], [], n
+        for name in ("test", "val", "train"):
+            take = getattr(data, name).images[:left]
+            if len(take):
+                parts.append(take)
+                counts.append(f"{len(take)} {name}")
+                left -= len(take)
+        images = torch.cat(parts) if parts else torch.empty(0)
         if len(images) and tuple(images.shape[1:]) == (c, h, w):
-            return images.float() / 255.0, f"{len(images)} test images of {cfg['data']}"
-        why = "its test images do not fit the model"
+            what = "test images" if len(counts) == 1 else f"images ({' + '.join(counts)})"
+            return images.float() / 255.0, f"{len(images)} {what} of {cfg['data']}"
+        why = "its images do not fit the model"
     except (CnnlabError, KeyError, TypeError) as exc:
         why = str(exc)
     g = torch.Generator().manual_seed(0)
