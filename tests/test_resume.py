@@ -34,13 +34,19 @@ def _cli(argv: list[str], env: dict) -> None:
 
 
 @pytest.fixture(scope="session")
-def cnnlab_process():
-    """`cnnlab_process(*argv, env={})` -> a started multiprocessing.Process running `cnnlab ARGV`."""
+def forkserver():
+    """A multiprocessing context whose processes fork from a server with torch and cnnlab imported."""
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+@pytest.fixture(scope="session")
+def cnnlab_process(forkserver):
+    """`cnnlab_process(*argv, env={})` -> a started multiprocessing.Process running `cnnlab ARGV`."""
 
     def start(*argv, env: dict | None = None) -> mp.Process:
-        p = ctx.Process(target=_cli, args=([str(a) for a in argv], env or {}), daemon=True)
+        p = forkserver.Process(target=_cli, args=([str(a) for a in argv], env or {}), daemon=True)
         p.start()
         return p
 
@@ -97,7 +103,7 @@ def metrics_without_seconds(run: Path) -> list[dict]:
         return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
 
 
-def assert_same_run(a: Path, b: Path) -> None:
+def assert_same_run(a: Path, b: Path, steps: int = TOTAL_STEPS) -> None:
     wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), "final weights differ"
     assert metrics_without_seconds(a) == metrics_without_seconds(b)
@@ -105,7 +111,7 @@ def assert_same_run(a: Path, b: Path) -> None:
         load_checkpoint(list_checkpoints(a / "checkpoints")[0]),
         load_checkpoint(list_checkpoints(b / "checkpoints")[0]),
     )
-    assert ca.step == cb.step == TOTAL_STEPS
+    assert ca.step == cb.step == steps
     sa, sb = ca.state, cb.state
     for key in ("optimizer", "schedule", "callbacks", "ranks"):
         assert _equal(sa[key], sb[key]), key

@@ -1,10 +1,11 @@
 """Data-parallel training with PyTorch's own engine: DDP over a process group that torchrun sets up.
 
 Launch with ``torchrun --nproc-per-node N -m cnnlab train ...`` (or ``cnnlab train --nproc N ...``, which
-runs the same launcher in-process). Each process holds the whole (device-resident) training split; every
-global batch of the epoch's permutation is cut into ``world`` disjoint contiguous shards, one per rank.
-``batch_size`` stays the global batch, and each rank's mean loss is weighted by its share of the batch, so
-the averaged gradient is the one a single process computes on the same global batch. gloo on CPU, NCCL on
+runs the same launcher in-process). Each process holds the whole (device-resident) training split and draws
+the same global batches from the epoch's permutation; it augments the global batch (so augmentation is the
+one a single process would draw) and trains on its disjoint contiguous shard of it. ``batch_size`` stays the
+global batch, and each rank's mean loss is weighted by its share of the batch, so the averaged gradient is
+the one a single process computes on the same global batch. gloo on CPU, NCCL on
 CUDA (with a small gloo group for control messages). Rank 0 alone logs, checkpoints and writes the run.
 """
 
@@ -14,40 +15,13 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 from torch import nn
-
-from cnnlab.engine.batches import DeviceBatches, epoch_permutation, to_float
-
-
-class ShardedBatches(DeviceBatches):
-    """``DeviceBatches`` that yields this rank's shard of each global batch (same order, same seed)."""
-
-    def __init__(self, *args, rank: int, world: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.rank, self.world = rank, world
-
-    def global_batch(self, step: int) -> int:
-        """Samples in global batch ``step`` (the last one of an epoch may be smaller)."""
-        return min(self.batch_size, self.num_samples - step * self.batch_size)
-
-    def epoch(
-        self, epoch: int, *, start_step: int = 0
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        n, dev = self.num_samples, self.labels.device
-        order = (
-            epoch_permutation(n, seed=self.seed, epoch=epoch).to(dev)
-            if self.shuffle
-            else torch.arange(n, device=dev)
-        )
-        for start in range(start_step * self.batch_size, n, self.batch_size):
-            idx = order[start : start + self.batch_size].tensor_split(self.world)[self.rank]
-            yield to_float(self.images[idx], self.memory_format), self.labels[idx], idx
 
 
 @dataclass
@@ -78,16 +52,13 @@ class Distributed:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         return cls(dist.get_rank(), dist.get_world_size(), local, backend, control)
 
-    def batches(self, images, labels, **kwargs) -> DeviceBatches:
-        if not self.active:
-            return DeviceBatches(images, labels, **kwargs)
-        return ShardedBatches(images, labels, rank=self.rank, world=self.world, **kwargs)
+    def shard(self, t: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous part of a global batch (sizes differ by at most one)."""
+        return t.tensor_split(self.world)[self.rank] if self.active else t
 
-    def loss_share(self, batches: DeviceBatches, step: int, local: int) -> float:
+    def loss_share(self, local: int, global_batch: int) -> float:
         """Weight of this rank's mean loss so the DDP gradient average equals the global batch mean."""
-        if not self.active:
-            return 1.0
-        return local * self.world / batches.global_batch(step)
+        return local * self.world / global_batch if self.active else 1.0
 
     def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
         if not self.active:

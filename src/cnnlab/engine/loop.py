@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.engine.augment import Augment
-from cnnlab.engine.batches import to_float
+from cnnlab.engine.batches import DeviceBatches, to_float
 from cnnlab.engine.callbacks import Callback, TrainState
 from cnnlab.engine.checkpoint import Checkpoint
 from cnnlab.engine.distributed import Distributed
@@ -102,7 +102,7 @@ def fit(
     mf = torch.channels_last if channels_last else torch.contiguous_format
     model.to(device=dev, memory_format=mf)
     torch.manual_seed(seed if ddp.rank == 0 else seed * 1_000_003 + ddp.rank)  # dropout masks, per rank
-    train = ddp.batches(
+    train = DeviceBatches(
         data.train.images,
         data.train.labels,
         batch_size=batch_size,
@@ -169,6 +169,8 @@ def fit(
             for step, (x, y, idx) in enumerate(train.epoch(epoch, start_step=first), start=first):
                 if augment is not None:
                     x = augment(x, idx, seed=seed, epoch=epoch, step=step)
+                n = len(y)  # the global batch; under DDP this rank trains on its shard of it
+                x, y, idx = ddp.shard(x), ddp.shard(y), ddp.shard(idx)
                 loss, logits = loss_of(net, x, y)
                 loss_d = loss.detach()
                 # a non-finite loss stops the run before it reaches the weights; on CUDA, look only every
@@ -180,7 +182,7 @@ def fit(
                 if bad:
                     raise _non_finite(ddp, checkpoints, loss_d.item(), epoch, step, global_step, opt, idx)
                 opt.zero_grad(set_to_none=True)
-                (loss * ddp.loss_share(train, step, len(y))).backward()
+                (loss * ddp.loss_share(len(y), n)).backward()
                 opt.step()
                 if sched is not None:
                     sched.step()
