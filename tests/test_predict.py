@@ -15,7 +15,7 @@ from PIL import Image
 from cnnlab.engine import History
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
-from cnnlab.predict import collect_images, predict_files
+from cnnlab.prediction import collect_images, predict_files
 from cnnlab.runs import load_run, save_run
 
 
@@ -169,3 +169,10 @@ def test_cli_errors(tmp_path, images, run_cli, args, code, message):
     }
     got, out, err = run_cli("predict", *[a.format(**subst) for a in args])
     assert got == code and message in err and "Traceback" not in err
+
+
+def test_the_public_predict_function_is_not_shadowed():
+    import cnnlab
+    import cnnlab.prediction  # noqa: F401  (a submodule named `predict` would replace cnnlab.predict)
+
+    assert callable(cnnlab.predict)

@@ -30,7 +30,7 @@ def _non_negative_int(text: str) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from cnnlab.predict import predict_files
+    from cnnlab.prediction import predict_files
     from cnnlab.runs import load_run
 
     run = load_run(args.run)

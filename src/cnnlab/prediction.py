@@ -1,5 +1,8 @@
 """Predict the classes of image files with a trained run: any format and size, folders, thousands of files.
 
+(Named `prediction`, not `predict`: importing a submodule `cnnlab.predict` would replace the package
+attribute `cnnlab.predict`, the public batch-prediction function of the engine.)
+
 Files are decoded in parallel, in chunks, exactly as the run's training images were (same size,
 channels and resize mode; see `cnnlab.data.decode`), and classified in batches. Files that cannot be
 read are reported and skipped; the rest are still predicted.
