@@ -322,6 +322,11 @@ def test_bad_requests_are_fast_4xx_json(client):
         (dict(data={"model": "broken"}, files=good), 409, "cannot be loaded"),
         (dict(data={"model": "cnn2"}), 422, "exactly one image source"),
         (dict(data={"model": "cnn2", "test_index": "1"}, files=good), 422, "exactly one image source"),
+        (
+            dict(data={"model": "cnn2", "colour": "red"}, files=good),
+            422,
+            "colour: Extra inputs are not permitted",
+        ),
         (dict(data={"model": "cnn2", "test_index": "99999"}), 422, "test_index must be in 0..1999"),
         (dict(data={"model": "cnn2", "test_index": "-1"}), 422, "test_index"),
         (dict(data={"model": "cnn2", "test_index": "abc"}), 422, "test_index"),
@@ -333,8 +338,8 @@ def test_bad_requests_are_fast_4xx_json(client):
         (dict(content=b"model=cnn2", headers={"content-type": "text/plain"}), 415, "multipart"),
         (
             dict(content=b"--xx\r\nbroken", headers={"content-type": "multipart/form-data; boundary=xx"}),
-            422,
-            "",
+            400,
+            "malformed multipart",
         ),
         (
             dict(content=b"x" * (9 * 2**20), headers={"content-type": "multipart/form-data; boundary=x"}),
@@ -352,6 +357,44 @@ def test_bad_requests_are_fast_4xx_json(client):
     assert client.delete("/api/predict").status_code == 405
     # the server keeps serving
     assert client.post("/api/predict", data={"model": "cnn2"}, files=good).status_code == 200
+
+
+def test_form_parser():
+    from cnnlab.web.forms import parse_form
+    from cnnlab.web.uploads import BadUpload
+
+    def body(*parts: bytes, boundary: bytes = b"b0") -> bytes:
+        return (
+            b"".join(b"--" + boundary + b"\r\n" + p + b"\r\n" for p in parts) + b"--" + boundary + b"--\r\n"
+        )
+
+    field = b'Content-Disposition: form-data; name="model"\r\n\r\ncnn2'
+    image = b'Content-Disposition: form-data; name="file"; filename="a \\"b\\".png"\r\nContent-Type: image/png\r\n\r\n\x89PNG\r\n--b0x'
+    fields, upload = parse_form(b"preamble\r\n" + body(field, image), 'multipart/form-data; boundary="b0"')
+    assert (
+        fields == {"model": "cnn2"} and upload.data == b"\x89PNG\r\n--b0x" and upload.filename == 'a "b".png'
+    )
+    assert upload.content_type == "image/png"
+    assert parse_form(b"model=cnn2&test_index=3", "application/x-www-form-urlencoded") == (
+        {"model": "cnn2", "test_index": "3"},
+        None,
+    )
+    bad = [
+        (body(field)[:-8], "truncated"),
+        (body(image, image), "at most one file"),
+        (body(b'Content-Disposition: form-data; name="x"; filename="f"\r\n\r\nzz'), "at most one file"),
+        (body(b"Content-Disposition: attachment\r\n\r\nzz"), "no Content-Disposition name"),
+        (body(b'Content-Disposition: form-data; name="t"\r\n\r\n' + b"x" * 70000), "over 65,536 bytes"),
+        (body(*[field] * 40), "too many form parts"),
+        (b"no boundary here", "boundary not found"),
+    ]
+    for raw, message in bad:
+        with pytest.raises(BadUpload, match=message):
+            parse_form(raw, "multipart/form-data; boundary=b0")
+    with pytest.raises(BadUpload, match="no valid boundary"):
+        parse_form(body(field), "multipart/form-data")
+    with pytest.raises(BadUpload, match="not 'text/plain'"):
+        parse_form(b"x", "text/plain")
 
 
 def test_body_limit_on_stream_without_length(client):

@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from cnnlab.errors import CnnlabError
 from cnnlab.explain import figures
-from cnnlab.explain.heatmaps import Heatmap, gradcam, saliency
+from cnnlab.explain.heatmaps import Heatmap, gradcam_and_saliency
 from cnnlab.explain.inputs import PreparedInput
 from cnnlab.explain.reports import DatasetReport, dataset_report
 from cnnlab.explain.stages import named_stages, stage_kind
@@ -70,13 +69,9 @@ def image_report(
     ``gradcam_<layer>.png`` and ``saliency.png``."""
     folder = Path(out)
     acts = activations(model, image, classes=classes, model_name=model_name)
-    try:
-        cam = gradcam(model, image, layer=layer, classes=classes)
-    except CnnlabError:
-        if layer is not None:  # asked for explicitly: say why it cannot be done
-            raise
-        cam = None  # no conv layer (an MLP): no Grad-CAM, the rest of the report still stands
-    sal = saliency(model, image, classes=classes)
+    # one forward + backward for both; no conv layer (an MLP): no Grad-CAM, the rest of the report
+    # still stands; a named layer that cannot be used is an error
+    cam, sal = gradcam_and_saliency(model, image, layer=layer, classes=classes)
     files = []
     doc = acts.to_json(top_k=top_k, gradcam=cam, saliency=sal)
     files.append(folder / "prediction.json")

@@ -9,6 +9,7 @@ safe on a model shared between threads.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -88,6 +89,82 @@ def _target(logits: torch.Tensor, class_index: int | None) -> int:
     return int(class_index)
 
 
+def _layer_or_default(model: nn.Module, layer: str | None, input_shape: tuple[int, ...]) -> str:
+    if layer is not None:
+        stages = named_stages(model)
+        if layer not in dict(stages):
+            raise CnnlabError(f"Unknown layer {layer!r}. Available: {', '.join(n for n, _ in stages)}")
+        return layer
+    per_model = _DEFAULTS.setdefault(model, {})
+    if input_shape not in per_model:  # one probe forward per model and input shape, then remembered
+        per_model[input_shape] = default_layer(model, input_shape)
+    return per_model[input_shape]
+
+
+_DEFAULTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def gradcam_and_saliency(
+    model: nn.Module,
+    image,
+    *,
+    layer: str | None = None,
+    class_index: int | None = None,
+    classes: Sequence[str] | None = None,
+    input_shape: tuple[int, int, int] | None = None,
+    invert: bool | str = False,
+    want_gradcam: bool = True,
+    want_saliency: bool = True,
+) -> tuple[Heatmap | None, Heatmap | None]:
+    """Grad-CAM and saliency from one forward and one backward pass: ``(gradcam, saliency)``.
+
+    Grad-CAM is None when it was not wanted, or when no ``layer`` was named and the model has no conv
+    stage (an MLP); naming a layer without feature maps is an error.
+    """
+    prepared = image if isinstance(image, PreparedInput) else prepare_input(image, input_shape, invert=invert)
+    shape = tuple(prepared.tensor.shape[1:])
+    if want_gradcam:
+        try:
+            layer = _layer_or_default(model, layer, shape)
+        except CnnlabError:
+            if layer is not None:
+                raise
+            want_gradcam = False
+    if not (want_gradcam or want_saliency):
+        return None, None
+    x = prepared.tensor.to(model_device(model)).clone().requires_grad_(want_saliency)
+    feats = None
+    with eval_mode(model), torch.enable_grad():
+        h = x
+        for name, stage in named_stages(model):
+            h = stage(h)
+            if want_gradcam and name == layer:
+                if h.dim() != 4:
+                    allowed = ", ".join(spatial_stages(model, shape))
+                    raise CnnlabError(
+                        f"Grad-CAM needs a layer with feature maps; {layer!r} outputs shape "
+                        f"{tuple(h.shape[1:])}. Layers with maps: {allowed}"
+                    )
+                feats = h
+        logits = h
+        target = _target(logits, class_index)
+        wanted = [t for t in (feats, x if want_saliency else None) if t is not None]
+        grads = list(torch.autograd.grad(logits[0, target], wanted))
+    names = list(classes) if classes is not None else [str(i) for i in range(logits.shape[1])]
+    cam = sal = None
+    if want_gradcam:
+        g = grads.pop(0)
+        weights = g[0].mean(dim=(1, 2))  # (C,) how much each map matters to the class
+        raw = torch.relu((weights[:, None, None] * feats[0]).sum(0)).detach()  # (h, w)
+        cam = Heatmap("gradcam", layer, target, names[target], _scaled(raw, shape[1:]), raw.cpu().numpy())
+    if want_saliency:
+        m = grads.pop(0)[0].abs().amax(dim=0)  # |d score / d pixel|, max over channels
+        top = float(m.max())
+        values = (m / top if top > 0 else m).float().cpu().numpy()
+        sal = Heatmap("saliency", None, target, names[target], values, values)
+    return cam, sal
+
+
 def gradcam(
     model: nn.Module,
     image,
@@ -99,40 +176,20 @@ def gradcam(
     invert: bool | str = False,
 ) -> Heatmap:
     """Grad-CAM for ``class_index`` (default: the predicted class) on stage ``layer`` (default: the
-    last conv stage).
+    last conv stage, after its ReLU).
 
     Example:
         >>> import cnnlab as cl
         >>> cam = cl.explain.gradcam(cl.create_model("cnn2", seed=0), np.random.rand(28, 28))
         >>> cam.layer, cam.values.shape
-        ('conv2', (28, 28))
+        ('relu2', (28, 28))
     """
     prepared = image if isinstance(image, PreparedInput) else prepare_input(image, input_shape, invert=invert)
-    x = prepared.tensor.to(model_device(model))
-    stages = named_stages(model)
-    layer = layer or default_layer(model, tuple(x.shape[1:]))
-    if layer not in dict(stages):
-        raise CnnlabError(f"Unknown layer {layer!r}. Available: {', '.join(n for n, _ in stages)}")
-    feats = None
-    with eval_mode(model), torch.enable_grad():
-        for name, stage in stages:
-            x = stage(x)
-            if name == layer:
-                if x.dim() != 4:
-                    allowed = ", ".join(spatial_stages(model, tuple(prepared.tensor.shape[1:])))
-                    raise CnnlabError(
-                        f"Grad-CAM needs a layer with feature maps; {layer!r} outputs shape "
-                        f"{tuple(x.shape[1:])}. Layers with maps: {allowed}"
-                    )
-                feats = x
-        logits = x
-        target = _target(logits, class_index)
-        (grads,) = torch.autograd.grad(logits[0, target], feats)
-    weights = grads[0].mean(dim=(1, 2))  # (C,) how much each map matters to the class
-    cam = torch.relu((weights[:, None, None] * feats[0]).sum(0)).detach()  # (h, w)
-    names = list(classes) if classes is not None else [str(i) for i in range(logits.shape[1])]
-    size = tuple(prepared.tensor.shape[2:])
-    return Heatmap("gradcam", layer, target, names[target], _scaled(cam, size), cam.cpu().numpy())
+    layer = _layer_or_default(model, layer, tuple(prepared.tensor.shape[1:]))  # errors for an MLP
+    cam, _ = gradcam_and_saliency(
+        model, prepared, layer=layer, class_index=class_index, classes=classes, want_saliency=False
+    )
+    return cam
 
 
 def saliency(
@@ -146,14 +203,8 @@ def saliency(
 ) -> Heatmap:
     """Gradient saliency: how much each pixel moves the class score, |d logit / d x|, max over channels,
     scaled to 0..1."""
-    prepared = image if isinstance(image, PreparedInput) else prepare_input(image, input_shape, invert=invert)
-    x = prepared.tensor.to(model_device(model)).clone().requires_grad_(True)
-    with eval_mode(model), torch.enable_grad():
-        logits = model(x)
-        target = _target(logits, class_index)
-        (grad,) = torch.autograd.grad(logits[0, target], x)
-    sal = grad[0].abs().amax(dim=0)
-    top = float(sal.max())
-    values = (sal / top if top > 0 else sal).float().cpu().numpy()
-    names = list(classes) if classes is not None else [str(i) for i in range(logits.shape[1])]
-    return Heatmap("saliency", None, target, names[target], values, values)
+    _, sal = gradcam_and_saliency(
+        model, image, class_index=class_index, classes=classes, input_shape=input_shape, invert=invert,
+        want_gradcam=False,
+    )  # fmt: skip
+    return sal

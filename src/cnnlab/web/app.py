@@ -22,14 +22,6 @@ CSP = (
 log = logging.getLogger("cnnlab.web")
 
 
-def _validation_message(errors) -> str:
-    parts = []
-    for e in errors[:4]:
-        loc = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "query"))
-        parts.append(f"{loc or 'request'}: {e.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid request"
-
-
 class Headers:
     """Plain ASGI middleware (no per-request task, unlike ``@app.middleware``): adds ``Server-Timing``
     (how long the server worked on the request, upload read included), ``nosniff``, and for the page
@@ -106,6 +98,7 @@ def create_app(
     from cnnlab import __version__
     from cnnlab.errors import CnnlabError
     from cnnlab.web import docs
+    from cnnlab.web.forms import validation_message
     from cnnlab.web.registry import RunRegistry, Unavailable, UnknownModel
     from cnnlab.web.routes import router
     from cnnlab.web.uploads import BadUpload
@@ -154,7 +147,7 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
-        return error(422, _validation_message(exc.errors()))
+        return error(422, validation_message(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):

@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import math
 import time
-from typing import Literal
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from cnnlab.explain.schema import ActivationsDoc, PredictionDoc, encode_tensor, stats_of
-from cnnlab.web import docs, limits
-from cnnlab.web.uploads import BadUpload, model_input, read_image
+from cnnlab.web import docs
+from cnnlab.web.forms import ExplainForm, FilterForm, ImageForm, openapi_body, parse_form, validation_message
+from cnnlab.web.uploads import BadUpload, check_content_type, model_input, read_image
 
 router = APIRouter()
 
@@ -31,19 +33,6 @@ ERRORS = {
 }
 
 
-FilterFileField = File(None, description="an image; none: the bundled cat photo")
-
-
-async def form_only(request: Request) -> None:
-    """The compute endpoints take form fields (multipart/form-data for uploads); say so on anything else."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        raise BadUpload(
-            f"send the fields as multipart/form-data (or application/x-www-form-urlencoded), not {ctype or 'no content type'!r}",
-            415,
-        )
-
-
 def _json(doc) -> Response:
     return Response(doc.model_dump_json(by_alias=True), media_type="application/json")
 
@@ -52,10 +41,13 @@ def _registry(request: Request):
     return request.app.state.registry
 
 
-def _upload(file: UploadFile | None) -> tuple[bytes | None, str | None]:
-    if file is None:
-        return None, None
-    return file.file.read(limits.MAX_BODY_BYTES + 1), file.content_type
+async def _form(request: Request, form: type):
+    """Parse and validate a compute endpoint's form (see `cnnlab.web.forms`)."""
+    fields, upload = parse_form(await request.body(), request.headers.get("content-type", ""))
+    try:
+        return form.model_validate(fields), upload
+    except ValidationError as exc:
+        raise BadUpload(validation_message(exc.errors())) from None
 
 
 @router.get("/api/models", response_model=docs.ModelsDoc, summary="The runs in RUNS_DIR")
@@ -110,44 +102,42 @@ def weights(
     return _json(doc)
 
 
-ModelField = Form(..., max_length=300, description="a model id from /api/models")
-FileField = File(None, description="an image (PNG, JPEG, GIF, BMP, WebP; <= 8 MiB, <= 16 megapixels)")
-IndexField = Form(None, ge=0, description="use this image of the model's test set instead of an upload")
-RandomField = Form(False, description="use a random test-set image")
-InvertField = Form("auto", description="auto | true | false: invert (datasets of light objects on black)")
-
-
 @router.post(
     "/api/predict",
     response_model=PredictionDoc,
     responses=ERRORS,
-    summary="Top-k classes",
-    dependencies=[Depends(form_only)],
+    summary="Top-k classes for one image",
+    openapi_extra=openapi_body(ImageForm),
 )
-def predict(
-    request: Request,
-    model: str = ModelField,
-    file: UploadFile | None = FileField,
-    test_index: int | None = IndexField,
-    random: bool = RandomField,
-    invert: str = InvertField,
-    top_k: int = Form(5, ge=1, le=1000),
-):
+async def predict(request: Request):
+    form, upload = await _form(request, ImageForm)
+    return await run_in_threadpool(_predict, _registry(request), form, upload)
+
+
+def _predict(registry, form: ImageForm, upload) -> Response:
     from cnnlab.explain.schema import InputInfo
     from cnnlab.explain.stagewise import predict_image
 
-    data, ctype = _upload(file)
-    run, prepared = model_input(
-        _registry(request), model, data=data, content_type=ctype, test_index=test_index,
-        pick_random=random, invert=invert,
-    )  # fmt: skip
+    run, prepared = _input(registry, form, upload)
     pred, _ = predict_image(run.model, prepared, classes=run.classes)
     doc = PredictionDoc(
-        model=_model_info(run, model),
+        model=_model_info(run, form.model),
         input=InputInfo(**prepared.info()),
-        prediction=pred.to_schema(top_k),
+        prediction=pred.to_schema(form.top_k),
     )
     return _json(doc)
+
+
+def _input(registry, form: ImageForm, upload):
+    return model_input(
+        registry,
+        form.model,
+        data=upload.data if upload else None,
+        content_type=upload.content_type if upload else None,
+        test_index=form.test_index,
+        pick_random=form.random,
+        invert=form.invert,
+    )
 
 
 def _model_info(run, model_id: str):
@@ -166,46 +156,33 @@ def _model_info(run, model_id: str):
     "/api/explain",
     response_model=ActivationsDoc,
     responses=ERRORS,
-    summary="Every stage's activations",
-    dependencies=[Depends(form_only)],
+    summary="Every stage's activations, the prediction, Grad-CAM and saliency",
+    openapi_extra=openapi_body(ExplainForm),
 )
-def explain(
-    request: Request,
-    model: str = ModelField,
-    file: UploadFile | None = FileField,
-    test_index: int | None = IndexField,
-    random: bool = RandomField,
-    invert: str = InvertField,
-    top_k: int = Form(5, ge=1, le=1000),
-    gradcam: bool = Form(True, description="include Grad-CAM for the predicted (or given) class"),
-    gradcam_layer: str | None = Form(None, max_length=200, description="stage for Grad-CAM [last conv]"),
-    saliency: bool = Form(True, description="include the gradient saliency map"),
-    class_index: int | None = Form(None, ge=0, description="class for Grad-CAM/saliency [predicted]"),
-    encoding: Literal["base64", "list"] = Form("base64", description="how tensors are written"),
-):
-    from cnnlab.errors import CnnlabError
-    from cnnlab.explain import heatmaps
+async def explain(request: Request):
+    form, upload = await _form(request, ExplainForm)
+    return await run_in_threadpool(_explain, _registry(request), form, upload)
+
+
+def _explain(registry, form: ExplainForm, upload) -> Response:
+    from cnnlab.explain.heatmaps import gradcam_and_saliency
     from cnnlab.explain.stagewise import activations
 
-    data, ctype = _upload(file)
-    reg = _registry(request)
-    run, prepared = model_input(
-        reg, model, data=data, content_type=ctype, test_index=test_index, pick_random=random, invert=invert
-    )
+    run, prepared = _input(registry, form, upload)
     acts = activations(run.model, prepared, classes=run.classes, model_name=str(run.config.get("model")))
-    cam = sal = None
-    if gradcam:
-        try:
-            cam = heatmaps.gradcam(
-                run.model, prepared, layer=gradcam_layer, class_index=class_index, classes=run.classes
-            )
-        except CnnlabError:
-            if gradcam_layer is not None or class_index is not None:
-                raise
-    if saliency:
-        sal = heatmaps.saliency(run.model, prepared, class_index=class_index, classes=run.classes)
-    doc = acts.to_schema(encoding=encoding, top_k=top_k, model_id=model, gradcam=cam, saliency=sal)
-    doc.model = _model_info(run, model)
+    cam, sal = gradcam_and_saliency(
+        run.model,
+        prepared,
+        layer=form.gradcam_layer,
+        class_index=form.class_index,
+        classes=run.classes,
+        want_gradcam=form.gradcam,
+        want_saliency=form.saliency,
+    )
+    doc = acts.to_schema(
+        encoding=form.encoding, top_k=form.top_k, model_id=form.model, gradcam=cam, saliency=sal
+    )
+    doc.model = _model_info(run, form.model)
     return _json(doc)
 
 
@@ -238,45 +215,45 @@ def _kernel(text: str):
     "/api/filter",
     response_model=docs.FilterDoc,
     responses=ERRORS,
-    summary="Convolve an image",
-    dependencies=[Depends(form_only)],
+    summary="Convolve an image with a kernel (the filter playground)",
+    openapi_extra=openapi_body(FilterForm),
 )
-def filter_image(
-    file: UploadFile | None = FilterFileField,
-    kernel: str = Form(..., max_length=20000, description="a kernel name or a JSON matrix"),
-    boundary: Literal["symm", "reflect", "wrap", "fill"] = Form("symm"),
-    mode: Literal["same", "valid", "full"] = Form("same"),
-    stride: int = Form(1, ge=1, le=16),
-    op: Literal["conv", "corr"] = Form("conv", description="conv (flipped, SciPy) or corr (CNN layers)"),
-    normalize: bool = Form(False),
-    max_side: int = Form(512, ge=16, le=1024, description="larger images keep every n-th pixel"),
-    echo_input: bool = Form(True, description="return the (downsampled, gray) input too"),
-):
+async def filter_image(request: Request):
+    form, upload = await _form(request, FilterForm)
+    return await run_in_threadpool(_filter, form, upload)
+
+
+def _filter(form: FilterForm, upload) -> Response:
     from cnnlab import filters
 
     t0 = time.perf_counter()
-    name, k = _kernel(kernel)
-    data, ctype = _upload(file)
-    if data is not None:
-        from cnnlab.web.uploads import check_content_type
-
-        check_content_type(ctype)
-        img = read_image(data, gray=True)
+    name, k = _kernel(form.kernel)
+    if upload is not None:
+        check_content_type(upload.content_type)
+        img = read_image(upload.data, gray=True)
     else:
         img = filters.sample_image(gray=True)
-    factor = max(1, math.ceil(max(img.shape) / max_side))
+    factor = max(1, math.ceil(max(img.shape) / form.max_side))
     if factor > 1:
         img = filters.downsample(img, factor)
-    out = filters.apply(img, k, boundary=boundary, mode=mode, stride=stride, op=op, normalize=normalize)
+    out = filters.apply(
+        img,
+        k,
+        boundary=form.boundary,
+        mode=form.mode,
+        stride=form.stride,
+        op=form.op,
+        normalize=form.normalize,
+    )
     doc = docs.FilterDoc(
         kernel=k.tolist(),
         kernel_name=name,
-        op=op,
-        boundary=boundary,
-        mode=mode,
-        stride=stride,
+        op=form.op,
+        boundary=form.boundary,
+        mode=form.mode,
+        stride=form.stride,
         downsample=factor,
-        input=encode_tensor(img) if echo_input else None,
+        input=encode_tensor(img) if form.echo_input else None,
         output=encode_tensor(out),
         stats=stats_of(out),
         seconds=round(time.perf_counter() - t0, 4),
