@@ -2,7 +2,8 @@
 
 Heavy libraries (torch, matplotlib) are imported inside handlers so `cnnlab --help` and the filter
 commands start fast. Errors a user can cause are `CnnlabError`s: printed as one line, exit code 1
-(2 for usage errors, 3 for a non-finite loss, 130 when interrupted).
+(2 for usage errors, 3 for a non-finite loss, 130 on Ctrl-C/SIGINT, 143 on SIGTERM: training saves a
+checkpoint first, see cnnlab.engine.signals).
 """
 
 from __future__ import annotations

@@ -2,12 +2,14 @@
 
     runs/<name>/
       config.json        the TrainConfig plus the model's input shape, classes and spec: enough to rebuild and repeat
-      env.json           versions, device, threads, seed
+      env.json           versions, device, threads, seed, determinism settings, processes, resumed from
       metrics.csv        one row per epoch
       results.json       final-set metrics, best epoch, train seconds
       model.safetensors  the weights (no pickle: loading runs no code)
       plots/learning_curves.png
-An existing run is never silently overwritten.
+      checkpoints/       step-<N>/ folders written during training (see cnnlab.engine.checkpoint)
+      nonfinite_loss.json  only when the loss became NaN/inf: step, lr, batch indices
+An existing run is never silently overwritten; `--resume auto` continues one from its checkpoints.
 """
 
 from __future__ import annotations
