@@ -297,6 +297,7 @@ def main() -> int:
     parser.add_argument(
         "--max-concurrent", type=int, default=None, help="passed to cnnlab serve [its default]"
     )
+    parser.add_argument("--workers", type=int, default=None, help="passed to cnnlab serve [its default]")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     n_explain, per_client, page_runs = (20, 5, 3) if args.quick else (100, 25, 7)
