@@ -373,7 +373,7 @@ function vectorDetail(box, ctx, layer) {
   box.append(el("p", "explain", text));
   if (layer.shape[0] <= 32) {
     box.append(vectorBars(Array.from(layer.data), isOutput ? ctx.doc.model.classes : null, { highlight: isOutput ? ctx.doc.prediction.index : undefined }));
-  } else if (layer.shape[0] <= 1024) {
+  } else if (layer.shape[0] <= 8192) {
     const line = el("div", "sum");
     box.append(columnChart(layer.data, (i, v) => {
       let where = "";
