@@ -16,6 +16,8 @@ from PIL import Image
 import cnnlab as cl
 from cnnlab.explain import schema
 
+pytestmark = pytest.mark.slow  # end to end on real data: trains a small run (once per session)
+
 
 def trained_run(tmp_path_factory, fmnist_dir, model: str = "cnn2") -> Path:
     """A small really-trained run, trained once per test session (shared through the base temp dir)."""
