@@ -209,3 +209,24 @@ def test_resume_refuses_a_different_config_naming_keys_unless_forced(tiny, tmp_p
     assert forced.history.epochs == 2 and forced.history.rows[0] == first.history.rows[0]
     with pytest.raises(cl.CnnlabError, match="already holds a run"):
         cl.train(cfg, out=out, data=tiny, progress=False)  # no silent overwrite without --resume
+
+
+def test_auto_passes_over_a_corrupt_newest_checkpoint_with_a_note(run_cli, fmnist_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--model", "conv8-pool-dense16", "--limit", "200", "--epochs", "2", "--batch-size", "50"]
+    args += ["--checkpoint-every", "1", "--threads", "1", "--quiet", "--data-dir", fmnist_dir, "--out", out]
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+    finished = (out / "model.safetensors").read_bytes()
+    newest = list_checkpoints(out / "checkpoints")[0]
+    data = bytearray((newest / "state.safetensors").read_bytes())
+    data[len(data) // 2] ^= 0x10
+    (newest / "state.safetensors").write_bytes(bytes(data))
+    code, _, err = run_cli(*args, "--resume", "auto")
+    assert code == 0, err
+    assert err.splitlines() == [
+        f"cnnlab: skipping checkpoint {newest.name}: {newest / 'state.safetensors'} is corrupt "
+        "(sha256 does not match the manifest)"
+    ]
+    assert (out / "model.safetensors").read_bytes() == finished  # the last step, redone, came out the same
+    assert [p.name for p in (out / "checkpoints" / "discarded").iterdir()][0].startswith(newest.name)

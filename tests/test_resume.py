@@ -8,6 +8,7 @@ torch and cnnlab imported already, so each start costs a fork instead of a 5-sec
 from __future__ import annotations
 
 import csv
+import json
 import multiprocessing as mp
 import os
 import random
@@ -191,6 +192,9 @@ def test_same_seed_same_weights_other_seed_not(cnnlab_process, fmnist_dir, tmp_p
     assert p.exitcode == 0
     a, b = load_file(reference / "model.safetensors"), load_file(out / "model.safetensors")
     assert not all(torch.equal(a[k], b[k]) for k in a)
+    env = json.loads((reference / "env.json").read_text())  # --deterministic --threads 1, recorded
+    assert env["deterministic"] and env["deterministic_algorithms"] and env["torch_threads"] == 1
+    assert env["seeded"] == ["python", "numpy", "torch"] and env["seed"] == 0 and env["world_size"] == 1
 
 
 @pytest.mark.parametrize(

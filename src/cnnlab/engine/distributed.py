@@ -7,6 +7,14 @@ one a single process would draw) and trains on its disjoint contiguous shard of 
 global batch, and each rank's mean loss is weighted by its share of the batch, so the averaged gradient is
 the one a single process computes on the same global batch. gloo on CPU, NCCL on
 CUDA (with a small gloo group for control messages). Rank 0 alone logs, checkpoints and writes the run.
+
+Several machines: start the same command on each with torchrun's rendezvous options, e.g.
+    torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29400 --rdzv-id JOB \
+        -m cnnlab train ... --out /shared/runs/x
+(or the static form: --nnodes 2 --node-rank 0|1 --master-addr HOST --master-port 29500). --out must be a
+folder every node sees (rank 0 writes the checkpoints; every rank reads one when resuming), and each node
+needs the data (--data-dir). CNNLAB_DIST_TIMEOUT (seconds, default 600) bounds a collective that waits on a
+peer; a dead worker normally ends the job at once, since torchrun stops the rest.
 """
 
 from __future__ import annotations
