@@ -193,7 +193,8 @@ def write_checkpoint(
 
 
 def _not_a_folder(path: Path) -> CheckpointError:
-    head = path.read_bytes()[:4] if path.is_file() else b""
+    with open(path, "rb") as f:
+        head = f.read(4)
     what = (
         "a pickle (torch.save) file"
         if head[:1] == b"\x80" or head[:2] == b"PK"
@@ -276,9 +277,13 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raw = json.loads(contents[STATE_JSON])
     except (ValueError, RecursionError):
         raise CheckpointError(f"{p / STATE_JSON} is not valid JSON") from None
-    if not isinstance(raw, dict):
-        raise CheckpointError(f"{p / STATE_JSON} is not a cnnlab training state")
-    return Checkpoint(p, manifest["step"], manifest.get("epoch_end"), model, decode(raw, tensors))
+    try:
+        if not isinstance(raw, dict):
+            raise TypeError("not an object")
+        state = decode(raw, tensors)
+    except (TypeError, ValueError, RecursionError):
+        raise CheckpointError(f"{p / STATE_JSON} is not a cnnlab training state") from None
+    return Checkpoint(p, manifest["step"], manifest.get("epoch_end"), model, state)
 
 
 def list_checkpoints(root: str | os.PathLike) -> list[Path]:

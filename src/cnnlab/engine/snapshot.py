@@ -228,7 +228,7 @@ def restore(
         position = dict(s["position"])
         for key in ("epoch", "step", "global_step"):
             position[key] = int(position[key])
-    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{ckpt.path} does not fit this model and training setup: {first}") from None
     return position, mine["sums"]
