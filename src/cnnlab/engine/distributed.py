@@ -31,6 +31,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from cnnlab.errors import CnnlabError
+
 
 @dataclass
 class Distributed:
@@ -137,6 +139,11 @@ def init_from_env(device: torch.device) -> Distributed:
     local = int(os.environ.get("LOCAL_RANK", "0"))
     backend = "nccl" if device.type == "cuda" else "gloo"
     if backend == "nccl":
+        if local >= torch.cuda.device_count():
+            raise CnnlabError(
+                f"{os.environ.get('LOCAL_WORLD_SIZE', local + 1)} processes on this machine but only "
+                f"{torch.cuda.device_count()} GPU(s); use at most one process per GPU"
+            )
         torch.cuda.set_device(local)
     # a dead peer makes collectives fail, and torchrun stops the job; the timeout is a last resort
     timeout = timedelta(seconds=float(os.environ.get("CNNLAB_DIST_TIMEOUT", "600")))
