@@ -69,6 +69,25 @@ def run_one(model: str, seed: int, args) -> dict:
     return res
 
 
+def collect_one(model: str, seed: int, args) -> dict | None:
+    """The result of a finished run folder (as `cnnlab train --json` would print it), or None."""
+    folder = Path(args.runs) / f"{model}-seed{seed}"
+    if not (folder / "results.json").is_file():
+        return None
+    res = json.loads((folder / "results.json").read_text())
+    test = res["test"]
+    return {
+        "model": model,
+        "seed": seed,
+        "params": res["params"],
+        "epochs_run": res["epochs_run"],
+        "best_epoch": res["best_epoch"],
+        "train_seconds": round(res["train_seconds"], 1),
+        "test_accuracy": round(test["accuracy"], 4),
+        "error_pct": round(test["error_pct"], 2),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="mlp,cnn1,cnn2,cnn4")
@@ -82,13 +101,21 @@ def main() -> None:
     )
     p.add_argument("--runs", default=str(ROOT / "runs/bench-tutorial-accuracy"))
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/tutorial_accuracy.json"))
+    p.add_argument(
+        "--collect", action="store_true", help="train nothing: tabulate the run folders already in --runs"
+    )
     args = p.parse_args()
     models = args.models.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     print(f"Machine: {machine_line()}", flush=True)
     jobs = [(m, s) for m in models for s in seeds]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda ms: run_one(*ms, args), jobs))
+    if args.collect:
+        results = [r for r in (collect_one(m, s, args) for m, s in jobs) if r is not None]
+        models = [m for m in models if any(r["model"] == m for r in results)]
+        seeds = sorted({r["seed"] for r in results})
+    else:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(lambda ms: run_one(*ms, args), jobs))
     table = []
     for m in models:
         rs = [r for r in results if r["model"] == m]
