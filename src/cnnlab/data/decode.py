@@ -155,9 +155,10 @@ def decode_images(
         _run_processes(job, workers, collect)
     else:
         _run_threads(job, workers, collect)
-    # A copy that owns ordinary memory (the shared buffer is released with this frame).
-    images = out.copy() if ok.all() else out[ok]
-    return Decoded(images, ok, bad, sizes.copy())
+    # The buffer itself when nothing was skipped (the array keeps it alive; copying 100s of MB costs
+    # as much as writing them), else a compact copy of the good images.
+    images = out if ok.all() else out[ok]
+    return Decoded(images, ok, bad, np.array(sizes))
 
 
 @dataclass(frozen=True)

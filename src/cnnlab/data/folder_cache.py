@@ -52,9 +52,10 @@ class FolderImages:
 def _fingerprint(src: FolderSource) -> list:
     """(file, label, size, mtime_ns) of every listed image; a missing file is listed as such."""
     out = []
+    root = str(src.root)
     for file, label in zip(src.files, src.labels.tolist(), strict=True):
         try:
-            st = os.stat(src.root / file)
+            st = os.stat(os.path.join(root, file))
             out.append([file, label, st.st_size, st.st_mtime_ns])
         except OSError:
             out.append([file, label, -1, -1])
@@ -109,7 +110,7 @@ def decode_folder(
                         "such files out with a report)"
                     )
                 return hit
-    paths = [src.root / f for f in src.files]
+    paths = [os.path.join(str(src.root), f) for f in src.files]
     with _progress_bar(progress, len(paths), f"decoding {src.origin.name}") as update:
         images, ok, bad_abs, _ = decode_images(
             paths,
