@@ -138,8 +138,9 @@ def test_layout_errors_say_what_would_work(tmp_path):
         load_data(str(few))
     with pytest.raises(CnnlabError, match="Dataset folder or CSV 'no/such/folder' does not exist"):
         load_data("no/such/folder")
-    with pytest.raises(CnnlabError, match="data_dir is for built-in datasets"):
-        load_data(str(few), data_dir=tmp_path)
+    # data_dir (e.g. $CNNLAB_DATA_DIR saved with a run) is for built-in files; a folder ignores it
+    ok = make_folder(tmp_path / "ok", {"cat": 4, "dog": 4})
+    assert len(load_data(str(ok), data_dir=tmp_path / "elsewhere", image_size=8).classes) == 2
 
 
 def test_too_few_after_skipping_bad_images(tmp_path):
