@@ -259,10 +259,7 @@ def _load_other(name: object, **options: Any) -> Dataset:
         )
         return load_cifar10(**{k: v for k, v in options.items() if k not in ("resize", "bad_images")})
     if isinstance(name, (str, os.PathLike)) and is_folder_dataset(name):
-        if options["data_dir"] is not None:
-            raise CnnlabError(
-                f"data_dir is for built-in datasets; '{name}' is a folder/CSV of your own images."
-            )
+        # data_dir (or $CNNLAB_DATA_DIR, saved with every run) locates built-in files; a folder is its own.
         options = {k: v for k, v in options.items() if k not in ("data_dir", "download")}
         return load_folder(name, **options)
     if isinstance(name, (str, os.PathLike)) and (os.sep in str(name) or "/" in str(name)):
