@@ -6,7 +6,6 @@ place anything is downloaded to. Every file is checked against the publisher's c
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from dataclasses import dataclass, replace
@@ -18,7 +17,7 @@ import torch
 
 from cnnlab.data.download import check_digest, download_file
 from cnnlab.data.idx import parse_idx
-from cnnlab.data.split import SPLITS, check_seed, split_indices
+from cnnlab.data.split import SPLITS, check_protocol, split_indices
 from cnnlab.data.types import Dataset, Split
 from cnnlab.errors import CnnlabError
 
@@ -212,17 +211,7 @@ def load_data(
             bad_images=bad_images,
         )
     check_image_options(image_size, channels, resize, bad_images)
-    if not isinstance(split, str) or split not in SPLITS:
-        raise CnnlabError(f"Unknown split {split!r}. Available: {', '.join(SPLITS)}.")
-    seed = check_seed(seed)
-    # Checked before any file is read or downloaded: the train size follows from the protocol.
-    n_train = spec.train_size - (math.ceil(0.25 * spec.train_size) if split == "tutorial" else spec.val_size)
-    if limit is not None and (
-        isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= n_train
-    ):
-        raise CnnlabError(
-            f"limit must be an integer from 1 to {n_train:,} (the {split} train split of {name}), got {limit!r}."
-        )
+    seed = check_protocol(name, split, seed, limit, train_size=spec.train_size, val_size=spec.val_size)
     folder = _locate(spec, data_dir, download)
 
     train_x, train_y = _read_pair(spec, folder, spec.train_images, spec.train_labels, spec.train_size)

@@ -12,7 +12,6 @@ so a crafted archive (`../../.bashrc`, absolute paths, links) cannot write anywh
 
 from __future__ import annotations
 
-import math
 import os
 import posixpath
 import tarfile
@@ -25,7 +24,7 @@ import torch
 
 from cnnlab.data.builtin import RemoteFile, adapt_dataset, cache_dir, check_image_options
 from cnnlab.data.download import check_digest, download_file
-from cnnlab.data.split import SPLITS, check_seed, split_indices
+from cnnlab.data.split import check_protocol, split_indices
 from cnnlab.data.types import Dataset, Split
 from cnnlab.errors import CnnlabError
 
@@ -290,17 +289,8 @@ def load_cifar10(
     """
     from cnnlab.data.folder import channel_stats
 
-    if not isinstance(split, str) or split not in SPLITS:
-        raise CnnlabError(f"Unknown split {split!r}. Available: {', '.join(SPLITS)}.")
     check_image_options(image_size, channels, "pad", "skip")
-    seed = check_seed(seed)
-    n_train = spec.train_size - (math.ceil(0.25 * spec.train_size) if split == "tutorial" else spec.val_size)
-    if limit is not None and (
-        isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= n_train
-    ):
-        raise CnnlabError(
-            f"limit must be an integer from 1 to {n_train:,} (the {split} train split of {spec.name}), got {limit!r}."
-        )
+    seed = check_protocol(spec.name, split, seed, limit, train_size=spec.train_size, val_size=spec.val_size)
     raw = _load_batches(spec, data_dir, download)
     parts = {m: read_cifar_batch(raw[m], m, num_classes=len(spec.classes)) for m in spec.members}
     for m, (x, _) in parts.items():

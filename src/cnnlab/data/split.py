@@ -35,6 +35,24 @@ def check_seed(seed: object) -> int:
     return int(seed)
 
 
+def check_protocol(
+    name: str, split: object, seed: object, limit: object, *, train_size: int, val_size: int
+) -> int:
+    """Validate split, seed and limit before any file is read or downloaded; returns the seed as an int.
+    The size of the train split follows from the protocol, so `limit` can be checked against it."""
+    if not isinstance(split, str) or split not in SPLITS:
+        raise CnnlabError(f"Unknown split {split!r}. Available: {', '.join(SPLITS)}.")
+    seed = check_seed(seed)
+    n_train = train_size - (math.ceil(0.25 * train_size) if split == "tutorial" else val_size)
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= n_train
+    ):
+        raise CnnlabError(
+            f"limit must be an integer from 1 to {n_train:,} (the {split} train split of {name}), got {limit!r}."
+        )
+    return seed
+
+
 def tutorial_split(n: int, seed: int, *, val_fraction: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
     """Shuffle `range(n)` with `seed` and cut off `ceil(val_fraction * n)` for validation.
 
