@@ -201,14 +201,7 @@ def test_same_seed_same_weights_other_seed_not(cnnlab_process, fmnist_dir, tmp_p
     "ema",
     [
         None,
-        pytest.param(
-            0.9,
-            marks=pytest.mark.xfail(
-                reason="engine/setup.py make_ema keeps its decay warm-up counter in a closure, which no "
-                "checkpoint can restore; derive it from AveragedModel's num_averaged (saved) instead",
-                strict=False,
-            ),
-        ),
+        0.9,
     ],
 )
 def test_resume_from_any_step_with_ema_early_stopping_and_schedule(fmnist_small, tmp_path, ema):

@@ -113,10 +113,12 @@ def make_ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedMo
     by the random initial weights (a fixed 0.999 would keep ~37% of them after 1,000 steps)."""
     from torch.optim.swa_utils import AveragedModel
 
-    updates = 0
+    updates: int | None = None
 
     def ema(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged) -> None:
         nonlocal updates
+        if updates is None:  # from the saved count, so a resumed run continues the same warm-up
+            updates = int(num_averaged) - 1  # AveragedModel counts its first plain copy too
         d = min(decay, (1 + updates) / (10 + updates))
         updates += 1
         floats = [(a, c) for a, c in zip(averaged, current, strict=True) if a.is_floating_point()]
