@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _machine import machine, machine_line  # noqa: E402
 
 import cnnlab as cl  # noqa: E402
-from cnnlab.engine import Augment, EarlyStopping, resolve_device  # noqa: E402
+from cnnlab.engine import EarlyStopping, resolve_device  # noqa: E402
 from cnnlab.engine.checkpoint import list_checkpoints, load_checkpoint  # noqa: E402
 from cnnlab.engine.snapshot import Checkpointer  # noqa: E402
 from cnnlab.experiment import channel_stats  # noqa: E402
@@ -67,22 +67,10 @@ def train_once(cfg: cl.TrainConfig, data, mean, std, device, every: int | None, 
     cl.fit(
         model,
         data,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        optimizer=cfg.optimizer,
-        weight_decay=cfg.weight_decay,
-        schedule=cfg.schedule,
-        label_smoothing=cfg.label_smoothing,
-        augment=Augment(cfg.augment_translate, cfg.augment_flip, cfg.augment_erasing),
-        ema=cfg.ema,
-        amp=cfg.amp,
-        compile=cfg.compile,
+        **cfg.fit_options(),
         callbacks=[EarlyStopping(cfg.monitor, patience=10**9)],
-        seed=cfg.seed,
         device=device,
         progress=False,
-        channels_last=cfg.channels_last,
         checkpoints=ckpt,
     )
     if device.type == "cuda":

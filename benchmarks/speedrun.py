@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _machine import machine, machine_line  # noqa: E402
 
 import cnnlab as cl  # noqa: E402
-from cnnlab.engine import Augment, Callback, resolve_device  # noqa: E402
+from cnnlab.engine import Callback, resolve_device  # noqa: E402
 from cnnlab.experiment import channel_stats  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,22 +69,10 @@ def one_seed(cfg: cl.TrainConfig, data, device: torch.device) -> dict:
     h = cl.fit(
         model,
         data,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        optimizer=cfg.optimizer,
-        weight_decay=cfg.weight_decay,
-        schedule=cfg.schedule,
-        label_smoothing=cfg.label_smoothing,
-        augment=Augment(cfg.augment_translate, cfg.augment_flip, cfg.augment_erasing),
-        ema=cfg.ema,
-        amp=cfg.amp,
-        compile=cfg.compile,
+        **cfg.fit_options(),
         callbacks=[probe],
-        seed=cfg.seed,
         device=device,
         progress=False,
-        channels_last=cfg.channels_last,
         validate=False,
     )
     out = {

@@ -116,6 +116,26 @@ class TrainConfig:
         settings = get_recipe(recipe).settings(device_type)
         return cls(**{**settings, **overrides, "recipe": recipe})
 
+    def fit_options(self) -> dict:
+        """The keyword options ``fit`` takes from this config (the recipe's knobs)."""
+        from cnnlab.engine.augment import Augment
+
+        return {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "optimizer": self.optimizer,
+            "weight_decay": self.weight_decay,
+            "schedule": self.schedule,
+            "label_smoothing": self.label_smoothing,
+            "augment": Augment(self.augment_translate, self.augment_flip, self.augment_erasing),
+            "ema": self.ema,
+            "amp": self.amp,
+            "compile": self.compile,
+            "seed": self.seed,
+            "channels_last": self.channels_last,
+        }
+
     def data_options(self) -> dict:
         """The keyword options ``load_data`` takes besides name/split/seed/limit."""
         return {

@@ -15,7 +15,7 @@ import torch
 
 from cnnlab.config import TrainConfig
 from cnnlab.data import Dataset, load_data
-from cnnlab.engine import Augment, EarlyStopping, History, evaluate, fit, resolve_device
+from cnnlab.engine import EarlyStopping, History, evaluate, fit, resolve_device
 from cnnlab.engine.checkpoint import Checkpoint, CheckpointError, find_latest, load_checkpoint
 from cnnlab.engine.determinism import reproducibility
 from cnnlab.engine.distributed import Distributed, init_from_env
@@ -108,29 +108,16 @@ def train(
     if config.monitor:  # model selection on the validation split; early stopping only with a patience
         patience = config.patience if config.patience is not None else 10**9
         callbacks.append(EarlyStopping(config.monitor, patience=patience))
-    augment = Augment(config.augment_translate, config.augment_flip, config.augment_erasing)
     with reproducibility(
         seed=config.seed, deterministic=config.deterministic, threads=config.threads
     ) as repro:
         history = fit(
             model,
             data,
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            lr=config.lr,
-            optimizer=config.optimizer,
-            weight_decay=config.weight_decay,
-            schedule=config.schedule,
-            label_smoothing=config.label_smoothing,
-            augment=augment,
-            ema=config.ema,
-            amp=config.amp,
-            compile=config.compile,
+            **config.fit_options(),
             callbacks=callbacks,
-            seed=config.seed,
             device=device,
             progress=progress,
-            channels_last=config.channels_last,
             checkpoints=checkpoints,
             resume=ckpt,
         )

@@ -3,34 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
+from cnnlab.commands.args import non_negative_int, number, positive_float, positive_int, print_json
 from cnnlab.errors import CnnlabError
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
-
-
-def _print_json(obj) -> None:
-    print(json.dumps(obj, indent=2, default=str))
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -51,13 +27,13 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--limit",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="cap each split at N images (quick runs; the final set is then not the full official test)",
     )
     p.add_argument(
         "--image-size",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="square input size in pixels [folders: 64; built-ins: native, else resized]",
     )
@@ -92,13 +68,6 @@ def _patience(text: str) -> int | None:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'none', got {value}")
     return value
-
-
-def _unit_float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 # Flags a recipe sets when they are not given (argparse default None means "not given").
@@ -139,13 +108,13 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
         + " [tutorial]",
     )
     g = p.add_argument_group("recipe flags (each overrides the recipe's value)")
-    g.add_argument("--epochs", type=_positive_int, help=f"maximum epochs [{d.epochs}]")
-    g.add_argument("--batch-size", type=_positive_int, help=f"[{d.batch_size}]")
-    g.add_argument("--lr", type=_positive_float, help=f"learning rate (peak lr for onecycle) [{d.lr:g}]")
+    g.add_argument("--epochs", type=positive_int, help=f"maximum epochs [{d.epochs}]")
+    g.add_argument("--batch-size", type=positive_int, help=f"[{d.batch_size}]")
+    g.add_argument("--lr", type=positive_float, help=f"learning rate (peak lr for onecycle) [{d.lr:g}]")
     g.add_argument("--optimizer", help="adam, adamw, sgd or nesterov [adam]")
-    g.add_argument("--weight-decay", type=_unit_float)
+    g.add_argument("--weight-decay", type=number)
     g.add_argument("--schedule", help="constant, onecycle or linear [constant]")
-    g.add_argument("--label-smoothing", type=_unit_float)
+    g.add_argument("--label-smoothing", type=number)
     g.add_argument(
         "--patience",
         type=_patience,
@@ -170,10 +139,10 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
         "--augment-translate", type=int, metavar="PIXELS", help="random shifts of up to PIXELS [0]"
     )
     g.add_argument("--augment-flip", help="none, random or alternating [none]")
-    g.add_argument("--augment-erasing", type=_unit_float, metavar="P", help="random-erasing probability [0]")
+    g.add_argument("--augment-erasing", type=number, metavar="P", help="random-erasing probability [0]")
     g.add_argument(
         "--ema",
-        type=_unit_float,
+        type=number,
         metavar="DECAY",
         help="keep an exponential moving average of the weights, e.g. 0.999",
     )
@@ -234,7 +203,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
     ds = list_datasets()
     if args.json:
-        _print_json(ds)
+        print_json(ds)
         return 0
     rows = [
         [
@@ -259,7 +228,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         [m.name, f"{count_params(create_model(m.name)):,}", m.spec or "(code)", m.description] for m in infos
     ]
     if args.json:
-        _print_json(
+        print_json(
             [dict(zip(["name", "params_28x28x1", "spec", "description"], r, strict=True)) for r in rows]
         )
         return 0
@@ -287,7 +256,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     shape, classes = _input_shape_for(args.data)
     s = summary(create_model(args.model, input_shape=shape, num_classes=classes), shape)
     if args.json:
-        _print_json(s.as_dict())
+        print_json(s.as_dict())
     else:
         print(f'Model: "{args.model}" on {args.data} ({"x".join(map(str, shape))})')
         print(s)
@@ -310,14 +279,14 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--checkpoint-every",
-        type=_non_negative_int,
+        type=non_negative_int,
         metavar="STEPS",
         default=d.checkpoint_every,
         help=f"checkpoint every STEPS optimizer steps as well as after each epoch (0: epochs only) [{d.checkpoint_every}]",
     )
     g.add_argument(
         "--keep",
-        type=_positive_int,
+        type=positive_int,
         default=d.keep,
         help=f"checkpoints kept: the newest K plus the best [{d.keep}]",
     )
@@ -326,24 +295,14 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="seed everything, deterministic algorithms only, pinned thread count (recorded in env.json)",
     )
-    g.add_argument("--threads", type=_positive_int, help="CPU threads for torch [torch's default]")
+    g.add_argument("--threads", type=positive_int, help="CPU threads for torch [torch's default]")
     g.add_argument(
         "--nproc",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="data-parallel processes on this machine, launched with torchrun's launcher "
         "(gloo on CPU, NCCL on CUDA; --batch-size stays the global batch) [1]",
     )
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
-    return value
 
 
 def _argv_of(parser: argparse.ArgumentParser, args: argparse.Namespace, skip: set[str]) -> list[str]:
@@ -406,7 +365,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     row = {**r.row(), "run": str(r.path), "test_loss": round(r.test["loss"], 4), "n_test": r.test["n"]}
     if args.json:
-        _print_json(row)
+        print_json(row)
     else:
         _table(
             f"{args.model} on {args.data}",
@@ -448,7 +407,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     m = evaluate(run.model, data.test)
     if args.json:
-        _print_json({"run": str(run.path), "model": cfg["model"], **m})
+        print_json({"run": str(run.path), "model": cfg["model"], **m})
     else:
         print(
             f"{run.path}: {cfg['model']} on {cfg['data']} final set ({m['n']:,} images): loss {m['loss']:.4f}, "
@@ -487,7 +446,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         on_result=show,
     )
     if args.json:
-        _print_json({"out": str(args.out), "results": [r.row() for r in results]})
+        print_json({"out": str(args.out), "results": [r.row() for r in results]})
     else:
         print(results_table_md(results))
         if args.out:

@@ -6,27 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from cnnlab.commands.args import port, positive_int
 from cnnlab.errors import CnnlabError
-
-
-def _top_k(text: str) -> int:
-    try:
-        k = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if k < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {k}")
-    return k
-
-
-def _port(text: str) -> int:
-    try:
-        p = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= p <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0..65535, got {p}")
-    return p
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -157,7 +138,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", metavar="IMAGE", nargs="*", help="images to explain; none: the dataset report")
     p.add_argument("--out", default=None, help="folder for the files [RUN/plots/explain]")
     p.add_argument("--layer", default=None, help="stage for Grad-CAM [the last conv stage, after its ReLU]")
-    p.add_argument("--top-k", type=_top_k, default=5, help="classes to list [5]")
+    p.add_argument("--top-k", type=positive_int, default=5, help="classes to list [5]")
     p.add_argument(
         "--invert",
         default="auto",
@@ -171,15 +152,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="the explainer page and JSON API for the runs in a folder")
     p.add_argument("runs_dir", metavar="RUNS_DIR", nargs="?", default="runs", help="folder of runs [runs]")
     p.add_argument("--host", default="127.0.0.1", help="address to bind [127.0.0.1: this machine only]")
-    p.add_argument("--port", type=_port, default=8000, help="[8000]")
+    p.add_argument("--port", type=port, default=8000, help="[8000]")
     p.add_argument("--data-dir", default=None, help="dataset folder, for random test images")
-    p.add_argument("--threads", type=_top_k, default=1, help="torch threads per request [1]")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads per request [1]")
     p.add_argument(
-        "--workers", type=_top_k, default=1, help="server processes (e.g. one per core for many users) [1]"
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="server processes (e.g. one per core for many users) [1]",
     )
     p.add_argument(
         "--max-concurrent",
-        type=_top_k,
+        type=positive_int,
         default=4,
         help="requests computed at once; more wait briefly, then 503 [4]",
     )

@@ -8,25 +8,7 @@ import io
 import json
 import sys
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+from cnnlab.commands.args import non_negative_int, positive_int
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -102,11 +84,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "paths", metavar="PATH", nargs="+", help="image files and/or folders (searched recursively)"
     )
-    p.add_argument("--top-k", type=_positive_int, default=3, help="classes per image [3]")
+    p.add_argument("--top-k", type=positive_int, default=3, help="classes per image [3]")
     p.add_argument(
         "--format", choices=("table", "csv", "json"), default="table", help="output format [table]"
     )
-    p.add_argument("--batch-size", type=_positive_int, default=256, help="images per forward pass [256]")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="images per forward pass [256]")
     p.set_defaults(handler=cmd_predict)
 
     p = sub.add_parser("export", help="export a run to ONNX or TorchScript, with a parity check")
@@ -115,7 +97,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="file to write [RUN/model.onnx or RUN/model.torchscript.pt]")
     p.add_argument(
         "--parity-images",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=1000,
         help="test images to compare with PyTorch (0 skips the check) [1000]",
     )

@@ -1,0 +1,46 @@
+"""Argument types shared by the subcommands: each turns bad text into argparse's one-line usage error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _int_in(text: str, low: int, high: int | None, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value < low or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return _int_in(text, 1, None, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    return _int_in(text, 0, None, "an integer >= 0")
+
+
+def port(text: str) -> int:
+    return _int_in(text, 0, 65535, "a port number 0..65535")
+
+
+def number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def positive_float(text: str) -> float:
+    value = number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, default=str))
