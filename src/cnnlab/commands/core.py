@@ -416,7 +416,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-QUICK = {"limit": 12000, "epochs": 8, "batch_size": 64, "patience": 3}
+QUICK = {"limit": 10000, "epochs": 6, "batch_size": 64, "patience": 3}
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
