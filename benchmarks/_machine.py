@@ -1,30 +1,26 @@
-"""Shared by the benchmark scripts: a one-line description of the machine they ran on."""
+"""Shared by the benchmark scripts: what machine they ran on, as a dict and as one line."""
 
 from __future__ import annotations
 
 import os
 import platform
-from pathlib import Path
+
+from cnnlab.runs import cpu_name
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def machine() -> dict:
+def machine(**versions: str) -> dict:
+    """CPU, cores, Python, torch (and any ``versions`` given, e.g. numpy=...), platform, GPU if any."""
     import torch
+
+    import cnnlab
 
     info = {
         "cpu": cpu_name(),
-        "cores": os.cpu_count(),
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "cnnlab": cnnlab.__version__,
+        **versions,
         "platform": platform.platform(),
     }
     if torch.cuda.is_available():

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -27,36 +26,16 @@ import time
 import tracemalloc
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
 import numpy as np
 import scipy
 import scipy.signal
+from _machine import machine  # noqa: E402
 
-import cnnlab
 from cnnlab.filters import apply, choose_method, sample_image
 
 RESULTS = Path(__file__).resolve().parent / "results" / "filters.json"
 SIZE = (3000, 4000)  # 12 megapixels, a typical phone photo
-
-
-def machine() -> dict:
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpu": model,
-        "cores": cores,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "cnnlab": cnnlab.__version__,
-        "platform": platform.platform(),
-    }
 
 
 def photo(gray: bool) -> np.ndarray:
@@ -195,7 +174,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    info = machine()
+    info = machine(numpy=np.__version__, scipy=scipy.__version__)
     print("speed...", file=sys.stderr)
     speed_rows = speed(args.quick)
     print("memory...", file=sys.stderr)

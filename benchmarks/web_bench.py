@@ -22,7 +22,6 @@ import asyncio
 import io
 import json
 import os
-import platform
 import shutil
 import socket
 import statistics
@@ -32,36 +31,15 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
 import numpy as np
+from _machine import machine  # noqa: E402
 
 import cnnlab
 
 RESULTS = Path(__file__).resolve().parent / "results" / "web.json"
 CHROMIUM = "/usr/bin/chromium"
 TARGETS = {"explain_server_ms": 50.0, "predict_p95_ms": 100.0, "page_interactive_ms": 1000.0}
-
-
-def machine() -> dict:
-    import torch
-
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpu": model,
-        "cores": cores,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cnnlab": cnnlab.__version__,
-        "platform": platform.platform(),
-        "load_average_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
 
 
 def free_port() -> int:
