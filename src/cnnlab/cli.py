@@ -18,6 +18,7 @@ from cnnlab.errors import CnnlabError
 # Modules that add subcommands: each has `register(subparsers)`; handlers are set with set_defaults.
 _COMMAND_MODULES = (
     "cnnlab.commands.core",
+    "cnnlab.commands.train",
     "cnnlab.filters.cli",
     "cnnlab.commands.images",
     "cnnlab.commands.explain",

@@ -44,3 +44,23 @@ def positive_float(text: str) -> float:
 
 def print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
+
+
+def table(title: str, columns: list[str], rows: list[list]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(
+            c,
+            justify="right"
+            if c in ("params", "train s", "error %", "accuracy", "epochs", "best")
+            else "left",
+        )
+    for r in rows:
+        t.add_row(*(str(x) for x in r))
+    Console().print(t)
+
+
+# ---- handlers -------------------------------------------------------------------------------------

@@ -1,0 +1,233 @@
+"""Training subcommands: train, eval, compare."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from cnnlab.commands.args import non_negative_int, positive_int, print_json, table
+from cnnlab.commands.flags import add_data_args, add_recipe_args, config_from_args
+from cnnlab.errors import CnnlabError
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    from cnnlab.config import TrainConfig
+
+    d = TrainConfig()
+    g = p.add_argument_group("checkpoints, resuming, reproducibility, processes")
+    g.add_argument(
+        "--resume",
+        metavar="auto|PATH",
+        help="continue from the newest valid checkpoint in --out (auto: start afresh if there is none) "
+        "or from the checkpoint folder PATH",
+    )
+    g.add_argument(
+        "--force", action="store_true", help="resume even from a checkpoint made with other settings"
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        type=non_negative_int,
+        metavar="STEPS",
+        default=d.checkpoint_every,
+        help=f"checkpoint every STEPS optimizer steps as well as after each epoch (0: epochs only) [{d.checkpoint_every}]",
+    )
+    g.add_argument(
+        "--keep",
+        type=positive_int,
+        default=d.keep,
+        help=f"checkpoints kept: the newest K plus the best [{d.keep}]",
+    )
+    g.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="seed everything, deterministic algorithms only, pinned thread count (recorded in env.json)",
+    )
+    g.add_argument("--threads", type=positive_int, help="CPU threads for torch [torch's default]")
+    g.add_argument(
+        "--nproc",
+        type=positive_int,
+        default=1,
+        help="data-parallel processes on this machine, launched with torchrun's launcher "
+        "(gloo on CPU, NCCL on CUDA; --batch-size stays the global batch) [1]",
+    )
+
+
+def _argv_of(parser: argparse.ArgumentParser, args: argparse.Namespace, skip: set[str]) -> list[str]:
+    """The flags that reproduce ``args`` (those differing from their defaults), for worker processes."""
+    argv = []
+    for a in parser._actions:
+        value = getattr(args, a.dest, None)
+        if (
+            not a.option_strings
+            or a.dest in skip
+            or isinstance(a, argparse._HelpAction)
+            or value == a.default
+        ):
+            continue
+        if isinstance(a, argparse.BooleanOptionalAction):
+            argv.append(a.option_strings[0] if value else f"--no-{a.option_strings[0][2:]}")
+        elif isinstance(a, argparse._StoreTrueAction):
+            argv.append(a.option_strings[0])
+        else:
+            argv += [a.option_strings[0], str(value)]
+    return argv
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from cnnlab.engine import distributed
+
+    if args.nproc > 1 and not distributed.launched():  # become the launcher: torchrun, in-process
+        argv = ["-m", "cnnlab", "train", *_argv_of(args.parser, args, skip={"nproc", "parser", "handler"})]
+        return distributed.launch(args.nproc, argv)
+
+    import torch.distributed
+
+    from cnnlab.experiment import train
+
+    cfg = replace(
+        config_from_args(args, args.model),
+        checkpoint_every=args.checkpoint_every,
+        keep=args.keep,
+        threads=args.threads,
+        deterministic=args.deterministic,
+    ).validate()
+    try:
+        r = train(
+            cfg,
+            out=args.out,
+            data_dir=args.data_dir,
+            overwrite=args.overwrite,
+            progress=not args.quiet and not args.json,
+            resume=args.resume,
+            force=args.force,
+        )
+    except torch.distributed.DistError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CnnlabError(f"the distributed job lost a process ({first})") from None
+    finally:
+        distributed.shutdown()
+    if not r.primary:  # other ranks of a distributed run: rank 0 reports
+        return 0
+    row = {**r.row(), "run": str(r.path), "test_loss": round(r.test["loss"], 4), "n_test": r.test["n"]}
+    if args.json:
+        print_json(row)
+    else:
+        table(
+            f"{args.model} on {args.data}",
+            ["model", "params", "epochs", "best", "train s", "accuracy", "error %"],
+            [
+                [
+                    row["model"],
+                    f"{row['params']:,}",
+                    row["epochs_run"],
+                    row["best_epoch"],
+                    row["train_seconds"],
+                    row["test_accuracy"],
+                    row["error_pct"],
+                ]
+            ],
+        )
+        print(f"Error: {r.test['error_pct']:.2f}% on {r.test['n']:,} final-set images. Run saved to {r.path}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from cnnlab.config import TrainConfig
+    from cnnlab.data import load_data
+    from cnnlab.engine import evaluate
+    from cnnlab.runs import load_run
+
+    run = load_run(args.run)
+    cfg = run.config
+    data_dir = args.data_dir or (
+        cfg.get("data_dir") if cfg.get("data_dir") and os.path.isdir(cfg["data_dir"]) else None
+    )
+    data = load_data(
+        cfg["data"],
+        split=cfg["split"],
+        seed=cfg["seed"],
+        data_dir=data_dir,
+        limit=cfg.get("limit"),
+        **TrainConfig.from_dict(cfg).data_options(),
+    )
+    m = evaluate(run.model, data.test)
+    if args.json:
+        print_json({"run": str(run.path), "model": cfg["model"], **m})
+    else:
+        print(
+            f"{run.path}: {cfg['model']} on {cfg['data']} final set ({m['n']:,} images): loss {m['loss']:.4f}, "
+            f"accuracy {m['accuracy']:.4f}, Error: {m['error_pct']:.2f}%"
+        )
+    return 0
+
+
+QUICK = {"limit": 10000, "epochs": 6, "batch_size": 64, "patience": 3}
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from cnnlab.experiment import compare, results_table_md
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.quick:  # the quick-start main job: a subset and a short schedule, minutes on a laptop CPU
+        for k, v in QUICK.items():
+            if getattr(args, k) is None:
+                setattr(args, k, v)
+    cfg = config_from_args(args, models[0] if models else "mlp")
+    quiet = args.quiet or args.json
+
+    def show(r):
+        if not quiet:
+            print(
+                f"  {r.name}: error {r.test['error_pct']:.2f}% after {r.history.epochs} epochs ({r.history.total_seconds:.0f} s)"
+            )
+
+    results = compare(
+        models,
+        cfg,
+        out=args.out,
+        data_dir=args.data_dir,
+        overwrite=args.overwrite,
+        progress=not quiet,
+        on_result=show,
+    )
+    if args.json:
+        print_json({"out": str(args.out), "results": [r.row() for r in results]})
+    else:
+        print(results_table_md(results))
+        if args.out:
+            print(f"Saved results.md, results.csv and learning_curves.png to {args.out}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train one model and write a run folder")
+    p.add_argument(
+        "--model", default=None, help="registered model name or layer spec [cnn2, or the recipe's]"
+    )
+    p.add_argument("--out", required=True, help="run folder to create (never overwritten unless --overwrite)")
+    add_data_args(p)
+    add_recipe_args(p)
+    add_run_args(p)
+    p.set_defaults(handler=cmd_train, parser=p)
+
+    p = sub.add_parser("eval", help="evaluate a run on its dataset's final (official test) set")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_eval)
+
+    p = sub.add_parser("compare", help="the tutorial's experiment: several models, same protocol, one table")
+    p.add_argument(
+        "--models", default="mlp,cnn1,cnn2,cnn4", help="comma-separated names or specs [mlp,cnn1,cnn2,cnn4]"
+    )
+    p.add_argument(
+        "--out", default=None, help="folder for results.md/csv, learning_curves.png and one run per model"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help=f"a few-minute version: {QUICK} unless given explicitly"
+    )
+    add_data_args(p)
+    add_recipe_args(p)
+    p.set_defaults(handler=cmd_compare)
