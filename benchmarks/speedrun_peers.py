@@ -57,7 +57,7 @@ def measure(name: str, seed: int, args, tmp: Path) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/speedrun_peers.json"))
     args = p.parse_args()
@@ -69,7 +69,7 @@ def main() -> None:
             print(f"  {name}: {res[name]}", flush=True)
     c = res["cnnlab"]
     print(
-        f"\nFast recipe (fastcnn, {args.epochs} epochs, batch 128, Adam one-cycle), seed 0. Machine: {machine_line()}\n"
+        f"\nFast recipe (fastcnn, {args.epochs} epochs, batch 256, Adam one-cycle), seed 0. Machine: {machine_line()}\n"
     )
     print(
         "| trainer | s/epoch | time to 91% | final accuracy | cnnlab / peer (epoch) | cnnlab / peer (to 91%) |"

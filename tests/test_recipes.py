@@ -28,10 +28,12 @@ def test_recipe_settings_and_overrides():
         "fastcnn",
         "default",
         "onecycle",
-        "alternating",
+        "none",
         True,
     )
+    assert cl.TrainConfig.from_recipe("fast", device_type="cuda").augment_flip == "alternating"
     assert cl.TrainConfig.from_recipe("fast", device_type="cuda").amp == "bf16"
+    assert cl.TrainConfig.from_recipe("fast", device_type="cuda").augment_flip == "alternating"
     assert cl.TrainConfig.from_recipe("fast", device_type="cpu", epochs=9, model="cnn2").epochs == 9
     assert cl.TrainConfig.from_recipe("tutorial") == cl.TrainConfig(recipe="tutorial")
 

@@ -49,6 +49,7 @@ from keras_fast import (
     ADAM_EPS,
     BATCH_SIZE,
     EVAL_BATCH,
+    FLIP,
     LABEL_SMOOTHING,
     LR,
     PCT_START,
@@ -100,6 +101,8 @@ class FastCNN(L.LightningModule):
         if not self.trainer.training:
             return batch
         x, y, idx = batch
+        if not FLIP:
+            return x, y
         # cnnlab's alternating flips: a fixed bit per training index, XOR the (1-based) epoch's parity
         bits = ((((idx + self.seed * 1_000_003) * 2654435761) % 4294967296) >> 16) & 1
         flip = bits.bool() ^ bool((self.current_epoch + 1) % 2)

@@ -41,7 +41,7 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             "fast",
-            "Speed record: short one-cycle run, label smoothing, alternating flips, normalisation, no early stopping",
+            "Speed record: short one-cycle run, label smoothing, normalisation, flips on GPU, no early stopping",
             common=dict(
                 split="default",
                 schedule="onecycle",
@@ -51,7 +51,10 @@ RECIPES: dict[str, Recipe] = {
                 patience=None,
                 monitor="val_accuracy",
             ),
-            cpu=dict(model="fastcnn", optimizer="adam", lr=3e-3, batch_size=128, epochs=4),
+            # on CPU flips cost more than they give in 5 epochs (90.8% with, 91.1% without, seed 0)
+            cpu=dict(
+                model="fastcnn", optimizer="adam", lr=6e-3, batch_size=256, epochs=5, augment_flip="none"
+            ),
             cuda=dict(
                 model="resnet_s",
                 optimizer="nesterov",
