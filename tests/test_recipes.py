@@ -63,7 +63,7 @@ def test_normalize_puts_training_stats_in_the_model(fmnist_small):
     "args,message",
     [
         (["--recipe", "turbo"], "Unknown recipe 'turbo'. Available: tutorial, fast, best"),
-        (["--recipe", "fast", "--data", "mnist"], "flips images horizontally"),
+        (["--recipe", "best", "--data", "mnist"], "flips images horizontally"),
         (["--device", "cuda"], "no CUDA GPU"),
         (["--augment-flip", "sideways"], "Unknown --augment-flip"),
         (["--tta", "identity,spin"], "Unknown --tta view 'spin'"),
