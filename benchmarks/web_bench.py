@@ -53,21 +53,11 @@ def make_runs(run: str | None, root: Path) -> str:
     if run:
         shutil.copytree(run, root / "cnn4")
         return "cnn4"
+    from cnnlab.data import DATASETS
     from cnnlab.engine import History
     from cnnlab.runs import save_run
 
-    classes = [
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    ]
+    classes = list(DATASETS["fashion_mnist"].classes)
     config = {"model": "cnn4", "input_shape": [1, 28, 28], "classes": classes, "data": "fashion_mnist",
               "split": "tutorial", "seed": 0, "limit": None}  # fmt: skip
     save_run(root / "cnn4", cnnlab.create_model("cnn4", seed=0), History(), config=config)

@@ -44,18 +44,9 @@ def trained_run(tmp_path_factory, fmnist_dir, model: str = "cnn2") -> Path:
 
 
 def _untrained(path: Path, model: str, fmnist_dir) -> Path:
-    classes = [
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    ]
+    from cnnlab.data import DATASETS
+
+    classes = list(DATASETS["fashion_mnist"].classes)
     config = {
         "model": model, "input_shape": [1, 28, 28], "classes": classes, "data": "fashion_mnist",
         "split": "tutorial", "seed": 0, "limit": 2000, "data_dir": str(fmnist_dir),
