@@ -163,7 +163,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-QUICK = {"limit": 10000, "epochs": 6, "batch_size": 64, "patience": 3}
+QUICK = {"limit": 15000, "epochs": 6, "batch_size": 32, "patience": 3}
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
