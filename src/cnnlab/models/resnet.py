@@ -13,6 +13,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from cnnlab.models.layers import Dropout, Flatten
 from cnnlab.models.registry import register_model
 
 
@@ -58,8 +59,8 @@ def _resnet(input_shape, num_classes, widths: tuple[int, int, int], drop: float)
         pool2=nn.MaxPool2d(2),  # (B, w2, H/4, W/4)
         block3=ResidualBlock(w2, 2 * w2),
         gap=nn.AdaptiveAvgPool2d(1),
-        flatten=nn.Flatten(),  # (B, 2*w2)
-        drop1=nn.Dropout(drop),
+        flatten=Flatten(),  # (B, 2*w2)
+        drop1=Dropout(drop),
         output=nn.Linear(2 * w2, num_classes),
     )
     return nn.Sequential(stages)

@@ -27,9 +27,10 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.models.layers import Dropout, Flatten, ReLU
 
 ACTIVATIONS: dict[str, type[nn.Module] | None] = {
-    "relu": nn.ReLU,
+    "relu": ReLU,  # in place while training: it always follows a conv, dense or bn here
     "gelu": nn.GELU,
     "silu": nn.SiLU,
     "elu": nn.ELU,
@@ -157,7 +158,7 @@ def build_from_spec(spec: str, *, input_shape: tuple[int, int, int], num_classes
             b.add("conv", nn.Conv2d(b.shape[0], c, k, stride=s, padding=p))
         elif tok.kind == "dense":
             if spatial:
-                b.add("flatten", nn.Flatten(), numbered=False)
+                b.add("flatten", Flatten(), numbered=False)
             b.add("dense", nn.Linear(b.shape[0], tok.args[0]))
         elif tok.kind == "pool":
             how, k, s = tok.args
@@ -168,15 +169,15 @@ def build_from_spec(spec: str, *, input_shape: tuple[int, int, int], num_classes
             b.add("pool", nn.MaxPool2d(k, s) if how == "max" else nn.AvgPool2d(k, s))
         elif tok.kind == "gap":
             b.add("gap", nn.AdaptiveAvgPool2d(1), numbered=False)
-            b.add("flatten", nn.Flatten(), numbered=False)
+            b.add("flatten", Flatten(), numbered=False)
         elif tok.kind == "drop":
-            b.add("drop", nn.Dropout(tok.args[0]))
+            b.add("drop", Dropout(tok.args[0]))
         elif tok.kind == "bn":
             b.add("bn", nn.BatchNorm2d(b.shape[0]) if spatial else nn.BatchNorm1d(b.shape[0]))
         elif tok.kind == "flatten":
             if "flatten" in b.stages:
                 raise _spec_error(spec, "flatten appears twice")
-            b.add("flatten", nn.Flatten(), numbered=False)
+            b.add("flatten", Flatten(), numbered=False)
         elif tok.kind == "act":
             raise _spec_error(
                 spec, f"activation '{tok.args[0]}' must follow a conv or dense layer (or its bn)"
@@ -193,7 +194,7 @@ def build_from_spec(spec: str, *, input_shape: tuple[int, int, int], num_classes
             if ACTIVATIONS[act] is not None:
                 b.add(act, ACTIVATIONS[act]())
     if len(b.shape) != 1:
-        b.add("flatten", nn.Flatten(), numbered=False)
+        b.add("flatten", Flatten(), numbered=False)
     b.add("output", nn.Linear(b.shape[0], num_classes), numbered=False)
     model = nn.Sequential(OrderedDict(b.stages))
     model.train()
