@@ -5,16 +5,16 @@ The same model and recipe as cnnlab's fast CPU recipe, as a Keras user would wri
 * model ``fastcnn``: Conv2D(32, 3x3 valid)-BatchNorm-ReLU-MaxPool(2), Conv2D(64, 3x3 valid)-BatchNorm-ReLU-
   MaxPool(2), Flatten, Dense(128, relu), Dropout(0.2), Dense(10) logits; 225,226 trainable parameters
   (asserted). BatchNormalization(momentum=0.9, epsilon=1e-5) is PyTorch's momentum 0.1 / eps 1e-5;
-* Adam (lr 3e-3, epsilon 1e-7, betas 0.9/0.999) under a per-step one-cycle schedule that reproduces
-  ``torch.optim.lr_scheduler.OneCycleLR(max_lr=3e-3, total_steps=epochs*steps, pct_start=0.25)``: cosine
+* Adam (lr ``LR``, 6e-3; epsilon 1e-7, betas 0.9/0.999) under a per-step one-cycle schedule that reproduces
+  ``torch.optim.lr_scheduler.OneCycleLR(max_lr=LR, total_steps=epochs*steps, pct_start=0.25)``: cosine
   warm-up from lr/25 over the first 25% of the steps, cosine anneal to lr/25/1e4, and (torch's default
   ``cycle_momentum``) beta_1 cycled 0.95 -> 0.85 -> 0.95 against it. Keras' Adam takes no schedule for
   beta_1, so ``OneCycleAdam`` overrides its update step (with torch's placement of epsilon, so the update is
   torch's Adam exactly); the cost per step is that of Keras' own Adam;
-* batch 128, the last batch of an epoch smaller; CategoricalCrossentropy(from_logits=True,
+* batch ``BATCH_SIZE`` (256), the last batch of an epoch smaller; CategoricalCrossentropy(from_logits=True,
   label_smoothing=0.1) on one-hot labels (SparseCategoricalCrossentropy has no label smoothing);
 * inputs normalised with the training split's per-channel mean and std (as cnnlab's ``channel_stats``);
-* alternating horizontal flips with cnnlab's rule (``cnnlab/engine/augment.py``): image ``i`` of the training
+* with ``FLIP`` (off: the CPU recipe does not flip), alternating horizontal flips with cnnlab's rule (``cnnlab/engine/augment.py``): image ``i`` of the training
   split has a fixed pseudo-random bit ``(((i + seed * 1000003) * 2654435761) % 2**32 >> 16) & 1`` and is
   flipped in epoch ``e`` (1-based) when that bit XOR ``e % 2`` is set;
 * the input pipeline is tf.data: per epoch a seeded permutation of indices, batched, then one vectorised map

@@ -5,14 +5,14 @@ The same model and recipe as cnnlab's fast CPU recipe, written the way a Lightni
 * a ``LightningModule`` holding the ``fastcnn`` network in plain ``torch.nn``: Conv2d(1, 32, 3)-BatchNorm-ReLU-
   MaxPool(2), Conv2d(32, 64, 3)-BatchNorm-ReLU-MaxPool(2), Flatten, Linear(1600, 128)-ReLU, Dropout(0.2),
   Linear(128, 10) logits (3x3 'valid' convolutions; 225,226 parameters, asserted);
-* ``configure_optimizers``: Adam(lr 3e-3, eps 1e-7) and OneCycleLR(max_lr 3e-3, pct_start 0.25, total steps
+* ``configure_optimizers``: Adam(lr ``LR`` (6e-3), eps 1e-7) and OneCycleLR(max_lr ``LR``, pct_start 0.25, total steps
   from ``trainer.estimated_stepping_batches``) stepped every batch (``interval="step"``), as cnnlab's
   ``make_schedule``; torch's defaults elsewhere (beta_1 cycled 0.95 -> 0.85 -> 0.95, as in cnnlab);
-* cross-entropy with label smoothing 0.1; batch 128, the last batch of an epoch smaller (as cnnlab's);
+* cross-entropy with label smoothing 0.1; batch ``BATCH_SIZE`` (256), the last batch of an epoch smaller (as cnnlab's);
 * data: the training split normalised once with its own per-channel mean and std (as cnnlab's
   ``channel_stats``) into a float32 ``TensorDataset(images, labels, indices)`` and a shuffling
   ``DataLoader`` (``num_workers=0``: the machine has 2 cores and the data are already in memory);
-* alternating horizontal flips with cnnlab's rule, applied per batch in ``on_after_batch_transfer`` (the
+* with ``FLIP`` (off, as the CPU recipe), alternating horizontal flips with cnnlab's rule, applied per batch in ``on_after_batch_transfer`` (the
   Lightning hook for on-device batch augmentation): training image ``i`` is flipped in epoch ``e``
   (1-based) when ``((((i + seed * 1000003) * 2654435761) % 2**32) >> 16) & 1`` XOR ``e % 2`` is set;
 * ``Trainer(accelerator="cpu", devices=1, max_epochs=E, logger=False, enable_checkpointing=False,

@@ -36,8 +36,9 @@ def make_optimizer(
     model: nn.Module, name: str, lr: float, weight_decay: float, device: torch.device
 ) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
-    # fused kernels on CUDA (one launch for all parameters); foreach on CPU
-    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    # fused kernels: one pass over all parameters, on CUDA and on the CPU (cnn1's Adam step: 4.5 ms with
+    # foreach, 1.0 ms fused, one thread)
+    fast = {"fused": True}
     if name == "adam":  # Keras' Adam defaults: betas (0.9, 0.999), eps 1e-7
         return torch.optim.Adam(params, lr=lr, eps=1e-7, weight_decay=weight_decay, **fast)
     if name == "adamw":
