@@ -29,6 +29,12 @@ PEERS = {
 }
 
 
+def bf16_recipe() -> bool:
+    from cnnlab.recipes import get_recipe
+
+    return get_recipe("fast").settings("cpu").get("amp") == "bf16"
+
+
 def measure(name: str, seed: int, args, tmp: Path) -> dict:
     out = tmp / f"{name}-{seed}.json"
     cmd = [*PEERS[name], "--epochs", str(args.epochs), "--out", str(out)]
@@ -37,6 +43,8 @@ def measure(name: str, seed: int, args, tmp: Path) -> dict:
         if name == "cnnlab"
         else ["--seed", str(seed), "--threads", str(args.threads)]
     )
+    if name != "cnnlab" and bf16_recipe():
+        cmd.append("--bf16")  # the same precision as cnnlab's recipe on this CPU
     if name == "cnnlab" and seed:
         raise SystemExit("use --seeds with cnnlab's own speedrun for more seeds")
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -69,7 +77,8 @@ def main() -> None:
             print(f"  {name}: {res[name]}", flush=True)
     c = res["cnnlab"]
     print(
-        f"\nFast recipe (fastcnn, {args.epochs} epochs, batch 256, Adam one-cycle), seed 0. Machine: {machine_line()}\n"
+        f"\nFast recipe (fastcnn, {args.epochs} epochs, batch 256, Adam one-cycle, "
+        f"{'bf16 mixed precision' if bf16_recipe() else 'float32'} for all three), seed 0. Machine: {machine_line()}\n"
     )
     print(
         "| trainer | s/epoch | time to 91% | final accuracy | cnnlab / peer (epoch) | cnnlab / peer (to 91%) |"
@@ -88,7 +97,9 @@ def main() -> None:
         )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(
-        json.dumps({"machine": machine(), "epochs": args.epochs, "results": res}, indent=2)
+        json.dumps(
+            {"machine": machine(), "epochs": args.epochs, "bf16": bf16_recipe(), "results": res}, indent=2
+        )
     )
     print(f"\nwrote {args.out}")
 

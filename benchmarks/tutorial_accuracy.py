@@ -6,7 +6,8 @@ Two trainings of the same four models on the same split:
 - `--recipe tutorial` (default): the post's training as written (Adam 1e-3, batch 32, up to 100 epochs,
   early stopping on val_loss with patience 5, best weights restored);
 - `--recipe fast --epochs N --batch-size B`: cnnlab's training (one-cycle Adam, label smoothing,
-  normalisation) for a fixed epoch budget; no early stopping, so the validation split is not used to pick.
+  normalisation) for a fixed epoch budget, no early stopping; the epoch with the best validation accuracy
+  is kept.
 
     .venv/bin/python benchmarks/tutorial_accuracy.py --seeds 0,1,2 --jobs 2 --threads 1
     .venv/bin/python benchmarks/tutorial_accuracy.py --recipe fast --epochs 10 --batch-size 128 --seeds 0,1,2

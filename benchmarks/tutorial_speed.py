@@ -10,8 +10,11 @@ wall time is its epochs_run times the per-epoch seconds measured in part A, so b
 same conditions; the time measured in the full run itself is reported beside it.
 
     benchmarks/peers/setup_keras_env.sh
-    benchmarks/.venv-keras/bin/python benchmarks/peers/keras_tutorial.py --out benchmarks/results/keras_full_seed0.json
-    .venv/bin/python benchmarks/tutorial_speed.py --keras-full benchmarks/results/keras_full_seed0.json
+    benchmarks/.venv-keras/bin/python benchmarks/peers/keras_tutorial.py --models mlp,cnn1 \
+        --out benchmarks/results/keras_full_seed0.json
+    benchmarks/.venv-keras/bin/python benchmarks/peers/keras_tutorial.py --models cnn2,cnn4 \
+        --out benchmarks/results/keras_full_seed0_cnn24.json
+    .venv/bin/python benchmarks/tutorial_speed.py   # reads both files
 """
 
 from __future__ import annotations
@@ -102,7 +105,15 @@ def main() -> None:
     p.add_argument("--models", default="mlp,cnn1,cnn2,cnn4")
     p.add_argument("--epochs", type=int, default=2, help="epochs per side in part A (the last one is timed)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--keras-full", default=str(ROOT / "benchmarks/results/keras_full_seed0.json"))
+    p.add_argument(
+        "--keras-full",
+        nargs="*",
+        default=[
+            str(ROOT / "benchmarks/results/keras_full_seed0.json"),  # mlp, cnn1
+            str(ROOT / "benchmarks/results/keras_full_seed0_cnn24.json"),  # cnn2, cnn4
+        ],
+        help="results of full Keras runs (keras_tutorial.py --out); models are taken from each file that exists",
+    )
     p.add_argument(
         "--data-dir",
         default=os.environ.get("CNNLAB_DATA_DIR") or str(ROOT.parent / "shared/data/fashion-mnist"),
@@ -112,7 +123,10 @@ def main() -> None:
     if not KERAS_PY.exists():
         raise SystemExit("The Keras peer's environment is missing: run benchmarks/peers/setup_keras_env.sh")
     models = args.models.split(",")
-    full = json.loads(Path(args.keras_full).read_text())["models"] if Path(args.keras_full).exists() else {}
+    full = {}
+    for f in map(Path, args.keras_full):
+        if f.exists():
+            full.update(json.loads(f.read_text())["models"])
     print(f"Machine: {machine_line()}; {args.threads} threads each", flush=True)
     rows = []
     for m in models:

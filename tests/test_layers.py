@@ -50,7 +50,9 @@ def test_flatten_matches_torch_and_keeps_the_gradient_layout():
 def test_a_channels_last_cnn_trains_to_the_same_gradients_as_with_torch_layers():
     def net(drop, flat):
         torch.manual_seed(0)
-        return nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2), drop, flat, nn.Linear(8 * 13 * 13, 10))
+        return nn.Sequential(
+            nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2), drop, flat, nn.Linear(8 * 13 * 13, 10)
+        )
 
     x = torch.rand(16, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (16,))
@@ -59,7 +61,7 @@ def test_a_channels_last_cnn_trains_to_the_same_gradients_as_with_torch_layers()
         m = net(drop, flat).to(memory_format=torch.channels_last)
         F.cross_entropy(m(x), y).backward()
         grads.append([p.grad for p in m.parameters()])
-    for a, b in zip(*grads):
+    for a, b in zip(*grads, strict=True):
         assert torch.allclose(a, b, atol=1e-6)
 
 

@@ -20,6 +20,7 @@ The same model and recipe as cnnlab's fast CPU recipe, as a Keras user would wri
 * the input pipeline is tf.data: per epoch a seeded permutation of indices, batched, then one vectorised map
   gathers the batch, flips it and one-hot encodes the labels (what Keras itself does for NumPy inputs:
   shuffle indices, gather per batch), prefetched.
+* with ``--bf16`` (speedrun_peers.py passes it when cnnlab's fast recipe runs in bf16 on this CPU): Keras' ``mixed_bfloat16`` policy (the logits layer float32).
 
 Data split, identical to cnnlab's ``default`` split with seed 0 (what ``benchmarks/speedrun.py`` loads):
 5,000 validation images stratified by class (``np.random.default_rng(0)``, ``rng.choice`` per class, then
@@ -177,6 +178,12 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     p.add_argument("--limit", type=int, default=None, help="smoke runs only: cap each split to N images")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="folder with the 4 IDX .gz files")
     p.add_argument("--out", type=Path, default=None, help="write the results JSON here (atomically)")
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bf16 mixed precision (as cnnlab's recipe on a CPU with native bf16): Keras' mixed_bfloat16 "
+        "policy / Lightning's precision='bf16-mixed'",
+    )
     args = p.parse_args(argv)
     for opt in ("epochs", "threads", "limit"):
         value = getattr(args, opt)
@@ -203,6 +210,7 @@ def recipe_config(args: argparse.Namespace, data: dict) -> dict:
         if FLIP
         else "none",
         "normalize": {"mean": data["mean"], "std": data["std"]},
+        "precision": "bf16 mixed" if args.bf16 else "float32",
         "seed": args.seed,
         "limit": args.limit,
         "split": f"cnnlab's default split with seed {SPLIT_SEED}: {VAL_SIZE} val stratified by class (held out, "
@@ -297,7 +305,7 @@ def build_model(total_steps: int):
             layers.Flatten(),
             layers.Dense(128, activation="relu"),
             layers.Dropout(0.2),
-            layers.Dense(10),  # logits
+            layers.Dense(10, dtype="float32"),  # logits (float32 also under a mixed policy)
         ],
         name="fastcnn",
     )
@@ -400,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     steps = math.ceil(len(y_train) / BATCH_SIZE)
 
     keras.utils.set_random_seed(args.seed)  # weights and dropout
+    if args.bf16:  # bf16 compute, float32 weights; the logits layer below stays float32
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     model = build_model(total_steps=args.epochs * steps)
     dataset = train_dataset(x_train, y_train, args.seed, args.epochs)
 

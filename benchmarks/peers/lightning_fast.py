@@ -17,6 +17,7 @@ The same model and recipe as cnnlab's fast CPU recipe, written the way a Lightni
   (1-based) when ``((((i + seed * 1000003) * 2654435761) % 2**32) >> 16) & 1`` XOR ``e % 2`` is set;
 * ``Trainer(accelerator="cpu", devices=1, max_epochs=E, logger=False, enable_checkpointing=False,
   enable_progress_bar=False, enable_model_summary=False)``.
+* with ``--bf16`` (speedrun_peers.py passes it when cnnlab's fast recipe runs in bf16 on this CPU): ``Trainer(precision="bf16-mixed")`` (CPU autocast, BatchNorm in float32).
 
 Data split: cnnlab's ``default`` split with seed 0, the split ``benchmarks/speedrun.py`` trains on (see
 keras_fast.py, whose NumPy data helpers this script shares, so both peers train on the same 55,000 images in
@@ -217,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         enable_progress_bar=False,
         enable_model_summary=False,
         callbacks=[probe],
+        precision="bf16-mixed" if args.bf16 else "32-true",
     )
     started = time.perf_counter()
     trainer.fit(model, train_dataloaders=loader)

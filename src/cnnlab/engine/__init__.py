@@ -4,7 +4,8 @@ from cnnlab.engine.augment import Augment
 from cnnlab.engine.batches import DeviceBatches, epoch_permutation, to_float
 from cnnlab.engine.callbacks import Callback, EarlyStopping, TrainState
 from cnnlab.engine.history import History
-from cnnlab.engine.loop import evaluate, fit, predict
+from cnnlab.engine.inference import evaluate, predict
+from cnnlab.engine.loop import fit
 from cnnlab.engine.setup import OPTIMIZERS, SCHEDULES, resolve_device
 from cnnlab.engine.tta import VIEWS, tta_probs
 

@@ -17,11 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.engine.augment import Augment
-from cnnlab.engine.batches import DeviceBatches, to_float
+from cnnlab.engine.batches import DeviceBatches
 from cnnlab.engine.callbacks import Callback, TrainState
 from cnnlab.engine.checkpoint import Checkpoint
 from cnnlab.engine.distributed import Distributed
 from cnnlab.engine.history import History
+from cnnlab.engine.inference import evaluate
 from cnnlab.engine.setup import (
     autocast,
     compile_model,
@@ -32,7 +33,6 @@ from cnnlab.engine.setup import (
 )
 from cnnlab.engine.signals import GracefulStop, Interrupted, signal_name
 from cnnlab.engine.snapshot import Checkpointer, capture, rank_state, restore
-from cnnlab.engine.tta import tta_probs
 from cnnlab.errors import CnnlabError, NonFiniteLossError
 
 
@@ -282,92 +282,3 @@ def _format_row(row: dict, epochs: int) -> str:
     if "val_loss" in row:
         parts += [f"val_loss {row['val_loss']:.4f}", f"val_acc {row['val_accuracy']:.4f}"]
     return "  ".join(parts)
-
-
-def _memory_format(model: nn.Module) -> torch.memory_format:
-    """Feed a model the layout its conv weights are in (channels_last after fit(channels_last=True))."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            w = m.weight
-            return (
-                torch.channels_last
-                if w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
-                else torch.contiguous_format
-            )
-    return torch.contiguous_format
-
-
-def _device_of(model: nn.Module, device) -> torch.device:
-    if device is not None:
-        return resolve_device(device)
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
-@torch.inference_mode()
-def evaluate(
-    model: nn.Module,
-    split,
-    *,
-    batch_size: int = 1000,
-    device: str | torch.device | None = None,
-    tta: Sequence[str] | None = None,
-    amp: str = "auto",
-) -> dict:
-    """Loss, accuracy and error % of ``model`` on a split (``.images`` uint8, ``.labels``).
-
-    With ``tta`` (e.g. ``("identity", "flip")``) the prediction is the mean softmax over those views.
-
-    Example:
-        >>> cl.evaluate(model, data.test)  # doctest: +SKIP
-        {'loss': 0.25, 'accuracy': 0.91, 'error_pct': 9.0, 'n': 10000}
-    """
-    dev = _device_of(model, device)
-    model.to(dev)
-    was_training = model.training
-    model.eval()
-    mf = _memory_format(model)
-    loss_sum, correct, n = 0.0, 0, len(split.labels)
-    try:
-        with autocast(dev, amp):
-            for start in range(0, n, batch_size):
-                x = to_float(split.images[start : start + batch_size].to(dev), mf)
-                y = split.labels[start : start + batch_size].to(dev)
-                if tta:
-                    probs = tta_probs(model, x, tta)
-                    loss_sum += F.nll_loss(probs.clamp_min(1e-12).log(), y, reduction="sum").item()
-                    pred = probs.argmax(1)
-                else:
-                    logits = model(x).float()
-                    loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-                    pred = logits.argmax(1)
-                correct += (pred == y).sum().item()
-    finally:
-        model.train(was_training)
-    acc = correct / max(n, 1)
-    return {"loss": loss_sum / max(n, 1), "accuracy": acc, "error_pct": 100.0 * (1.0 - acc), "n": n}
-
-
-@torch.inference_mode()
-def predict(
-    model: nn.Module,
-    images: torch.Tensor,
-    *,
-    batch_size: int = 1000,
-    device: str | torch.device | None = None,
-    tta: Sequence[str] | None = None,
-) -> torch.Tensor:
-    """Class probabilities (N, num_classes) for uint8 or 0..1 float images (N, C, H, W)."""
-    dev = _device_of(model, device)
-    model.to(dev)
-    was_training = model.training
-    model.eval()
-    mf = _memory_format(model)
-    out = []
-    try:
-        for start in range(0, len(images), batch_size):
-            x = to_float(images[start : start + batch_size].to(dev), mf)
-            out.append((tta_probs(model, x, tta) if tta else torch.softmax(model(x).float(), dim=1)).cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)

@@ -65,6 +65,13 @@ def make_schedule(
     raise CnnlabError(f"Unknown schedule {name!r}. Available: {', '.join(SCHEDULES)}")
 
 
+def native_bf16_cpu() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX). There, bf16 autocast makes
+    convolutions ~1.6x faster; elsewhere it is emulated and slower, so CPU recipes only ask for it here."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private: absent means no
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
 def autocast(device: torch.device, amp: str):
     """bf16/fp16 autocast on CUDA (BatchNorm runs in fp32 under autocast); off on CPU unless asked."""
     if amp == "auto":
