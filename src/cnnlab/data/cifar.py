@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnlab.data.builtin import RemoteFile, adapt_dataset, cache_dir, check_image_options
+from cnnlab.data.adapt import adapt_dataset, check_image_options
+from cnnlab.data.builtin import RemoteFile, cache_dir
 from cnnlab.data.download import check_digest, download_file
 from cnnlab.data.split import check_protocol, split_indices
 from cnnlab.data.types import Dataset, Split

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.data.builtin import cache_dir, check_image_options
+from cnnlab.data.adapt import check_image_options
+from cnnlab.data.builtin import cache_dir
 from cnnlab.data.decode import BadImage, decode_images
 from cnnlab.data.folder_source import FolderSource, scan_source
 from cnnlab.errors import CnnlabError
