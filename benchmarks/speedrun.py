@@ -100,6 +100,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--amp", default=None, help="override the recipe's autocast: off, bf16, fp16")
+    p.add_argument("--augment-translate", type=int, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--limit", type=int, default=None, help="smoke runs only: cap each split")
     p.add_argument(
@@ -117,6 +119,8 @@ def main() -> None:
             "batch_size": args.batch_size,
             "lr": args.lr,
             "compile": args.compile,
+            "amp": args.amp,
+            "augment_translate": args.augment_translate,
         }.items()
         if v is not None
     }
@@ -125,7 +129,7 @@ def main() -> None:
     print(f"Machine: {machine_line()}; device {device}, {torch.get_num_threads()} threads", flush=True)
     print(
         f"Recipe {args.recipe}: model {base.model}, {base.epochs} epochs, batch {base.batch_size}, {base.optimizer} lr {base.lr:g}, "
-        f"{base.schedule}; data {data.train.images.dtype} {tuple(data.train.images.shape)} on the device",
+        f"{base.schedule}, amp {base.amp}; data {data.train.images.dtype} {tuple(data.train.images.shape)} on the device",
         flush=True,
     )
     runs = []

@@ -57,6 +57,27 @@ def fmnist_small(fmnist_dir):
     return load_data("fashion_mnist", split="tutorial", seed=0, data_dir=fmnist_dir, limit=2000)
 
 
+@_pytest.fixture(scope="module")
+def tiny(fmnist_small):
+    """200 training images (batch 50: 4 steps per epoch), 100 validation and 100 test images of the real
+    Fashion-MNIST."""
+    import dataclasses
+
+    d = fmnist_small
+    return dataclasses.replace(d, train=d.train.head(200), val=d.val.head(100), test=d.test.head(100))
+
+
+@_pytest.fixture
+def one_thread():
+    """torch on one thread for the test (bit-exact comparisons), restored afterwards."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @_pytest.fixture
 def run_cli(capsys):
     """`run_cli(*args)` -> (exit code, stdout, stderr) of `cnnlab ARGS` run in this process."""

@@ -32,21 +32,6 @@ from cnnlab.engine.snapshot import Checkpointer
 
 
 @pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tiny(fmnist_small):
-    """200 training, 100 validation and 100 test images of the real Fashion-MNIST."""
-    d = fmnist_small
-    return dataclasses.replace(d, train=d.train.head(200), val=d.val.head(100), test=d.test.head(100))
-
-
-@pytest.fixture
 def two_checkpoints(tiny, tmp_path, one_thread) -> Path:
     """A real training state, checkpointed after each of 4 steps; the newest two are kept."""
     folder = tmp_path / "checkpoints"

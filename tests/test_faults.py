@@ -3,7 +3,6 @@ Each stops clearly and leaves the last good checkpoint intact."""
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import json
 import os
@@ -24,19 +23,7 @@ from cnnlab.errors import NonFiniteLossError
 MODEL = "conv8-pool-dense16-drop.5"  # dropout: the RNG state matters
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tiny(fmnist_small):
-    """200 training images (batch 50: 4 steps per epoch) and 100 validation images."""
-    d = fmnist_small
-    return dataclasses.replace(d, train=d.train.head(200), val=d.val.head(100), test=d.test.head(100))
+pytestmark = pytest.mark.usefixtures("one_thread")  # bit-exact comparisons
 
 
 def fit(model, data, **kw):

@@ -33,9 +33,17 @@ def test_recipe_settings_and_overrides():
     )
     assert cl.TrainConfig.from_recipe("fast", device_type="cuda").augment_flip == "alternating"
     assert cl.TrainConfig.from_recipe("fast", device_type="cuda").amp == "bf16"
-    assert cl.TrainConfig.from_recipe("fast", device_type="cuda").augment_flip == "alternating"
     assert cl.TrainConfig.from_recipe("fast", device_type="cpu", epochs=9, model="cnn2").epochs == 9
     assert cl.TrainConfig.from_recipe("tutorial") == cl.TrainConfig(recipe="tutorial")
+    assert cl.TrainConfig.from_recipe("tutorial").amp == "auto"  # float32 on the CPU, as the post
+
+
+def test_cpu_recipes_use_bf16_only_where_the_cpu_multiplies_bf16_natively():
+    from cnnlab.engine.setup import native_bf16_cpu
+
+    for name in ("fast", "best"):
+        amp = cl.TrainConfig.from_recipe(name, device_type="cpu").amp
+        assert amp == ("bf16" if native_bf16_cpu() else "off")
 
 
 def test_seeded_recipe_run_repeats_bit_exactly(fmnist_small):
