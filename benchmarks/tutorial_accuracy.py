@@ -72,7 +72,7 @@ def run_one(model: str, seed: int, args) -> dict:
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr}")
     res = json.loads(r.stdout)
-    res.update(seed=seed, wall_seconds=round(time.perf_counter() - t0, 1))
+    res.update(seed=seed, wall_seconds=round(time.perf_counter() - t0, 1), amp=_amp(out))
     print(
         f"  {model} seed {seed}: error {res['error_pct']:.2f}% ({res['epochs_run']} epochs, best {res['best_epoch']}, "
         f"{res['train_seconds']:.0f} s)",
@@ -97,7 +97,13 @@ def collect_one(model: str, seed: int, args) -> dict | None:
         "train_seconds": round(res["train_seconds"], 1),
         "test_accuracy": round(test["accuracy"], 4),
         "error_pct": round(test["error_pct"], 2),
+        "amp": _amp(folder),
     }
+
+
+def _amp(folder: Path) -> str:
+    """The autocast a run trained with, from its config.json."""
+    return json.loads((folder / "config.json").read_text()).get("amp", "auto")
 
 
 def main() -> None:
@@ -118,6 +124,11 @@ def main() -> None:
     p.add_argument(
         "--collect", action="store_true", help="train nothing: tabulate the run folders already in --runs"
     )
+    p.add_argument(
+        "--missing",
+        action="store_true",
+        help="train only the runs whose folder in --runs has no results yet, then tabulate them all",
+    )
     args = p.parse_args()
     suffix = "" if args.recipe == "tutorial" else f"_{args.recipe}"
     args.runs = args.runs or str(ROOT / f"runs/bench-tutorial-accuracy{suffix.replace('_', '-')}")
@@ -136,8 +147,9 @@ def main() -> None:
         models = [m for m in models if any(r["model"] == m for r in results)]
         seeds = sorted({r["seed"] for r in results})
     else:
+        done = {ms: collect_one(*ms, args) for ms in jobs} if args.missing else {}
         with ThreadPoolExecutor(args.jobs) as pool:
-            results = list(pool.map(lambda ms: run_one(*ms, args), jobs))
+            results = list(pool.map(lambda ms: done.get(ms) or run_one(*ms, args), jobs))
     table = []
     for m in models:
         rs = [r for r in results if r["model"] == m]
@@ -158,7 +170,7 @@ def main() -> None:
     print(
         f"\nTutorial protocol on Fashion-MNIST, error on the official 10,000 test images, mean of {len(seeds)} seeds"
     )
-    print(f"Training: {training}")
+    print(f"Training: {training}; autocast {', '.join(sorted({r['amp'] for r in results}))}")
     print(f"Machine: {machine_line()}\n")
     print("| model | params | error % (mean ± std) | target | met | epochs (mean) | train s (mean) |")
     print("|---|---:|---:|---:|:-:|---:|---:|")
