@@ -78,3 +78,10 @@ def test_relu_is_in_place_only_while_training():
     assert torch.equal(y, x.clamp_min(0)) and (x < 0).any()  # input untouched in eval mode
     z = r.train()(x)
     assert torch.equal(z, y) and z.data_ptr() == x.data_ptr()
+
+
+def test_dropout_keeps_bf16_activations_bf16_with_an_unbiased_mask():
+    torch.manual_seed(0)
+    y = Dropout(0.25).train()(torch.ones(400_000, dtype=torch.bfloat16))
+    assert y.dtype == torch.bfloat16
+    assert abs((y != 0).float().mean().item() - 0.75) < 0.003
