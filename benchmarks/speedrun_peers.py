@@ -43,7 +43,7 @@ def measure(name: str, seed: int, args, tmp: Path) -> dict:
         if name == "cnnlab"
         else ["--seed", str(seed), "--threads", str(args.threads)]
     )
-    if name != "cnnlab" and bf16_recipe():
+    if name != "cnnlab" and args.bf16:
         cmd.append("--bf16")  # the same precision as cnnlab's recipe on this CPU
     if name == "cnnlab" and seed:
         raise SystemExit("use --seeds with cnnlab's own speedrun for more seeds")
@@ -69,6 +69,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/speedrun_peers.json"))
     args = p.parse_args()
+    args.bf16 = bf16_recipe()
     print(f"Machine: {machine_line()}; {args.threads} threads", flush=True)
     res = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,7 +79,7 @@ def main() -> None:
     c = res["cnnlab"]
     print(
         f"\nFast recipe (fastcnn, {args.epochs} epochs, batch 256, Adam one-cycle, "
-        f"{'bf16 mixed precision' if bf16_recipe() else 'float32'} for all three), seed 0. Machine: {machine_line()}\n"
+        f"{'bf16 mixed precision' if args.bf16 else 'float32'} for all three), seed 0. Machine: {machine_line()}\n"
     )
     print(
         "| trainer | s/epoch | time to 91% | final accuracy | cnnlab / peer (epoch) | cnnlab / peer (to 91%) |"
@@ -97,9 +98,7 @@ def main() -> None:
         )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(
-        json.dumps(
-            {"machine": machine(), "epochs": args.epochs, "bf16": bf16_recipe(), "results": res}, indent=2
-        )
+        json.dumps({"machine": machine(), "epochs": args.epochs, "bf16": args.bf16, "results": res}, indent=2)
     )
     print(f"\nwrote {args.out}")
 

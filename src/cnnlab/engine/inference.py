@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,20 @@ def _batch_size(batch_size: int | None, device: torch.device) -> int:
     return batch_size or (1000 if device.type == "cuda" else 128)
 
 
+@contextmanager
+def _inference(model: nn.Module, device, batch_size: int | None):
+    """The model on its device in eval mode (its mode restored afterwards); yields the device, the batch size
+    and the memory format to feed it."""
+    dev = _device_of(model, device)
+    model.to(dev)
+    was_training = model.training
+    model.eval()
+    try:
+        yield dev, _batch_size(batch_size, dev), _memory_format(model)
+    finally:
+        model.train(was_training)
+
+
 def _device_of(model: nn.Module, device) -> torch.device:
     if device is not None:
         return resolve_device(device)
@@ -57,29 +72,20 @@ def evaluate(
         >>> cl.evaluate(model, data.test)  # doctest: +SKIP
         {'loss': 0.25, 'accuracy': 0.91, 'error_pct': 9.0, 'n': 10000}
     """
-    dev = _device_of(model, device)
-    batch_size = _batch_size(batch_size, dev)
-    model.to(dev)
-    was_training = model.training
-    model.eval()
-    mf = _memory_format(model)
     loss_sum, correct, n = 0.0, 0, len(split.labels)
-    try:
-        with autocast(dev, amp):
-            for start in range(0, n, batch_size):
-                x = to_float(split.images[start : start + batch_size].to(dev), mf)
-                y = split.labels[start : start + batch_size].to(dev)
-                if tta:
-                    probs = tta_probs(model, x, tta)
-                    loss_sum += F.nll_loss(probs.clamp_min(1e-12).log(), y, reduction="sum").item()
-                    pred = probs.argmax(1)
-                else:
-                    logits = model(x).float()
-                    loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-                    pred = logits.argmax(1)
-                correct += (pred == y).sum().item()
-    finally:
-        model.train(was_training)
+    with _inference(model, device, batch_size) as (dev, batch_size, mf), autocast(dev, amp):
+        for start in range(0, n, batch_size):
+            x = to_float(split.images[start : start + batch_size].to(dev), mf)
+            y = split.labels[start : start + batch_size].to(dev)
+            if tta:
+                probs = tta_probs(model, x, tta)
+                loss_sum += F.nll_loss(probs.clamp_min(1e-12).log(), y, reduction="sum").item()
+                pred = probs.argmax(1)
+            else:
+                logits = model(x).float()
+                loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+                pred = logits.argmax(1)
+            correct += (pred == y).sum().item()
     acc = correct / max(n, 1)
     return {"loss": loss_sum / max(n, 1), "accuracy": acc, "error_pct": 100.0 * (1.0 - acc), "n": n}
 
@@ -94,17 +100,9 @@ def predict(
     tta: Sequence[str] | None = None,
 ) -> torch.Tensor:
     """Class probabilities (N, num_classes) for uint8 or 0..1 float images (N, C, H, W)."""
-    dev = _device_of(model, device)
-    batch_size = _batch_size(batch_size, dev)
-    model.to(dev)
-    was_training = model.training
-    model.eval()
-    mf = _memory_format(model)
     out = []
-    try:
+    with _inference(model, device, batch_size) as (dev, batch_size, mf):
         for start in range(0, len(images), batch_size):
             x = to_float(images[start : start + batch_size].to(dev), mf)
             out.append((tta_probs(model, x, tta) if tta else torch.softmax(model(x).float(), dim=1)).cpu())
-    finally:
-        model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
