@@ -177,3 +177,20 @@ def test_python_dash_m_and_help():
     assert r.returncode == 0
     for cmd in ("datasets", "models", "summary", "train", "eval", "compare"):
         assert cmd in r.stdout
+
+
+def test_eval_repeats_the_runs_own_test_time_views_and_autocast(run_cli, tmp_path, fmnist_dir):
+    out_dir = tmp_path / "run"
+    args = ["--data-dir", str(fmnist_dir)]
+    code, out, _ = run_cli(
+        "train", "--recipe", "fast", "--limit", "600", "--epochs", "1", "--tta", "identity,flip",
+        "--amp", "bf16", "--out", out_dir, "--json", "--quiet", *args,
+    )  # fmt: skip
+    assert code == 0
+    trained = json.loads(out)
+    code, out, _ = run_cli("eval", out_dir, "--json", *args)
+    assert code == 0
+    evaluated = json.loads(out)
+    assert (evaluated["accuracy"], evaluated["loss"]) == pytest.approx(
+        (trained["test_accuracy"], trained["test_loss"]), abs=1e-4
+    )

@@ -141,6 +141,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     run = load_run(args.run)
     cfg = run.config
+    config = TrainConfig.from_dict(cfg)
     data_dir = args.data_dir or (
         cfg.get("data_dir") if cfg.get("data_dir") and os.path.isdir(cfg["data_dir"]) else None
     )
@@ -150,9 +151,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seed=cfg["seed"],
         data_dir=data_dir,
         limit=cfg.get("limit"),
-        **TrainConfig.from_dict(cfg).data_options(),
+        **config.data_options(),
     )
-    m = evaluate(run.model, data.test)
+    # as training's own look at the test set: the run's test-time views and autocast
+    m = evaluate(run.model, data.test, tta=config.tta_views or None, amp=config.amp)
     if args.json:
         print_json({"run": str(run.path), "model": cfg["model"], **m})
     else:
