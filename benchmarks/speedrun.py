@@ -93,6 +93,45 @@ def one_seed(cfg: cl.TrainConfig, data, device: torch.device) -> dict:
     return out
 
 
+def summarize(runs: list[dict], device: torch.device) -> dict:
+    """Mean and std over the seeds run so far: final accuracy, and time to each target among seeds reaching it."""
+    accs = [r["final_accuracy"] for r in runs]
+    summary = {
+        "final_accuracy_mean": statistics.mean(accs),
+        "final_accuracy_std": statistics.pstdev(accs),
+        "train_seconds_mean": statistics.mean(r["train_seconds"] for r in runs),
+        "targets": {},
+    }
+    for t in TARGETS:
+        hit = [x for r in runs if (x := r["time_to"][f"{t:.2f}"]) is not None]
+        summary["targets"][f"{t:.2f}"] = {
+            "reached": len(hit),
+            "of": len(runs),
+            "seconds_mean": statistics.mean(hit) if hit else None,
+            "seconds_std": statistics.pstdev(hit) if hit else None,
+        }
+    summary["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    if device.type == "cuda":
+        summary["gpu_max_allocated_mb"] = max(r["gpu_max_allocated_mb"] for r in runs)
+    return summary
+
+
+def write_json(
+    out: Path, device: torch.device, base: cl.TrainConfig, summary: dict, runs: list[dict]
+) -> None:
+    record = {
+        "machine": machine(),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "config": base.to_dict(),
+        "summary": summary,
+        "runs": runs,
+    }
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--recipe", default="fast")
@@ -111,6 +150,9 @@ def main() -> None:
         default=os.environ.get("CNNLAB_DATA_DIR") or str(ROOT.parent / "shared/data/fashion-mnist"),
     )
     p.add_argument("--out", default=None)
+    p.add_argument(
+        "--budget", type=float, default=None, help="wall-clock seconds after which no new seed starts"
+    )
     args = p.parse_args()
     device = resolve_device(args.device)
     overrides = {
@@ -134,8 +176,14 @@ def main() -> None:
         f"{base.schedule}, amp {base.amp}; data {data.train.images.dtype} {tuple(data.train.images.shape)} on the device",
         flush=True,
     )
-    runs = []
+    out = Path(args.out or ROOT / f"benchmarks/results/speedrun-{args.recipe}-{device.type}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    runs: list[dict] = []
+    start = time.perf_counter()
     for s in range(args.seeds):
+        if args.budget is not None and runs and time.perf_counter() - start > args.budget:
+            print(f"  budget of {args.budget:g} s spent: stopping after {len(runs)} seeds", flush=True)
+            break
         cfg = cl.TrainConfig.from_dict({**base.to_dict(), "seed": s})
         t0 = time.perf_counter()
         r = one_seed(cfg, data, device)
@@ -145,25 +193,10 @@ def main() -> None:
             f"({time.perf_counter() - t0:.0f} s wall with per-epoch test probes)",
             flush=True,
         )
-    accs = [r["final_accuracy"] for r in runs]
-    summary = {
-        "final_accuracy_mean": statistics.mean(accs),
-        "final_accuracy_std": statistics.pstdev(accs),
-        "train_seconds_mean": statistics.mean(r["train_seconds"] for r in runs),
-        "targets": {},
-    }
-    for t in TARGETS:
-        times = [r["time_to"][f"{t:.2f}"] for r in runs]
-        hit = [x for x in times if x is not None]
-        summary["targets"][f"{t:.2f}"] = {
-            "reached": len(hit),
-            "of": len(runs),
-            "seconds_mean": statistics.mean(hit) if hit else None,
-            "seconds_std": statistics.pstdev(hit) if len(hit) > 1 else 0.0 if hit else None,
-        }
-    summary["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    if device.type == "cuda":
-        summary["gpu_max_allocated_mb"] = max(r["gpu_max_allocated_mb"] for r in runs)
+        summary = summarize(runs, device)
+        write_json(
+            out, device, base, summary, runs
+        )  # after every seed: a run cut short keeps what it measured
     compile_s = [r["compile_seconds"] for r in runs if r["compile_seconds"] is not None]
     print(
         f"\nFashion-MNIST speedrun, recipe `{args.recipe}` ({base.model}, {base.epochs} epochs), {len(runs)} seeds. Machine: {machine_line()}; device {device}\n"
@@ -185,21 +218,6 @@ def main() -> None:
             else ""
         )
         + f"; training images held as {data.train.images.dtype} ({data.train.images.numel() / 2**20:.1f} MB)"
-    )
-    out = Path(args.out or ROOT / f"benchmarks/results/speedrun-{args.recipe}-{device.type}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "machine": machine(),
-                "device": str(device),
-                "threads": torch.get_num_threads(),
-                "config": base.to_dict(),
-                "summary": summary,
-                "runs": runs,
-            },
-            indent=2,
-        )
     )
     print(f"wrote {out}")
 

@@ -1,0 +1,83 @@
+"""The benchmark scripts the README's tables come from still run: tiny real-data smoke runs on the CPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _run(script: str, *args: str, env_out: Path | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if env_out is not None:
+        env["OUT"] = str(env_out)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True, text=True, env=env
+    )
+
+
+def test_speedrun_budget_stops_starting_seeds_and_keeps_the_json(fmnist_dir, tmp_path):
+    out = tmp_path / "speedrun.json"
+    r = _run(
+        "speedrun.py",
+        "--device",
+        "cpu",
+        "--limit",
+        "400",
+        "--epochs",
+        "1",
+        "--seeds",
+        "3",
+        "--budget",
+        "0",
+        "--data-dir",
+        str(fmnist_dir),
+        "--out",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    record = json.loads(out.read_text())
+    assert [run["seed"] for run in record["runs"]] == [0]  # budget spent after the first seed
+    assert "budget of 0 s spent" in r.stdout
+    target = record["summary"]["targets"]["0.91"]
+    assert target["of"] == 1 and record["config"]["model"] == "fastcnn"
+
+
+def test_gpu_all_runs_its_parts_and_writes_a_summary(fmnist_dir, tmp_path):
+    r = _run(
+        "gpu_all.py",
+        "--device",
+        "cpu",
+        "--quick",
+        "--limit",
+        "400",
+        "--parts",
+        "fast",
+        "--data-dir",
+        str(fmnist_dir),
+        env_out=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "gpu_all.json").read_text())
+    part = summary["parts"]["fast"]
+    assert part["returncode"] == 0 and part["seeds"] == 2
+    assert set(part["summary"]["targets"]) == {"0.91", "0.93", "0.94", "0.95", "0.96"}
+    assert "| fast | 2 |" in r.stdout
+
+
+def test_gpu_all_refuses_unknown_parts_and_a_missing_gpu(tmp_path):
+    r = _run("gpu_all.py", "--parts", "fast,turbo", env_out=tmp_path)
+    assert r.returncode != 0 and "Unknown part(s) turbo" in r.stderr
+    import torch
+
+    if not torch.cuda.is_available():
+        r = _run("gpu_all.py", env_out=tmp_path)
+        assert r.returncode != 0 and "needs a CUDA GPU" in r.stderr
