@@ -378,6 +378,13 @@ def test_cli_train_and_eval_on_a_folder(tmp_path, run_cli):
     code, stdout, err = run_cli("eval", out)
     assert code == 0, err
     assert "final set" in stdout
+    # explain and the page rebuild the test set as training decoded it (12x12, not the 64x64 default)
+    from cnnlab.explain.data import run_test_split
+
+    split, classes = run_test_split(cfg)
+    expected = load_data(str(root), image_size=12).test
+    assert split.images.shape[1:] == (3, 12, 12) and classes == ["cat", "dog"]
+    assert np.array_equal(split.images, expected.images) and np.array_equal(split.labels, expected.labels)
 
 
 @pytest.mark.parametrize(

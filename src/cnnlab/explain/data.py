@@ -7,8 +7,12 @@ import os
 from cnnlab.errors import CnnlabError
 
 
+IMAGE_OPTIONS = ("image_size", "channels", "resize", "bad_images")  # how training turned files into tensors
+
+
 def run_test_split(config: dict, *, data_dir: str | os.PathLike | None = None, download: bool = False):
-    """The test split of the dataset a run was trained on (same name, split protocol, seed and limit).
+    """The test split of the dataset a run was trained on (same name, split protocol, seed, limit and image
+    options: a folder run's test images are decoded at the size, channels and resize mode it trained on).
 
     The data folder is ``data_dir``, else the one recorded in the run (when it still exists), else
     ``$CNNLAB_DATA_DIR`` / the user cache (see `cnnlab.load_data`); nothing is downloaded unless
@@ -30,5 +34,6 @@ def run_test_split(config: dict, *, data_dir: str | os.PathLike | None = None, d
         data_dir=folder,
         limit=config.get("limit"),
         download=download,
+        **{k: config[k] for k in IMAGE_OPTIONS if config.get(k) is not None},
     )
     return data.test, list(data.classes)

@@ -168,7 +168,7 @@ class RunRegistry:
 
     def test_split(self, model_id: str):
         """(split, classes) of the run's test set, loaded once per dataset and kept."""
-        from cnnlab.explain.data import run_test_split
+        from cnnlab.explain.data import IMAGE_OPTIONS, run_test_split
 
         cfg = self.entry(model_id).config
         key = (
@@ -178,6 +178,7 @@ class RunRegistry:
             cfg.get("limit"),
             self.data_dir,
             cfg.get("data_dir"),
+            *(cfg.get(k) for k in IMAGE_OPTIONS),
         )
         with self._test_lock:
             if key in self._tests:
