@@ -24,7 +24,9 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
-def make_run(path: Path, *, shape=(3, 12, 12), classes=("cat", "dog", "fox"), resize="pad", normalize=True):
+def make_run(
+    path: Path, *, shape=(3, 12, 12), classes=("cat", "dog", "fox"), resize="pad", normalize=True, data=None
+):
     """An (untrained, seeded) run folder: predict only needs the model, its input shape and classes."""
     c = shape[0]
     mean, std = ([0.5] * c, [0.25] * c) if normalize else (None, None)
@@ -36,6 +38,7 @@ def make_run(path: Path, *, shape=(3, 12, 12), classes=("cat", "dog", "fox"), re
         "input_shape": list(shape),
         "classes": list(classes),
         "resize": resize,
+        "data": data or str(path / "some-folder"),
         "mean": mean,
         "std": std,
     }
@@ -98,6 +101,36 @@ def test_matches_the_model_and_is_independent_of_batching(tmp_path, images):
     for pa, pb in zip(a.predictions, b.predictions, strict=True):
         assert [c for c, _ in pa.top] == [c for c, _ in pb.top]
         np.testing.assert_allclose([p for _, p in pa.top], [p for _, p in pb.top], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "data,shape,resize",
+    [("folder", (3, 12, 12), "pad"), ("folder", (1, 12, 12), "crop"), ("fashion_mnist", (1, 28, 28), "pad")],
+)
+def test_predict_explain_and_the_page_prepare_a_file_alike(tmp_path, data, shape, resize):
+    from cnnlab.explain import prepare_input
+
+    run = make_run(tmp_path / "run", shape=shape, resize=resize, data=None if data == "folder" else data)
+    path = tmp_path / "object.png"  # a dark object on white, not square: resized, perhaps inverted
+    a = np.full((30, 44, 3), 250, dtype=np.uint8)
+    a[8:24, 10:30] = np.random.default_rng(1).integers(0, 90, (16, 20, 3))
+    Image.fromarray(a).save(path)
+    predicted = dict(predict_files(run, [path], top_k=len(run.classes)).predictions[0].top)
+    from_file = prepare_input(path, run.input_shape, **run.image_options)  # cnnlab explain
+    from_upload = prepare_input(path.read_bytes(), run.input_shape, **run.image_options)  # the page
+    assert torch.equal(from_file.tensor, from_upload.tensor) and from_file.resized
+    with torch.no_grad():
+        probs = torch.softmax(run.model(from_file.tensor), dim=1)[0]
+    for i, cls in enumerate(run.classes):
+        assert predicted[cls] == pytest.approx(float(probs[i]), abs=1e-6)
+    # folders train on black bars and are never auto-inverted; Fashion-MNIST is light on black
+    assert from_file.inverted == (data == "fashion_mnist")
+    if data == "folder" and resize == "pad":
+        assert from_file.tensor[0, :, 0, :].max() == 0  # the padded rows are black, as in training
+    if data == "fashion_mnist":
+        assert from_file.tensor[0, 0, 0, :].max() < 0.05  # border-coloured padding, then inverted: black
+        kept = predict_files(run, [path], top_k=len(run.classes), invert=False)
+        assert kept.inverted == 0 and dict(kept.predictions[0].top) != predicted
 
 
 def test_grayscale_model_gets_converted_images(tmp_path, images):
@@ -176,3 +209,19 @@ def test_the_public_predict_function_is_not_shadowed():
     import cnnlab.prediction  # noqa: F401  (a submodule named `predict` would replace cnnlab.predict)
 
     assert callable(cnnlab.predict)
+
+
+def test_a_run_whose_config_and_weights_disagree_is_one_clear_error(tmp_path, run_cli):
+    import json
+
+    make_run(tmp_path / "run")
+    cfg_path = tmp_path / "run" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg_path.write_text(json.dumps({**cfg, "classes": ["cat", "dog"]}))  # the weights have 3 outputs
+    with pytest.raises(CnnlabError, match="does not match the model config.json describes"):
+        load_run(tmp_path / "run")
+    code, _, err = run_cli("predict", tmp_path / "run", tmp_path)
+    assert code == 1 and "Traceback" not in err and "does not match" in err
+    cfg_path.write_text(json.dumps({"classes": ["cat"]}))
+    with pytest.raises(CnnlabError, match="lacks model, input_shape"):
+        load_run(tmp_path / "run")

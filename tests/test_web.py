@@ -188,7 +188,7 @@ def test_weights(client):
 # ---- predict and explain -----------------------------------------------------------------------------
 
 
-def test_predict_upload_test_index_and_random(client):
+def test_predict_upload_test_index_and_random(client, runs_dir, tmp_path):
     r = client.post(
         "/api/predict", data={"model": "cnn2", "top_k": "3"}, files={"file": ("s.png", shoe(), "image/png")}
     )
@@ -196,6 +196,14 @@ def test_predict_upload_test_index_and_random(client):
     doc = schema.PredictionDoc.model_validate(r.json())
     assert len(doc.prediction.top) == 3 and abs(sum(doc.prediction.probabilities) - 1) < 1e-5
     assert doc.input.resized and doc.input.inverted and doc.input.original_size == [40, 30]
+    # the same file through `cnnlab predict` gets the same probabilities (one way of preparing images)
+    path = tmp_path / "s.png"
+    path.write_bytes(shoe())
+    from cnnlab.prediction import predict_files
+
+    cli = predict_files(cl.load_run(runs_dir / "cnn2"), [path], top_k=3).predictions[0].top
+    assert [c for c, _ in cli] == [t.label for t in doc.prediction.top]
+    np.testing.assert_allclose([p for _, p in cli], [t.probability for t in doc.prediction.top], atol=1e-6)
     r = client.post("/api/predict", data={"model": "cnn2", "test_index": "7"})
     assert r.status_code == 200 and r.json()["input"]["source"] == "test:7"
     assert r.json()["input"]["label"] is not None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -48,6 +49,14 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., :3] @ np.asarray(GRAY_WEIGHTS, dtype=dtype)
 
 
+def bomb_message(exc: Exception, max_pixels: int | None) -> str:
+    """Pillow's decompression-bomb refusal, said in our terms: the pixel count and our limit."""
+    m = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(m[1]) / 1e6:g} megapixels" if m else "too many pixels"
+    limit = f"the {max_pixels / 1e6:g}-megapixel limit" if max_pixels else "what Pillow decodes safely"
+    return f"has {size}, over {limit} (a decompression-bomb guard)"
+
+
 def _describe(source: ImageSource, name: str | None) -> str:
     if name is not None:
         return repr(name)
@@ -56,7 +65,7 @@ def _describe(source: ImageSource, name: str | None) -> str:
     return repr(getattr(source, "name", "<bytes>"))
 
 
-def _open(source: ImageSource, label: str):
+def _open(source: ImageSource, label: str, max_pixels: int | None = None):
     from PIL import Image
 
     if isinstance(source, (str, os.PathLike)):
@@ -79,7 +88,7 @@ def _open(source: ImageSource, label: str):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return Image.open(fp)  # reads the header only; pixels are decoded by load()
     except Image.DecompressionBombError as exc:
-        raise CnnlabError(f"{label} is too large to decode safely ({exc})") from None
+        raise CnnlabError(f"{label} {bomb_message(exc, max_pixels)}") from None
     except Image.UnidentifiedImageError:
         raise CnnlabError(f"{label} is not an image (Pillow cannot identify its format)") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
@@ -154,7 +163,7 @@ def load_image(
     from PIL import Image, ImageOps
 
     label = _describe(source, name)
-    opened = _open(source, label)
+    opened = _open(source, label, max_pixels)
     im = opened
     try:
         width, height = im.size
@@ -170,7 +179,7 @@ def load_image(
             im.load()
             im = ImageOps.exif_transpose(im)
         except Image.DecompressionBombError as exc:
-            raise CnnlabError(f"{label} is too large to decode safely ({exc})") from None
+            raise CnnlabError(f"{label} {bomb_message(exc, max_pixels)}") from None
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
             # Truncated or corrupt data surfaces here, when the pixels are actually decoded.
             raise CnnlabError(f"{label} is truncated or corrupt ({exc})") from None

@@ -4,7 +4,8 @@
 attribute `cnnlab.predict`, the public batch-prediction function of the engine.)
 
 Files are decoded in parallel, in chunks, exactly as the run's training images were (same size,
-channels and resize mode; see `cnnlab.data.decode`), and classified in batches. Files that cannot be
+channels and resize mode; see `cnnlab.data.decode`) and as explain and the web page decode them (the
+run's ``image_options``, the same ``invert`` rule), and classified in batches. Files that cannot be
 read are reported and skipped; the rest are still predicted.
 """
 
@@ -42,6 +43,7 @@ class PredictResult:
     input_shape: tuple[int, int, int]
     resize: str
     resized: int = 0  # files whose size differed from the model's input
+    inverted: int = 0  # files inverted (dark on light -> light on dark)
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -90,6 +92,7 @@ def predict_files(
     batch_size: int = 256,
     workers: int | None = None,
     chunk: int = 2048,
+    invert: bool | str = "auto",
 ) -> PredictResult:
     """Top-k classes with probabilities for every readable image among `paths` (files or folders).
 
@@ -100,6 +103,8 @@ def predict_files(
         batch_size: images per forward pass.
         workers: decoding threads [one per core].
         chunk: files decoded at a time (bounds memory for huge folders).
+        invert: ``"auto"``, ``True`` or ``False``, as in `cnnlab.explain.prepare_input`: auto inverts, for a
+            grayscale model trained on light-on-black images, each image with a bright border.
 
     Raises:
         CnnlabError: nothing to predict (no path holds a readable image), or bad arguments.
@@ -110,6 +115,7 @@ def predict_files(
         ('cat', 0.97)
     """
     from cnnlab.engine import predict
+    from cnnlab.explain.inputs import auto_invert
 
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise CnnlabError(f"top_k must be a positive integer, got {top_k!r}")
@@ -122,19 +128,28 @@ def predict_files(
         raise CnnlabError(f"This run's model takes {h}x{w} images; predict supports square inputs only.")
     classes = list(run.classes)
     k = min(top_k, len(classes))
-    resize = run.config.get("resize") or "pad"
+    if invert not in ("auto", True, False):
+        raise CnnlabError(f"invert must be 'auto', True or False, got {invert!r}")
+    options = run.image_options
+    resize = options["resize"]
     files, bad = collect_images(paths)
     result = PredictResult([], bad, (c, h, w), resize)
     for start in range(0, len(files), chunk):
         part = files[start : start + chunk]
-        decoded = decode_images(part, size=h, channels=c, resize=resize, workers=workers)
+        decoded = decode_images(
+            part, size=h, channels=c, resize=resize, fill=options["fill"], workers=workers
+        )
         result.bad.extend(decoded.bad)
         good = [f for f, ok in zip(part, decoded.ok.tolist(), strict=True) if ok]
         sizes = decoded.sizes[decoded.ok]
         result.resized += int(((sizes[:, 0] != h) | (sizes[:, 1] != w)).sum())
         if not good:
             continue
-        probs = predict(run.model, torch.from_numpy(decoded.images), batch_size=batch_size)
+        x = torch.from_numpy(decoded.images)
+        flip = auto_invert(x) & (c == 1 and options["light_on_dark"]) if invert == "auto" else invert
+        x = torch.where(torch.as_tensor(flip).view(-1, 1, 1, 1), 255 - x, x)
+        result.inverted += int(torch.as_tensor(flip).expand(len(x)).sum())
+        probs = predict(run.model, x, batch_size=batch_size)
         top_p, top_i = torch.topk(probs, k, dim=1)
         for f, ps, idx in zip(good, top_p.tolist(), top_i.tolist(), strict=True):
             result.predictions.append(
@@ -150,6 +165,11 @@ def predict_files(
         result.notes.append(
             f"{result.resized} of {len(result.predictions)} images were not {h}x{w} (the model's input) and "
             f"were resized ({how}, as in training)."
+        )
+    if result.inverted:
+        result.notes.append(
+            f"{result.inverted} of {len(result.predictions)} images were inverted (dark on a light background, "
+            "unlike the light-on-black training images; --invert no keeps them as they are)."
         )
     if np.isnan([p for pr in result.predictions for _, p in pr.top]).any():
         raise CnnlabError("The model produced NaN probabilities; its weights are broken (non-finite).")

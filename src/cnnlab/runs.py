@@ -163,6 +163,24 @@ class Run:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.config["input_shape"])
 
+    @property
+    def image_options(self) -> dict:
+        """How an image file becomes this model's input; predict, explain and the page all use these.
+
+        ``resize``: the run's mode (pad, crop or stretch, as its folder dataset was decoded). ``fill``: the
+        padding, black where training padded images (folders) and the image's own border colour for
+        built-in datasets, whose images were never padded. ``light_on_dark``: the training images show
+        light objects on black (Fashion-MNIST, MNIST), so ``invert="auto"`` may invert a dark-on-light photo.
+        """
+        from cnnlab.data.builtin import BUILTIN_NAMES, LIGHT_ON_DARK
+
+        data = self.config.get("data")
+        return {
+            "resize": self.config.get("resize") or "pad",
+            "fill": "border" if data in BUILTIN_NAMES else "black",
+            "light_on_dark": data in LIGHT_ON_DARK,
+        }
+
 
 def load_run(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> Run:
     """Load a run folder: rebuild the model from ``config.json`` and load its safetensors weights.
@@ -187,6 +205,11 @@ def load_run(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> 
         config = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CnnlabError(f"{cfg_path} is not valid JSON: {exc}") from None
+    lacking = [
+        k for k in ("model", "input_shape", "classes") if not isinstance(config, dict) or k not in config
+    ]
+    if lacking:
+        raise CnnlabError(f"{cfg_path} lacks {', '.join(lacking)}: not a cnnlab run's config")
     model = create_model(
         config["model"],
         input_shape=tuple(config["input_shape"]),
@@ -198,7 +221,11 @@ def load_run(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> 
         state = load_file(weights, device=str(device))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CnnlabError(f"{weights} is not a readable safetensors file: {exc}") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # same names, other shapes: config.json and the weights disagree
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise CnnlabError(f"{weights} does not match the model config.json describes ({first})") from None
     if missing or unexpected:
         raise CnnlabError(
             f"{weights} does not match model {config['model']!r} (missing {missing[:3]}, unexpected {unexpected[:3]})"

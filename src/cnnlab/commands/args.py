@@ -64,3 +64,17 @@ def table(title: str, columns: list[str], rows: list[list]) -> None:
 
 
 # ---- handlers -------------------------------------------------------------------------------------
+
+
+INVERT = {"auto": "auto", "yes": True, "no": False}
+
+
+def add_invert(p: argparse.ArgumentParser) -> None:
+    """``--invert auto|yes|no``, the same for predict and explain (read it with ``INVERT[args.invert]``)."""
+    p.add_argument(
+        "--invert",
+        default="auto",
+        choices=list(INVERT),
+        help="invert images; auto: for a grayscale model trained on light-on-black images (Fashion-MNIST, "
+        "MNIST), an image with a bright border (a dark object on white) is inverted [auto]",
+    )

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cnnlab.commands.args import port, positive_int
+from cnnlab.commands.args import INVERT, add_invert, port, positive_int
 from cnnlab.errors import CnnlabError
 
 
@@ -34,10 +34,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
         _dataset_table(summary)
         print(f"Wrote {len(files)} files to {out / 'dataset'}")
         return 0
-    invert = {"auto": "auto", "yes": True, "no": False}[args.invert]
+    invert = INVERT[args.invert]
     prepared = []  # read every image first: a bad file fails before anything is written
     for path in args.images:
-        prepared.append((path, prepare_input(path, run.input_shape, invert=invert, source=str(path))))
+        prepared.append(
+            (path, prepare_input(path, run.input_shape, invert=invert, source=str(path), **run.image_options))
+        )
     results = []
     taken: set[str] = set()
     for path, image in prepared:
@@ -139,12 +141,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="folder for the files [RUN/plots/explain]")
     p.add_argument("--layer", default=None, help="stage for Grad-CAM [the last conv stage, after its ReLU]")
     p.add_argument("--top-k", type=positive_int, default=5, help="classes to list [5]")
-    p.add_argument(
-        "--invert",
-        default="auto",
-        choices=["auto", "yes", "no"],
-        help="invert images (Fashion-MNIST is light on black): auto inverts a grayscale image with a bright border",
-    )
+    add_invert(p)
     p.add_argument("--data-dir", default=None, help="dataset folder for the test-set report")
     p.add_argument("--json", action="store_true", help="print the activations JSON (or the dataset summary)")
     p.set_defaults(handler=cmd_explain)

@@ -8,7 +8,7 @@ import io
 import json
 import sys
 
-from cnnlab.commands.args import non_negative_int, positive_int
+from cnnlab.commands.args import INVERT, add_invert, non_negative_int, positive_int
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -16,7 +16,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from cnnlab.runs import load_run
 
     run = load_run(args.run)
-    result = predict_files(run, args.paths, top_k=args.top_k, batch_size=args.batch_size)
+    result = predict_files(
+        run, args.paths, top_k=args.top_k, batch_size=args.batch_size, invert=INVERT[args.invert]
+    )
     for path, why in result.bad:
         print(f"skipped {path}: {why}", file=sys.stderr)
     for note in result.notes:
@@ -89,6 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--format", choices=("table", "csv", "json"), default="table", help="output format [table]"
     )
     p.add_argument("--batch-size", type=positive_int, default=256, help="images per forward pass [256]")
+    add_invert(p)
     p.set_defaults(handler=cmd_predict)
 
     p = sub.add_parser("export", help="export a run to ONNX or TorchScript, with a parity check")

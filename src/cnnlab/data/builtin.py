@@ -121,6 +121,9 @@ DATASETS: dict[str, BuiltinDataset] = {
     ),
 }
 
+BUILTIN_NAMES = (*DATASETS, "cifar10")
+LIGHT_ON_DARK = ("fashion_mnist", "mnist")  # light objects on a black background
+
 
 def list_datasets() -> list[dict[str, Any]]:
     """The built-in datasets as JSON-able dicts (what `cnnlab datasets` prints).

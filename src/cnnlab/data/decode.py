@@ -6,8 +6,9 @@ Shared by folder datasets (decoded once, then cached) and `cnnlab predict`. Ever
 - palette, CMYK, YCbCr, LAB... are converted; 16-bit grayscale is scaled 65535 -> 255; float images are
   taken as 0..1; transparent pixels are composited onto white (what a viewer shows); animated or
   multi-page files give their first frame; EXIF-rotated photos are turned upright.
-- `resize="pad"` (default) scales the longer side to S and pads the shorter one with black, centred, so
-  nothing of the picture is lost and nothing is distorted; `"crop"` scales the shorter side to S and
+- `resize="pad"` (default) scales the longer side to S and pads the shorter one, centred, so nothing of
+  the picture is lost and nothing is distorted: with black (`fill="black"`, what folder datasets train
+  on) or with the image's own border colour (`fill="border"`, for models trained on unpadded images); `"crop"` scales the shorter side to S and
   cuts the centre square; `"stretch"` ignores the aspect ratio.
 - JPEGs are decoded at reduced size when that is enough (libjpeg's DCT scaling via Pillow's draft mode:
   a 256x256 JPEG for a 64x64 input is decoded at 64x64, four to eight times faster), then resized with
@@ -35,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 
 from cnnlab.errors import CnnlabError
-from cnnlab.images import MAX_PIXELS
+from cnnlab.images import MAX_PIXELS, bomb_message
 
 __all__ = ["IMAGE_EXTENSIONS", "BadImage", "Decoded", "decode_image", "decode_images", "default_workers"]
 
@@ -69,26 +70,39 @@ def default_workers() -> int:
 
 
 def decode_image(
-    path: str | os.PathLike[str],
+    source: str | os.PathLike[str] | bytes,
     *,
     size: int,
     channels: int = 3,
     resize: str = "pad",
+    fill: str = "black",
     max_pixels: int | None = MAX_PIXELS,
-) -> np.ndarray:
-    """Decode one image file to uint8 (channels, size, size); see the module docstring.
+    name: str | None = None,
+    return_size: bool = False,
+):
+    """Decode one image file (or its bytes) to uint8 (channels, size, size); see the module docstring.
+
+    Returns:
+        The array; with ``return_size``, ``(array, (height, width))``: also the original size, upright.
 
     Raises:
-        CnnlabError: the file is missing, not an image, truncated, corrupt or too large; one line.
+        CnnlabError: the file is missing, not an image, truncated, corrupt or too large; one line
+        naming it (``name``, else the path, else "the image").
 
     Example:
         >>> decode_image("shoe.jpg", size=28, channels=1).shape  # doctest: +SKIP
         (1, 28, 28)
     """
+    hw = np.zeros(2, dtype=np.int64)
+    data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else None
+    label = name or ("the image" if data is not None else f"'{os.fspath(source)}'")
     try:
-        return _decode(os.fspath(path), size, channels, resize, max_pixels)
+        arr = _decode(
+            data if data is not None else os.fspath(source), size, channels, resize, fill, max_pixels, hw
+        )
     except _BadImageError as exc:
-        raise CnnlabError(f"'{os.fspath(path)}': {exc}") from None
+        raise CnnlabError(f"{label}: {exc}") from None
+    return (arr, (int(hw[0]), int(hw[1]))) if return_size else arr
 
 
 def decode_images(
@@ -97,6 +111,7 @@ def decode_images(
     size: int,
     channels: int = 3,
     resize: str = "pad",
+    fill: str = "black",
     workers: int | None = None,
     strict: bool = False,
     max_pixels: int | None = MAX_PIXELS,
@@ -136,7 +151,7 @@ def decode_images(
     sizes = np.frombuffer(size_buf, dtype=np.int64)[: n * 2].reshape(n, 2)
     ok = np.zeros(n, dtype=bool)
     bad: list[BadImage] = []
-    job = _Job([os.fspath(p) for p in paths], out, sizes, size, channels, resize, max_pixels)
+    job = _Job([os.fspath(p) for p in paths], out, sizes, size, channels, resize, fill, max_pixels)
 
     def collect(start: int, stop: int, errors: list[tuple[int, str]]) -> None:
         ok[start:stop] = True
@@ -169,6 +184,7 @@ class _Job:
     size: int
     channels: int
     resize: str
+    fill: str
     max_pixels: int | None
 
     def run(self, start: int, stop: int) -> tuple[int, int, list[tuple[int, str]]]:
@@ -176,7 +192,13 @@ class _Job:
         for i in range(start, stop):
             try:
                 self.out[i] = _decode(
-                    self.paths[i], self.size, self.channels, self.resize, self.max_pixels, self.sizes[i]
+                    self.paths[i],
+                    self.size,
+                    self.channels,
+                    self.resize,
+                    self.fill,
+                    self.max_pixels,
+                    self.sizes[i],
                 )
             except _BadImageError as exc:
                 errors.append((i, str(exc)))
@@ -221,19 +243,27 @@ def _run_threads(job: _Job, workers: int, collect) -> None:
 
 
 def _decode(
-    path: str, size: int, channels: int, resize: str, max_pixels: int | None, hw: np.ndarray | None = None
+    path: str | bytes,
+    size: int,
+    channels: int,
+    resize: str,
+    fill: str,
+    max_pixels: int | None,
+    hw: np.ndarray | None = None,
 ) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with open(path, "rb") as f:
-            # One read instead of Pillow's dozens of small ones (a third of a small JPEG's time); huge
-            # files are left to Pillow's streaming reads.
-            source: io.BytesIO | str = (
-                io.BytesIO(f.read()) if os.fstat(f.fileno()).st_size < _READ_WHOLE else path
-            )
+        source: io.BytesIO | str
+        if isinstance(path, bytes):
+            source = io.BytesIO(path)
+        else:
+            with open(path, "rb") as f:
+                # One read instead of Pillow's dozens of small ones (a third of a small JPEG's time); huge
+                # files are left to Pillow's streaming reads.
+                source = io.BytesIO(f.read()) if os.fstat(f.fileno()).st_size < _READ_WHOLE else path
         if isinstance(source, io.BytesIO) and not source.getbuffer().nbytes:
-            raise _BadImageError("empty file (0 bytes)")
+            raise _BadImageError("empty (0 bytes)" if isinstance(path, bytes) else "empty file (0 bytes)")
         with warnings.catch_warnings():
             # Our own, stricter pixel limit is checked below, before any decoding.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -245,7 +275,7 @@ def _decode(
     except UnidentifiedImageError:
         raise _BadImageError("not an image Pillow can read") from None
     except Image.DecompressionBombError as exc:
-        raise _BadImageError(f"too large to decode safely ({exc})") from None
+        raise _BadImageError(bomb_message(exc, max_pixels)) from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise _BadImageError(f"unreadable: truncated or corrupt header ({exc})") from None
     try:
@@ -269,11 +299,11 @@ def _decode(
             if orientation != 1:
                 im = ImageOps.exif_transpose(im)
             im = _to_mode(im, channels)
-            im = _fit(im, size, resize)
+            im = _fit(im, size, resize, fill)
         except _BadImageError:
             raise
         except Image.DecompressionBombError as exc:
-            raise _BadImageError(f"too large to decode safely ({exc})") from None
+            raise _BadImageError(bomb_message(exc, max_pixels)) from None
         except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
             # Truncated or corrupt data surfaces here, when the pixels are actually decoded.
             raise _BadImageError(f"truncated or corrupt ({exc})") from None
@@ -315,8 +345,8 @@ def _to_mode(im, channels: int):
     return im.convert(target)
 
 
-def _fit(im, size: int, resize: str):
-    """Resize to (size, size) as `resize` says (antialiased bilinear)."""
+def _fit(im, size: int, resize: str, fill: str = "black"):
+    """Resize to (size, size) as `resize` says (antialiased bilinear); `fill` pads for "pad"."""
     from PIL import Image
 
     w, h = im.size
@@ -332,6 +362,16 @@ def _fit(im, size: int, resize: str):
         return im.resize((size, size), bilinear, box=box)
     scale = size / max(w, h)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    canvas = Image.new(im.mode, (size, size), 0)  # black bars, centred
-    canvas.paste(im.resize((nw, nh), bilinear), ((size - nw) // 2, (size - nh) // 2))
+    small = im.resize((nw, nh), bilinear)
+    canvas = Image.new(im.mode, (size, size), _border_colour(small) if fill == "border" else 0)
+    canvas.paste(small, ((size - nw) // 2, (size - nh) // 2))  # centred
     return canvas
+
+
+def _border_colour(im) -> int | tuple[int, ...]:
+    """Per-channel median of an image's outermost pixels: the background it pads with for fill="border"."""
+    a = np.asarray(im)
+    a = a[..., None] if a.ndim == 2 else a
+    edge = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]]).reshape(-1, a.shape[-1])
+    colour = np.sort(edge, axis=0)[(len(edge) - 1) // 2]  # the lower median, as torch.median takes
+    return int(colour[0]) if a.shape[-1] == 1 else tuple(int(v) for v in colour)

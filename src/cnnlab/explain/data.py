@@ -6,7 +6,6 @@ import os
 
 from cnnlab.errors import CnnlabError
 
-
 IMAGE_OPTIONS = ("image_size", "channels", "resize", "bad_images")  # how training turned files into tensors
 
 

@@ -1,10 +1,14 @@
 """Any image -> the (1, C, H, W) tensor of 0..1 pixels a model takes, and a note of what was done to it.
 
-Grayscale uses the tutorial's weights (0.299 R + 0.587 G + 0.114 B); a gray image for an RGB model is
-repeated on the three channels. An image of another size is scaled to fit (aspect ratio kept, bilinear
-with antialiasing) and centred on a background of its own border colour. Fashion-MNIST and MNIST show
-light objects on black, while photos and drawings are usually dark on white, so for grayscale models
-``invert="auto"`` inverts an image whose border is mostly bright (``True``/``False`` force it).
+An image file (a path or its bytes) is decoded exactly as `cnnlab predict` and folder datasets decode it
+(`cnnlab.data.decode`: same grayscale conversion, resize mode and uint8 rounding), so explain, the page
+and predict give the same probabilities for the same file; pass a run's ``image_options``. Arrays and
+tensors are resized the same way in float. Grayscale uses the tutorial's weights (0.299 R + 0.587 G +
+0.114 B); a gray image for an RGB model is repeated on the three channels. ``fill`` pads a resized image
+with black (what folder datasets train on) or with its own border colour (for models trained on images
+that were never padded). Fashion-MNIST and MNIST show light objects on black, while photos and drawings
+are usually dark on white, so for models trained on such data (``light_on_dark``) ``invert="auto"``
+inverts a grayscale image whose border is mostly bright (``True``/``False`` force it).
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cnnlab.data.decode import decode_image
 from cnnlab.errors import CnnlabError
-from cnnlab.images import load_image, to_gray
+from cnnlab.images import MAX_PIXELS, load_image, to_gray
 
 
 @dataclass
@@ -48,17 +53,35 @@ def _border(x: torch.Tensor) -> torch.Tensor:
     return edge.median(dim=1).values
 
 
-def _fit(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Scale (C, h0, w0) to fit (h, w) keeping the aspect ratio; pad with the border colour."""
+def _resample(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    return F.interpolate(x[None], size=(h, w), mode="bilinear", antialias=True, align_corners=False)[
+        0
+    ].clamp_(0, 1)
+
+
+def _fit(x: torch.Tensor, h: int, w: int, resize: str = "pad", fill: str = "border") -> torch.Tensor:
+    """Scale (C, h0, w0) to (h, w) as `cnnlab.data.decode` does for files: pad, crop or stretch."""
     c, h0, w0 = x.shape
-    scale = min(h / h0, w / w0)
+    if resize == "stretch":
+        return _resample(x, h, w)
+    scale = (max if resize == "crop" else min)(h / h0, w / w0)
     nh, nw = max(1, round(h0 * scale)), max(1, round(w0 * scale))
-    small = F.interpolate(x[None], size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0]
-    small = small.clamp_(0.0, 1.0)
-    out = _border(x).view(c, 1, 1).expand(c, h, w).clone()
+    small = _resample(x, nh, nw)
+    if resize == "crop":
+        top, left = (nh - h) // 2, (nw - w) // 2
+        return small[:, top : top + h, left : left + w].contiguous()
+    colour = _border(small) if fill == "border" else torch.zeros(c)
+    out = colour.view(c, 1, 1).expand(c, h, w).clone()
     top, left = (h - nh) // 2, (w - nw) // 2
     out[:, top : top + nh, left : left + nw] = small
     return out
+
+
+def auto_invert(images: torch.Tensor) -> torch.Tensor:
+    """Which of the (N, 1, H, W) images (0..1 float or uint8) have a mostly bright border: a dark object on a
+    light background, the opposite of Fashion-MNIST's. One rule for predict, explain and the page."""
+    x = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
+    return torch.stack([_border(im).mean() > 0.5 for im in x]) if len(x) else torch.zeros(0, dtype=torch.bool)
 
 
 def prepare_input(
@@ -68,6 +91,10 @@ def prepare_input(
     invert: bool | str = "auto",
     source: str | None = None,
     label: int | None = None,
+    resize: str = "pad",
+    fill: str = "border",
+    light_on_dark: bool = True,
+    max_pixels: int | None = MAX_PIXELS,
 ) -> PreparedInput:
     """Turn ``image`` into the model's input.
 
@@ -76,6 +103,8 @@ def prepare_input(
             0..1 (uint8 is divided by 255), or a (C, H, W) / (1, C, H, W) tensor (uint8 or 0..1 float).
         input_shape: the model's (C, H, W); None keeps the image's own shape.
         invert: ``"auto"``, ``True`` or ``False`` (see the module docstring).
+        resize, fill, light_on_dark: how the model's training images looked; a run's ``image_options``.
+        max_pixels: refuse larger image files before decoding them (a decompression-bomb guard).
 
     Example:
         >>> p = prepare_input(np.ones((56, 56), dtype=np.float32) * 0.9, (1, 28, 28))
@@ -84,7 +113,15 @@ def prepare_input(
     """
     if isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)):
         src = source or (os.fspath(image) if isinstance(image, (str, os.PathLike)) else "bytes")
-        image = load_image(image, gray=input_shape is not None and input_shape[0] == 1)
+        c, h, w = input_shape or (0, 0, 0)
+        if input_shape is not None and h == w and c in (1, 3):  # as predict and training decode files
+            pixels, original = decode_image(
+                image, size=h, channels=c, resize=resize, fill=fill, max_pixels=max_pixels,
+                name=None if isinstance(image, (str, os.PathLike)) else src, return_size=True,
+            )  # fmt: skip
+            return _finish(torch.from_numpy(pixels.astype(np.float32)).div_(255.0), original, input_shape, invert,
+                           light_on_dark, source=src, label=label, resized=original != (h, w))  # fmt: skip
+        image = load_image(image, gray=c == 1, max_pixels=max_pixels)
         source = src
     if isinstance(image, torch.Tensor):
         t = image.detach().cpu()
@@ -113,7 +150,7 @@ def prepare_input(
     if not torch.isfinite(t).all():
         raise CnnlabError("the image has NaN or infinite pixels")
     original = (int(t.shape[1]), int(t.shape[2]))
-    resized = inverted = False
+    resized = False
     if input_shape is not None:
         c, h, w = (int(v) for v in input_shape)
         if t.shape[0] != c:
@@ -125,13 +162,23 @@ def prepare_input(
             else:
                 raise CnnlabError(f"the model takes {c} channels; the image has {t.shape[0]}")
         if tuple(t.shape[1:]) != (h, w):
-            t = _fit(t, h, w)
+            t = _fit(t, h, w, resize, fill)
             resized = True
-        inverted = c == 1 and bool(_border(t).mean() > 0.5) if invert == "auto" else bool(invert)
-        if inverted:
-            t = 1.0 - t
-    elif invert is True:
-        t, inverted = 1.0 - t, True
+    return _finish(
+        t, original, input_shape, invert, light_on_dark, source=source, label=label, resized=resized
+    )
+
+
+def _finish(t, original, input_shape, invert, light_on_dark, *, source, label, resized) -> PreparedInput:
+    """Invert as asked (``"auto"``: a grayscale model trained on light-on-dark images, a bright border)."""
+    if invert == "auto":
+        inverted = (
+            input_shape is not None and input_shape[0] == 1 and light_on_dark and bool(auto_invert(t[None]))
+        )
+    else:
+        inverted = bool(invert)
+    if inverted:
+        t = 1.0 - t
     return PreparedInput(
         t[None].contiguous(),
         source=source or "array",

@@ -31,28 +31,35 @@ def check_content_type(declared: str | None) -> None:
     )
 
 
-def read_image(data: bytes, *, gray: bool, name: str = "upload"):
-    """Bytes of an uploaded image -> float32 (H, W) or (H, W, 3) in 0..1, or `BadUpload`."""
-    from cnnlab.images import load_image
-
+def check_bytes(data: bytes, name: str = "upload") -> None:
+    """Not empty, not over the body limit, and an accepted image format by its first bytes."""
     if not data:
         raise BadUpload(f"{name} is empty (0 bytes), not an image")
     if len(data) > limits.MAX_BODY_BYTES:
         raise BadUpload(f"{name} is over the limit of {limits.MAX_BODY_BYTES:,} bytes", 413)
-    fmt = limits.sniff_format(data[:16])
-    if fmt is None:
+    if limits.sniff_format(data[:16]) is None:
         raise BadUpload(
             f"{name} is not an image in an accepted format ({', '.join(limits.ALLOWED_FORMATS)})", 415
         )
-    try:
-        img = load_image(data, gray=gray, max_pixels=limits.MAX_PIXELS, name=name)
-    except CnnlabError as exc:
-        raise BadUpload(str(exc)) from None
-    h, w = img.shape[:2]
+
+
+def check_side(h: int, w: int, name: str = "upload") -> None:
     if min(h, w) < limits.MIN_SIDE:
         raise BadUpload(
             f"{name} is {w}x{h} pixels; the smallest accepted is {limits.MIN_SIDE}x{limits.MIN_SIDE}"
         )
+
+
+def read_image(data: bytes, *, gray: bool, name: str = "upload"):
+    """Bytes of an uploaded image -> float32 (H, W) or (H, W, 3) in 0..1, or `BadUpload`."""
+    from cnnlab.images import load_image
+
+    check_bytes(data, name)
+    try:
+        img = load_image(data, gray=gray, max_pixels=limits.MAX_PIXELS, name=name)
+    except CnnlabError as exc:
+        raise BadUpload(str(exc)) from None
+    check_side(*img.shape[:2], name)
     return img
 
 
@@ -76,10 +83,18 @@ def model_input(
         raise BadUpload("give exactly one image source: a file upload, test_index, or random=true")
     run = registry.run(model_id)
     shape = run.input_shape
-    if data is not None:
+    if data is not None:  # decoded as `cnnlab predict` decodes files for this run: same pixels, same answer
         check_content_type(content_type)
-        img = read_image(data, gray=shape[0] == 1)
-        return run, prepare_input(img, shape, invert=parse_invert(invert), source="upload")
+        check_bytes(data)
+        how = parse_invert(invert)
+        try:
+            prepared = prepare_input(
+                data, shape, invert=how, source="upload", max_pixels=limits.MAX_PIXELS, **run.image_options
+            )
+        except CnnlabError as exc:
+            raise BadUpload(str(exc)) from None
+        check_side(*prepared.original_size)
+        return run, prepared
     split, _ = registry.test_split(model_id)
     n = len(split.labels)
     if pick_random:
