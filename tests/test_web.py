@@ -331,6 +331,7 @@ def test_bad_requests_are_fast_4xx_json(client):
         (dict(data={"model": "cnn2", "test_index": "abc"}), 422, "test_index"),
         (dict(data={"model": "cnn2", "top_k": "0"}, files=good), 422, "top_k"),
         (dict(data={"model": "cnn2", "invert": "maybe"}, files=good), 422, "invert must be"),
+        (dict(data={"model": "cnn2", "invert": "maybe", "random": "true"}), 422, "invert must be"),
         (dict(data={"test_index": "1"}), 422, "model: Field required"),
         (dict(data={"model": "x" * 5000}, files=good), 422, "model"),
         (dict(json={"model": "cnn2", "test_index": 1}), 415, "multipart/form-data"),
@@ -352,8 +353,21 @@ def test_bad_requests_are_fast_4xx_json(client):
             assert r.status_code == status, (kwargs.get("data"), r.text[:200])
             assert message in r.json()["error"], r.json()
             assert seconds < FAST, f"{kwargs.get('data')}: {seconds * 1000:.0f} ms"
+    r = client.post(
+        "/api/explain",
+        data={
+            "model": "cnn2",
+            "test_index": "1",
+            "class_index": "10",
+            "gradcam": "false",
+            "saliency": "false",
+        },
+    )
+    assert r.status_code == 422 and "class_index must be in 0..9" in r.json()["error"]
     assert client.get("/api/nothing").status_code == 404
     assert client.delete("/api/predict").status_code == 405
+    for path in ("/", "/healthz", "/readyz", "/api/models"):  # health and link checkers send HEAD
+        assert client.head(path).status_code == 200, path
     # the server keeps serving
     assert client.post("/api/predict", data={"model": "cnn2"}, files=good).status_code == 200
 
@@ -467,6 +481,13 @@ def test_filter_bad_options(client):
         "/api/filter", data={"kernel": "blur"}, files={"file": ("b.png", bomb_png(5000, 5000), "image/png")}
     )
     assert r.status_code == 422 and "megapixels" in r.json()["error"]
+    r = client.post("/api/filter", data={"kernel": "[[1e308, 1e308], [1e308, 1e308]]"})
+    assert r.status_code == 422 and "within ±1e+30" in r.json()["error"]
+    long = png(np.full((8, 5000), 128))
+    r = client.post("/api/filter", data={"kernel": "blur"}, files={"file": ("l.png", long, "image/png")})
+    assert r.status_code == 422 and "too elongated" in r.json()["error"]
+    r = client.post("/api/filter", data={"kernel": "[[1, 1], [1, 1]]", "normalize": "true"})
+    assert r.status_code == 200 and r.json()["kernel"] == [[0.25, 0.25], [0.25, 0.25]]  # what was applied
 
 
 # ---- concurrency limiter -----------------------------------------------------------------------------

@@ -151,6 +151,9 @@ def normalize_kernel(kernel: np.ndarray) -> np.ndarray:
     return k / positive
 
 
+MAX_ENTRY = 1e30  # x 63*63 entries x pixels <= 1 stays far below float32's 3.4e38
+
+
 def validate_kernel(values: Any, what: str = "kernel") -> np.ndarray:
     """Check a matrix is a usable kernel and return it as a float64 2-D array.
 
@@ -175,6 +178,10 @@ def validate_kernel(values: Any, what: str = "kernel") -> np.ndarray:
     arr = arr.astype(np.float64)
     if not np.isfinite(arr).all():
         raise CnnlabError(f"{what} has NaN or infinite entries")
+    if np.abs(arr).max() > MAX_ENTRY:
+        raise CnnlabError(
+            f"{what} entries must lie within ±{MAX_ENTRY:g} (larger ones overflow float32 outputs)"
+        )
     return arr
 
 

@@ -158,6 +158,7 @@ def create_app(
         log.exception("unhandled error on %s", request.url.path)
         return error(500, f"internal error ({type(exc).__name__}); this is a bug in cnnlab")
 
+    @app.head("/healthz", include_in_schema=False)  # health and link checkers often send HEAD
     @app.get(
         "/healthz",
         response_model=docs.HealthDoc,
@@ -167,6 +168,7 @@ def create_app(
     def healthz():
         return {"status": "ok"}
 
+    @app.head("/readyz", include_in_schema=False)
     @app.get("/readyz", response_model=docs.HealthDoc, summary="RUNS_DIR is readable")
     def readyz():
         reg = app.state.registry
@@ -176,6 +178,7 @@ def create_app(
 
     app.include_router(router)
 
+    @app.head("/", include_in_schema=False)
     @app.get("/", include_in_schema=False)
     def index():
         return FileResponse(STATIC / "index.html", media_type="text/html")

@@ -51,6 +51,7 @@ async def _form(request: Request, form: type):
 
 
 @router.get("/api/models", response_model=docs.ModelsDoc, summary="The runs in RUNS_DIR")
+@router.head("/api/models", include_in_schema=False)  # link and health checkers send HEAD
 def list_models(request: Request):
     reg = _registry(request)
     runs = reg.runs(refresh=True)
@@ -169,6 +170,8 @@ def _explain(registry, form: ExplainForm, upload) -> Response:
     from cnnlab.explain.stagewise import activations
 
     run, prepared = _input(registry, form, upload)
+    if form.class_index is not None and form.class_index >= len(run.classes):
+        raise BadUpload(f"class_index must be in 0..{len(run.classes) - 1}, got {form.class_index}")
     acts = activations(run.model, prepared, classes=run.classes, model_name=str(run.config.get("model")))
     cam, sal = gradcam_and_saliency(
         run.model,
@@ -225,6 +228,7 @@ async def filter_image(request: Request):
 
 def _filter(form: FilterForm, upload) -> Response:
     from cnnlab import filters
+    from cnnlab.filters.kernels import normalize_kernel
 
     t0 = time.perf_counter()
     name, k = _kernel(form.kernel)
@@ -234,6 +238,12 @@ def _filter(form: FilterForm, upload) -> Response:
     else:
         img = filters.sample_image(gray=True)
     factor = max(1, math.ceil(max(img.shape) / form.max_side))
+    if factor >= min(img.shape):  # shrinking the long side to max_side would leave no short side
+        h, w = img.shape
+        raise BadUpload(
+            f"the image is {w}x{h}: too elongated to shrink to {form.max_side} pixels on its longer side; "
+            "crop it, or raise max_side"
+        )
     if factor > 1:
         img = filters.downsample(img, factor)
     out = filters.apply(
@@ -245,6 +255,8 @@ def _filter(form: FilterForm, upload) -> Response:
         op=form.op,
         normalize=form.normalize,
     )
+    if form.normalize:
+        k = normalize_kernel(k)  # report the kernel that was applied
     doc = docs.FilterDoc(
         kernel=k.tolist(),
         kernel_name=name,

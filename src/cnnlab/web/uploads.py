@@ -78,6 +78,7 @@ def model_input(
     """(run, PreparedInput) for a request: exactly one of an upload, ``test_index`` or ``pick_random``."""
     from cnnlab.explain.inputs import prepare_input
 
+    how = parse_invert(invert)  # checked whatever the image source, though only uploads use it
     given = sum(x for x in (data is not None, test_index is not None, bool(pick_random)))
     if given != 1:
         raise BadUpload("give exactly one image source: a file upload, test_index, or random=true")
@@ -86,7 +87,6 @@ def model_input(
     if data is not None:  # decoded as `cnnlab predict` decodes files for this run: same pixels, same answer
         check_content_type(content_type)
         check_bytes(data)
-        how = parse_invert(invert)
         try:
             prepared = prepare_input(
                 data, shape, invert=how, source="upload", max_pixels=limits.MAX_PIXELS, **run.image_options
