@@ -217,7 +217,8 @@ def test_resume_from_any_step_with_ema_early_stopping_and_schedule(fmnist_small,
     data = dataclasses.replace(d, train=d.train.head(200), val=d.val.head(100))
 
     def run(resume=None, folder=None):
-        model = cl.create_model("conv8-pool-dense16-drop.5", seed=0 if resume is None else 5)
+        # two convs: the second weight is (8, 4, 3, 3), whose channels_last strides differ from contiguous
+        model = cl.create_model("conv4-conv8-pool-dense16-drop.5", seed=0 if resume is None else 5)
         history = cl.fit(
             model,
             data,
@@ -225,6 +226,7 @@ def test_resume_from_any_step_with_ema_early_stopping_and_schedule(fmnist_small,
             batch_size=50,
             schedule="onecycle",
             ema=ema,
+            channels_last=True,  # the optimizer's moments must come back in the weights' layout
             augment=Augment(translate=1, flip="random", erasing=0.5),
             callbacks=[EarlyStopping(patience=1)],
             progress=False,

@@ -195,6 +195,18 @@ def capture(
     return model.state_dict(), state
 
 
+def _match_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give each loaded moment its parameter's memory layout. Saved tensors come back contiguous, while a
+    channels_last model's conv weights are not; fused and foreach optimizers walk a parameter and its
+    moments as flat memory, so a layout mismatch pairs the wrong elements."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
 def restore(
     ckpt: Checkpoint,
     *,
@@ -211,6 +223,7 @@ def restore(
     try:
         model.load_state_dict(ckpt.model)
         optimizer.load_state_dict(s["optimizer"])
+        _match_layouts(optimizer)
         if (schedule is None) != (s["schedule"] is None) or (ema is None) != (s["ema"] is None):
             raise ValueError("the schedule or EMA setting differs from the checkpoint's")
         if schedule is not None:
