@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
@@ -127,6 +128,10 @@ def test_schedules_and_optimizers_train(fmnist_small):
         assert h["loss"][1] < h["loss"][0], (opt, sched)
     h = cl.fit(cl.create_model("mlp"), fmnist_small, epochs=2, lr=0.01, schedule="linear", progress=False)
     assert h["lr"][1] < h["lr"][0]
+    for steps in range(1, 9):  # one-cycle over very few steps (4 used to divide by zero)
+        data = dataclasses.replace(fmnist_small, train=fmnist_small.train.head(10 * steps))
+        h = cl.fit(cl.create_model("mlp"), data, epochs=1, batch_size=10, schedule="onecycle", progress=False)
+        assert len(h["loss"]) == 1, steps
 
 
 def test_non_finite_loss_stops_with_exit_code_3(fmnist_small):

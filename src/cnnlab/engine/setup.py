@@ -56,10 +56,10 @@ def make_schedule(
     if name == "constant":
         return None
     if name == "onecycle":  # warm up over the first 25%, then anneal to ~0
-        lr = opt.param_groups[0]["lr"]
-        return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=lr, total_steps=max(total_steps, 1), pct_start=0.25
-        )
+        lr, total = opt.param_groups[0]["lr"], max(total_steps, 1)
+        # OneCycleLR divides by (pct_start * total - 1): zero for 4 steps. Very short runs warm up longer.
+        pct = max(0.25, min(0.9, 1.5 / total))
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=pct)
     if name == "linear":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / max(total_steps, 1)))
     raise CnnlabError(f"Unknown schedule {name!r}. Available: {', '.join(SCHEDULES)}")
