@@ -33,11 +33,11 @@ ARGS = [
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
-def trained_run(tmp_path_factory, fmnist_dir, model: str = "cnn2") -> Path:
+def trained_run(tmp_path_factory, fmnist_dir, model: str = "cnn2", limit: int = 2000) -> Path:
     """A small really-trained run, trained once per test session (shared through the base temp dir)."""
-    path = tmp_path_factory.getbasetemp() / "trained-runs" / model
+    path = tmp_path_factory.getbasetemp() / "trained-runs" / (model if limit == 2000 else f"{model}-{limit}")
     if not (path / "model.safetensors").is_file():
-        cfg = cl.TrainConfig(model=model, epochs=1, limit=2000, batch_size=64, patience=None)
+        cfg = cl.TrainConfig(model=model, epochs=1, limit=limit, batch_size=64, patience=None)
         cl.train(cfg, out=path, data_dir=fmnist_dir, progress=False, overwrite=True)
     return path
 
@@ -59,6 +59,8 @@ def server(sync_playwright, tmp_path_factory, fmnist_dir):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("browser-runs")
     shutil.copytree(trained_run(tmp_path_factory, fmnist_dir), root / "cnn2")
+    # a residual net (block stages) whose test set is smaller than cnn2's: 1,000 images, not 2,000
+    shutil.copytree(trained_run(tmp_path_factory, fmnist_dir, "resnet_s", limit=1000), root / "resnet")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -196,3 +198,259 @@ def test_page_end_to_end(page, server):
     assert "feature map" in page.inner_text("#filter-status")
     page.locator("#playground").screenshot(path=str(ARTIFACTS / "06-playground.png"))
     assert page.errors == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# regressions: switching model, block stages, the playground's "current input", small screens, bad input
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _fresh(page, url) -> None:
+    """Reload the page on the default model (cnn2) with a random test image explained."""
+    page.goto(url + "/")
+    page.wait_for_selector("body[data-ready='1']", timeout=10000)
+    _wait_render(page, 0)
+    page.errors.clear()
+
+
+def _switch_model(page, model: str) -> None:
+    n = _rendered(page)
+    page.select_option("#model", model)
+    _wait_render(page, n)
+
+
+def _shown(page) -> dict:
+    return page.evaluate(
+        """() => ({model: cnnlab.doc.model.id, source: cnnlab.doc.input.source,
+                   columns: [...document.querySelectorAll('#network .col')].map(c => c.dataset.layer)})"""
+    )
+
+
+def _stages(root: Path, model: str) -> list[str]:
+    return ["input", *[n for n, _ in cl.load_run(root / model).model.named_children()], "softmax"]
+
+
+def test_model_switch_explains_an_input_of_the_new_model(page, server):
+    url, root = server
+    _fresh(page, url)
+    # a test image that only cnn2's 2,000-image test set has (resnet's has 1,000)
+    for _ in range(40):
+        if int(_shown(page)["source"].removeprefix("test:")) >= 1000:
+            break
+        n = _rendered(page)
+        page.click("#random")
+        _wait_render(page, n)
+    else:
+        pytest.fail("no random test image with index >= 1000 in 40 tries")
+    _switch_model(page, "resnet")
+    shown = _shown(page)
+    assert shown["model"] == "resnet" and shown["columns"] == _stages(root, "resnet")
+    index = int(shown["source"].removeprefix("test:"))
+    assert 0 <= index < 1000 and f"test image #{index}" in page.inner_text("#pred-truth")
+    assert not page.is_visible("#error") and "error" not in page.get_attribute("#status", "class")
+
+    # an uploaded image is explained again by the new model
+    buf = io.BytesIO()
+    Image.fromarray(np.tile(np.linspace(0, 255, 30, dtype=np.uint8), (30, 1))).save(buf, format="PNG")
+    n = _rendered(page)
+    page.set_input_files(
+        "#file", files=[{"name": "g.png", "mimeType": "image/png", "buffer": buf.getvalue()}]
+    )
+    _wait_render(page, n)
+    _switch_model(page, "cnn2")
+    shown = _shown(page)
+    assert shown["model"] == "cnn2" and not shown["source"].startswith("test:")
+    assert page.inner_text("#pred-truth").startswith("your image")
+    assert page.errors == []
+
+
+MAGENTA_IN_DETAIL = """() => [...document.querySelectorAll('#detail canvas')].some(c => {
+  if (!c.width || !c.height) return false;
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  for (let i = 0; i < d.length; i += 4) if (d[i] === 255 && d[i + 1] === 0 && d[i + 2] === 255) return true;
+  return false;
+})"""
+
+
+def test_block_stage_detail_shows_no_per_channel_mapping(page, server):
+    url, _ = server
+    _fresh(page, url)
+    page.select_option("#per-stage", "64")
+    _switch_model(page, "resnet")
+    for layer, channel in [("stem", 3), ("block1", 30), ("block2", 50), ("block1", 0)]:
+        page.click(f".col[data-layer='{layer}'] canvas.map >> nth={channel}")
+        page.wait_for_selector(f"#detail[data-layer='{layer}'] .sum", timeout=10000)
+        out = page.locator("#detail canvas.big-map").last
+        box = out.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.7)
+        text = page.inner_text("#detail")
+        assert f"channel {channel}" in text
+        assert "undefined" not in text and "NaN" not in text, text
+        assert "before:" not in text and "→ " + layer not in text  # no stem[c] → block1[c] mapping
+        assert ("shortcut" if layer.startswith("block") else "Conv2d → BatchNorm2d → ReLU") in text
+        assert not page.evaluate(MAGENTA_IN_DETAIL)
+    page.locator("#detail").screenshot(path=str(ARTIFACTS / "07-block-detail.png"))
+    page.select_option("#per-stage", "8")
+    assert page.errors == []
+
+
+def test_detail_panel_follows_model_switch(page, server):
+    url, _ = server
+    _fresh(page, url)
+    page.select_option("#per-stage", "64")
+    # a stage the new model lacks: the panel closes
+    page.click(".col[data-layer='conv2'] canvas.map >> nth=3")
+    page.wait_for_selector("#detail[data-kind='conv'] .sum[data-total]", timeout=10000)
+    _switch_model(page, "resnet")
+    assert page.is_hidden("#detail")
+    # a channel the new model's stage lacks (resnet's pool1 has 32): the panel closes
+    _switch_model(page, "cnn2")
+    page.click(".col[data-layer='pool1'] canvas.map >> nth=50")
+    page.wait_for_selector("#detail[data-layer='pool1'] .sum", timeout=10000)
+    _switch_model(page, "resnet")
+    assert page.is_hidden("#detail")
+    # a stage and channel both models have: the panel shows the new model's numbers
+    _switch_model(page, "cnn2")
+    page.click(".col[data-layer='pool1'] canvas.map >> nth=3")
+    page.wait_for_selector("#detail[data-layer='pool1'] .sum", timeout=10000)
+    assert "64×13×13" in page.inner_text("#detail h3")
+    _switch_model(page, "resnet")
+    page.wait_for_function(
+        "() => document.querySelector('#detail h3')?.textContent.includes('32×14×14')", timeout=10000
+    )
+    assert page.is_visible("#detail") and "channel 3" in page.inner_text("#detail h3")
+    output = float(page.get_attribute("#detail .sum", "data-output"))
+    assert output in page.evaluate("() => Array.from(cnnlab.layers.find(l => l.name === 'pool1').data)")
+    # closed by hand, it stays closed for the next image
+    page.click("#detail .close")
+    n = _rendered(page)
+    page.click("#random")
+    _wait_render(page, n)
+    assert page.is_hidden("#detail")
+    page.select_option("#per-stage", "8")
+    assert page.errors == []
+
+
+PLAYGROUND_VS_INPUT = """() => {
+  const c = document.getElementById('filter-input');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  const a = Array.from({length: c.width * c.height}, (_, i) => d[4 * i]);
+  const b = Array.from(cnnlab.layers[0].data);
+  if (a.length !== b.length) return -1;
+  const mean = (v) => v.reduce((s, x) => s + x, 0) / v.length;
+  const [ma, mb] = [mean(a), mean(b)];
+  let sab = 0, saa = 0, sbb = 0;
+  a.forEach((x, i) => { sab += (x - ma) * (b[i] - mb); saa += (x - ma) ** 2; sbb += (b[i] - mb) ** 2; });
+  return sab / Math.sqrt(saa * sbb);
+}"""
+
+
+def test_playground_current_input_follows_new_images(page, server):
+    url, _ = server
+    _fresh(page, url)
+    page.wait_for_selector("#playground[data-updated]", timeout=15000)
+    before = page.get_attribute("#playground", "data-updated")
+    page.select_option("#kernel-image", "current")
+    page.wait_for_function(f"() => document.getElementById('playground').dataset.updated !== '{before}'")
+    assert page.evaluate(PLAYGROUND_VS_INPUT) > 0.99
+    first = _shown(page)["source"]
+    for _ in range(5):  # a new random test image (rarely the same one again)
+        before = page.get_attribute("#playground", "data-updated")
+        n = _rendered(page)
+        page.click("#random")
+        _wait_render(page, n)
+        if _shown(page)["source"] != first:
+            break
+    page.wait_for_function(
+        f"() => document.getElementById('playground').dataset.updated !== '{before}'", timeout=10000
+    )
+    assert page.evaluate(PLAYGROUND_VS_INPUT) > 0.99
+    page.select_option("#kernel-image", "sample")
+    assert page.errors == []
+
+
+def _png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_small_screen_keyboard_upload_and_bad_input(page, server):
+    url, _ = server
+    page.set_viewport_size({"width": 420, "height": 900})
+    try:
+        _fresh(page, url)
+        page.wait_for_selector("#playground[data-updated]", timeout=15000)
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        page.screenshot(path=str(ARTIFACTS / "08-narrow.png"), full_page=True)
+        assert width <= 420, f"page is {width} px wide in a 420 px viewport"
+
+        # the drop zone opens the file chooser from the keyboard (each chooser answered before the next:
+        # chromium ignores a second one while the first is open)
+        for key, grey in (("Enter", 90), (" ", 120)):
+            page.focus("#drop")
+            with page.expect_file_chooser(timeout=5000) as chooser:
+                page.keyboard.press(key)
+            n = _rendered(page)
+            image = _png(np.full((30, 30), grey, np.uint8))
+            chooser.value.set_files(
+                files=[{"name": f"ok{grey}.png", "mimeType": "image/png", "buffer": image}]
+            )
+            _wait_render(page, n)
+            assert page.is_hidden("#error")
+
+        # a rejected upload: the error is plain to see and the previous result is gone
+        page.set_input_files(
+            "#file",
+            files=[{"name": "tiny.png", "mimeType": "image/png", "buffer": _png(np.zeros((9, 7), np.uint8))}],
+        )
+        page.wait_for_selector("#error:not([hidden])", timeout=10000)
+        assert "7x9" in page.inner_text("#error")
+        assert page.inner_text("#pred-label") == "—" and page.inner_text("#pred-bars") == ""
+        assert page.locator("#network .col").count() == 0
+        assert page.evaluate("() => window.cnnlab.doc") is None
+        page.screenshot(path=str(ARTIFACTS / "09-rejected-upload.png"), full_page=True)
+        assert all("status of 422" in e for e in page.errors), page.errors
+        page.errors.clear()
+        n = _rendered(page)
+        page.click("#random")
+        _wait_render(page, n)
+        assert page.is_hidden("#error") and page.locator("#network .col").count() > 0
+
+        # kernel cells that are not numbers are marked, not read as 0
+        cell = "#kernel-grid input >> nth=4"
+        for bad in ("abc", "1e400"):
+            before = page.get_attribute("#playground", "data-updated")
+            page.fill(cell, bad)
+            page.wait_for_function(
+                "() => document.getElementById('filter-status').classList.contains('error')", timeout=5000
+            )
+            assert page.get_attribute(cell, "aria-invalid") == "true"
+            assert "not a number" in page.inner_text("#filter-status")
+            page.wait_for_timeout(400)  # longer than the playground's debounce: no request went out
+            assert page.get_attribute("#playground", "data-updated") == before
+        page.fill(cell, "2")
+        page.wait_for_function(
+            f"() => document.getElementById('playground').dataset.updated !== '{before}'", timeout=10000
+        )
+        assert page.get_attribute(cell, "aria-invalid") != "true"
+        assert "feature map" in page.inner_text("#filter-status")
+        assert page.errors == []
+    finally:
+        page.set_viewport_size({"width": 1500, "height": 1000})
+
+
+def test_api_docs_page_renders_offline_from_openapi(page, server):
+    """/docs is rendered by the page itself from /openapi.json (Swagger UI would need a CDN: blank offline)."""
+    url, _ = server
+    page.errors.clear()
+    external: list[str] = []
+    page.on("request", lambda r: external.append(r.url) if not r.url.startswith(url) else None)
+    page.goto(url + "/docs")
+    page.wait_for_selector("section.op")
+    heads = page.locator("section.op h2").all_inner_texts()
+    for endpoint in ("GET /api/models", "GET /api/weights", "POST /api/predict", "POST /api/explain"):
+        assert any(endpoint in h.replace("\n", " ") for h in heads), (endpoint, heads)
+    predict = page.locator("section.op", has_text="POST /api/predict").inner_text()
+    assert "test_index" in predict and "invert" in predict and "curl" in predict and "422" in predict
+    assert not external and not page.errors, (external, page.errors)

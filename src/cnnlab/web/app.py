@@ -113,6 +113,8 @@ def create_app(
 
     app = FastAPI(
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load from a CDN: blank offline. /docs is our own page.
+        redoc_url=None,
         title="cnnlab explainer",
         version=__version__,
         description=(
@@ -182,6 +184,10 @@ def create_app(
     @app.get("/", include_in_schema=False)
     def index():
         return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/docs", include_in_schema=False)
+    def api_docs():  # the API reference, rendered in the browser from /openapi.json (no CDN)
+        return FileResponse(STATIC / "apidocs.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(

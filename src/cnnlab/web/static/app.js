@@ -2,7 +2,7 @@
 
 import { decodeTensor, getJSON, postForm } from "./api.js";
 import { drawHeat, drawRGB, drawMap, layerScale } from "./colors.js";
-import { openDetail } from "./detail.js";
+import { cancelDetail, openDetail } from "./detail.js";
 import { drawLinks, highlightLinks, renderNetwork } from "./network.js";
 import { makePlayground } from "./playground.js";
 import { makeSketch } from "./sketch.js";
@@ -21,6 +21,7 @@ const state = {
   selected: null, // {layer, channel}
 };
 let sketch = null;
+let playground = null;
 let wrapEl = null;
 window.cnnlab = state; // for the curious (and the browser tests): everything the page shows
 
@@ -28,6 +29,30 @@ function setStatus(text, isError = false) {
   const s = $("status");
   s.textContent = text;
   s.classList.toggle("error", isError);
+}
+
+// A failed request must not leave the previous result on screen under the new model or image:
+// the error goes in a banner by the inputs and every result panel is emptied.
+function showFailure(message) {
+  state.doc = null;
+  state.layers = [];
+  delete document.body.dataset.pending;
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = false;
+  box.scrollIntoView({ block: "nearest" });
+  setStatus(message, true);
+  const cv = $("input-view");
+  cv.getContext("2d").clearRect(0, 0, cv.width, cv.height);
+  $("overlay-note").textContent = "";
+  $("pred-label").textContent = "—";
+  $("pred-prob").textContent = "";
+  $("pred-truth").textContent = "no result: see the error above";
+  $("pred-bars").replaceChildren();
+  $("network").replaceChildren();
+  wrapEl = null;
+  closeDetail();
+  if (playground) playground.inputChanged();
 }
 
 const ctx = {
@@ -44,6 +69,7 @@ const ctx = {
     const i = state.layers.findIndex((l) => l.name === name);
     return state.layers[Math.max(0, i - 1)];
   },
+  closeDetail: () => closeDetail(),
   heat(hm) {
     if (!hm._data) hm._data = decodeTensor(hm.values);
     return hm._data;
@@ -81,8 +107,8 @@ async function explain() {
     setStatus(`${doc.layers.length - 2} stages of ${doc.model.name} in ${ms.toFixed(0)} ms`);
   } catch (err) {
     if (seq !== state.seq) return;
-    setStatus(err.message, true);
     if (state.source && state.source.kind === "test") state.source = null; // e.g. another model's test set
+    showFailure(err.message);
   }
 }
 
@@ -101,7 +127,10 @@ function drawInput() {
 }
 
 function render(doc) {
+  const fresh = doc !== state.doc; // false when only the view options changed
   state.doc = doc;
+  delete document.body.dataset.pending;
+  $("error").hidden = true;
   state.layers = doc.layers.map((l) => ({ ...l, data: decodeTensor(l.values) }));
   if (doc.input.source.startsWith("test:") && (!state.source || state.source.kind === "test")) {
     state.source = { kind: "test", index: Number(doc.input.source.slice(5)) };
@@ -135,7 +164,31 @@ function render(doc) {
   wrapEl = renderNetwork($("network"), state, { perStage: state.perStage, onSelect: select, scaleMode: state.scaleMode });
   document.body.dataset.rendered = String(Number(document.body.dataset.rendered || 0) + 1);
   if (!window.cnnlabFirstRenderMs) window.cnnlabFirstRenderMs = performance.now();
-  if (state.selected && ctx.layer(state.selected.layer)) select(state.selected.layer, state.selected.channel, false);
+  // keep the detail view open on the new result only where its stage and channel exist (another model
+  // may lack the stage or have fewer channels); otherwise it would show numbers of the old result
+  const sel = state.selected;
+  if (sel && hasChannel(ctx.layer(sel.layer), sel.channel)) select(sel.layer, sel.channel, false);
+  else closeDetail();
+  if (fresh && playground) playground.inputChanged();
+}
+
+function hasChannel(layer, channel) {
+  if (!layer) return false;
+  if (channel === null || channel === undefined) return layer.shape.length !== 3 || layer.kind === "input";
+  return layer.shape.length === 3 && (layer.kind === "input" || channel < layer.shape[0]);
+}
+
+function closeDetail() {
+  cancelDetail();
+  state.selected = null;
+  const box = $("detail");
+  box.hidden = true;
+  box.replaceChildren();
+  delete box.dataset.layer;
+  delete box.dataset.kind;
+  for (const c of document.querySelectorAll(".map.selected")) c.classList.remove("selected");
+  const svg = document.querySelector("#network svg.links");
+  if (svg) highlightLinks(svg, null, null);
 }
 
 async function select(layer, channel, scroll = true) {
@@ -156,6 +209,11 @@ async function select(layer, channel, scroll = true) {
 
 function chooseModel(id) {
   state.model = state.models.find((m) => m.id === id);
+  // a test index names an image of one run's test set: the new model gets a random image of its own
+  // (an upload or a drawing is simply explained again by the new model)
+  if (state.source && state.source.kind === "test") state.source = null;
+  // until the new model answers, the old model's result is greyed out rather than shown as the new one's
+  if (state.doc) document.body.dataset.pending = "1";
   state.weights.clear();
   const m = state.model;
   const acc = m.test_accuracy !== null && m.test_accuracy !== undefined ? `, test accuracy ${(100 * m.test_accuracy).toFixed(1)}%` : "";
@@ -198,9 +256,17 @@ async function init() {
     state.source = null;
     explain();
   });
-  $("file").addEventListener("change", (ev) => useFile(ev.target.files[0]));
+  $("file").addEventListener("change", (ev) => {
+    useFile(ev.target.files[0]);
+    ev.target.value = ""; // choosing the same file again must fire "change" again
+  });
   const drop = $("drop");
   drop.addEventListener("click", () => $("file").click());
+  drop.addEventListener("keydown", (ev) => {
+    if (ev.key !== "Enter" && ev.key !== " ") return;
+    ev.preventDefault(); // Space would scroll the page
+    $("file").click();
+  });
   for (const t of ["dragenter", "dragover"]) {
     document.addEventListener(t, (ev) => {
       ev.preventDefault();
@@ -246,7 +312,10 @@ async function init() {
   } catch (err) {
     setStatus(err.message, true);
   }
-  makePlayground($("playground"), { currentImage }).then((pg) => pg.run()).catch((err) => {
+  makePlayground($("playground"), { currentImage }).then((pg) => {
+    playground = pg;
+    return pg.run();
+  }).catch((err) => {
     $("filter-status").textContent = err.message;
   });
 }

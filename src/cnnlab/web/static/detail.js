@@ -280,6 +280,101 @@ function beforeAfter(box, ctx, layer, channel, text, fn) {
   show(...maxPosition(layer, channel));
 }
 
+// ---- blocks: several layers run as one stage (a residual block, a conv-BN-ReLU group) ------------------
+// Output channel k of a block is not computed from input channel k: its first convolution reads every
+// input channel. So the view shows the block's whole input, then the chosen output map and its numbers.
+
+// The parts of a block, from the module's text: "(conv1): Conv2d(...)" -> {name: "conv1", type: "Conv2d"}.
+function blockParts(moduleText) {
+  const parts = [];
+  for (const m of (moduleText || "").matchAll(/^ {2}\((\w+)\): (\w+)/gm)) parts.push({ name: m[1], type: m[2] });
+  return parts;
+}
+
+function blockText(layer, inp) {
+  const parts = blockParts(layer.module);
+  const cin = inp.shape.length === 3 ? inp.shape[0] : inp.shape.reduce((a, b) => a * b, 1);
+  const all = cin > 1 ? `all ${cin} input channels of ${inp.name}` : `the single channel of ${inp.name}`;
+  const convs = parts.filter((p) => p.type === "Conv2d").length;
+  const shortcut = parts.find((p) => p.name === "shortcut");
+  if (shortcut) {
+    const cout = layer.shape[0];
+    const added = shortcut.type === "Identity"
+      ? "the block's input itself (the shortcut)"
+      : `a shortcut: the block's input through a projection (a 1×1 convolution here) that turns its ${cin} channels into ${cout}`;
+    return `A residual block: every output channel mixes ${all} through ${convs === 2 ? "two" : convs} ` +
+      `convolutions (with batch norm, and a ReLU between them), then adds ${added}, and applies ReLU. ` +
+      "No output channel comes from one input channel alone, so below are the block's whole input and the " +
+      "chosen output map.";
+  }
+  const chain = parts.length ? parts.map((p) => p.type).join(" → ") : `a ${layer.params.module || "block"}`;
+  return `Several layers run as one stage: ${chain}. Each output channel is computed from ${all} ` +
+    "(not from one input channel of the same number), so below are the stage's whole input and the chosen " +
+    "output map.";
+}
+
+// Up to `max` channels of a (c, h, w) layer as small maps, on the layer's own colour scale.
+function thumbnails(layer, max = 16) {
+  const fig = el("figure", "thumbs");
+  const box = el("div", "thumb-grid");
+  const [c, h, w] = layer.shape;
+  if (layer.kind === "input" && c === 3) {
+    const cv = el("canvas", "thumb");
+    drawRGB(cv, layer.data, h, w);
+    box.append(cv);
+  } else {
+    const scale = layerScale(layer.stats, layer.kind);
+    for (let k = 0; k < Math.min(c, max); k++) {
+      const cv = el("canvas", "thumb");
+      drawMap(cv, layer.data, k * h * w, h, w, scale);
+      cv.title = `${layer.name} [${k}]`;
+      box.append(cv);
+    }
+  }
+  const shown = layer.kind === "input" && c === 3 ? c : Math.min(c, max);
+  const more = c > shown ? ` (first ${shown} shown)` : "";
+  fig.append(box, el("figcaption", "", `input: ${layer.name}, ${shapeText(layer.shape)}${c > 1 ? `: all ${c} channels${more}` : ""}`));
+  return fig;
+}
+
+function channelStats(layer, channel) {
+  const [, h, w] = layer.shape;
+  let lo = Infinity;
+  let hi = -Infinity;
+  let sum = 0;
+  let zeros = 0;
+  for (let i = 0; i < h * w; i++) {
+    const v = layer.data[channel * h * w + i];
+    lo = Math.min(lo, v);
+    hi = Math.max(hi, v);
+    sum += v;
+    if (v === 0) zeros++;
+  }
+  return { lo, hi, mean: sum / (h * w), zeros: zeros / (h * w) };
+}
+
+function blockDetail(box, ctx, layer, channel, text) {
+  const inp = ctx.inputOf(layer.name);
+  const [, h, w] = layer.shape;
+  box.append(el("p", "explain", text || blockText(layer, inp)));
+  const row = el("div", "detail-row");
+  const line = el("div", "sum");
+  const st = channelStats(layer, channel);
+  const summary = `${layer.name} [${channel}]: min ${fmt(st.lo, 4)}, max ${fmt(st.hi, 4)}, ` +
+    `mean ${fmt(st.mean, 4)}, ${(100 * st.zeros).toFixed(0)}% zeros`;
+  const show = (y, x) => {
+    const v = layer.data[channel * h * w + y * w + x];
+    out.mark(y, x, 1, 1);
+    line.dataset.output = String(v);
+    line.replaceChildren(el("span", "", `(${y}, ${x}): ${fmt(v, 4)}`), el("span", "muted", ` · ${summary}`));
+  };
+  const out = bigMap(layer, channel, { title: `output ${layer.name} [${channel}] ${h}×${w}`, onHover: show });
+  const input = inp.shape.length === 3 ? thumbnails(inp) : el("figure", "", `input: ${inp.name}, ${shapeText(inp.shape)}`);
+  row.append(input, el("span", "op big-op", "⇒"), out.fig);
+  box.append(row, line);
+  show(...maxPosition(layer, channel));
+}
+
 // ---- vectors -----------------------------------------------------------------------------------------
 function vectorBars(values, labels, { highlight } = {}) {
   const wrap = el("div", "vbars");
@@ -414,17 +509,24 @@ function inputDetail(box, ctx, layer) {
   box.append(row, line);
 }
 
-export async function openDetail(box, ctx, name, channel) {
+let opened = 0; // the latest openDetail call: an older one still waiting for weights must not draw
+
+// Closing the panel also drops a view still being built.
+export function cancelDetail() {
+  opened++;
+}
+
+export async function openDetail(target, ctx, name, channel) {
+  const token = ++opened;
   const layer = ctx.layer(name);
-  box.replaceChildren();
-  box.hidden = false;
-  box.dataset.layer = name;
-  box.dataset.kind = layer.kind;
+  // built off-screen and swapped in at the end, so a slower earlier request can neither mix its view
+  // into this one nor replace it
+  const box = document.createDocumentFragment();
   const head = el("h3", "", `${name} · ${layer.kind} · ${shapeText(layer.shape)}`);
   if (channel !== null && layer.shape.length === 3 && layer.kind !== "input") head.textContent += ` · channel ${channel}`;
   const close = el("button", "close", "×");
   close.title = "close";
-  close.addEventListener("click", () => { box.hidden = true; });
+  close.addEventListener("click", () => ctx.closeDetail());
   box.append(close, head);
   if (layer.module) box.append(el("code", "module", layer.module));
   const ch = channel ?? 0;
@@ -440,12 +542,21 @@ export async function openDetail(box, ctx, name, channel) {
       dropout: [`Dropout (p = ${layer.params.p}) zeroes random values while training only; at prediction time it passes everything through, so before and after are equal.`, null],
       batchnorm: ["Batch norm: each channel is shifted and scaled with statistics learned in training.", null],
       normalize: [`Normalise: (x − mean) / std per channel, mean ${layer.params.mean}, std ${layer.params.std}.`, null],
-      block: [`A ${layer.params.module} block: several layers applied as one stage.`, null],
     };
-    const [text, fn] = texts[k] || [`${k}`, null];
-    beforeAfter(box, ctx, layer, ch, text, fn);
+    const inp = ctx.inputOf(name);
+    if (k === "block") blockDetail(box, ctx, layer, ch);
+    else if (shapeText(inp.shape) !== shapeText(layer.shape)) blockDetail(box, ctx, layer, ch, `${k}: changes the shape from ${shapeText(inp.shape)} to ${shapeText(layer.shape)}, so there is no value-by-value mapping to show.`);
+    else {
+      const [text, fn] = texts[k] || [`${k}`, null];
+      beforeAfter(box, ctx, layer, ch, text, fn);
+    }
   } else vectorDetail(box, ctx, layer);
-  box.scrollIntoView({ behavior: "smooth", block: "nearest" });
+  if (token !== opened) return;
+  target.replaceChildren(box);
+  target.hidden = false;
+  target.dataset.layer = name;
+  target.dataset.kind = layer.kind;
+  target.scrollIntoView({ behavior: "smooth", block: "nearest" });
 }
 
 export { colorOf };

@@ -26,6 +26,7 @@ export async function makePlayground(root, { currentImage }) {
   let size = 3;
   let timer = null;
   let inputKey = null;
+  let seq = 0; // the latest request: an older answer arriving late is dropped
 
   for (const k of presets) {
     const o = el("option", "", `${k.name} (${k.matrix.length}×${k.matrix.length})`);
@@ -41,9 +42,13 @@ export async function makePlayground(root, { currentImage }) {
     gridBox.style.gridTemplateColumns = `repeat(${size}, 3.6em)`;
     for (let i = 0; i < size; i++) {
       for (let j = 0; j < size; j++) {
+        // a text field, not type=number: a number field reports "abc" or "1e400" as an empty value,
+        // which would silently become 0; here the typed text is checked and marked when it is no number
         const inp = el("input", "kcell");
-        inp.type = "number";
-        inp.step = "any";
+        inp.type = "text";
+        inp.inputMode = "decimal";
+        inp.autocomplete = "off";
+        inp.setAttribute("aria-label", `kernel row ${i + 1}, column ${j + 1}`);
         inp.value = String(+matrix[i][j].toFixed(4));
         inp.addEventListener("input", () => {
           presetSel.value = "";
@@ -54,8 +59,33 @@ export async function makePlayground(root, { currentImage }) {
     }
   }
 
+  // A cell's number: an empty cell is 0; anything but a finite decimal number is null (invalid).
+  function cellValue(text) {
+    const t = text.trim();
+    if (t === "") return 0;
+    if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(t)) return null;
+    const v = Number(t);
+    return Number.isFinite(v) ? v : null;
+  }
+
+  // The kernel as rows, or null after marking the cells that are not numbers.
   function matrix() {
-    const cells = [...gridBox.querySelectorAll("input")].map((c) => (c.value.trim() === "" ? 0 : Number(c.value)));
+    const inputs = [...gridBox.querySelectorAll("input")];
+    const cells = inputs.map((c) => cellValue(c.value));
+    const bad = [];
+    inputs.forEach((c, k) => {
+      const invalid = cells[k] === null;
+      c.classList.toggle("invalid", invalid);
+      if (invalid) {
+        c.setAttribute("aria-invalid", "true");
+        bad.push(`row ${Math.floor(k / size) + 1}, column ${(k % size) + 1}: '${c.value.trim().slice(0, 12)}'`);
+      } else c.removeAttribute("aria-invalid");
+    });
+    if (bad.length) {
+      status.textContent = `not a number in ${bad.join("; ")}; the feature map is for the last valid kernel`;
+      status.classList.add("error");
+      return null;
+    }
     return Array.from({ length: size }, (_, i) => cells.slice(i * size, (i + 1) * size));
   }
 
@@ -76,29 +106,36 @@ export async function makePlayground(root, { currentImage }) {
   }
 
   async function run() {
+    const kernel = matrix();
+    if (!kernel) return;
+    const mine = ++seq;
     const fields = {
-      kernel: JSON.stringify(matrix()),
+      kernel: JSON.stringify(kernel),
       op: opSel.value,
       normalize: norm.checked,
       echo_input: true,
     };
+    let note = "";
     if (srcSel.value === "current") {
       const blob = await currentImage();
       if (blob) fields.file = blob;
+      else note = "; no current input, so the cat photo";
     }
     status.textContent = "…";
     try {
       const doc = await postForm("/api/filter", fields);
+      if (mine !== seq) return;
       const key = srcSel.value;
       if (inputKey !== key || srcSel.value === "current") {
         drawGray(inCv, doc.input, decodeTensor(doc.input));
         inputKey = key;
       }
       drawGray(outCv, doc.output, decodeTensor(doc.output));
-      status.textContent = `${doc.output.shape[1]}×${doc.output.shape[0]} feature map, values ${fmt(doc.stats.min, 2)} … ${fmt(doc.stats.max, 2)}, server ${(1000 * doc.seconds).toFixed(0)} ms`;
+      status.textContent = `${doc.output.shape[1]}×${doc.output.shape[0]} feature map, values ${fmt(doc.stats.min, 2)} … ${fmt(doc.stats.max, 2)}, server ${(1000 * doc.seconds).toFixed(0)} ms${note}`;
       status.classList.remove("error");
       root.dataset.updated = String(Date.now());
     } catch (err) {
+      if (mine !== seq) return;
       status.textContent = err.message;
       status.classList.add("error");
     }
@@ -121,5 +158,11 @@ export async function makePlayground(root, { currentImage }) {
   const first = presets.find((p) => p.name === "outline") || presets[0];
   presetSel.value = first.name;
   buildGrid(first.matrix);
-  return { run };
+  // The page calls this when its input image changes (a new image, model or error), so that
+  // "image = current input" always shows the image the network is explaining.
+  function inputChanged() {
+    if (srcSel.value === "current") schedule();
+  }
+
+  return { run, inputChanged };
 }
