@@ -20,7 +20,7 @@ def test_datasets_and_models(run_cli):
     assert code == 0 and {d["name"] for d in json.loads(out)} >= {"fashion_mnist", "mnist"}
     code, out, _ = run_cli("models", "--json")
     params = {m["name"]: m["params_28x28x1"] for m in json.loads(out)}
-    assert code == 0 and params["cnn4"] == "522,570"
+    assert code == 0 and params["cnn4"] == 522_570  # a number in JSON, not text
     code, out, _ = run_cli("models")
     assert code == 0 and "cnn2" in out and "conv<C>" in out
 
@@ -30,6 +30,15 @@ def test_summary(run_cli):
     assert code == 0 and "Total params: 485,514" in out and "(None, 128, 5, 5)" in out
     code, out, _ = run_cli("summary", "conv32-pool-dense64", "--json")
     assert code == 0 and json.loads(out)["layers"][0]["output_shape"] == [32, 26, 26]
+
+
+def test_summary_of_a_model_for_your_own_folder(run_cli, tmp_path):
+    for cls in ("cat", "dog", "fox"):
+        (tmp_path / "pets" / cls).mkdir(parents=True)
+        (tmp_path / "pets" / cls / "a.png").write_bytes(b"listed, never decoded")  # summary needs no pixels
+    code, out, err = run_cli("summary", "cnn2", "--data", tmp_path / "pets", "--image-size", "32")
+    assert code == 0, err
+    assert "(3x32x32)" in out and "(None, 3)" in out  # RGB by default, as train decodes folders; 3 classes
 
 
 @pytest.mark.slow
@@ -144,6 +153,11 @@ def test_compare(run_cli, data_args, tmp_path):
         (["train", "--data-dir", "{tmp}", "--out", "{tmp}/a"], 1, "No fashion_mnist files"),
         (["train", "--device", "tpu", "--out", "{tmp}/a"], 1, "Unknown device"),
         (["train", "--optimizer", "rmsprop", "--out", "{tmp}/a"], 1, "Unknown optimizer"),
+        (["train", "--weight-decay", "-1", "--out", "{tmp}/a"], 1, "--weight-decay must be a number >= 0"),
+        (["train", "--weight-decay", "nan", "--out", "{tmp}/a"], 1, "--weight-decay must be a number >= 0"),
+        (["train", "--lr", "inf", "--out", "{tmp}/a"], 1, "--lr must be a positive number"),
+        (["train", "--data", "{tmp}/x.txt", "--out", "{tmp}/a"], 1, "is a file, not a dataset"),
+        (["summary", "conv99999999999999"], 1, "at most 65,536 channels"),
         (["compare", "--models", "mlp,cnn5", "--out", "{tmp}/a"], 1, "Unknown model 'cnn5'"),
         (["eval", "{tmp}/missing"], 1, "does not exist"),
         (["eval", "{tmp}"], 1, "is not a cnnlab run"),
@@ -154,6 +168,7 @@ def test_compare(run_cli, data_args, tmp_path):
 def test_bad_input_is_one_clear_line(run_cli, tmp_path, fmnist_dir, monkeypatch, args, code, message):
     monkeypatch.setenv("CNNLAB_DATA_DIR", str(fmnist_dir))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "x.txt").write_text("not a dataset")
     got, out, err = run_cli(*[a.replace("{tmp}", str(tmp_path)) for a in args])
     assert got == code
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

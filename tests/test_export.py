@@ -99,6 +99,11 @@ def test_torchscript_export_with_metadata(trained_run, tmp_path):
     loaded = torch.jit.load(str(out), _extra_files=extra)
     assert json.loads(extra["cnnlab.json"])["classes"] == r.metadata["classes"]
     assert loaded(torch.rand(5, 1, 28, 28)).shape == (5, 10)
+    # written atomically, yet with the mode any new file gets (not mkstemp's private 0600)
+    from cnnlab.atomic import _umask
+
+    for f in (out, trained_run / "model.safetensors", trained_run / "config.json"):
+        assert f.stat().st_mode & 0o777 == 0o666 & ~_umask(), f
 
 
 def test_bad_input_leaves_nothing(trained_run, tmp_path, monkeypatch):
@@ -111,6 +116,8 @@ def test_bad_input_leaves_nothing(trained_run, tmp_path, monkeypatch):
     assert out.read_text() == "keep me"
     with pytest.raises(CnnlabError, match="is a folder"):
         export_run(trained_run, format="onnx", out=tmp_path)
+    with pytest.raises(CnnlabError, match="Cannot write /proc/cnnlab-nowhere/m.pt"):
+        export_run(trained_run, format="torchscript", out=Path("/proc/cnnlab-nowhere/m.pt"))
 
     # a parity failure writes nothing, not even a temp file
     monkeypatch.setattr(

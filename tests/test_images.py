@@ -161,3 +161,8 @@ def test_missing_and_directory(tmp_path):
 def test_to_gray_rejects_odd_shapes():
     with pytest.raises(CnnlabError):
         to_gray(np.zeros((2, 2, 2)))
+
+
+def test_a_raised_limit_still_meets_pillows_own_bomb_guard_and_says_so():
+    with pytest.raises(CnnlabError, match=r"has 900 megapixels, over Pillow's own decompression-bomb limit"):
+        load_image(png_header_only(30000, 30000), max_pixels=2_000_000_000)

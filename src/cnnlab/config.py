@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from cnnlab.errors import CnnlabError
@@ -57,8 +58,10 @@ class TrainConfig:
             raise CnnlabError(f"--epochs must be a positive integer, got {self.epochs}")
         if self.batch_size < 1:
             raise CnnlabError(f"--batch-size must be a positive integer, got {self.batch_size}")
-        if not self.lr > 0:
-            raise CnnlabError(f"--lr must be positive, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise CnnlabError(f"--lr must be a positive number, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise CnnlabError(f"--weight-decay must be a number >= 0, got {self.weight_decay}")
         if self.patience is not None and self.patience < 0:
             raise CnnlabError(f"--patience must be >= 0, got {self.patience}")
         if self.limit is not None and self.limit < 1:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab.atomic import atomic_path
 from cnnlab.errors import CnnlabError
 
 __all__ = ["FORMATS", "ExportResult", "export_run", "metadata_for", "parity"]
@@ -152,34 +152,36 @@ def export_run(
     model = run.model.to("cpu").eval()
     meta = metadata_for(run)
     result = ExportResult(target, format, meta, None)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        c, h, w = (int(v) for v in run.input_shape)
-        example = torch.rand(2, c, h, w)
-        if format == "onnx":
-            _export_onnx(model, example, tmp, meta)
-        else:
-            _export_torchscript(model, tmp, meta)
-        if parity_images:
-            x, source = _parity_inputs(run, parity_images, data_dir)
-            result.parity = {**parity(model, tmp, format, x), "source": source}
-            if source.startswith("random"):
-                result.notes.append(f"parity measured on {source}")
-            p = result.parity
-            if p["max_abs_diff"] > MAX_ABS_DIFF or p["argmax_agreement"] < 1.0:
-                raise CnnlabError(
-                    f"Exported {format} model disagrees with PyTorch on {p['n']} images: max abs logit "
-                    f"difference {p['max_abs_diff']:.3g} (limit {MAX_ABS_DIFF:g}), argmax agreement "
-                    f"{p['argmax_agreement']:.2%}; nothing was written (--parity-images 0 skips the check)"
-                )
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+        with atomic_path(target) as tmp:  # written only when the parity check passes
+            _write_checked(run, model, tmp, format, meta, result, parity_images, data_dir)
+    except OSError as exc:
+        raise CnnlabError(f"Cannot write {target}: {exc.strerror or exc}") from None
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _write_checked(
+    run, model, tmp: Path, format: str, meta: dict, result, parity_images: int, data_dir
+) -> None:
+    c, h, w = (int(v) for v in run.input_shape)
+    example = torch.rand(2, c, h, w)
+    if format == "onnx":
+        _export_onnx(model, example, tmp, meta)
+    else:
+        _export_torchscript(model, tmp, meta)
+    if parity_images:
+        x, source = _parity_inputs(run, parity_images, data_dir)
+        result.parity = {**parity(model, tmp, format, x), "source": source}
+        if source.startswith("random"):
+            result.notes.append(f"parity measured on {source}")
+        p = result.parity
+        if p["max_abs_diff"] > MAX_ABS_DIFF or p["argmax_agreement"] < 1.0:
+            raise CnnlabError(
+                f"Exported {format} model disagrees with PyTorch on {p['n']} images: max abs logit "
+                f"difference {p['max_abs_diff']:.3g} (limit {MAX_ABS_DIFF:g}), argmax agreement "
+                f"{p['argmax_agreement']:.2%}; nothing was written (--parity-images 0 skips the check)"
+            )
 
 
 def _need_onnx() -> None:

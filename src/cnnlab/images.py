@@ -51,10 +51,15 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
 
 def bomb_message(exc: Exception, max_pixels: int | None) -> str:
     """Pillow's decompression-bomb refusal, said in our terms: the pixel count and our limit."""
+    from PIL import Image
+
     m = re.search(r"\((\d+) pixels\)", str(exc))
-    size = f"{int(m[1]) / 1e6:g} megapixels" if m else "too many pixels"
-    limit = f"the {max_pixels / 1e6:g}-megapixel limit" if max_pixels else "what Pillow decodes safely"
-    return f"has {size}, over {limit} (a decompression-bomb guard)"
+    pixels = int(m[1]) if m else None
+    size = f"{pixels / 1e6:g} megapixels" if pixels else "too many pixels"
+    if max_pixels and pixels and pixels > max_pixels:
+        return f"has {size}, over the {max_pixels / 1e6:g}-megapixel limit (a decompression-bomb guard)"
+    pillow = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6  # Pillow refuses twice its warning threshold
+    return f"has {size}, over Pillow's own decompression-bomb limit of {pillow:g} megapixels"
 
 
 def _describe(source: ImageSource, name: str | None) -> str:

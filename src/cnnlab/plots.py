@@ -16,7 +16,7 @@ def learning_curves(histories: Mapping[str, History], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cnnlab.runs import write_atomic
+    from cnnlab.atomic import write_atomic
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, (name, h) in enumerate(histories.items()):

@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from cnnlab.atomic import atomic_path, write_atomic
 from cnnlab.engine.history import History
 from cnnlab.errors import CnnlabError
 
@@ -40,21 +40,6 @@ def ensure_new_run_dir(path: str | os.PathLike, *, overwrite: bool = False) -> P
             f"Output folder {p} already holds files (a run?); choose another --out or pass --overwrite"
         )
     return p
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write via a temp file in the same folder and rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, obj) -> None:
@@ -120,13 +105,8 @@ def save_run(
             raise ValueError(f"config needs {key!r} to rebuild the model")
     p.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=p, prefix=".model.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={"format": "cnnlab", "model": str(config["model"])})
-        os.replace(tmp, p / WEIGHTS)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(p / WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"format": "cnnlab", "model": str(config["model"])})
     write_json(p / "config.json", config)
     write_json(p / "env.json", env or environment("cpu", config.get("seed", 0)))
     write_atomic(p / "metrics.csv", history.to_csv())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.commands.args import print_json, table
+from cnnlab.commands.args import positive_int, print_json, table
 from cnnlab.errors import CnnlabError
 
 
@@ -39,8 +39,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     ]
     if args.json:
         print_json(
-            [dict(zip(["name", "params_28x28x1", "spec", "description"], r, strict=True)) for r in rows]
-        )
+            [
+                {"name": m.name, "params_28x28x1": count_params(create_model(m.name)), "spec": m.spec,
+                 "description": m.description}
+                for m in infos
+            ]
+        )  # fmt: skip
         return 0
     table(
         "Registered models (params for 28x28x1, 10 classes)", ["name", "params", "spec", "description"], rows
@@ -49,21 +53,32 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _input_shape_for(data: str) -> tuple[tuple[int, int, int], int]:
+def _input_shape_for(args: argparse.Namespace) -> tuple[tuple[int, int, int], int]:
+    """(input shape, classes) of a built-in dataset, or of a folder/CSV as `train` would decode it."""
     from cnnlab.data import list_datasets
+    from cnnlab.data.folder import DEFAULT_CHANNELS, DEFAULT_IMAGE_SIZE
+    from cnnlab.data.folder_source import is_folder_dataset, scan_source
 
     infos = {d["name"]: d for d in list_datasets()}
-    if data not in infos:
-        raise CnnlabError(f"Unknown dataset {data!r}. Available: {', '.join(infos)}")
-    info = infos[data]
-    return tuple(info["input_shape"]), len(info["classes"])
+    if args.data in infos:
+        info = infos[args.data]
+        c, h, w = info["input_shape"]
+        size = args.image_size or h
+        return (args.channels or c, size, size if args.image_size else w), len(info["classes"])
+    if is_folder_dataset(args.data):
+        size = args.image_size or DEFAULT_IMAGE_SIZE
+        return (args.channels or DEFAULT_CHANNELS, size, size), len(scan_source(args.data).classes)
+    raise CnnlabError(
+        f"Unknown dataset {args.data!r}. Available: {', '.join(infos)}, or a folder with one sub-folder per "
+        "class, or a CSV of path,label"
+    )
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
     from cnnlab.models import create_model
     from cnnlab.summarize import summary
 
-    shape, classes = _input_shape_for(args.data)
+    shape, classes = _input_shape_for(args)
     s = summary(create_model(args.model, input_shape=shape, num_classes=classes), shape)
     if args.json:
         print_json(s.as_dict())
@@ -84,6 +99,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("summary", help="Keras-style summary of a model or layer spec")
     p.add_argument("model", metavar="MODEL_OR_SPEC")
-    p.add_argument("--data", default="fashion_mnist", help="dataset whose input shape and classes to use")
+    p.add_argument(
+        "--data",
+        default="fashion_mnist",
+        help="dataset (or your folder/CSV) whose input shape and classes to use",
+    )
+    p.add_argument(
+        "--image-size", type=positive_int, default=None, help="input size, as train's --image-size"
+    )
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 or 3, as train's --channels")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_summary)

@@ -115,7 +115,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print_json(row)
     else:
         table(
-            f"{args.model} on {args.data}",
+            f"{row['model']} on {args.data}",
             ["model", "params", "epochs", "best", "train s", "accuracy", "error %"],
             [
                 [

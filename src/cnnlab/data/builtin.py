@@ -253,10 +253,14 @@ def _load_other(name: object, **options: Any) -> Dataset:
         # data_dir (or $CNNLAB_DATA_DIR, saved with every run) locates built-in files; a folder is its own.
         options = {k: v for k, v in options.items() if k not in ("data_dir", "download")}
         return load_folder(name, **options)
+    if isinstance(name, (str, os.PathLike)) and os.path.isfile(name):
+        raise CnnlabError(
+            f"'{name}' is a file, not a dataset: pass a folder with one sub-folder per class or a CSV of path,label."
+        )
     if isinstance(name, (str, os.PathLike)) and (os.sep in str(name) or "/" in str(name)):
         raise CnnlabError(f"Dataset folder or CSV '{name}' does not exist.")
     raise CnnlabError(
-        f"Unknown dataset {name!r}. Available: {', '.join([*DATASETS, 'cifar10'])}, or a folder with one "
+        f"Unknown dataset {name!r}. Available: {', '.join(BUILTIN_NAMES)}, or a folder with one "
         "sub-folder per class, or a CSV of path,label."
     )
 

@@ -261,7 +261,7 @@ def _non_finite(ddp, checkpoints, loss, epoch, step, global_step, opt, idx) -> N
             "last_good_checkpoint": str(checkpoints.last) if checkpoints.last else None,
         }
         path = checkpoints.write_report("nonfinite_loss.json", report)
-        msg += f". Report: {path}; last good checkpoint: {report['last_good_checkpoint']}"
+        msg += f". Report: {path}; last good checkpoint: {report['last_good_checkpoint'] or 'none yet'}"
     ddp.barrier()  # let rank 0 finish writing before any rank exits
     return NonFiniteLossError(msg)
 

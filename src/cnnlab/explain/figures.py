@@ -27,7 +27,7 @@ def save(fig, path: Path) -> Path:
     """Write a figure as PNG, atomically."""
     import io
 
-    from cnnlab.explain.files import write_atomic
+    from cnnlab.atomic import write_atomic
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")

@@ -13,32 +13,13 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from cnnlab.atomic import write_atomic
 from cnnlab.explain import figures
 from cnnlab.explain.heatmaps import Heatmap, gradcam_and_saliency
 from cnnlab.explain.inputs import PreparedInput
 from cnnlab.explain.reports import DatasetReport, dataset_report
 from cnnlab.explain.stages import named_stages, stage_kind
 from cnnlab.explain.stagewise import Activations, activations
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write via a temp file in the same folder and rename: a reader never sees half a file. (Not
-    `cnnlab.runs.write_atomic`: that module imports the training engine, which `explain` must not.)"""
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_text(path: Path, text: str) -> None:
-    write_atomic(path, text)
 
 
 def safe_name(name: str) -> str:
@@ -75,7 +56,7 @@ def image_report(
     files = []
     doc = acts.to_json(top_k=top_k, gradcam=cam, saliency=sal)
     files.append(folder / "prediction.json")
-    _write_text(files[-1], json.dumps(doc) + "\n")
+    write_atomic(files[-1], json.dumps(doc) + "\n")
     files.append(figures.save(figures.topk_figure(acts.prediction, top_k), folder / "topk.png"))
     files.append(figures.save(figures.overview(acts), folder / "overview.png"))
     for i, stage in enumerate(acts.layers):
@@ -118,14 +99,14 @@ def write_dataset_report(
             _rows_csv(rep.most_confused(), ["true", "predicted", "count", "share_of_true"]),
         ),
     ):
-        _write_text(folder / name, text)
+        write_atomic(folder / name, text)
         files.append(folder / name)
     wrong = rep.confidently_wrong(n_wrong)
     if wrong:
         images = split.images.cpu().numpy() if hasattr(split.images, "cpu") else np.asarray(split.images)
         files.append(figures.save(figures.wrong_grid(rep, images, wrong), folder / "confidently_wrong.png"))
     summary = {**rep.summary(), "confidently_wrong": wrong}
-    _write_text(folder / "report.json", json.dumps(summary, indent=2) + "\n")
+    write_atomic(folder / "report.json", json.dumps(summary, indent=2) + "\n")
     files.append(folder / "report.json")
     return rep, files
 

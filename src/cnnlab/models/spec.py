@@ -45,6 +45,8 @@ GRAMMAR = (
     "drop<P> (e.g. drop.25), bn, flatten, and activations " + ", ".join(ACTIVATIONS)
 )
 
+MAX_PARAMS = 2_000_000_000  # 8 GB of float32 weights
+MAX_WIDTH = 65536  # channels or units per layer: beyond any real network, well before memory runs out
 _CONV = re.compile(r"conv(\d+)((?:[ksp](?:\d+|same))*)")
 _CONV_OPT = re.compile(r"([ksp])(\d+|same)")
 _POOL = re.compile(r"(max|avg)?pool(\d+)?(?:s(\d+))?")
@@ -82,12 +84,14 @@ def parse_spec(spec: str) -> list[Token]:
             pad = opts.get("p", "0")
             if channels < 1 or k < 1 or s < 1:
                 raise _fail(spec, raw, "channels, kernel and stride must be positive")
+            if channels > MAX_WIDTH or k > 64:
+                raise _fail(spec, raw, f"at most {MAX_WIDTH:,} channels and a 64x64 kernel")
             if pad == "same" and s != 1:
                 raise _fail(spec, raw, "'same' padding needs stride 1")
             tokens.append(Token("conv", (channels, k, s, pad if pad == "same" else int(pad))))
         elif m := _DENSE.fullmatch(raw):
-            if int(m[1]) < 1:
-                raise _fail(spec, raw, "a dense layer needs at least one unit")
+            if not 1 <= int(m[1]) <= MAX_WIDTH:
+                raise _fail(spec, raw, f"a dense layer needs 1 to {MAX_WIDTH:,} units")
             tokens.append(Token("dense", (int(m[1]),)))
         elif m := _POOL.fullmatch(raw):
             k = int(m[2] or 2)
@@ -105,7 +109,8 @@ def parse_spec(spec: str) -> list[Token]:
         elif raw in ACTIVATIONS:
             tokens.append(Token("act", (raw,)))
         else:
-            raise _fail(spec, raw, "unknown token")
+            hint = f" ('{raw}' needs a size, e.g. {raw}32)" if raw in ("conv", "dense") else ""
+            raise _fail(spec, raw, "unknown token" + hint)
     return tokens
 
 
@@ -128,6 +133,14 @@ class _Builder:
         with torch.no_grad():
             self.probe = module(self.probe)
         self.stages[name] = module
+
+    def check_size(self, spec: str, new_params: int) -> None:
+        """Refuse, before allocating, a layer that would take the model over MAX_PARAMS."""
+        params = new_params + sum(p.numel() for m in self.stages.values() for p in m.parameters())
+        if params > MAX_PARAMS:
+            raise _spec_error(
+                spec, f"it would have over {MAX_PARAMS / 1e9:g} billion parameters; use smaller layers"
+            )
 
 
 def build_from_spec(spec: str, *, input_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
@@ -155,10 +168,12 @@ def build_from_spec(spec: str, *, input_shape: tuple[int, int, int], num_classes
                     f"a {k}x{k} kernel does not fit the {b.shape[1]}x{b.shape[2]} "
                     f"feature map at conv layer {b.counts.get('conv', 0) + 1}; use padding or fewer pooling layers",
                 )
+            b.check_size(spec, b.shape[0] * c * k * k + c)
             b.add("conv", nn.Conv2d(b.shape[0], c, k, stride=s, padding=p))
         elif tok.kind == "dense":
             if spatial:
                 b.add("flatten", Flatten(), numbered=False)
+            b.check_size(spec, (b.shape[0] + 1) * tok.args[0])
             b.add("dense", nn.Linear(b.shape[0], tok.args[0]))
         elif tok.kind == "pool":
             how, k, s = tok.args
@@ -195,6 +210,7 @@ def build_from_spec(spec: str, *, input_shape: tuple[int, int, int], num_classes
                 b.add(act, ACTIVATIONS[act]())
     if len(b.shape) != 1:
         b.add("flatten", Flatten(), numbered=False)
+    b.check_size(spec, (b.shape[0] + 1) * num_classes)
     b.add("output", nn.Linear(b.shape[0], num_classes), numbered=False)
     model = nn.Sequential(OrderedDict(b.stages))
     model.train()
