@@ -120,7 +120,10 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
         help="early-stopping patience in epochs, or 'none'; the best epoch's weights are always restored [5]",
     )
     g.add_argument(
-        "--monitor", help="what early stopping and model selection watch: val_loss or val_accuracy [val_loss]"
+        "--monitor",
+        choices=("val_loss", "val_accuracy", "loss", "accuracy"),
+        help="what early stopping and model selection watch: val_loss or val_accuracy; loss or accuracy watch "
+        "the training split instead [val_loss]",
     )
     g.add_argument(
         "--channels-last",
