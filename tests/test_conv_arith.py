@@ -116,16 +116,106 @@ def test_cli_prints_size_formula_and_positions(capsys):
     ("argv", "message"),
     [
         (["--input", 5, "--kernel", 7], "impossible setting"),
-        (["--stride", 0], "stride must be"),
-        (["--padding", -1], "padding must be >= 0"),
-        (["--input", "five"], "--input must be an integer"),
-        (["--padding", "sideways"], "--padding must be an integer"),
         (["--pool", "max", "--dilation", 2], "not --pool"),
+        (
+            ["--pool", "max", "--input", 5, "--kernel", 3, "--padding", 2, "--stride", 2],
+            "pooling padding must be at most half the window, as in PyTorch: a 3-wide window takes padding 0..1, got 2",
+        ),
+        (["--pool", "avg", "--kernel", 3, "--padding", "full", "--stride", 1], "padding 0..1, got 2"),
+        (
+            ["--pool", "max", "--kernel", "3x2", "--padding", "1x2"],
+            "a 2-wide window takes padding 0..1, got 2",
+        ),
+        (["--padding", "same", "--stride", 2], "'same' padding needs stride 1, as in PyTorch, got stride 2"),
+        (
+            ["--pool", "max", "--padding", "same"],
+            "'same' padding needs stride 1",
+        ),  # pool stride defaults to 2
     ],
 )
 def test_cli_errors(capsys, argv, message):
     code, out, err = cli(capsys, "conv-arith", *argv)
     assert code == 1 and message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--input", "abc"], "argument --input: expected a positive integer or HxW like 5x7, got 'abc'"),
+        (["--input", 0], "argument --input: expected a positive integer or HxW like 5x7, got '0'"),
+        (["--input", "5x6x7"], "argument --input"),
+        (["--input", "5x"], "argument --input"),
+        (["--kernel", -3], "argument --kernel"),
+        (["--stride", 0], "argument --stride: expected a positive integer"),
+        (["--stride", "2x0"], "argument --stride"),
+        (["--dilation", 0], "argument --dilation"),
+        (
+            ["--padding", -1],
+            "argument --padding: expected an integer >= 0, PHxPW like 1x2, same, valid or full",
+        ),
+        (["--padding", "1x-1"], "argument --padding"),
+        (["--padding", "sideways"], "argument --padding"),
+    ],
+)
+def test_malformed_numbers_are_usage_errors_exit_2(run_cli, argv, message):
+    code, _, err = run_cli("conv-arith", *argv)
+    assert code == 2, err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_pytorch_rules_for_pooling_padding_and_strided_same():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = torch.zeros(1, 1, 9, 9)
+    for k in range(1, 6):
+        for p in range(0, 4):
+            try:
+                F.max_pool2d(x, k, 1, p)
+                torch_ok = True
+            except RuntimeError:
+                torch_ok = False
+            try:
+                conv_arith((9, 9), (k, k), padding=(p, p), pool=True)
+                ours_ok = True
+            except CnnlabError:
+                ours_ok = False
+            assert ours_ok == torch_ok, (k, p)
+    with pytest.raises(RuntimeError):
+        F.conv2d(x, torch.zeros(1, 1, 3, 3), stride=2, padding="same")
+    with pytest.raises(CnnlabError, match="'same' padding needs stride 1"):
+        conv_arith((9, 9), (3, 3), padding="same", stride=(2, 2))
+    assert conv_arith((9, 9), (3, 3), padding="same", stride=(1, 1))[0].out == 9
+    with pytest.raises(CnnlabError, match="pooling padding"):
+        animate(5, 3, padding=2, stride=2, kind="max")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--input", "9" * 30, "--kernel", 3, "--stride", "9" * 11],
+        ["--input", 5, "--kernel", "9" * 20, "--padding", "9" * 20],
+        ["--input", 5, "--dilation", "9" * 16, "--padding", "full"],
+        ["--input", "9" * 30, "--animate"],
+    ],
+    ids=["huge input", "huge kernel", "huge dilation", "huge animate"],
+)
+def test_huge_sizes_print_an_elided_table_not_a_traceback(run_cli, tmp_path, argv):
+    code, out, err = run_cli("conv-arith", *argv, "--out", tmp_path / "o")
+    assert "Traceback" not in err and "output size:" in out
+    if "--animate" in argv:
+        assert code == 1 and "small grids" in err
+    else:
+        assert code == 0, err
+        assert "..." in out
+
+
+def test_wide_kernel_rows_are_elided_with_the_padding_count(run_cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps table cells at the terminal width
+    code, out, err = run_cli("conv-arith", "--input", 5, "--kernel", 30, "--padding", 20, "--stride", 7)
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert "(-20) (-19) (-18) (-17) (-16) (-15) ... 4 (5) (6) (7) (8) (9) (25 padding)" in text
+    assert "output [r, c] reads the 30x30 window" in text  # not eaten as rich markup
 
 
 def _gif_frames(data: bytes) -> tuple[int, tuple[int, int]]:

@@ -320,6 +320,51 @@ def test_apply_rejects_bad_arguments(kwargs, message):
         apply(kwargs.pop("image"), kwargs.pop("kernel"), **kwargs)
 
 
+@pytest.mark.parametrize("fill", [float("nan"), float("inf"), -float("inf"), 1e300])
+def test_apply_refuses_fill_values_that_poison_the_map(fill):
+    with pytest.raises(CnnlabError, match="fill value"):
+        apply(np.ones((5, 6), dtype=np.float32), "outline", boundary="fill", fillvalue=fill)
+    assert np.isfinite(apply(np.ones((5, 6), np.float32), "outline", boundary="fill", fillvalue=1e30)).all()
+
+
+def test_apply_refuses_padding_beyond_the_pixel_limit_before_allocating():
+    with pytest.raises(CnnlabError, match="over the 50-megapixel limit"):
+        apply(np.ones((40, 60), np.float32), "identity", padding=100_000)  # 149 GiB if allocated
+    with pytest.raises(CnnlabError, match="padding up to 2 on every side fits"):
+        apply(np.ones((10, 10)), "identity", padding=5, max_pixels=200)
+    assert apply(np.ones((10, 10)), "identity", padding=5, max_pixels=None).shape == (18, 18)
+    # the padding a mode implies is always allowed, even past the limit
+    assert apply(np.ones((10, 10)), np.ones((5, 5)), mode="full", max_pixels=100).shape == (14, 14)
+    assert apply(np.ones((10, 10)), np.ones((5, 5)), padding=4, max_pixels=100).shape == (14, 14)
+
+
+def test_long_inline_kernels_parse():
+    big = [[float(i - j) for j in range(MAX_KERNEL_SIZE)] for i in range(MAX_KERNEL_SIZE)]
+    text = json.dumps(big)
+    assert len(text) > 4096  # longer than any path the OS takes
+    np.testing.assert_array_equal(parse_kernel(text), big)
+    name, matrix = resolve_kernel(f"big={text}")
+    assert name == "big" and matrix.shape == (MAX_KERNEL_SIZE, MAX_KERNEL_SIZE)
+    assert resolve_kernel(text)[0] == "custom"
+    with pytest.raises(CnnlabError, match="nested too deeply"):
+        parse_kernel("[" * 10_000 + "]" * 10_000)
+
+
+def test_kernel_files_that_are_not_small_regular_files(tmp_path):
+    from cnnlab.filters.kernels import MAX_KERNEL_FILE_BYTES, load_kernel_file
+
+    huge = tmp_path / "huge.npy"
+    np.save(huge, np.zeros((1000, 1000)))
+    assert huge.stat().st_size > MAX_KERNEL_FILE_BYTES
+    with pytest.raises(CnnlabError, match="kernel files are at most 1 MiB"):
+        parse_kernel(huge)
+    (tmp_path / "dir.json").mkdir()
+    with pytest.raises(CnnlabError, match="it is a folder"):
+        parse_kernel(tmp_path / "dir.json")
+    with pytest.raises(CnnlabError, match="File name too long"):
+        load_kernel_file("x" * 300 + ".json")
+
+
 # --------------------------------------------------------------------------------- preprocessing
 def test_preprocessing_as_in_the_tutorial(cat):
     rgb = sample_image()
@@ -336,6 +381,15 @@ def test_preprocessing_as_in_the_tutorial(cat):
 def test_downsample_that_leaves_nothing(cat, factor):
     with pytest.raises(CnnlabError, match="downsample factor"):
         downsample(cat, factor)
+
+
+def test_downsample_message_on_tiny_images_suggests_a_valid_factor():
+    with pytest.raises(CnnlabError, match=r"use factor 1 \(no downsampling\)"):
+        downsample(np.ones((1, 1)), 2)
+    with pytest.raises(CnnlabError, match="use factor 1"):
+        downsample(np.ones((2, 9)), 2)
+    with pytest.raises(CnnlabError, match="use a factor below 3"):
+        downsample(np.ones((3, 9)), 3)
 
 
 def test_max_kernel_size_constant():

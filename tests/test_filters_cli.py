@@ -162,7 +162,22 @@ def _bad_files(tmp_path):
     Image.new("L", (4, 4)).save(tiny)
     good = tmp_path / "good.png"
     Image.new("L", (16, 16)).save(good)
-    return {"text": text, "cut": cut, "bomb": bomb, "tiny": tiny, "good": good}
+    one = tmp_path / "one.png"
+    Image.new("L", (1, 1)).save(one)
+    big_file = tmp_path / "big.txt"
+    big_file.write_text("1 " * 600_000)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    return {
+        "text": text,
+        "cut": cut,
+        "bomb": bomb,
+        "tiny": tiny,
+        "good": good,
+        "one": one,
+        "big_file": big_file,
+        "deep": deep,
+    }
 
 
 BAD = [
@@ -178,11 +193,23 @@ BAD = [
     (["{good}", "-k", "{tmp}/nokernel.json"], "no such file"),
     (["{good}", "-k", "blurr"], "Unknown kernel 'blurr'"),
     (["{tiny}", "-k", "gaussian5", "--mode", "valid"], "larger than the image"),
-    (["{good}", "--stride", "0"], "--stride must be >= 1"),
-    (["{good}", "--padding", "-1"], "--padding must be >= 0"),
     (["{good}", "--padding", "1", "--mode", "same"], "not both"),
     (["{good}", "--downsample", "16"], "downsample factor 16 leaves nothing"),
-    (["{good}", "--downsample", "0"], "--downsample must be"),
+    (["{one}"], "one.png is 1x1: too small for the tutorial's default downsample 2"),
+    (["{one}", "--downsample", "2"], "use factor 1 (no downsampling)"),
+    (["{good}", "-k", "identity", "--padding", "100000"], "over the 50-megapixel limit (--max-megapixels)"),
+    (["{good}", "-k", "identity", "--padding", "0,0,0," + "9" * 40], "over the 50-megapixel limit"),
+    (
+        ["{good}", "-k", "identity", "--padding", "50", "--max-megapixels", "0.001"],
+        "limit of 1,000 pixels (--max-megapixels); padding up to 7 on every side fits",
+    ),
+    (["{good}", "--boundary", "fill", "--fill-value", "1e300"], "fill value 1e+300 is too large"),
+    (["{good}", "-k", "{big_file}"], "kernel files are at most 1 MiB"),
+    (["{good}", "-k", "{tmp}"], "it is a folder"),
+    (["{good}", "-k", "{deep}"], "nested too deeply"),
+    (["{good}", "-k", "[" * 5000 + "]" * 5000], "nested too deeply"),
+    (["{good}", "-k", "[[1]]" + "1" * 400], "Extra data"),  # a long bad matrix: no 'File name too long'
+    (["{good}", "-k", "a" * 400], "Unknown kernel 'aaaa"),
 ]
 
 
@@ -212,3 +239,96 @@ def test_out_path_that_is_a_file(capsys, tmp_path):
     target.write_text("x")
     code, _, err = cli(capsys, "filters", "-k", "identity", "--out", target)
     assert code == 1 and "not a folder" in err
+
+
+USAGE = [
+    (["--downsample", "0"], "argument --downsample: expected a positive integer, got 0"),
+    (["--stride", "0"], "argument --stride: expected S or SH,SW with integers >= 1"),
+    (["--stride", "1,2,3"], "argument --stride: expected S or SH,SW"),
+    (
+        ["--padding", "-1"],
+        "argument --padding: expected P, PH,PW or TOP,BOTTOM,LEFT,RIGHT with integers >= 0",
+    ),
+    (["--padding", "1,2,3"], "argument --padding: expected P, PH,PW or TOP,BOTTOM,LEFT,RIGHT"),
+    (["--dpi", "0"], "argument --dpi: expected an integer 10..600, got 0"),
+    (["--dpi", "601"], "argument --dpi: expected an integer 10..600, got 601"),
+    (
+        ["--boundary", "fill", "--fill-value", "nan"],
+        "argument --fill-value: expected a finite number, got 'nan'",
+    ),
+    (["--fill-value=-inf"], "argument --fill-value: expected a finite number"),
+    (["--fill-value", "1e400"], "argument --fill-value: expected a finite number"),
+    (["--max-megapixels", "inf"], "argument --max-megapixels: expected a finite number"),
+    (["--max-megapixels", "0"], "argument --max-megapixels: expected a positive number"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), USAGE, ids=[" ".join(a) for a, _ in USAGE])
+def test_malformed_numbers_are_usage_errors_exit_2(run_cli, tmp_path, argv, message):
+    code, _, err = run_cli("filters", "-k", "identity", *argv, "--out", tmp_path / "out")
+    assert code == 2, err
+    assert message in err
+    assert err.count("\n") == 1 and err.startswith("cnnlab filters: error:") and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def _matrix_text(n: int) -> str:
+    return json.dumps([[(i * n + j) % 7 - 3 for j in range(n)] for i in range(n)], separators=(",", ":"))
+
+
+@pytest.mark.parametrize("n", [12, 63])
+def test_long_inline_kernels_work(run_cli, tmp_path, n):
+    """Inline matrices past the 255-character file-name limit, bare and as NAME=SPEC."""
+    image = tmp_path / "cam.png"
+    Image.fromarray((np.random.default_rng(0).random((70, 80)) * 255).astype(np.uint8)).save(image)
+    text = _matrix_text(n)
+    assert len(text) > 255
+    rows = "; ".join(" ".join(str(v) for v in row) for row in json.loads(text))
+    out = tmp_path / "out"
+    code, _, err = run_cli("filters", image, "-k", text, "-k", f"big={text}", "-k", rows, "--out", out)
+    assert code == 0, err
+    expected = ss.convolve2d(
+        np.asarray(Image.open(image), dtype=np.float64) / 255, np.array(json.loads(text)), "same", "symm"
+    )
+    for name in ("custom1", "big", "custom3"):
+        np.testing.assert_allclose(np.load(out / "cam" / f"{name}.npy"), expected, rtol=1e-4, atol=1e-3)
+
+
+def test_padding_within_the_pixel_limit_still_works(run_cli, tmp_path):
+    image = tmp_path / "one.png"
+    Image.new("L", (1, 1), 255).save(image)
+    code, _, err = run_cli(
+        "filters", image, "-k", "identity", "--downsample", "1", "--padding", "2", "--out", tmp_path / "o"
+    )
+    assert code == 0, err
+    assert np.load(tmp_path / "o" / "one" / "identity.npy").shape == (3, 3)
+    # 'full' mode on an image at the limit is fine even though its padding goes past the limit
+    code, _, err = run_cli(
+        "filters",
+        image,
+        "-k",
+        "gaussian5",
+        "--downsample",
+        "1",
+        "--mode",
+        "full",
+        "--max-megapixels",
+        "0.000001",
+        "--out",
+        tmp_path / "f",
+    )
+    assert code == 0, err
+
+
+def test_names_too_long_for_the_file_system(run_cli, tmp_path):
+    """Image paths, --out folders and kernel names past the 255-byte name limit: one line, or shortened."""
+    long = "x" * 300
+    good = tmp_path / "good.png"
+    Image.new("L", (16, 16)).save(good)
+    code, _, err = run_cli("filters", tmp_path / f"{long}.png", "-k", "identity", "--out", tmp_path / "o")
+    assert code == 1 and "File name too long" in err and err.count("\n") == 1 and len(err) < 200
+    code, _, err = run_cli("filters", good, "-k", "identity", "--out", tmp_path / long)
+    assert code == 1 and "cannot create output folder" in err and "Traceback" not in err and len(err) < 200
+    code, _, err = run_cli("filters", good, "-k", f"{long}=identity", "--out", tmp_path / "o")
+    assert code == 0, err
+    assert (tmp_path / "o" / "good" / f"{'x' * 100}.npy").is_file()

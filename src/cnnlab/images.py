@@ -63,11 +63,14 @@ def bomb_message(exc: Exception, max_pixels: int | None) -> str:
 
 
 def _describe(source: ImageSource, name: str | None) -> str:
-    if name is not None:
-        return repr(name)
-    if isinstance(source, (str, os.PathLike)):
-        return repr(os.fspath(source))
-    return repr(getattr(source, "name", "<bytes>"))
+    if name is None:
+        name = (
+            os.fspath(source)
+            if isinstance(source, (str, os.PathLike))
+            else getattr(source, "name", "<bytes>")
+        )
+    text = str(name)
+    return repr(text if len(text) <= 120 else f"{text[:40]}...{text[-60:]}")  # one readable line
 
 
 def _open(source: ImageSource, label: str, max_pixels: int | None = None):
@@ -75,10 +78,13 @@ def _open(source: ImageSource, label: str, max_pixels: int | None = None):
 
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if path.is_dir():
-            raise CnnlabError(f"{label} is a directory, not an image")
-        if not path.exists():
-            raise CnnlabError(f"cannot read {label}: no such file")
+        try:
+            if path.is_dir():
+                raise CnnlabError(f"{label} is a directory, not an image")
+            if not path.exists():
+                raise CnnlabError(f"cannot read {label}: no such file")
+        except OSError as exc:  # e.g. a name too long for the file system
+            raise CnnlabError(f"cannot read {label}: {exc.strerror or exc}") from None
         fp: BinaryIO | Path = path
     elif isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:

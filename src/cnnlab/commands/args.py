@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 
 def _int_in(text: str, low: int, high: int | None, what: str) -> int:
@@ -37,6 +38,30 @@ def number(text: str) -> float:
 
 def positive_float(text: str) -> float:
     value = number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def int_between(low: int, high: int):
+    """A type for integers in `low..high` inclusive, e.g. `type=int_between(10, 600)` for a dpi."""
+
+    def check(text: str) -> int:
+        return _int_in(text, low, high, f"an integer {low}..{high}")
+
+    check.__name__ = f"int_between_{low}_{high}"
+    return check
+
+
+def finite_float(text: str) -> float:
+    value = number(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_finite_float(text: str) -> float:
+    value = finite_float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
     return value

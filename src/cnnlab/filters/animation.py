@@ -103,7 +103,9 @@ def animate(
         raise CnnlabError(f"Unknown animation kind {kind!r}. Choose one of: {', '.join(KINDS)}")
     two = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
     (n_h, n_w), (k_h, k_w), (p_h, p_w), (s_h, s_w) = map(two, (input_size, kernel_size, padding, stride))
-    rows_ax, cols_ax = conv_arith((n_h, n_w), (k_h, k_w), padding=(p_h, p_w), stride=(s_h, s_w))
+    rows_ax, cols_ax = conv_arith(
+        (n_h, n_w), (k_h, k_w), padding=(p_h, p_w), stride=(s_h, s_w), pool=kind != "conv"
+    )
     out_h, out_w = rows_ax.out, cols_ax.out
     if max(n_h, n_w) > MAX_GRID or out_h * out_w > MAX_FRAMES:
         raise CnnlabError(

@@ -121,8 +121,12 @@ def conv_arith(
     padding: str | tuple[int, int] = (0, 0),
     stride: tuple[int, int] = (1, 1),
     dilation: tuple[int, int] = (1, 1),
+    pool: bool = False,
 ) -> tuple[AxisArith, AxisArith]:
     """The arithmetic of both axes (rows, cols). `padding` is (ph, pw) or "same"/"valid"/"full".
+
+    Settings PyTorch refuses are refused here too: `padding="same"` with a stride other than 1, and,
+    for a pooling window (`pool=True`), padding of more than half the window on any side.
 
     Example:
         >>> rows, cols = conv_arith((5, 5), (3, 3), padding=(1, 1), stride=(2, 2))
@@ -147,5 +151,15 @@ def conv_arith(
             pb = pa = padding[a]
         axis = AxisArith(n, k, s, pb, pa, d)
         _check(n, k, s, d, (pb, pa))
+        if padding == "same" and s != 1:
+            raise CnnlabError(
+                f"'same' padding needs stride 1, as in PyTorch, got stride {s}; "
+                f"give the padding as a number instead (e.g. {d * (k - 1) // 2})"
+            )
+        if pool and max(pb, pa) > k // 2:
+            raise CnnlabError(
+                f"pooling padding must be at most half the window, as in PyTorch: a {k}-wide window "
+                f"takes padding 0..{k // 2}, got {max(pb, pa)}"
+            )
         axes.append(axis)
     return axes[0], axes[1]

@@ -5,15 +5,31 @@ from __future__ import annotations
 import argparse
 
 from cnnlab.errors import CnnlabError
-from cnnlab.filters.arith import AxisArith, conv_arith, parse_size
+from cnnlab.filters.arith import AxisArith, conv_arith
 
 MAX_LISTED = 12  # outputs listed per axis before the table elides the middle
 
 
+def _pair_text(value: str | tuple[int, int]) -> str:
+    """'same', '1' or '1x2', as the user would type it."""
+    if isinstance(value, str):
+        return value
+    return str(value[0]) if value[0] == value[1] else f"{value[0]}x{value[1]}"
+
+
 def _reads(axis: AxisArith, i: int) -> str:
-    idx = axis.reads(i)
-    cells = [str(j) if 0 <= j < axis.n else f"({j})" for j in idx]
-    pads = sum(1 for j in idx if not 0 <= j < axis.n)
+    """The input positions output i reads; for a very wide kernel the middle ones are elided, and
+    nothing is listed in full (sizes may be astronomically large)."""
+    start, d, k, n = i * axis.stride - axis.pad_before, axis.dilation, axis.k, axis.n
+    taps = range(k) if k <= MAX_LISTED else [*range(MAX_LISTED // 2), -1, *range(k - MAX_LISTED // 2, k)]
+    cells = []
+    for j in taps:
+        pos = start + d * j
+        cells.append("..." if j < 0 else str(pos) if 0 <= pos < n else f"({pos})")
+    # taps j with 0 <= start + d*j <= n - 1, counted without listing them
+    first = max(0, -(start // d))
+    last = min(k - 1, (n - 1 - start) // d)
+    pads = k - max(0, last - first + 1)
     text = " ".join(cells)
     return f"{text}   ({pads} padding)" if pads else text
 
@@ -24,9 +40,10 @@ def _axis_table(axis: AxisArith, title: str):
     table = Table(title=title, title_justify="left")
     table.add_column("output", justify="right")
     table.add_column("reads input positions (in parentheses: padding)")
-    indices = list(range(axis.out))
-    if len(indices) > MAX_LISTED:
-        indices = indices[: MAX_LISTED // 2] + [-1] + indices[-MAX_LISTED // 2 :]
+    out = axis.out
+    indices = (
+        range(out) if out <= MAX_LISTED else [*range(MAX_LISTED // 2), -1, *range(out - MAX_LISTED // 2, out)]
+    )
     for i in indices:
         table.add_row("..." if i < 0 else str(i), "..." if i < 0 else _reads(axis, i))
     return table
@@ -36,18 +53,20 @@ def run_conv_arith(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console()
-    n = parse_size(args.input, "--input")
-    k = parse_size(args.kernel or ("2" if args.pool else "3"), "--kernel")
-    s = parse_size(args.stride, "--stride") if args.stride else (k if args.pool else (1, 1))
-    d = parse_size(args.dilation, "--dilation")
-    padding = args.padding.strip().lower()
-    pad = padding if padding in ("same", "valid", "full") else parse_size(padding, "--padding")
+    # Sizes arrive parsed and range-checked by argparse (cnnlab.filters.cli): (rows, cols) pairs.
+    n = args.input
+    k = args.kernel or ((2, 2) if args.pool else (3, 3))
+    s = args.stride or (k if args.pool else (1, 1))
+    d = args.dilation
+    pad = args.padding
     if args.pool and d != (1, 1):
         raise CnnlabError("--dilation is for convolution, not --pool")
-    rows, cols = conv_arith(n, k, padding=pad, stride=s, dilation=d)  # raises on impossible settings
+    # raises on impossible settings: a kernel larger than the padded input, 'same' with a stride,
+    # pooling padding over half the window
+    rows, cols = conv_arith(n, k, padding=pad, stride=s, dilation=d, pool=bool(args.pool))
     what = f"{args.pool} pooling" if args.pool else "convolution"
     console.print(
-        f"[bold]{what}[/]: input {n[0]}x{n[1]}, kernel {k[0]}x{k[1]}, padding {args.padding}, stride {s[0]}x{s[1]}"
+        f"[bold]{what}[/]: input {n[0]}x{n[1]}, kernel {k[0]}x{k[1]}, padding {_pair_text(pad)}, stride {s[0]}x{s[1]}"
         + (f", dilation {d[0]}x{d[1]}" if d != (1, 1) else "")
     )
     console.print(f"[bold]output size: {rows.out}x{cols.out}[/]")
@@ -71,7 +90,7 @@ def run_conv_arith(args: argparse.Namespace) -> int:
         console.print(_axis_table(rows, "Output rows read input rows:"))
         console.print(_axis_table(cols, "Output columns read input columns:"))
     console.print(
-        f"output [r, c] reads the {k[0]}x{k[1]} window of rows(r) x columns(c); padding positions hold 0"
+        f"output \\[r, c] reads the {k[0]}x{k[1]} window of rows(r) x columns(c); padding positions hold 0"
         + (" (-inf for max pooling)" if args.pool == "max" else "")
     )
     if args.animate:

@@ -1,6 +1,8 @@
 """`cnnlab filters`, `cnnlab kernels` and `cnnlab conv-arith`.
 
-Only argparse is imported at module level: `cnnlab --help` must not pay for numpy, scipy or matplotlib.
+Only argparse and the shared argument types (cnnlab.commands.args) are imported at module level:
+`cnnlab --help` must not pay for numpy, scipy or matplotlib. Malformed or out-of-range numbers are
+argparse usage errors (exit 2).
 Each handler validates everything it can before it writes anything, and writes through a staging
 folder, so a failure leaves no partial outputs.
 """
@@ -8,6 +10,8 @@ folder, so a failure leaves no partial outputs.
 from __future__ import annotations
 
 import argparse
+
+from cnnlab.commands.args import finite_float, int_between, positive_finite_float, positive_int
 
 DEFAULT_OUT = "figs/filters"
 
@@ -35,11 +39,38 @@ examples:
 """
 
 
-def _int_list(text: str) -> tuple[int, ...]:
+def _ints(text: str, counts: tuple[int, ...], minimum: int, expected: str) -> tuple[int, ...]:
+    """`text` as integers separated by ',' or 'x': `counts` of them, each >= `minimum`, else a usage error."""
     try:
-        return tuple(int(p) for p in text.replace("x", ",").split(","))
+        values = tuple(int(p) for p in text.lower().replace("x", ",").replace("*", ",").split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers like 1 or 1,2, got {text!r}") from None
+        values = ()
+    if len(values) not in counts or min(values) < minimum:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return values
+
+
+def _stride(text: str) -> tuple[int, ...]:
+    return _ints(text, (1, 2), 1, "S or SH,SW with integers >= 1, like 2 or 2,1")
+
+
+def _padding(text: str) -> tuple[int, ...]:
+    return _ints(text, (1, 2, 4), 0, "P, PH,PW or TOP,BOTTOM,LEFT,RIGHT with integers >= 0, like 1 or 1,2")
+
+
+def _arith_size(text: str) -> tuple[int, int]:
+    """conv-arith's sizes: `5` -> (5, 5), `5x7` -> (5, 7); each >= 1."""
+    values = _ints(text, (1, 2), 1, "a positive integer or HxW like 5x7")
+    return values[0], values[-1]
+
+
+def _arith_padding(text: str) -> str | tuple[int, int]:
+    """conv-arith's padding: 'same', 'valid', 'full', `P` or `PHxPW` (each >= 0)."""
+    word = text.strip().lower()
+    if word in ("same", "valid", "full"):
+        return word
+    values = _ints(word, (1, 2), 0, "an integer >= 0, PHxPW like 1x2, same, valid or full")
+    return values[0], values[-1]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,7 +96,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--downsample",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="keep every N-th pixel, the tutorial's img[::2, ::2] for 2",
     )
@@ -77,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--fill-value",
-        type=float,
+        type=finite_float,
         default=0.0,
         metavar="V",
         help="value outside the image for --boundary fill (default 0)",
@@ -89,12 +120,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--padding",
-        type=_int_list,
+        type=_padding,
         metavar="P",
         help="explicit padding instead of --mode: P, PH,PW or TOP,BOTTOM,LEFT,RIGHT",
     )
     p.add_argument(
-        "--stride", type=_int_list, default=(1,), metavar="S", help="kernel step: S or SH,SW (default 1)"
+        "--stride", type=_stride, default=(1,), metavar="S", help="kernel step: S or SH,SW (default 1)"
     )
     p.add_argument("--op", choices=["conv", "corr"], default="conv", help=_OP_HELP)
     p.add_argument("--correlate", dest="op", action="store_const", const="corr", help="same as --op corr")
@@ -105,10 +136,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="engine (default auto: direct below 25 entries, FFT from 5x5 up)",
     )
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default {DEFAULT_OUT})")
-    p.add_argument("--dpi", type=int, default=80, help="resolution of the saved figures (default 80)")
+    p.add_argument(
+        "--dpi",
+        type=int_between(10, 600),
+        default=80,
+        help="resolution of the saved figures, 10..600 (default 80)",
+    )
     p.add_argument(
         "--max-megapixels",
-        type=float,
+        type=positive_finite_float,
         default=50.0,
         metavar="MP",
         help="refuse larger images, a decompression-bomb guard (default 50)",
@@ -134,13 +170,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example: cnnlab conv-arith --input 5 --kernel 3 --padding 1 --stride 2 --animate",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    a.add_argument("--input", default="5", metavar="N", help="input size, N or HxW (default 5)")
-    a.add_argument("--kernel", metavar="K", help="kernel size, K or HxW (default 3; 2 for --pool)")
     a.add_argument(
-        "--padding", default="0", metavar="P", help="padding: P, PHxPW, same, valid or full (default 0)"
+        "--input", type=_arith_size, default=(5, 5), metavar="N", help="input size, N or HxW (default 5)"
     )
-    a.add_argument("--stride", metavar="S", help="stride, S or SHxSW (default 1; the kernel size for --pool)")
-    a.add_argument("--dilation", default="1", metavar="D", help="spacing between kernel taps (default 1)")
+    a.add_argument(
+        "--kernel", type=_arith_size, metavar="K", help="kernel size, K or HxW (default 3; 2 for --pool)"
+    )
+    a.add_argument(
+        "--padding",
+        type=_arith_padding,
+        default=(0, 0),
+        metavar="P",
+        help="padding: P, PHxPW, same (stride 1 only), valid or full; with --pool at most half the "
+        "window, as in PyTorch (default 0)",
+    )
+    a.add_argument(
+        "--stride",
+        type=_arith_size,
+        metavar="S",
+        help="stride, S or SHxSW (default 1; the kernel size for --pool)",
+    )
+    a.add_argument(
+        "--dilation",
+        type=_arith_size,
+        default=(1, 1),
+        metavar="D",
+        help="spacing between kernel taps (default 1)",
+    )
     a.add_argument("--pool", choices=["max", "avg"], help="animate pooling instead of convolution")
     a.add_argument(
         "--animate", action="store_true", help="write an animated GIF and a PNG strip of its frames"

@@ -28,6 +28,7 @@ convolved channel by channel, so extra memory stays near one padded channel plus
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -36,6 +37,7 @@ import numpy as np
 
 from cnnlab.errors import CnnlabError
 from cnnlab.filters.kernels import normalize_kernel, parse_kernel
+from cnnlab.images import MAX_PIXELS
 
 BOUNDARIES = {"symm": "symmetric", "reflect": "reflect", "wrap": "wrap", "fill": "constant"}
 """Boundary name -> `numpy.pad` mode. `symm` mirrors including the edge pixel (SciPy's and the
@@ -84,6 +86,59 @@ def mode_padding(kernel_shape: Sequence[int], mode: str, op: str = "conv") -> tu
     if op == "conv":  # convolve2d's 'same' is the centre of 'full', rounded towards the start
         return kh // 2, (kh - 1) // 2, kw // 2, (kw - 1) // 2
     return (kh - 1) // 2, kh // 2, (kw - 1) // 2, kw // 2
+
+
+def _count(n: int) -> str:
+    """An integer for a message: 1,234 or, when absurdly long, ~1e+40."""
+    return f"{n:,}" if n < 10**15 else f"~1e+{len(str(n)) - 1}"
+
+
+def check_padded_size(
+    image_hw: Sequence[int],
+    kernel_shape: Sequence[int],
+    pads: Sequence[int],
+    max_pixels: int | None = MAX_PIXELS,
+    *,
+    limit_name: str = "max_pixels",
+) -> None:
+    """Refuse padding that would make the padded image (and so the output) larger than `max_pixels`.
+
+    The padding of any `mode` is always allowed (at most the kernel size on every side, as in 'full'),
+    so an image that loaded can always be filtered; explicit padding beyond that must keep the padded
+    image within the limit. Checked before anything is allocated.
+
+    Example:
+        >>> check_padded_size((10, 10), (3, 3), (1, 1, 1, 1), max_pixels=100)  # 'same' padding: fine
+        >>> check_padded_size((10, 10), (3, 3), (5, 5, 5, 5), max_pixels=100)
+        Traceback (most recent call last):
+        ...
+        cnnlab.errors.CnnlabError: padding (5, 5, 5, 5) makes the padded image 20x20 (400 pixels), over the limit of 100 pixels (max_pixels); padding up to 2 on every side fits
+    """
+    if max_pixels is None:
+        return
+    h, w = int(image_hw[0]), int(image_hw[1])
+    kh, kw = int(kernel_shape[0]), int(kernel_shape[1])
+    hp, wp = h + pads[0] + pads[1], w + pads[2] + pads[3]
+    if hp * wp <= max(max_pixels, (h + 2 * (kh - 1)) * (w + 2 * (kw - 1))):
+        return
+    # the largest p with (h + 2p)(w + 2p) <= max_pixels, from the quadratic, then exact
+    p = max(0, (math.isqrt((h - w) ** 2 + 4 * int(max_pixels)) - (h + w)) // 4)
+    while (h + 2 * p + 2) * (w + 2 * p + 2) <= max_pixels:
+        p += 1
+    while p > 0 and (h + 2 * p) * (w + 2 * p) > max_pixels:
+        p -= 1
+    p = max(p, min(kh, kw) - 1)
+    shown = ", ".join(_count(int(v)) for v in pads)
+    limit = (
+        f"the {max_pixels / 1e6:g}-megapixel limit"
+        if max_pixels >= 10**6
+        else f"the limit of {_count(int(max_pixels))} pixels"
+    )
+    size = f"{_count(hp * wp // 10**6)} megapixels" if hp * wp >= 10**6 else f"{_count(hp * wp)} pixels"
+    raise CnnlabError(
+        f"padding ({shown}) makes the padded image {_count(wp)}x{_count(hp)} ({size}), over {limit} "
+        f"({limit_name}); padding up to {p} on every side fits"
+    )
 
 
 def _check_choice(value: str, choices: Sequence[str], name: str) -> None:
@@ -136,6 +191,22 @@ def _correlate_fft(padded: np.ndarray, k: np.ndarray, out_hw: tuple[int, int]) -
     return out
 
 
+def _check_fill(fillvalue: Any, k: np.ndarray, dtype) -> None:
+    """A fill value must be a finite number small enough that fill x kernel stays finite in `dtype`."""
+    try:
+        value = float(fillvalue)
+    except (TypeError, ValueError):
+        raise CnnlabError(f"fill value must be a number, got {fillvalue!r}") from None
+    if not math.isfinite(value):
+        raise CnnlabError(f"fill value must be a finite number, got {value}")
+    limit = float(np.finfo(dtype).max) / max(1.0, float(np.abs(k).sum()))
+    if abs(value) > limit:
+        raise CnnlabError(
+            f"fill value {value:g} is too large: times this kernel it overflows {np.dtype(dtype).name}; "
+            f"use a value within ±{limit:.3g}"
+        )
+
+
 def choose_method(kernel_shape: Sequence[int]) -> str:
     """The engine `method="auto"` uses for a kernel shape: `direct` below `FFT_MIN_AREA` entries."""
     return "fft" if kernel_shape[0] * kernel_shape[1] >= FFT_MIN_AREA else "direct"
@@ -153,6 +224,7 @@ def apply(
     fillvalue: float = 0.0,
     normalize: bool = False,
     method: str = "auto",
+    max_pixels: int | None = MAX_PIXELS,
 ) -> np.ndarray:
     """Convolve an image with a kernel: the tutorial's `convolve2d(img, kernel, boundary='symm',
     mode='same')` by default, plus strides, explicit padding, other boundaries and cross-correlation.
@@ -168,6 +240,8 @@ def apply(
         fillvalue: the value outside the image for `boundary="fill"`.
         normalize: scale the kernel to sum 1 (positive entries to 1 for zero-sum kernels).
         method: `auto`, `direct` or `fft` (same results within float rounding).
+        max_pixels: refuse explicit padding that makes the padded image larger than this (the padding
+            of any `mode` is always allowed); `None` for no limit. See `check_padded_size`.
 
     Returns:
         The feature map, float32 for float32 input, else float64; `(Ho, Wo)` or `(Ho, Wo, C)` with
@@ -204,6 +278,7 @@ def apply(
         pads = mode_padding(k.shape, mode or "same", op)
     sh, sw = _pair(stride, "stride", minimum=1)
     h, w = img.shape[:2]
+    check_padded_size((h, w), k.shape, pads, max_pixels)
     hp, wp = h + pads[0] + pads[1], w + pads[2] + pads[3]
     if k.shape[0] > hp or k.shape[1] > wp:
         where = "the image" if hp == h and wp == w else "the padded image"
@@ -212,6 +287,8 @@ def apply(
             f"'{mode or 'valid'}' mode; use mode 'same' or 'full', or more padding"
         )
     dtype = img.dtype if img.dtype in (np.float32, np.float64) else np.float64
+    if boundary == "fill":
+        _check_fill(fillvalue, k, dtype)
     corr_kernel = k[::-1, ::-1] if op == "conv" else k  # everything below is cross-correlation
     engine = choose_method(k.shape) if method == "auto" else method
     valid_hw = (hp - k.shape[0] + 1, wp - k.shape[1] + 1)

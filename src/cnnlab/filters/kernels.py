@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -29,6 +30,8 @@ MAX_KERNEL_SIZE = 63
 """Largest kernel side accepted (a 63x63 kernel already blurs away most of a photo)."""
 
 KERNEL_FILE_SUFFIXES = (".json", ".csv", ".txt", ".npy")
+MAX_KERNEL_FILE_BYTES = 1 << 20
+"""Largest kernel file read (1 MiB): a 63x63 matrix of long decimals takes about 100 kB."""
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,10 @@ def _parse_text(text: str, what: str) -> np.ndarray:
                 f"{what} is not a valid matrix ({exc.msg} at character {exc.pos + 1}); "
                 "write it like [[1,0,-1],[2,0,-2],[1,0,-1]]"
             ) from None
+        except RecursionError:
+            raise CnnlabError(
+                f"{what} is nested too deeply; write it as a list of rows like [[1,0,-1],[2,0,-2],[1,0,-1]]"
+            ) from None
         if not isinstance(values, list):
             raise CnnlabError(f"{what} must be a list of rows like [[1,0,-1],[2,0,-2],[1,0,-1]]")
         return validate_kernel(values, what)
@@ -240,9 +247,20 @@ def _parse_text(text: str, what: str) -> np.ndarray:
 def load_kernel_file(path: str | os.PathLike) -> np.ndarray:
     """Read a kernel from a .json, .csv, .txt or .npy file (see the module docstring)."""
     p = Path(path)
-    what = f"kernel file {str(p)!r}"
-    if not p.is_file():
-        raise CnnlabError(f"cannot read {what}: no such file")
+    what = f"kernel file {_short(str(p))!r}"
+    try:
+        info = p.stat()
+    except (OSError, ValueError) as exc:
+        reason = "no such file" if isinstance(exc, FileNotFoundError) else getattr(exc, "strerror", None)
+        raise CnnlabError(f"cannot read {what}: {reason or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise CnnlabError(f"cannot read {what}: it is {kind}; give a .json, .csv, .txt or .npy file")
+    if info.st_size > MAX_KERNEL_FILE_BYTES:
+        raise CnnlabError(
+            f"{what} is {info.st_size / 2**20:.1f} MiB; kernel files are at most "
+            f"{MAX_KERNEL_FILE_BYTES // 2**20} MiB (a {MAX_KERNEL_SIZE}x{MAX_KERNEL_SIZE} kernel needs far less)"
+        )
     suffix = p.suffix.lower()
     if suffix == ".npy":
         try:
@@ -263,8 +281,18 @@ def load_kernel_file(path: str | os.PathLike) -> np.ndarray:
     return _parse_text(text, what)
 
 
+def _short(text: str, limit: int = 80) -> str:
+    """`text` cut to `limit` characters for an error message (an inline 63x63 matrix is long)."""
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def _looks_like_file(text: str) -> bool:
-    return Path(text).suffix.lower() in KERNEL_FILE_SUFFIXES or Path(text).is_file()
+    if Path(text).suffix.lower() in KERNEL_FILE_SUFFIXES:
+        return True
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # e.g. a long inline matrix: "File name too long"
+        return False
 
 
 def _looks_like_matrix(text: str) -> bool:
@@ -295,13 +323,13 @@ def parse_kernel(spec: Any) -> np.ndarray:
         if _looks_like_file(text):
             return load_kernel_file(text)
         if _looks_like_matrix(text):
-            return _parse_text(text, f"kernel {text!r}")
+            return _parse_text(text, f"kernel {_short(text)!r}")
         if os.sep in text:
             return load_kernel_file(text)
         if not text.strip():
             raise CnnlabError("kernel is empty")
         raise CnnlabError(
-            f"Unknown kernel {text!r}. Available: {', '.join(KERNELS)}; "
+            f"Unknown kernel {_short(text)!r}. Available: {', '.join(KERNELS)}; "
             "or give a matrix like '[[1,0,-1],[2,0,-2],[1,0,-1]]' or a .json/.csv/.npy file"
         )
     return validate_kernel(spec)

@@ -61,14 +61,16 @@ def staged_output(out_dir: str | os.PathLike) -> Iterator[Staging]:
         ['a.txt']
     """
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise CnnlabError(f"output path '{out}' exists and is not a folder")
-    created = [p for p in (out, *out.parents) if not p.exists()][::-1]  # outermost first
     try:
+        if out.exists() and not out.is_dir():
+            raise CnnlabError(f"output path '{out}' exists and is not a folder")
+        created = [p for p in (out, *out.parents) if not p.exists()][::-1]  # outermost first
         out.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".cnnlab-tmp-", dir=out))
-    except OSError as exc:
-        raise CnnlabError(f"cannot create output folder '{out}': {exc}") from None
+    except OSError as exc:  # no permission, a name too long, ...
+        raise CnnlabError(
+            f"cannot create output folder '{_short(str(out))}': {exc.strerror or exc}"
+        ) from None
     stage = Staging(out, tmp)
     ok = False
     try:
@@ -81,6 +83,10 @@ def staged_output(out_dir: str | os.PathLike) -> Iterator[Staging]:
         shutil.rmtree(tmp, ignore_errors=True)
         if not ok and created:
             shutil.rmtree(created[0], ignore_errors=True)  # nothing of ours was there before
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def write_files(out_dir: str | os.PathLike, files: dict[str, bytes]) -> list[Path]:

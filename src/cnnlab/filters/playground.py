@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.errors import CnnlabError
-from cnnlab.filters.conv import apply, choose_method
+from cnnlab.filters.conv import apply, check_padded_size, choose_method, mode_padding
 from cnnlab.filters.figures import feature_png, grid_figure, png_bytes, tutorial_figure
 from cnnlab.filters.kernels import KERNEL_INFO, TUTORIAL_KERNELS, normalize_kernel, resolve_kernel
 from cnnlab.filters.outputs import staged_output
@@ -24,10 +24,11 @@ from cnnlab.images import load_image
 
 PREVIEW_MAX_SIDE = 1600  # feature maps kept for the grid figure and --show are at most this large
 _NONINTERACTIVE = {"agg", "pdf", "ps", "svg", "cairo", "template", "pgf"}
+MAX_NAME = 100  # characters of a kernel or image name kept in file names (the OS allows 255 bytes)
 
 
 def _safe_name(name: str) -> str:
-    return re.sub(r"[^\w\-.]+", "_", name).strip("._") or "kernel"
+    return re.sub(r"[^\w\-.]+", "_", name).strip("._")[:MAX_NAME].strip("._") or "kernel"
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -39,25 +40,12 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def _check_options(args: argparse.Namespace) -> tuple[tuple[int, int], tuple[int, ...] | None]:
+    """Stride and padding as (rows, cols) and 1, 2 or 4 values. Their counts and ranges, --downsample,
+    --dpi, --fill-value and --max-megapixels are checked by argparse (cnnlab.filters.cli): exit 2."""
     stride = tuple(args.stride)
-    if len(stride) not in (1, 2):
-        raise CnnlabError(f"--stride takes S or SH,SW, got {args.stride}")
-    if min(stride) < 1:
-        raise CnnlabError(f"--stride must be >= 1, got {min(stride)}")
     padding = tuple(args.padding) if args.padding is not None else None
-    if padding is not None:
-        if len(padding) not in (1, 2, 4):
-            raise CnnlabError(f"--padding takes P, PH,PW or TOP,BOTTOM,LEFT,RIGHT, got {args.padding}")
-        if min(padding) < 0:
-            raise CnnlabError(f"--padding must be >= 0, got {min(padding)}")
-        if args.mode not in (None, "valid"):
-            raise CnnlabError(f"give either --mode {args.mode} or --padding, not both")
-    if args.downsample is not None and args.downsample < 1:
-        raise CnnlabError(f"--downsample must be an integer >= 1, got {args.downsample}")
-    if args.dpi < 10 or args.dpi > 600:
-        raise CnnlabError(f"--dpi must be between 10 and 600, got {args.dpi}")
-    if not args.max_megapixels > 0:
-        raise CnnlabError(f"--max-megapixels must be > 0, got {args.max_megapixels}")
+    if padding is not None and args.mode not in (None, "valid"):
+        raise CnnlabError(f"give either --mode {args.mode} or --padding, not both")
     return (stride[0], stride[-1]), padding
 
 
@@ -78,6 +66,40 @@ def _kernels(args: argparse.Namespace) -> list[tuple[str, np.ndarray, int]]:
             factor = 1
         out.append((_unique(_safe_name(name), taken), matrix, factor))
     return out
+
+
+def _load(source: str, gray: bool, max_pixels: int) -> np.ndarray:
+    try:
+        return load_image(source, gray=gray, max_pixels=max_pixels)
+    except OSError as exc:  # e.g. a name too long for the file system, before the file is even opened
+        raise CnnlabError(f"cannot read {_shown(source)!r}: {exc.strerror or exc}") from None
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """A user's path or name, cut for a one-line message."""
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _pads4(padding: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """--padding's P, PH,PW or TOP,BOTTOM,LEFT,RIGHT as (top, bottom, left, right)."""
+    if len(padding) == 4:
+        return padding[0], padding[1], padding[2], padding[3]
+    ph, pw = padding[0], padding[-1]
+    return ph, ph, pw, pw
+
+
+def _check_default_downsample(
+    image: np.ndarray, factors: list[int], source: str | None, kernels: list[tuple[str, np.ndarray, int]]
+) -> None:
+    """Without --downsample the tutorial's kernels run on a half-size copy: say so if it cannot exist."""
+    h, w = image.shape[:2]
+    for f in factors:
+        if f > 1 and f >= min(h, w):
+            names = ", ".join(n for n, _, factor in kernels if factor == f)
+            raise CnnlabError(
+                f"{_shown(source or SAMPLE_NAME)} is {w}x{h}: too small for the tutorial's default downsample "
+                f"{f} (used for {names}); pass --downsample 1, or use a bigger image"
+            )
 
 
 def _preview(a: np.ndarray) -> np.ndarray:
@@ -106,16 +128,23 @@ def run_filters(args: argparse.Namespace) -> int:
     with staged_output(args.out) as stage:
         for source, stem in zip(sources, stems, strict=True):
             gray = not args.color
-            image = (
-                sample_image(gray=gray)
-                if source is None
-                else load_image(source, gray=gray, max_pixels=max_pixels)
-            )
-            prepared = {f: downsample(image, f) for f in sorted({f for _, _, f in kernels})}
+            image = sample_image(gray=gray) if source is None else _load(source, gray, max_pixels)
+            factors = sorted({f for _, _, f in kernels})
+            if args.downsample is None:
+                _check_default_downsample(image, factors, source, kernels)
+            prepared = {f: downsample(image, f) for f in factors}
             del image
             grid_items = []
             for name, matrix, factor in kernels:
                 src = prepared[factor]
+                pads = (
+                    mode_padding(matrix.shape, args.mode or "same", args.op)
+                    if pad_arg is None
+                    else _pads4(padding)
+                )
+                check_padded_size(
+                    src.shape[:2], matrix.shape, pads, max_pixels, limit_name="--max-megapixels"
+                )
                 start = time.perf_counter()
                 feature = apply(
                     src,
@@ -127,6 +156,7 @@ def run_filters(args: argparse.Namespace) -> int:
                     op=args.op,
                     fillvalue=args.fill_value,
                     method=args.method,
+                    max_pixels=max_pixels,
                 )
                 ms = (time.perf_counter() - start) * 1e3
                 engine = choose_method(matrix.shape) if args.method == "auto" else args.method

@@ -60,9 +60,10 @@ def downsample(image: np.ndarray, factor: int) -> np.ndarray:
     h, w = image.shape[:2]
     if factor >= h or factor >= w:
         # img[::f] would keep a single row or column: nothing left to convolve or to look at.
+        fits = "use factor 1 (no downsampling)" if min(h, w) <= 2 else f"use a factor below {min(h, w)}"
         raise CnnlabError(
             f"downsample factor {factor} leaves nothing of a {w}x{h} image "
-            f"({-(-w // factor)}x{-(-h // factor)}); use a factor below {min(h, w)}"
+            f"({-(-w // factor)}x{-(-h // factor)}); {fits}"
         )
     return np.ascontiguousarray(image[::factor, ::factor])
 
