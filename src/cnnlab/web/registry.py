@@ -50,7 +50,7 @@ class RunEntry:
             "classes": [str(c) for c in self.config.get("classes", [])],
             "params": self.results.get("params") or self.config.get("params"),
             "test_accuracy": test.get("accuracy"),
-            "error_pct": test.get("error_pct"),
+            "error_pct": round(test["error_pct"], 4) if test.get("error_pct") is not None else None,
             "layers": [
                 {"name": r.get("name"), "kind": r.get("kind"), "shape": r.get("output_shape")}
                 for r in (self.results.get("summary") or {}).get("layers", [])
