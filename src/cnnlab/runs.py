@@ -106,7 +106,9 @@ def save_run(
     p.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(p / WEIGHTS) as tmp:
-        save_file(state, str(tmp), metadata={"format": "cnnlab", "model": str(config["model"])})
+        # one metadata key: safetensors writes a map's keys in no fixed order, and a run's weights should be
+        # byte-identical when its tensors are (the model is named in config.json)
+        save_file(state, str(tmp), metadata={"format": "cnnlab"})
     write_json(p / "config.json", config)
     write_json(p / "env.json", env or environment("cpu", config.get("seed", 0)))
     write_atomic(p / "metrics.csv", history.to_csv())
