@@ -146,9 +146,12 @@ def predict_files(
         if not good:
             continue
         x = torch.from_numpy(decoded.images)
-        flip = auto_invert(x) & (c == 1 and options["light_on_dark"]) if invert == "auto" else invert
-        x = torch.where(torch.as_tensor(flip).view(-1, 1, 1, 1), 255 - x, x)
-        result.inverted += int(torch.as_tensor(flip).expand(len(x)).sum())
+        if invert == "auto":
+            flip = auto_invert(x) & (c == 1 and options["light_on_dark"])
+        else:
+            flip = torch.full((len(x),), invert)
+        x = torch.where(flip.view(-1, 1, 1, 1), 255 - x, x)
+        result.inverted += int(flip.sum())
         probs = predict(run.model, x, batch_size=batch_size)
         top_p, top_i = torch.topk(probs, k, dim=1)
         for f, ps, idx in zip(good, top_p.tolist(), top_i.tolist(), strict=True):

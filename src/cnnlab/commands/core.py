@@ -34,18 +34,21 @@ def cmd_models(args: argparse.Namespace) -> int:
     from cnnlab.models import GRAMMAR, count_params, create_model, list_models
 
     infos = list_models()
-    rows = [
-        [m.name, f"{count_params(create_model(m.name)):,}", m.spec or "(code)", m.description] for m in infos
-    ]
+    params = {m.name: count_params(create_model(m.name)) for m in infos}  # built once: a number for --json
     if args.json:
         print_json(
             [
-                {"name": m.name, "params_28x28x1": count_params(create_model(m.name)), "spec": m.spec,
-                 "description": m.description}
+                {
+                    "name": m.name,
+                    "params_28x28x1": params[m.name],
+                    "spec": m.spec,
+                    "description": m.description,
+                }
                 for m in infos
             ]
-        )  # fmt: skip
+        )
         return 0
+    rows = [[m.name, f"{params[m.name]:,}", m.spec or "(code)", m.description] for m in infos]
     table(
         "Registered models (params for 28x28x1, 10 classes)", ["name", "params", "spec", "description"], rows
     )

@@ -8,8 +8,8 @@ Shared by folder datasets (decoded once, then cached) and `cnnlab predict`. Ever
   multi-page files give their first frame; EXIF-rotated photos are turned upright.
 - `resize="pad"` (default) scales the longer side to S and pads the shorter one, centred, so nothing of
   the picture is lost and nothing is distorted: with black (`fill="black"`, what folder datasets train
-  on) or with the image's own border colour (`fill="border"`, for models trained on unpadded images); `"crop"` scales the shorter side to S and
-  cuts the centre square; `"stretch"` ignores the aspect ratio.
+  on) or with the image's own border colour (`fill="border"`, for models trained on unpadded images);
+  `"crop"` scales the shorter side to S and cuts the centre square; `"stretch"` ignores the aspect ratio.
 - JPEGs are decoded at reduced size when that is enough (libjpeg's DCT scaling via Pillow's draft mode:
   a 256x256 JPEG for a 64x64 input is decoded at 64x64, four to eight times faster), then resized with
   antialiasing.
@@ -368,10 +368,16 @@ def _fit(im, size: int, resize: str, fill: str = "black"):
     return canvas
 
 
+def border_median(images: np.ndarray) -> np.ndarray:
+    """Per-channel lower median of the outermost pixels of (..., C, H, W) images: their background colour.
+    One rule for padding (fill="border") and for `cnnlab.explain`'s auto-inversion."""
+    edge = np.concatenate(
+        [images[..., 0, :], images[..., -1, :], images[..., :, 0], images[..., :, -1]], axis=-1
+    )
+    return np.sort(edge, axis=-1)[..., (edge.shape[-1] - 1) // 2]
+
+
 def _border_colour(im) -> int | tuple[int, ...]:
-    """Per-channel median of an image's outermost pixels: the background it pads with for fill="border"."""
     a = np.asarray(im)
-    a = a[..., None] if a.ndim == 2 else a
-    edge = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]]).reshape(-1, a.shape[-1])
-    colour = np.sort(edge, axis=0)[(len(edge) - 1) // 2]  # the lower median, as torch.median takes
-    return int(colour[0]) if a.shape[-1] == 1 else tuple(int(v) for v in colour)
+    colour = border_median(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+    return int(colour[0]) if len(colour) == 1 else tuple(int(v) for v in colour)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cnnlab.data.decode import decode_image
+from cnnlab.data.decode import border_median, decode_image
 from cnnlab.errors import CnnlabError
 from cnnlab.images import MAX_PIXELS, load_image, to_gray
 
@@ -47,10 +47,8 @@ class PreparedInput:
 
 
 def _border(x: torch.Tensor) -> torch.Tensor:
-    """Per-channel median of the outermost pixels of a (C, H, W) image."""
-    c = x.shape[0]
-    edge = torch.cat([x[:, 0, :], x[:, -1, :], x[:, :, 0], x[:, :, -1]], dim=1).reshape(c, -1)
-    return edge.median(dim=1).values
+    """Per-channel background colour of (..., C, H, W) images (`cnnlab.data.decode.border_median`)."""
+    return torch.from_numpy(border_median(x.detach().cpu().numpy()))
 
 
 def _resample(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -80,8 +78,8 @@ def _fit(x: torch.Tensor, h: int, w: int, resize: str = "pad", fill: str = "bord
 def auto_invert(images: torch.Tensor) -> torch.Tensor:
     """Which of the (N, 1, H, W) images (0..1 float or uint8) have a mostly bright border: a dark object on a
     light background, the opposite of Fashion-MNIST's. One rule for predict, explain and the page."""
-    x = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
-    return torch.stack([_border(im).mean() > 0.5 for im in x]) if len(x) else torch.zeros(0, dtype=torch.bool)
+    bright = 127.5 if images.dtype == torch.uint8 else 0.5
+    return _border(images).float().mean(dim=1) > bright
 
 
 def prepare_input(
@@ -115,12 +113,16 @@ def prepare_input(
         src = source or (os.fspath(image) if isinstance(image, (str, os.PathLike)) else "bytes")
         c, h, w = input_shape or (0, 0, 0)
         if input_shape is not None and h == w and c in (1, 3):  # as predict and training decode files
+            name = None if isinstance(image, (str, os.PathLike)) else src
             pixels, original = decode_image(
-                image, size=h, channels=c, resize=resize, fill=fill, max_pixels=max_pixels,
-                name=None if isinstance(image, (str, os.PathLike)) else src, return_size=True,
+                image, size=h, channels=c, resize=resize, fill=fill, max_pixels=max_pixels, name=name,
+                return_size=True,
             )  # fmt: skip
-            return _finish(torch.from_numpy(pixels.astype(np.float32)).div_(255.0), original, input_shape, invert,
-                           light_on_dark, source=src, label=label, resized=original != (h, w))  # fmt: skip
+            t = torch.from_numpy(pixels.astype(np.float32)).div_(255.0)
+            return _finish(
+                t, original, input_shape, invert, light_on_dark, source=src, label=label,
+                resized=original != (h, w),
+            )  # fmt: skip
         image = load_image(image, gray=c == 1, max_pixels=max_pixels)
         source = src
     if isinstance(image, torch.Tensor):
