@@ -165,9 +165,14 @@ def predict_files(
         how = {"pad": "keeping the aspect ratio, padded", "crop": "centre-cropped", "stretch": "stretched"}[
             resize
         ]
+        # folder runs trained on images decoded this way; a built-in's images were all of the model's size
+        if options["fill"] == "black":
+            how += ", as in training"
+        elif resize == "pad":
+            how += " with the image's border colour"
         result.notes.append(
             f"{result.resized} of {len(result.predictions)} images were not {h}x{w} (the model's input) and "
-            f"were resized ({how}, as in training)."
+            f"were resized ({how})."
         )
     if result.inverted:
         result.notes.append(
