@@ -51,6 +51,8 @@ def test_onnx_parity_on_1000_test_images_and_metadata(trained_run, tmp_path):
     assert json.loads(meta["classes"])[0] == "T-shirt/top" and meta["channels"] == "1"
     assert json.loads(meta["input_shape"]) == ["batch", 1, 28, 28] and meta["input_name"] == "pixels"
     assert "divide by 255" in meta["preprocessing"] and "grayscale" in meta["preprocessing"]
+    # as predict prepares images for a Fashion-MNIST run: border-coloured padding, dark-on-light inverted
+    assert "border colour" in meta["preprocessing"] and "inverted" in meta["preprocessing"]
     # the batch axis is dynamic: 1 and 7 images both run
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     run = load_run(trained_run)

@@ -68,12 +68,20 @@ def metadata_for(run) -> dict:
     mean = norm.mean.flatten().tolist() if norm is not None else None
     std = norm.std.flatten().tolist() if norm is not None else None
     color = "grayscale (L = 0.299 R + 0.587 G + 0.114 B)" if c == 1 else "RGB"
-    resize = run.config.get("resize") or "pad"
+    options = run.image_options  # what predict, explain and the page do: consumers should do the same
+    resize = options["resize"]
+    bars = "black" if options["fill"] == "black" else "the image's border colour (median of its edge pixels)"
     how = {
-        "pad": "scale the longer side to fit, pad the rest with black, centred",
+        "pad": f"scale the longer side to fit, pad the rest with {bars}, centred",
         "crop": "scale the shorter side to fit, cut the centre square",
         "stretch": "stretch to the square",
     }[resize]
+    invert = (
+        "; a dark object on a light background (mean edge brightness above half) is inverted first, as the "
+        "training images are light on black"
+        if options["light_on_dark"] and c == 1
+        else ""
+    )
     inside = (
         "per-channel (x - mean) / std is applied inside the model"
         if norm is not None
@@ -95,7 +103,7 @@ def metadata_for(run) -> dict:
         "classes": json.dumps(list(run.classes)),
         "preprocessing": (
             f"decode, convert to {color}, resize to {h}x{w} ({how}), divide by 255 to float32 0..1, "
-            f"layout (batch, {c}, {h}, {w}); {inside}"
+            f"layout (batch, {c}, {h}, {w}); {inside}{invert}"
         ),
     }
 
