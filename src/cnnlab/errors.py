@@ -1,18 +1,36 @@
-"""Errors a user can cause. The CLI prints them as one line and exits with `exit_code`."""
+"""Errors a user can cause. Each type carries how it is reported: the CLI prints one line and exits with
+``exit_code``; the web API answers ``{"error": ..., "status": ...}`` with ``http_status``.
+
+Raise the most specific type; a plain ``CnnlabError`` is a bad value (exit 1, HTTP 422).
+"""
 
 from __future__ import annotations
 
 
 class CnnlabError(Exception):
-    """A problem with the user's input (unknown name, missing file, bad value). Exit code 1."""
+    """A problem with the user's input (unknown name, missing file, bad value). Exit code 1, HTTP 422."""
 
     exit_code = 1
+    http_status = 422
 
 
 class UsageError(CnnlabError):
-    """A command line that cannot be parsed or combines options that do not go together. Exit code 2."""
+    """Options that cannot be parsed or do not go together. Exit code 2 (as argparse), HTTP 400."""
 
     exit_code = 2
+    http_status = 400
+
+
+class NotFoundError(CnnlabError):
+    """An unknown name: a model, run, layer, dataset, recipe or file. Exit code 1, HTTP 404."""
+
+    http_status = 404
+
+
+class RunFileError(CnnlabError):
+    """A run folder whose files are missing, damaged or do not agree. Exit code 1, HTTP 409."""
+
+    http_status = 409
 
 
 class NonFiniteLossError(CnnlabError):

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, NotFoundError
 from cnnlab.explain import schema
 from cnnlab.explain.inputs import PreparedInput, prepare_input
 from cnnlab.explain.stages import eval_mode, model_device, named_stages, stage_kind
@@ -93,7 +93,7 @@ def _layer_or_default(model: nn.Module, layer: str | None, input_shape: tuple[in
     if layer is not None:
         stages = named_stages(model)
         if layer not in dict(stages):
-            raise CnnlabError(f"Unknown layer {layer!r}. Available: {', '.join(n for n, _ in stages)}")
+            raise NotFoundError(f"Unknown layer {layer!r}. Available: {', '.join(n for n, _ in stages)}")
         return layer
     per_model = _DEFAULTS.setdefault(model, {})
     if input_shape not in per_model:  # one probe forward per model and input shape, then remembered

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import NotFoundError
 from cnnlab.models.normalize import Normalize
 
 _ACTIVATIONS = (nn.GELU, nn.SiLU, nn.ELU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.Hardswish, nn.Mish, nn.PReLU)
@@ -126,7 +126,7 @@ def find_stage(model: nn.Module, name: str) -> tuple[int, nn.Module]:
     for i, (n, m) in enumerate(stages):
         if n == name:
             return i, m
-    raise CnnlabError(f"Unknown layer {name!r}. Available: {', '.join(n for n, _ in stages)}")
+    raise NotFoundError(f"Unknown layer {name!r}. Available: {', '.join(n for n, _ in stages)}")
 
 
 def model_device(model: nn.Module) -> torch.device:

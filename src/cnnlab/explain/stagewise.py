@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, NotFoundError
 from cnnlab.explain import schema
 from cnnlab.explain.inputs import PreparedInput, prepare_input
 from cnnlab.explain.stages import eval_mode, model_device, named_stages, stage_kind, stage_params
@@ -101,7 +101,7 @@ class Activations:
         for s in self.layers:
             if s.name == name:
                 return s
-        raise CnnlabError(f"Unknown layer {name!r}. Available: {', '.join(s.name for s in self.layers)}")
+        raise NotFoundError(f"Unknown layer {name!r}. Available: {', '.join(s.name for s in self.layers)}")
 
     def input_of(self, name: str) -> Stage:
         """The stage whose output feeds stage ``name``."""
