@@ -46,7 +46,7 @@ class Augment:
         self, x: torch.Tensor, idx: torch.Tensor, *, seed: int, epoch: int, step: int
     ) -> torch.Tensor:
         """Augment a float batch ``x`` (B, C, H, W) whose dataset indices are ``idx``."""
-        g = torch.Generator(device=x.device).manual_seed((seed * 1_000_003 + epoch) * 100_003 + step)
+        g = torch.Generator(device=x.device).manual_seed(derive_seed(seed, epoch) * 100_003 + step)
         if self.flip != "none":
             x = torch.where(
                 self.flip_mask(idx, seed=seed, epoch=epoch, generator=g).view(-1, 1, 1, 1), x.flip(3), x
@@ -64,7 +64,7 @@ class Augment:
             return torch.rand(len(idx), generator=generator, device=idx.device) < 0.5
         # alternating: a fixed pseudo-random bit per dataset index (an integer hash, the same on any
         # device), XOR the epoch's parity
-        bits = (((idx + seed * 1_000_003) * 2654435761) % 4294967296 >> 16) & 1
+        bits = ((derive_seed(seed, idx) * 2654435761) % 4294967296 >> 16) & 1
         return bits.bool() ^ bool(epoch % 2)
 
 

@@ -7,11 +7,13 @@ from collections.abc import Iterator
 
 import torch
 
+from cnnlab.seeds import derive_seed
+
 
 def epoch_permutation(n: int, *, seed: int, epoch: int) -> torch.Tensor:
     """The order of samples in ``epoch``: a pure function of (seed, epoch), so a run can be repeated
     or resumed mid-epoch without replaying earlier epochs."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    g = torch.Generator().manual_seed(derive_seed(seed, epoch))
     return torch.randperm(n, generator=g)
 
 

@@ -34,6 +34,7 @@ from cnnlab.engine.setup import (
 from cnnlab.engine.signals import GracefulStop, Interrupted, signal_name
 from cnnlab.engine.snapshot import Checkpointer, capture, rank_state, restore
 from cnnlab.errors import CnnlabError, NonFiniteLossError
+from cnnlab.seeds import derive_seed
 
 
 def _progress(enabled: bool):
@@ -101,7 +102,7 @@ def fit(
     ddp = Distributed.current()
     mf = torch.channels_last if channels_last else torch.contiguous_format
     model.to(device=dev, memory_format=mf)
-    torch.manual_seed(seed if ddp.rank == 0 else seed * 1_000_003 + ddp.rank)  # dropout masks, per rank
+    torch.manual_seed(seed if ddp.rank == 0 else derive_seed(seed, ddp.rank))  # dropout masks, per rank
     train = DeviceBatches(
         data.train.images,
         data.train.labels,
