@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from cnnlab.seeds import derive_seed
+
 
 @dataclass(frozen=True)
 class Augment:
