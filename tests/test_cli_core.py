@@ -152,7 +152,7 @@ def test_compare(run_cli, data_args, tmp_path):
         (["train", "--data-dir", "{tmp}/nowhere", "--out", "{tmp}/a"], 1, "nowhere"),
         (["train", "--data-dir", "{tmp}", "--out", "{tmp}/a"], 1, "No fashion_mnist files"),
         (["train", "--device", "tpu", "--out", "{tmp}/a"], 1, "Unknown device"),
-        (["train", "--optimizer", "rmsprop", "--out", "{tmp}/a"], 1, "Unknown optimizer"),
+        (["train", "--optimizer", "rmsprop", "--out", "{tmp}/a"], 1, "Unknown --optimizer"),
         (["train", "--weight-decay", "-1", "--out", "{tmp}/a"], 1, "--weight-decay must be a number >= 0"),
         (["train", "--weight-decay", "nan", "--out", "{tmp}/a"], 1, "--weight-decay must be a number >= 0"),
         (["train", "--lr", "inf", "--out", "{tmp}/a"], 1, "--lr must be a positive number"),

@@ -17,7 +17,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import cnnlab as cl
-from cnnlab.engine import Augment
 from test_resume import _cli, assert_same_run, cnnlab_process, forkserver, newest_step  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +59,7 @@ def params_per_step(data) -> list[torch.Tensor]:
 
     model.register_forward_pre_hook(record)
     kw = dict(
-        epochs=2, batch_size=50, lr=3e-3, schedule="onecycle", augment=Augment(translate=1, flip="random")
+        epochs=2, batch_size=50, lr=3e-3, schedule="onecycle", augment_translate=1, augment_flip="random"
     )
     cl.fit(model, data, progress=False, **kw)
     return [*seen, torch.cat([p.detach().flatten() for p in model.parameters()])]

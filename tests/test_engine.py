@@ -146,9 +146,9 @@ def test_non_finite_loss_stops_with_exit_code_3(fmnist_small):
     "kwargs,msg",
     [
         ({"epochs": 0}, "epochs"),
-        ({"batch_size": 0}, "batch size"),
-        ({"optimizer": "lbfgs"}, "Unknown optimizer"),
-        ({"schedule": "cosine"}, "Unknown schedule"),
+        ({"batch_size": 0}, "batch-size"),
+        ({"optimizer": "lbfgs"}, "Unknown --optimizer"),
+        ({"schedule": "cosine"}, "Unknown --schedule"),
         ({"device": "tpu"}, "device"),
     ],
 )

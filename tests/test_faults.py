@@ -13,7 +13,6 @@ import pytest
 import torch
 
 import cnnlab as cl
-from cnnlab.engine import Augment
 from cnnlab.engine import checkpoint as ckpt_module
 from cnnlab.engine.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, step_of
 from cnnlab.engine.signals import GracefulStop, Interrupted
@@ -31,7 +30,8 @@ def fit(model, data, **kw):
         "epochs": 2,
         "batch_size": 50,
         "progress": False,
-        "augment": Augment(translate=1, flip="random"),
+        "augment_translate": 1,
+        "augment_flip": "random",
         **kw,
     }
     return cl.fit(model, data, **kw)

@@ -39,7 +39,7 @@ def test_recipe_settings_and_overrides():
 
 
 def test_cpu_recipes_use_bf16_only_where_the_cpu_multiplies_bf16_natively():
-    from cnnlab.engine.setup import native_bf16_cpu
+    from cnnlab.hardware import native_bf16_cpu
 
     for name in ("fast", "best"):
         amp = cl.TrainConfig.from_recipe(name, device_type="cpu").amp
@@ -74,8 +74,8 @@ def test_normalize_puts_training_stats_in_the_model(fmnist_small):
         (["--recipe", "best", "--data", "mnist"], "flips images horizontally"),
         (["--device", "cuda"], "no CUDA GPU"),
         (["--augment-flip", "sideways"], "Unknown --augment-flip"),
-        (["--tta", "identity,spin"], "Unknown --tta view 'spin'"),
-        (["--ema", "1.5"], "--ema must be a decay"),
+        (["--tta", "identity,spin"], "Unknown --tta item 'spin'"),
+        (["--ema", "1.5"], "--ema must be a number in (0, 1)"),
         (["--amp", "fp8"], "Unknown --amp"),
     ],
 )

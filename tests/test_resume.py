@@ -210,7 +210,7 @@ def test_resume_from_any_step_with_ema_early_stopping_and_schedule(fmnist_small,
     import dataclasses
 
     import cnnlab as cl
-    from cnnlab.engine import Augment, EarlyStopping
+    from cnnlab.engine import EarlyStopping
     from cnnlab.engine.snapshot import Checkpointer
 
     d = fmnist_small
@@ -227,7 +227,9 @@ def test_resume_from_any_step_with_ema_early_stopping_and_schedule(fmnist_small,
             schedule="onecycle",
             ema=ema,
             channels_last=True,  # the optimizer's moments must come back in the weights' layout
-            augment=Augment(translate=1, flip="random", erasing=0.5),
+            augment_translate=1,
+            augment_flip="random",
+            augment_erasing=0.5,
             callbacks=[EarlyStopping(patience=1)],
             progress=False,
             checkpoints=Checkpointer(folder, every=1, keep=100) if folder else None,

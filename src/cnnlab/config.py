@@ -1,110 +1,183 @@
-"""TrainConfig: one source for the CLI's flags, what ``train`` does, and the config saved with each run."""
+"""TrainConfig: the one table of training options.
+
+Every option is declared once, as a field with its default, help text, allowed values and whether recipes
+set it. The CLI's flags (`cnnlab.commands.flags`), the recipes' overrides (`cnnlab.recipes`), ``fit``'s
+keyword options and their defaults, and validation are all derived from this table, and validation runs
+before any data is loaded.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, get_type_hints
 
 from cnnlab.errors import CnnlabError
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "nesterov")
+SCHEDULES = ("constant", "onecycle", "linear")
+MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
+AMP = ("auto", "off", "bf16", "fp16")
+FLIPS = ("none", "random", "alternating")
+TTA_VIEWS = ("identity", "flip", "left", "right", "up", "down")
+RESIZE = ("pad", "crop", "stretch")
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one TrainConfig field is shown and checked.
+
+    ``group``: data (what to train on), model, training (how; ``fit`` takes these), selection (which epoch
+    wins), run (checkpoints, devices, reproducibility). ``recipe``: recipes may set it, so its flag has no
+    default of its own. ``low``/``high``: inclusive bounds unless ``low_open``/``high_open``. ``each``:
+    allowed items of a comma-separated value. ``none``: the word that means None on the command line.
+    """
+
+    help: str
+    group: str
+    recipe: bool = False
+    choices: tuple | None = None
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    each: tuple[str, ...] | None = None
+    none: str | None = None
+    metavar: str | None = None
+
+
+def option(default: Any, help: str, group: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"option": Option(help, group, **kw)})
 
 
 @dataclass
 class TrainConfig:
     # what to train on
-    data: str = (
-        "fashion_mnist"  # a built-in dataset name, a folder of class sub-folders, or a CSV of path,label
+    data: str = option(
+        "fashion_mnist",
+        "a built-in dataset (see `cnnlab datasets`), a folder with one sub-folder per class, or a CSV of path,label",
+        "data",
     )
-    split: str = "tutorial"  # "tutorial" (45,000/15,000/10,000) or "default" (55,000/5,000/10,000 stratified)
-    limit: int | None = None  # cap each split at this many images, for quick runs
-    # how images become tensors (folders: decoded once into a cache; built-ins: resized/converted if asked)
-    image_size: int | None = None  # square input size; None: 64 for folders, native for built-ins
-    channels: int | None = None  # 1 (grayscale) or 3 (RGB); None: 3 for folders, native for built-ins
-    resize: str = "pad"  # folders: "pad" (keep aspect, pad), "crop" (centre-crop) or "stretch"
-    bad_images: str = (
-        "skip"  # folders: "skip" unreadable files with a report, or "strict" (fail at the first)
+    split: str = option(
+        "tutorial",
+        "built-ins: tutorial (45,000/15,000/10,000, the post's) or default (55,000/5,000/10,000 stratified); "
+        "folders: default (stratified 70/15/15) or train/val/test percentages such as 80/10/10",
+        "data",
+        recipe=True,
+    )
+    limit: int | None = option(
+        None, "cap each split at N images (quick runs; the final set is then a subset)", "data", low=1
+    )
+    image_size: int | None = option(
+        None, "square input size in pixels [folders: 64; built-ins: native]", "data", low=1
+    )
+    channels: int | None = option(
+        None, "1 (grayscale) or 3 (RGB) [folders: 3; built-ins: native]", "data", choices=(1, 3)
+    )
+    resize: str = option(
+        "pad", "folders: keep the aspect ratio and pad, centre-crop, or stretch", "data", choices=RESIZE
+    )
+    bad_images: str = option(
+        "skip",
+        "folders: skip unreadable images and list them, or fail at the first one",
+        "data",
+        choices=("skip", "strict"),
     )
     # what to train
-    model: str = "cnn2"  # a registered model name or a layer spec
-    recipe: str = "tutorial"  # named defaults for everything below (see cnnlab.recipes); flags override
+    model: str = option("cnn2", "a registered model name or a layer spec", "model", recipe=True)
+    recipe: str = option("tutorial", "named defaults for the recipe options (see cnnlab.recipes)", "model")
+    normalize: bool = option(
+        False, "per-channel mean/std of the training split inside the model", "model", recipe=True
+    )
     # how (the tutorial's recipe by default: Keras' Adam, batch 32, early stopping on val_loss, patience 5)
-    epochs: int = 100  # at most this many epochs
-    batch_size: int = 32
-    lr: float = 1e-3
-    optimizer: str = "adam"  # adam, adamw, sgd, nesterov
-    weight_decay: float = 0.0
-    schedule: str = "constant"  # constant, onecycle, linear
-    label_smoothing: float = 0.0
-    patience: int | None = 5  # early-stopping patience in epochs; None trains all epochs, keeping the best
-    monitor: str = "val_loss"  # what early stopping and model selection watch
-    seed: int = 0  # weights, batch order and dropout
-    device: str = "auto"  # auto (CUDA when present), cpu, cuda
-    channels_last: bool = True  # NHWC memory layout: faster convolutions on CPU (oneDNN) and GPU
-    normalize: bool = False  # put the training split's per-channel mean/std in a normalize stage
-    augment_translate: int = 0  # random shifts of up to N pixels, on the device
-    augment_flip: str = "none"  # none, random or alternating horizontal flips
-    augment_erasing: float = 0.0  # probability of random erasing per image
-    ema: float | None = None  # EMA decay of the weights (e.g. 0.999); validation and the saved model use it
-    amp: str = "auto"  # autocast: auto (bf16 on CUDA, off on CPU), off, bf16, fp16
-    compile: bool = False  # torch.compile (its warm-up is timed separately)
-    tta: str = ""  # test-time views for the final evaluation, e.g. "identity,flip"
-    # checkpoints and reproducibility (not recipe settings; resuming ignores the first three)
-    checkpoint_every: int = 1000  # also checkpoint every N optimizer steps (0: only at each epoch's end)
-    keep: int = 3  # checkpoints kept: the newest K, plus the best epoch's
-    threads: int | None = None  # CPU threads for torch (None: torch's default)
-    deterministic: bool = False  # seeds, deterministic algorithms, pinned threads (recorded in env.json)
+    epochs: int = option(100, "maximum epochs", "training", recipe=True, low=1)
+    batch_size: int = option(32, "images per optimizer step", "training", recipe=True, low=1)
+    lr: float = option(
+        1e-3, "learning rate (the peak for onecycle)", "training", recipe=True, low=0, low_open=True
+    )
+    optimizer: str = option("adam", "the optimizer", "training", recipe=True, choices=OPTIMIZERS)
+    weight_decay: float = option(0.0, "L2 weight decay", "training", recipe=True, low=0)
+    schedule: str = option("constant", "learning-rate schedule", "training", recipe=True, choices=SCHEDULES)
+    label_smoothing: float = option(
+        0.0, "label smoothing of the training loss", "training", recipe=True, low=0, high=1, high_open=True
+    )
+    augment_translate: int = option(
+        0, "random shifts of up to N pixels", "training", recipe=True, low=0, metavar="PIXELS"
+    )
+    augment_flip: str = option("none", "horizontal flips", "training", recipe=True, choices=FLIPS)
+    augment_erasing: float = option(
+        0.0, "random-erasing probability per image", "training", recipe=True, low=0, high=1, metavar="P"
+    )
+    ema: float | None = option(
+        None,
+        "keep an exponential moving average of the weights with this decay, e.g. 0.999; validation and the "
+        "saved model use it",
+        "training",
+        recipe=True,
+        low=0,
+        high=1,
+        low_open=True,
+        high_open=True,
+        metavar="DECAY",
+    )
+    amp: str = option(
+        "auto",
+        "autocast: auto (bf16 on CUDA, off on CPU), off, bf16, fp16",
+        "training",
+        recipe=True,
+        choices=AMP,
+    )
+    compile: bool = option(False, "torch.compile (its warm-up is timed separately)", "training", recipe=True)
+    channels_last: bool = option(
+        True, "NHWC memory layout: faster convolutions on CPU (oneDNN) and GPU", "training", recipe=True
+    )
+    seed: int = option(0, "weights, split, batch order, augmentation and dropout", "training")
+    # which epoch's weights the run keeps
+    patience: int | None = option(
+        5,
+        "early-stopping patience in epochs, or 'none' to train every epoch; the best epoch's weights are "
+        "always restored",
+        "selection",
+        recipe=True,
+        low=0,
+        none="none",
+    )
+    monitor: str = option(
+        "val_loss",
+        "what early stopping and model selection watch (loss/accuracy: the training split)",
+        "selection",
+        recipe=True,
+        choices=MONITORS,
+    )
+    tta: str = option(
+        "",
+        "test-time views for the final evaluation, e.g. identity,flip",
+        "selection",
+        recipe=True,
+        each=TTA_VIEWS,
+    )
+    # where and how the run is kept (not recipe settings; resuming may change the first three)
+    device: str = option("auto", "auto (CUDA when present), cpu or cuda", "run")
+    checkpoint_every: int = option(
+        1000,
+        "also checkpoint every N optimizer steps (0: only at each epoch's end)",
+        "run",
+        low=0,
+        metavar="STEPS",
+    )
+    keep: int = option(3, "checkpoints kept: the newest K, plus the best epoch's", "run", low=1)
+    threads: int | None = option(None, "CPU threads for torch [torch's default]", "run", low=1)
+    deterministic: bool = option(
+        False,
+        "seed everything, deterministic algorithms only, pinned thread count (recorded in env.json)",
+        "run",
+    )
 
     def validate(self) -> TrainConfig:
-        if self.epochs is None or self.epochs < 1:
-            raise CnnlabError(f"--epochs must be a positive integer, got {self.epochs}")
-        if self.batch_size < 1:
-            raise CnnlabError(f"--batch-size must be a positive integer, got {self.batch_size}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise CnnlabError(f"--lr must be a positive number, got {self.lr}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise CnnlabError(f"--weight-decay must be a number >= 0, got {self.weight_decay}")
-        if self.patience is not None and self.patience < 0:
-            raise CnnlabError(f"--patience must be >= 0, got {self.patience}")
-        if self.limit is not None and self.limit < 1:
-            raise CnnlabError(f"--limit must be a positive integer, got {self.limit}")
-        if self.monitor not in ("val_loss", "val_accuracy", "loss", "accuracy"):
-            raise CnnlabError(
-                f"Unknown monitor {self.monitor!r}. Available: val_loss, val_accuracy, loss, accuracy"
-            )
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise CnnlabError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.image_size is not None and (
-            isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 1
-        ):
-            raise CnnlabError(f"--image-size must be a positive integer, got {self.image_size!r}")
-        if self.channels not in (None, 1, 3):
-            raise CnnlabError(f"--channels must be 1 (grayscale) or 3 (RGB), got {self.channels!r}")
-        if self.resize not in ("pad", "crop", "stretch"):
-            raise CnnlabError(f"Unknown resize mode {self.resize!r}. Available: pad, crop, stretch")
-        if self.augment_flip not in ("none", "random", "alternating"):
-            raise CnnlabError(
-                f"Unknown --augment-flip {self.augment_flip!r}. Available: none, random, alternating"
-            )
-        if self.augment_translate < 0 or not 0.0 <= self.augment_erasing <= 1.0:
-            raise CnnlabError("--augment-translate must be >= 0 and --augment-erasing in [0, 1]")
-        if self.ema is not None and not 0.0 < self.ema < 1.0:
-            raise CnnlabError(f"--ema must be a decay in (0, 1), e.g. 0.999, got {self.ema}")
-        if self.amp not in ("auto", "off", "bf16", "fp16"):
-            raise CnnlabError(f"Unknown --amp {self.amp!r}. Available: auto, off, bf16, fp16")
-        from cnnlab.engine.tta import VIEWS
-
-        bad = [v for v in self.tta_views if v not in VIEWS]
-        if bad:
-            raise CnnlabError(f"Unknown --tta view {bad[0]!r}. Available: {', '.join(VIEWS)}")
-        if self.bad_images not in ("skip", "strict"):
-            raise CnnlabError(f"Unknown --bad-images mode {self.bad_images!r}. Available: skip, strict")
-        if self.checkpoint_every is None or self.checkpoint_every < 0:
-            raise CnnlabError(
-                f"--checkpoint-every must be >= 0 (0: only at epoch ends), got {self.checkpoint_every}"
-            )
-        if self.keep is None or self.keep < 1:
-            raise CnnlabError(f"--keep must be a positive integer, got {self.keep}")
-        if self.threads is not None and self.threads < 1:
-            raise CnnlabError(f"--threads must be a positive integer, got {self.threads}")
+        """Check every field against its declaration; the first problem is one clear ``CnnlabError``."""
+        hints = get_type_hints(type(self))
+        for f in fields(self):
+            check_value(f.name, getattr(self, f.name), hints[f.name], f.metadata["option"])
         return self
 
     @property
@@ -112,46 +185,121 @@ class TrainConfig:
         return tuple(v.strip() for v in self.tta.split(",") if v.strip())
 
     @classmethod
-    def from_recipe(cls, recipe: str = "tutorial", *, device_type: str = "cpu", **overrides) -> TrainConfig:
+    def from_recipe(
+        cls, recipe: str = "tutorial", *, device_type: str = "cpu", **overrides: Any
+    ) -> TrainConfig:
         """Defaults, then the recipe's settings for this device type, then ``overrides`` (explicit flags)."""
         from cnnlab.recipes import get_recipe
 
         settings = get_recipe(recipe).settings(device_type)
         return cls(**{**settings, **overrides, "recipe": recipe})
 
-    def fit_options(self) -> dict:
-        """The keyword options ``fit`` takes from this config (the recipe's knobs)."""
-        from cnnlab.engine.augment import Augment
+    def fit_options(self) -> dict[str, Any]:
+        """The options ``fit`` takes from this config (the ``training`` group)."""
+        return {name: getattr(self, name) for name in options_in("training")}
 
-        return {
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "optimizer": self.optimizer,
-            "weight_decay": self.weight_decay,
-            "schedule": self.schedule,
-            "label_smoothing": self.label_smoothing,
-            "augment": Augment(self.augment_translate, self.augment_flip, self.augment_erasing),
-            "ema": self.ema,
-            "amp": self.amp,
-            "compile": self.compile,
-            "seed": self.seed,
-            "channels_last": self.channels_last,
-        }
-
-    def data_options(self) -> dict:
+    def data_options(self) -> dict[str, Any]:
         """The keyword options ``load_data`` takes besides name/split/seed/limit."""
-        return {
-            "image_size": self.image_size,
-            "channels": self.channels,
-            "resize": self.resize,
-            "bad_images": self.bad_images,
-        }
+        return {k: getattr(self, k) for k in ("image_size", "channels", "resize", "bad_images")}
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def training_options(given: dict[str, Any]) -> TrainConfig:
+    """A config holding the training options ``given`` (``fit``'s keyword options) over the defaults,
+    each checked as the CLI checks it."""
+    allowed = options_in("training")
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise CnnlabError(f"Unknown training option {unknown[0]!r}. Available: {', '.join(allowed)}")
+    cfg = TrainConfig(**given)
+    table = options()
+    for name in allowed:
+        opt, _, annotation = table[name]
+        check_value(name, getattr(cfg, name), annotation, opt)
+    return cfg
+
+
+def options() -> dict[str, tuple[Option, Any, Any]]:
+    """name -> (declaration, default, type annotation), in declaration order."""
+    hints = get_type_hints(TrainConfig)
+    return {f.name: (f.metadata["option"], f.default, hints[f.name]) for f in fields(TrainConfig)}
+
+
+def options_in(*groups: str, recipe: bool | None = None) -> list[str]:
+    """Names of the options in ``groups`` (all groups when none are given), optionally only recipe ones."""
+    return [
+        name
+        for name, (opt, _, _) in options().items()
+        if (not groups or opt.group in groups) and (recipe is None or opt.recipe == recipe)
+    ]
+
+
+def default_of(name: str) -> Any:
+    default = options()[name][1]
+    return None if default is MISSING else default
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _kind(annotation: Any) -> tuple[type, bool]:
+    """(base type, None allowed) of a field's annotation such as ``int | None``."""
+    args = getattr(annotation, "__args__", None)
+    if args:
+        base = next(a for a in args if a is not type(None))
+        return base, type(None) in args
+    return annotation, False
+
+
+def describe_bounds(opt: Option, base: type) -> str:
+    if base is int and opt.high is None and not opt.low_open and opt.low in (0, 1):
+        return "a positive integer" if opt.low == 1 else "an integer >= 0"
+    noun = "an integer" if base is int else "a number"
+    if opt.high is None:
+        if opt.low == 0 and opt.low_open:
+            return "a positive number"
+        return f"{noun} {'>' if opt.low_open else '>='} {opt.low:g}"
+    left, right = "(" if opt.low_open else "[", ")" if opt.high_open else "]"
+    return f"{noun} in {left}{opt.low:g}, {opt.high:g}{right}"
+
+
+def check_value(name: str, value: Any, annotation: Any, opt: Option) -> None:
+    """Raise a ``CnnlabError`` naming the flag when ``value`` does not fit ``opt``."""
+    base, optional = _kind(annotation)
+    if value is None:
+        if optional:
+            return
+        raise CnnlabError(f"{flag(name)} needs a value")
+    ok_type = isinstance(value, base) and not (base is not bool and isinstance(value, bool))
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        ok_type = True
+    if not ok_type:
+        noun = {int: "an integer", float: "a number", bool: "true or false", str: "text"}.get(
+            base, base.__name__
+        )
+        raise CnnlabError(f"{flag(name)} must be {noun}, got {value!r}")
+    if opt.choices is not None and value not in opt.choices:
+        raise CnnlabError(
+            f"Unknown {flag(name)} {value!r}. Available: {', '.join(str(c) for c in opt.choices)}"
+        )
+    if opt.each is not None:
+        bad = [v.strip() for v in value.split(",") if v.strip() and v.strip() not in opt.each]
+        if bad:
+            raise CnnlabError(f"Unknown {flag(name)} item {bad[0]!r}. Available: {', '.join(opt.each)}")
+    if opt.low is None and opt.high is None:
+        return
+    fails = base is float and not math.isfinite(value)
+    if opt.low is not None:
+        fails = fails or (value <= opt.low if opt.low_open else value < opt.low)
+    if opt.high is not None:
+        fails = fails or (value >= opt.high if opt.high_open else value > opt.high)
+    if fails:
+        raise CnnlabError(f"{flag(name)} must be {describe_bounds(opt, base)}, got {value!r}")

@@ -104,10 +104,8 @@ def train(
         mean=mean,
         std=std,
     )
-    callbacks = []
-    if config.monitor:  # model selection on the validation split; early stopping only with a patience
-        patience = config.patience if config.patience is not None else 10**9
-        callbacks.append(EarlyStopping(config.monitor, patience=patience))
+    # model selection on the monitored split; early stopping only with a patience
+    callbacks = [EarlyStopping(config.monitor, patience=config.patience)]
     with reproducibility(
         seed=config.seed, deterministic=config.deterministic, threads=config.threads
     ) as repro:

@@ -32,7 +32,7 @@ class Recipe:
     def settings(self, device_type: str) -> dict:
         settings = {**self.common, **(self.cuda if device_type == "cuda" else self.cpu)}
         if device_type == "cpu" and settings.get("amp") == "bf16":
-            from cnnlab.engine.setup import native_bf16_cpu
+            from cnnlab.hardware import native_bf16_cpu
 
             if not native_bf16_cpu():  # emulated bf16 would be slower than fp32
                 settings["amp"] = "off"

@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 
-from cnnlab.commands.args import non_negative_int, positive_int, print_json, table
+from cnnlab.commands.args import positive_int, print_json, table
 from cnnlab.commands.flags import add_data_args, add_recipe_args, config_from_args
 from cnnlab.errors import CnnlabError
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
-    from cnnlab.config import TrainConfig
+    from cnnlab.commands.flags import add_option_flags
 
-    d = TrainConfig()
     g = p.add_argument_group("checkpoints, resuming, reproducibility, processes")
     g.add_argument(
         "--resume",
@@ -24,25 +23,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--force", action="store_true", help="resume even from a checkpoint made with other settings"
     )
-    g.add_argument(
-        "--checkpoint-every",
-        type=non_negative_int,
-        metavar="STEPS",
-        default=d.checkpoint_every,
-        help=f"checkpoint every STEPS optimizer steps as well as after each epoch (0: epochs only) [{d.checkpoint_every}]",
-    )
-    g.add_argument(
-        "--keep",
-        type=positive_int,
-        default=d.keep,
-        help=f"checkpoints kept: the newest K plus the best [{d.keep}]",
-    )
-    g.add_argument(
-        "--deterministic",
-        action="store_true",
-        help="seed everything, deterministic algorithms only, pinned thread count (recorded in env.json)",
-    )
-    g.add_argument("--threads", type=positive_int, help="CPU threads for torch [torch's default]")
+    add_option_flags(g, ["checkpoint_every", "keep", "deterministic", "threads"])
     g.add_argument(
         "--nproc",
         type=positive_int,
@@ -74,8 +55,6 @@ def _argv_of(parser: argparse.ArgumentParser, args: argparse.Namespace, skip: se
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from cnnlab.engine import distributed
 
     if args.nproc > 1 and not distributed.launched():  # become the launcher: torchrun, in-process
@@ -86,13 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from cnnlab.experiment import train
 
-    cfg = replace(
-        config_from_args(args, args.model),
-        checkpoint_every=args.checkpoint_every,
-        keep=args.keep,
-        threads=args.threads,
-        deterministic=args.deterministic,
-    ).validate()
+    cfg = config_from_args(args, None)
     try:
         r = train(
             cfg,
@@ -205,9 +178,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one model and write a run folder")
-    p.add_argument(
-        "--model", default=None, help="registered model name or layer spec [cnn2, or the recipe's]"
-    )
     p.add_argument("--out", required=True, help="run folder to create (never overwritten unless --overwrite)")
     add_data_args(p)
     add_recipe_args(p)
@@ -231,5 +201,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--quick", action="store_true", help=f"a few-minute version: {QUICK} unless given explicitly"
     )
     add_data_args(p)
-    add_recipe_args(p)
+    add_recipe_args(p, model_flag=False)
     p.set_defaults(handler=cmd_compare)

@@ -2,10 +2,14 @@
 
 from cnnlab.engine.augment import Augment
 from cnnlab.engine.batches import DeviceBatches, epoch_permutation, to_float
-from cnnlab.engine.callbacks import Callback, EarlyStopping, TrainState
+from cnnlab.engine.callbacks import Callback, CallbackList, EarlyStopping, TrainState
+from cnnlab.engine.checkpointing import Checkpointing
+from cnnlab.engine.ema import EMA
+from cnnlab.engine.guard import NonFiniteGuard
 from cnnlab.engine.history import History
 from cnnlab.engine.inference import evaluate, predict
 from cnnlab.engine.loop import fit
+from cnnlab.engine.progress import ProgressBar
 from cnnlab.engine.setup import OPTIMIZERS, SCHEDULES, resolve_device
 from cnnlab.engine.tta import VIEWS, tta_probs
 
@@ -14,10 +18,15 @@ __all__ = [
     "SCHEDULES",
     "VIEWS",
     "Augment",
+    "EMA",
     "Callback",
+    "CallbackList",
+    "Checkpointing",
     "DeviceBatches",
     "EarlyStopping",
     "History",
+    "NonFiniteGuard",
+    "ProgressBar",
     "TrainState",
     "epoch_permutation",
     "evaluate",

@@ -1,29 +1,149 @@
-"""Callbacks: the extension points at the edges of the training loop."""
+"""Callbacks: everything at the edges of the training loop, with Keras-style lifecycle hooks.
+
+``fit`` calls, in order: ``on_train_begin``; per epoch ``on_epoch_begin``; per step
+``on_train_batch_begin``, ``on_before_backward`` (the loss is known, the weights not yet touched) and
+``on_train_batch_end``; ``on_epoch_end`` (``state.logs`` holds the epoch's metrics); ``on_train_end``
+(only when training ends normally). A callback that keeps state across a resume has ``state_dict`` and
+``load_state_dict``.
+"""
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
+import torch
 from torch import nn
 
 
 @dataclass
 class TrainState:
-    """What callbacks see and may change (``stop_training``)."""
+    """What callbacks see and may change (``stop_training``); ``fit`` fills in the rest."""
 
     model: nn.Module
     weights: nn.Module | None = None  # whose weights count as "this epoch's" (the EMA average, if any)
-    epoch: int = 0  # 1-based, the epoch that just ended
+    epoch: int = 0  # 1-based: the epoch in progress, or that just ended in on_epoch_end
     logs: dict = field(default_factory=dict)
     stop_training: bool = False
     best_epoch: int | None = None
+    # the loop's objects and position
+    epochs: int = 0  # the epoch limit
+    steps_per_epoch: int = 0
+    step: int = 0  # batches done in the current epoch
+    global_step: int = 0  # optimizer steps since the run began
+    first_epoch: int = 1  # where training (re)starts; a resumed run may start mid-epoch at ``step``
+    optimizer: Any = None
+    schedule: Any = None
+    ema: Any = None  # the averaged model (torch.optim.swa_utils.AveragedModel), when EMA is on
+    device: torch.device = torch.device("cpu")
+    ddp: Any = None  # cnnlab.engine.distributed.Distributed
+    loss: torch.Tensor | None = None  # this step's loss, detached
+    batch_indices: torch.Tensor | None = None  # this step's training-split indices (this rank's share)
+    sums: EpochSums | None = None
+    epoch_lr: float = 0.0  # the learning rate at the start of the epoch
+    epoch_t0: float = 0.0  # perf_counter() at the start of the epoch (minus time before a resume)
+    stop: Any = None  # a GracefulStop while checkpointing is on: the first SIGINT/SIGTERM received
+    signum: int = 0  # a stop request every rank agreed on at this step
+    resumed: dict | None = None  # the checkpoint position a resumed run continues from
+    resources: ExitStack = field(default_factory=ExitStack)  # contexts callbacks keep open while training
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Fresh running sums, timer and lr for ``epoch`` — or the saved ones of an epoch cut short."""
+        self.epoch = epoch
+        cut = (
+            self.resumed if self.resumed and self.resumed["epoch"] == epoch and self.resumed["sums"] else None
+        )
+        self.step = self.resumed["step"] if self.resumed and self.resumed["epoch"] == epoch else 0
+        self.sums = EpochSums.of(cut["sums"] if cut else None, self.device)
+        self.epoch_lr = cut["lr"] if cut else self.optimizer.param_groups[0]["lr"]
+        self.epoch_t0 = time.perf_counter() - (cut["seconds"] if cut else 0.0)
+
+    def position(self, *, epoch_end: bool) -> dict:
+        """Where training stands, as a checkpoint records it."""
+        if epoch_end:
+            done = self.stop_training or self.epoch == self.epochs
+            where = {"epoch": self.epoch + 1, "step": 0, "global_step": self.global_step, "done": done}
+        else:
+            where = {"epoch": self.epoch, "step": self.step, "global_step": self.global_step, "done": False}
+            where.update(lr=self.epoch_lr, seconds=time.perf_counter() - self.epoch_t0)
+        return {**where, "best_epoch": self.best_epoch, "stopped_early": self.stop_training}
+
+
+@dataclass
+class EpochSums:
+    """The epoch's running training loss and accuracy, kept on the device (no sync per step)."""
+
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    seen: int = 0
+
+    @classmethod
+    def of(cls, saved: dict | None, device: torch.device) -> EpochSums:
+        saved = saved or {"loss_sum": 0.0, "correct": 0, "seen": 0}
+        return cls(
+            torch.tensor(float(saved["loss_sum"]), device=device),
+            torch.tensor(int(saved["correct"]), device=device),
+            int(saved["seen"]),
+        )
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.loss_sum += loss * len(y)
+        self.correct += (logits.detach().argmax(1) == y).sum()
+        self.seen += len(y)
+
+    def as_dict(self) -> dict:
+        return {"loss_sum": self.loss_sum.item(), "correct": self.correct.item(), "seen": self.seen}
 
 
 class Callback:
+    """Subclass and override the hooks you need; each gets the ``TrainState``."""
+
     def on_train_begin(self, state: TrainState) -> None: ...
+    def on_epoch_begin(self, state: TrainState) -> None: ...
+    def on_train_batch_begin(self, state: TrainState) -> None: ...
+    def on_before_backward(self, state: TrainState) -> None: ...
+    def on_train_batch_end(self, state: TrainState) -> None: ...
     def on_epoch_end(self, state: TrainState) -> None: ...
     def on_train_end(self, state: TrainState) -> None: ...
+
+
+class CallbackList(Callback):
+    """Calls each hook on every callback, in order."""
+
+    def __init__(self, callbacks: Sequence[Callback]):
+        self.callbacks = list(callbacks)
+
+    def _each(self, hook: str, state: TrainState) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(state)
+
+    def on_epoch_begin(self, state: TrainState) -> None:
+        self._each("on_epoch_begin", state)
+
+    def on_train_batch_begin(self, state: TrainState) -> None:
+        self._each("on_train_batch_begin", state)
+
+    def on_before_backward(self, state: TrainState) -> None:
+        self._each("on_before_backward", state)
+
+    def on_train_batch_end(self, state: TrainState) -> None:
+        self._each("on_train_batch_end", state)
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        self._each("on_epoch_end", state)
+
+    @contextmanager
+    def training(self, state: TrainState) -> Iterator[None]:
+        """``on_train_begin`` now, ``on_train_end`` when the block ends normally; contexts callbacks
+        opened (progress display, signal handlers) are closed however it ends."""
+        with state.resources:
+            self._each("on_train_begin", state)
+            yield
+            self._each("on_train_end", state)
 
 
 class EarlyStopping(Callback):
@@ -34,7 +154,7 @@ class EarlyStopping(Callback):
 
     Args:
         monitor: a History key, e.g. ``"val_loss"`` or ``"val_accuracy"``.
-        patience: epochs without improvement before stopping.
+        patience: epochs without improvement before stopping (None: never stop, only keep the best).
         min_delta: the smallest change that counts as an improvement.
         mode: ``"min"``, ``"max"`` or ``"auto"`` (max for accuracy-like keys, else min).
         restore_best_weights: put back the best epoch's weights at the end.
@@ -47,12 +167,12 @@ class EarlyStopping(Callback):
         self,
         monitor: str = "val_loss",
         *,
-        patience: int = 5,
+        patience: int | None = 5,
         min_delta: float = 0.0,
         mode: str = "auto",
         restore_best_weights: bool = True,
     ):
-        if patience < 0:
+        if patience is not None and patience < 0:
             raise ValueError("patience must be >= 0")
         if mode not in ("auto", "min", "max"):
             raise ValueError("mode must be 'auto', 'min' or 'max'")
@@ -91,7 +211,7 @@ class EarlyStopping(Callback):
                 self.best_weights = {k: v.detach().clone() for k, v in source.state_dict().items()}
         else:
             self.wait += 1
-            if self.wait >= self.patience:
+            if self.patience is not None and self.wait >= self.patience:
                 self.stopped_epoch = state.epoch
                 state.stop_training = True
         state.best_epoch = self.best_epoch

@@ -1,4 +1,5 @@
-"""History: one row per epoch (epoch, loss, accuracy, val_loss, val_accuracy, lr, seconds)."""
+"""History: one row per epoch (epoch, loss, accuracy, val_loss, val_accuracy, lr, seconds), kept by a
+callback that ``fit`` always runs and returns."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import csv
 import io
 from dataclasses import dataclass, field
 
+from cnnlab.engine.callbacks import Callback, TrainState
+
 COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 
 
 @dataclass
-class History:
+class History(Callback):
     rows: list[dict] = field(default_factory=list)
     best_epoch: int | None = None  # the epoch whose weights the model holds at the end (if selected)
     stopped_early: bool = False
@@ -18,6 +21,13 @@ class History:
 
     def append(self, row: dict) -> None:
         self.rows.append(dict(row))
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        self.append(state.logs)
+
+    def on_train_end(self, state: TrainState) -> None:
+        self.best_epoch = state.best_epoch
+        self.stopped_early = self.stopped_early or state.stop_training
 
     def __len__(self) -> int:
         return len(self.rows)

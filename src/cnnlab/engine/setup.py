@@ -1,4 +1,4 @@
-"""Building blocks fit() puts together: device, optimizer, schedule, autocast, compile, EMA."""
+"""Building blocks fit() puts together: device, optimizer, schedule, autocast, compile."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
+from cnnlab.config import OPTIMIZERS, SCHEDULES
 from cnnlab.errors import CnnlabError
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "nesterov")
-SCHEDULES = ("constant", "onecycle", "linear")
+__all__ = ["OPTIMIZERS", "SCHEDULES", "autocast", "make_optimizer", "make_schedule", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -65,13 +65,6 @@ def make_schedule(
     raise CnnlabError(f"Unknown schedule {name!r}. Available: {', '.join(SCHEDULES)}")
 
 
-def native_bf16_cpu() -> bool:
-    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX). There, bf16 autocast makes
-    convolutions ~1.6x faster; elsewhere it is emulated and slower, so CPU recipes only ask for it here."""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private: absent means no
-    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
-
-
 def autocast(device: torch.device, amp: str):
     """bf16/fp16 autocast on CUDA (BatchNorm runs in fp32 under autocast); off on CPU unless asked."""
     if amp == "auto":
@@ -112,28 +105,3 @@ def compile_model(model: nn.Module, device: torch.device, warmup) -> tuple[nn.Mo
     for p in model.parameters():
         p.grad = None
     return compiled, seconds
-
-
-def make_ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
-    """An exponential moving average of the weights (and BN buffers), updated after every step.
-
-    The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates, so short runs are not dominated
-    by the random initial weights (a fixed 0.999 would keep ~37% of them after 1,000 steps)."""
-    from torch.optim.swa_utils import AveragedModel
-
-    updates: int | None = None
-
-    def ema(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged) -> None:
-        nonlocal updates
-        if updates is None:  # from the saved count, so a resumed run continues the same warm-up
-            updates = int(num_averaged) - 1  # AveragedModel counts its first plain copy too
-        d = min(decay, (1 + updates) / (10 + updates))
-        updates += 1
-        floats = [(a, c) for a, c in zip(averaged, current, strict=True) if a.is_floating_point()]
-        if floats:
-            torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], 1.0 - d)
-        for a, c in zip(averaged, current, strict=True):  # integer buffers (BN's num_batches_tracked)
-            if not a.is_floating_point():
-                a.copy_(c)
-
-    return AveragedModel(model, multi_avg_fn=ema, use_buffers=True)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-VIEWS = ("identity", "flip", "left", "right", "up", "down")
+from cnnlab.config import TTA_VIEWS as VIEWS
 
 
 def view(x: torch.Tensor, name: str) -> torch.Tensor:

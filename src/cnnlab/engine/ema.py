@@ -1,0 +1,51 @@
+"""EMA of the weights as a callback: updated after every optimizer step; validation, early stopping and
+the final model use the average."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cnnlab.engine.callbacks import Callback, TrainState
+
+
+def make_ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of the weights (and BN buffers), updated after every step.
+
+    The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates, so short runs are not dominated
+    by the random initial weights (a fixed 0.999 would keep ~37% of them after 1,000 steps)."""
+    from torch.optim.swa_utils import AveragedModel
+
+    updates: int | None = None
+
+    def ema(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged) -> None:
+        nonlocal updates
+        if updates is None:  # from the saved count, so a resumed run continues the same warm-up
+            updates = int(num_averaged) - 1  # AveragedModel counts its first plain copy too
+        d = min(decay, (1 + updates) / (10 + updates))
+        updates += 1
+        floats = [(a, c) for a, c in zip(averaged, current, strict=True) if a.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], 1.0 - d)
+        for a, c in zip(averaged, current, strict=True):  # integer buffers (BN's num_batches_tracked)
+            if not a.is_floating_point():
+                a.copy_(c)
+
+    return AveragedModel(model, multi_avg_fn=ema, use_buffers=True)
+
+
+class EMA(Callback):
+    """Keep ``state.ema``, an average of the weights with ``decay`` (e.g. 0.999), and end with it."""
+
+    def __init__(self, decay: float):
+        self.decay = decay
+
+    def on_train_begin(self, state: TrainState) -> None:
+        state.ema = make_ema(state.model, self.decay)
+        state.weights = state.ema.module  # what validation and early stopping look at
+
+    def on_train_batch_end(self, state: TrainState) -> None:
+        state.ema.update_parameters(state.model)
+
+    def on_train_end(self, state: TrainState) -> None:
+        state.model.load_state_dict(state.ema.module.state_dict())
