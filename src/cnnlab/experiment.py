@@ -22,6 +22,7 @@ from cnnlab.engine.distributed import Distributed, init_from_env
 from cnnlab.engine.snapshot import Checkpointer
 from cnnlab.errors import CnnlabError
 from cnnlab.models import count_params, create_model, is_registered
+from cnnlab.models.normalize import Normalize
 from cnnlab.recipes import check_fits
 from cnnlab.runs import ensure_new_run_dir, environment, save_run, write_atomic, write_json
 from cnnlab.summarize import summary
@@ -85,27 +86,8 @@ def train(
     elif resume is not None:
         ckpt = _checked(load_checkpoint(_auto_needs_out(resume)), config, ddp=ddp, force=force)
     if data is None:
-        data = load_data(
-            config.data,
-            split=config.split,
-            seed=config.seed,
-            data_dir=data_dir,
-            limit=config.limit,
-            **config.data_options(),
-        )
-    mean, std = data.mean, data.std
-    if config.normalize and mean is None:
-        mean, std = channel_stats(data.train.images)
-    model = create_model(
-        config.model,
-        input_shape=data.input_shape,
-        num_classes=data.num_classes,
-        seed=config.seed,
-        mean=mean,
-        std=std,
-    )
-    # model selection on the monitored split; early stopping only with a patience
-    callbacks = [EarlyStopping(config.monitor, patience=config.patience)]
+        data = load_config_data(config, data_dir=data_dir)
+    model = build_model(config, data)
     with reproducibility(
         seed=config.seed, deterministic=config.deterministic, threads=config.threads
     ) as repro:
@@ -113,50 +95,85 @@ def train(
             model,
             data,
             **config.fit_options(),
-            callbacks=callbacks,
+            # model selection on the monitored split; early stopping only with a patience
+            callbacks=[EarlyStopping(config.monitor, patience=config.patience)],
             device=device,
             progress=progress,
             checkpoints=checkpoints,
             resume=ckpt,
         )
-        env = {
-            **environment(device, config.seed),
-            **repro,
-            "world_size": ddp.world,
-            "backend": ddp.backend,
-            "resumed_from": str(ckpt.path) if ckpt is not None else None,
-        }
+        env = {**environment(device, config.seed), **repro, "world_size": ddp.world, "backend": ddp.backend}
+        env["resumed_from"] = str(ckpt.path) if ckpt is not None else None
     if not ddp.is_main:  # rank 0 evaluates and writes the run
         return RunResult(config.model, None, count_params(model), history, {}, primary=False)
     test = evaluate(
         model, data.test, tta=config.tta_views or None, amp=config.amp
     )  # the one look at the test set
-    params = count_params(model)
     path = None
     if out is not None:
-        saved = {
-            **config.to_dict(),
-            "input_shape": list(data.input_shape),
-            "classes": list(data.classes),
-            "num_classes": data.num_classes,
-            "spec": _spec_of(config.model),
-            "params": params,
-            "dataset": data.describe(),
-            "data_dir": str(data_dir or os.environ.get("CNNLAB_DATA_DIR") or "") or None,
-            "mean": list(mean) if mean else None,
-            "std": list(std) if std else None,
-            "preprocessing": "pixels / 255 (0..1), shape (N, C, H, W); mean/std applied by the model's normalize stage",
-        }
-        path = save_run(
-            out,
-            model,
-            history,
-            config=saved,
-            env=env,
-            results={"test": test, "params": params, "summary": summary(model, data.input_shape).as_dict()},
-            overwrite=True,  # our own folder: checked (new, or the run being resumed) before training
-        )
-    return RunResult(config.model, path, params, history, test)
+        path = _save(out, config, model, history, data, env, test, data_dir)
+    return RunResult(config.model, path, count_params(model), history, test)
+
+
+def load_config_data(config: TrainConfig, *, data_dir: str | os.PathLike | None = None, **kw) -> Dataset:
+    """The dataset ``config`` names, split and sized as it says."""
+    return load_data(
+        config.data,
+        split=config.split,
+        seed=config.seed,
+        data_dir=data_dir,
+        limit=config.limit,
+        **config.data_options(),
+        **kw,
+    )
+
+
+def build_model(config: TrainConfig, data: Dataset) -> torch.nn.Module:
+    """The model ``config`` names, shaped for ``data``, with the training split's per-channel statistics in
+    a ``normalize`` stage when ``config.normalize`` (the dataset's published ones where it has them)."""
+    mean, std = data.mean, data.std
+    if config.normalize and mean is None:
+        mean, std = channel_stats(data.train.images)
+    if not config.normalize:
+        mean = std = None
+    return create_model(
+        config.model,
+        input_shape=data.input_shape,
+        num_classes=data.num_classes,
+        seed=config.seed,
+        mean=mean,
+        std=std,
+    )
+
+
+def _save(
+    out, config: TrainConfig, model, history: History, data: Dataset, env: dict, test: dict, data_dir
+) -> Path:
+    """Write the run folder: what rebuilds the model and repeats the run, and what it measured."""
+    norm = next((m for m in model.modules() if isinstance(m, Normalize)), None)
+    params = count_params(model)
+    saved = {
+        **config.to_dict(),
+        "input_shape": list(data.input_shape),
+        "classes": list(data.classes),
+        "num_classes": data.num_classes,
+        "spec": _spec_of(config.model),
+        "params": params,
+        "dataset": data.describe(),
+        "data_dir": str(data_dir or os.environ.get("CNNLAB_DATA_DIR") or "") or None,
+        "mean": norm.mean.flatten().tolist() if norm is not None else None,
+        "std": norm.std.flatten().tolist() if norm is not None else None,
+        "preprocessing": "pixels / 255 (0..1), shape (N, C, H, W); mean/std applied by the model's normalize stage",
+    }
+    return save_run(
+        out,
+        model,
+        history,
+        config=saved,
+        env=env,
+        results={"test": test, "params": params, "summary": summary(model, data.input_shape).as_dict()},
+        overwrite=True,  # our own folder: checked (new, or the run being resumed) before training
+    )
 
 
 # Settings a resumed run may change: they do not change what is trained.
@@ -250,14 +267,20 @@ def compare(
     base: TrainConfig,
     *,
     out: str | os.PathLike | None,
+    data: Dataset | None = None,
     data_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    resume: str | None = None,
     on_result=None,
 ) -> list[RunResult]:
     """Train each model under the same protocol (same data, split, seed and recipe), evaluate each once
     on the final set, and write ``results.md``, ``results.csv`` and ``learning_curves.png`` to ``out``
     (one run folder per model beneath it).
+
+    ``resume="auto"`` continues an interrupted comparison in ``out``: models whose run folder is complete
+    are kept as they are (their config must match), an interrupted one continues from its checkpoints,
+    and the rest are trained.
 
     Example:
         >>> cl.compare(["mlp", "cnn1"], cl.TrainConfig(epochs=3, limit=5000), out="runs/compare")  # doctest: +SKIP
@@ -266,24 +289,27 @@ def compare(
         raise CnnlabError("No models to compare; e.g. --models mlp,cnn1,cnn2,cnn4")
     if len(set(models)) != len(models):
         raise CnnlabError(f"Duplicate model in --models: {','.join(models)}")
+    if resume not in (None, "auto"):
+        raise CnnlabError(f"compare resumes with --resume auto (whole comparisons), got {resume!r}")
+    if resume and out is None:
+        raise CnnlabError("--resume auto continues the comparison in --out; give --out")
     base.validate()
     check_fits(base)
-    root = ensure_new_run_dir(out, overwrite=overwrite) if out is not None else None
-    data = load_data(
-        base.data,
-        split=base.split,
-        seed=base.seed,
-        data_dir=data_dir,
-        limit=base.limit,
-        **base.data_options(),
-    )
+    root = None
+    if out is not None:
+        root = Path(out) if resume and Path(out).is_dir() else ensure_new_run_dir(out, overwrite=overwrite)
+    if data is None:
+        data = load_config_data(base, data_dir=data_dir)
     for m in models:  # a typo in the last model must not cost the first ones' training
         create_model(m, input_shape=data.input_shape, num_classes=data.num_classes)
     results = []
     for name in models:
         cfg = TrainConfig.from_dict({**base.to_dict(), "model": name})
         sub = root / _safe_name(name) if root is not None else None
-        r = train(cfg, out=sub, data=data, data_dir=data_dir, overwrite=overwrite, progress=progress)
+        done = _finished(sub, cfg) if resume and sub is not None else None
+        r = done or train(
+            cfg, out=sub, data=data, data_dir=data_dir, overwrite=overwrite, progress=progress, resume=resume
+        )
         results.append(r)
         if on_result:
             on_result(r)
@@ -292,8 +318,52 @@ def compare(
     return results
 
 
+def _finished(folder: Path, config: TrainConfig) -> RunResult | None:
+    """The result of a complete run in ``folder`` (trained with ``config``), or None if it is not done."""
+    from cnnlab.runs import load_run
+
+    if not (folder / "results.json").is_file():
+        return None
+    run = load_run(folder)
+    now = config.to_dict()
+    differ = [k for k in now if k not in RESUME_MAY_CHANGE and run.config.get(k) != now[k]]
+    if differ:
+        raise CnnlabError(
+            f"{folder} was trained with other settings ({', '.join(differ)}); "
+            "resume with the same flags, or start a new comparison in another --out"
+        )
+    test = run.results.get("test") or {}
+    return RunResult(config.model, folder, count_params(run.model), run.history, test)
+
+
 def _safe_name(model: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in model)[:80]
+
+
+def protocol(config: TrainConfig, data: Dataset) -> str:
+    """What was done, in words, as it was done: split sizes, recipe, stopping rule, which set is scored."""
+    from cnnlab.data import list_datasets
+
+    if data.name not in {d["name"] for d in list_datasets()}:
+        final = "the held-out test split"
+    else:
+        final = (
+            "the official test set" if config.limit is None else "a subset of the official test set (--limit)"
+        )
+    sizes = f"{len(data.train):,} train / {len(data.val):,} validation / {len(data.test):,} final ({final})"
+    if config.patience is None:
+        stop = f"all {config.epochs} epochs, keeping the epoch with the best {config.monitor}"
+    else:
+        stop = f"up to {config.epochs} epochs, early stopping on {config.monitor} (patience {config.patience}), best weights restored"
+    extras = [f"label smoothing {config.label_smoothing:g}"] if config.label_smoothing else []
+    extras += ["EMA weights"] if config.ema else []
+    extras += [f"test-time views {config.tta}"] if config.tta else []
+    return (
+        f"Split `{config.split}` (seed {config.seed}): {sizes}. Recipe `{config.recipe}`: {config.optimizer} lr "
+        f"{config.lr:g}, batch {config.batch_size}, schedule {config.schedule}"
+        + "".join(f", {e}" for e in extras)
+        + f"; {stop}. Error is measured once, on the final set."
+    )
 
 
 def results_table_md(results: list[RunResult]) -> str:
@@ -314,14 +384,9 @@ def write_results(root: Path, results: list[RunResult], base: TrainConfig, data:
     for r in results:
         w.writerow(r.row())
     write_atomic(root / "results.csv", buf.getvalue())
-    sizes = (
-        f"{len(data.train):,} train / {len(data.val):,} validation / {len(data.test):,} final (official test)"
-    )
     md = (
-        f"# {base.data}: {', '.join(r.name for r in results)}\n\n"
-        f"Split `{base.split}` (seed {base.seed}): {sizes}. Recipe: {base.optimizer} lr {base.lr:g}, batch {base.batch_size}, "
-        f"schedule {base.schedule}, up to {base.epochs} epochs, early stopping on {base.monitor} (patience {base.patience}), "
-        f"best weights restored. Error is measured once on the final set.\n\n" + results_table_md(results)
+        f"# {base.data}: {', '.join(r.name for r in results)}\n\n{protocol(base, data)}\n\n"
+        + results_table_md(results)
     )
     write_atomic(root / "results.md", md)
     write_json(

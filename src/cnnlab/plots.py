@@ -10,11 +10,13 @@ from cnnlab.engine.history import History
 
 def learning_curves(histories: Mapping[str, History], path: Path) -> Path:
     """Train (dashed) vs validation (solid) accuracy and loss per epoch, one colour per model; the
-    best epoch is marked. The tutorial's figure, for one model or several."""
+    best epoch is marked. The tutorial's figure, for one model or several. Both losses are the training
+    loss function (label smoothing included, as Keras reports them), so the curves compare like with like."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from cnnlab.atomic import write_atomic
 
@@ -30,6 +32,7 @@ def learning_curves(histories: Mapping[str, History], path: Path) -> Path:
                     ax.plot([h.best_epoch], [h[f"val_{key}"][h.best_epoch - 1]], "o", color=color)
     for ax, key in zip(axes, ("Accuracy", "Loss"), strict=True):
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_ylabel(key.lower())
         ax.set_title(f"{key} per epoch (dot: best epoch)")
         ax.grid(alpha=0.3)

@@ -30,7 +30,7 @@ def _parser_for(name: str, base: type, opt) -> Any:
 
 
 def _help(opt, default: Any) -> str:
-    allowed = f"; one of {', '.join(map(str, opt.choices))}" if opt.choices and len(opt.choices) > 2 else ""
+    allowed = f"; items of {','.join(opt.each)}" if opt.each else ""
     shown = opt.none if default is None and opt.none else default
     shown = "" if default is None else ("on" if shown is True else "off" if shown is False else shown)
     return f"{opt.help}{allowed}" + (f" [{shown}]" if shown != "" else "")
@@ -50,9 +50,8 @@ def add_option_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, 
             kw["action"] = argparse.BooleanOptionalAction
         else:
             kw["type"] = _parser_for(name, base, opt)
-            kw["metavar"] = opt.metavar or (name.upper() if opt.choices is None else None)
-            if opt.choices and base is int:
-                kw["choices"] = opt.choices
+            choices = "|".join(map(str, opt.choices)) if opt.choices else None
+            kw["metavar"] = opt.metavar or choices or ("N" if base is int else name.upper())
         parser.add_argument(flag(name), **kw)
 
 

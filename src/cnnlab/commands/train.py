@@ -165,6 +165,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         overwrite=args.overwrite,
         progress=not quiet,
+        resume=args.resume,
         on_result=show,
     )
     if args.json:
@@ -199,6 +200,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--quick", action="store_true", help=f"a few-minute version: {QUICK} unless given explicitly"
+    )
+    p.add_argument(
+        "--resume",
+        choices=("auto",),
+        help="continue an interrupted comparison in --out: finished models are kept, an interrupted one "
+        "continues from its checkpoints, the rest are trained",
     )
     add_data_args(p)
     add_recipe_args(p, model_flag=False)

@@ -63,10 +63,12 @@ def evaluate(
     device: str | torch.device | None = None,
     tta: Sequence[str] | None = None,
     amp: str = "auto",
+    label_smoothing: float = 0.0,
 ) -> dict:
     """Loss, accuracy and error % of ``model`` on a split (``.images`` uint8, ``.labels``).
 
     With ``tta`` (e.g. ``("identity", "flip")``) the prediction is the mean softmax over those views.
+    ``label_smoothing``: measure the loss as training does (for comparable learning curves).
 
     Example:
         >>> cl.evaluate(model, data.test)  # doctest: +SKIP
@@ -79,11 +81,15 @@ def evaluate(
             y = split.labels[start : start + batch_size].to(dev)
             if tta:
                 probs = tta_probs(model, x, tta)
-                loss_sum += F.nll_loss(probs.clamp_min(1e-12).log(), y, reduction="sum").item()
+                log_p = probs.clamp_min(1e-12).log()
+                loss_sum += F.nll_loss(log_p, y, reduction="sum").item() * (1 - label_smoothing)
+                loss_sum -= log_p.mean(1).sum().item() * label_smoothing
                 pred = probs.argmax(1)
             else:
                 logits = model(x).float()
-                loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+                loss_sum += F.cross_entropy(
+                    logits, y, reduction="sum", label_smoothing=label_smoothing
+                ).item()
                 pred = logits.argmax(1)
             correct += (pred == y).sum().item()
     acc = correct / max(n, 1)

@@ -122,7 +122,7 @@ def fit(
                 state.sums.add(state.loss, logits, y)
                 state.step, state.global_step = state.step + 1, state.global_step + 1
                 edges.on_train_batch_end(state)  # EMA, checkpoints, progress
-            state.logs = epoch_logs(state, train.num_samples, val, cfg.amp)
+            state.logs = epoch_logs(state, train.num_samples, val, cfg)
             edges.on_epoch_end(state)  # guard, history, progress, early stopping, checkpoints
             if state.stop_training:
                 break
@@ -135,13 +135,16 @@ def augmentation(cfg: TrainConfig) -> Augment | None:
     return augment if augment.active else None
 
 
-def epoch_logs(state: TrainState, num_samples: int, val, amp: str) -> dict:
-    """The epoch's row: training loss and accuracy over all ranks, validation, lr and seconds."""
+def epoch_logs(state: TrainState, num_samples: int, val, cfg: TrainConfig) -> dict:
+    """The epoch's row: training loss and accuracy over all ranks, validation (its loss measured with the
+    training loss function, label smoothing included, as Keras does), lr and seconds."""
     sums = state.sums
     state.ddp.sum(sums.loss_sum, sums.correct)  # over ranks: together they saw each sample once
     row = {"epoch": state.epoch, "loss": sums.loss_sum.item() / num_samples}
     row["accuracy"] = sums.correct.item() / num_samples
     if val is not None and len(val.labels):
-        m = evaluate(state.weights, val, device=state.device, amp=amp)
+        m = evaluate(
+            state.weights, val, device=state.device, amp=cfg.amp, label_smoothing=cfg.label_smoothing
+        )
         row.update(val_loss=m["loss"], val_accuracy=m["accuracy"])
     return {**row, "lr": state.epoch_lr, "seconds": time.perf_counter() - state.epoch_t0}

@@ -1,0 +1,83 @@
+"""compare: one protocol for several models, a truthful results.md, and resuming an interrupted comparison."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import pytest
+
+import cnnlab as cl
+from cnnlab.engine import ProgressBar
+from cnnlab.engine.signals import Interrupted
+from cnnlab.experiment import protocol
+
+MODELS = ["mlp", "conv8-pool-dense16"]
+
+
+def _cfg(**kw):
+    return cl.TrainConfig(epochs=2, batch_size=50, device="cpu", **kw)
+
+
+def test_interrupted_compare_resumes_keeping_finished_models(tiny, tmp_path):
+    root = tmp_path / "cmp"
+
+    def stop_after_first(result):
+        raise Interrupted("SIGINT: stopped", 2)
+
+    with pytest.raises(Interrupted):
+        cl.compare(MODELS, _cfg(), out=root, data=tiny, progress=False, on_result=stop_after_first)
+    first = root / "mlp" / "model.safetensors"
+    stamp = first.stat().st_mtime_ns
+    assert not (root / "results.md").exists()
+    with pytest.raises(cl.CnnlabError, match="already holds"):  # a plain rerun never overwrites
+        cl.compare(MODELS, _cfg(), out=root, data=tiny, progress=False)
+
+    trained = []
+    results = cl.compare(
+        MODELS, _cfg(), out=root, data=tiny, progress=False, resume="auto", on_result=trained.append
+    )
+    assert [r.name for r in results] == MODELS
+    assert first.stat().st_mtime_ns == stamp  # the finished model was kept, not trained again
+    assert results[0].test["n"] == len(tiny.test) and results[1].history.epochs == 2
+    assert (root / "results.md").is_file() and "| mlp |" in (root / "results.md").read_text()
+
+
+def test_resume_refuses_a_comparison_made_with_other_settings(tiny, tmp_path):
+    root = tmp_path / "cmp"
+    cl.compare(MODELS[:1], _cfg(), out=root, data=tiny, progress=False)
+    with pytest.raises(cl.CnnlabError, match="other settings \\(lr"):
+        cl.compare(MODELS[:1], _cfg(lr=0.01), out=root, data=tiny, progress=False, resume="auto")
+
+
+@pytest.mark.parametrize(
+    "kw,says,never",
+    [
+        (
+            dict(patience=None, monitor="val_accuracy"),
+            "all 2 epochs, keeping the epoch with the best val_accuracy",
+            "patience",
+        ),
+        (dict(patience=3), "early stopping on val_loss (patience 3), best weights restored", "keeping"),
+        (dict(label_smoothing=0.1, ema=0.99), "label smoothing 0.1, EMA weights", "official"),
+    ],
+)
+def test_protocol_says_what_was_done(tiny, kw, says, never):
+    text = protocol(_cfg(**kw), tiny)
+    assert says in text and never not in text
+    assert "held-out test split" in text  # a generated dataset has no official test set
+
+
+def test_protocol_names_a_limited_test_set_a_subset(tiny):
+    text = protocol(cl.TrainConfig(limit=100), dataclasses.replace(tiny, name="fashion_mnist"))
+    assert "a subset of the official test set" in text
+
+
+def test_progress_prints_lines_when_not_on_a_terminal(tiny):
+    out = io.StringIO()
+    model = cl.create_model("mlp", seed=0)
+    bar = ProgressBar(stream=out, every_seconds=0.0)
+    cl.fit(model, tiny, epochs=2, batch_size=50, progress=False, callbacks=[bar], device="cpu")
+    lines = out.getvalue().splitlines()
+    assert any(line.startswith("epoch 1/2  step 1/4") for line in lines)  # inside the first epoch
+    assert sum(line.startswith("epoch 2/2  ") and "val_acc" in line for line in lines) == 1
