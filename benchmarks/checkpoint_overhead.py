@@ -32,7 +32,6 @@ import cnnlab as cl  # noqa: E402
 from cnnlab.engine import EarlyStopping, resolve_device  # noqa: E402
 from cnnlab.engine.checkpoint import list_checkpoints, load_checkpoint  # noqa: E402
 from cnnlab.engine.snapshot import Checkpointer  # noqa: E402
-from cnnlab.experiment import channel_stats  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {"none": None, "default (1000 steps + epochs)": 1000, "every 100 steps": 100}
@@ -50,16 +49,9 @@ class TimedCheckpointer(Checkpointer):
         return path
 
 
-def train_once(cfg: cl.TrainConfig, data, mean, std, device, every: int | None, folder: Path) -> dict:
+def train_once(cfg: cl.TrainConfig, data, device, every: int | None, folder: Path) -> dict:
     """The fit() call `cnnlab train` makes for this config; checkpoints to ``folder`` unless every is None."""
-    model = cl.create_model(
-        cfg.model,
-        input_shape=data.input_shape,
-        num_classes=data.num_classes,
-        seed=cfg.seed,
-        mean=mean,
-        std=std,
-    )
+    model = cl.build_model(cfg, data)
     ckpt = None
     if every is not None:
         ckpt = TimedCheckpointer(folder, every=every, keep=cfg.keep, meta={"config": cfg.to_dict()})
@@ -68,7 +60,7 @@ def train_once(cfg: cl.TrainConfig, data, mean, std, device, every: int | None, 
         model,
         data,
         **cfg.fit_options(),
-        callbacks=[EarlyStopping(cfg.monitor, patience=10**9)],
+        callbacks=[EarlyStopping(cfg.monitor, patience=cfg.patience)],
         device=device,
         progress=False,
         checkpoints=ckpt,
@@ -100,9 +92,6 @@ def main() -> None:
     data = cl.load_data(
         "fashion_mnist", split=cfg.split, seed=cfg.seed, data_dir=args.data_dir, limit=args.limit
     )
-    mean, std = (
-        channel_stats(data.train.images) if cfg.normalize and data.mean is None else (data.mean, data.std)
-    )
     steps = cfg.epochs * -(-len(data.train) // cfg.batch_size)
     print(
         f"{machine_line()}\nfast recipe on {device}: {cfg.model}, {len(data.train):,} images, {steps} steps"
@@ -111,11 +100,11 @@ def main() -> None:
     load_before = os.getloadavg()
     runs: dict[str, list[dict]] = {name: [] for name in VARIANTS}
     with tempfile.TemporaryDirectory() as tmp:
-        train_once(cfg, data, mean, std, device, None, Path(tmp) / "warm")  # warm-up, not timed
+        train_once(cfg, data, device, None, Path(tmp) / "warm")  # warm-up, not timed
         for r in range(args.repeats):  # interleaved, so drifting machine load hits every variant alike
             for name, every in VARIANTS.items():
                 folder = Path(tmp) / f"{r}-{len(runs[name])}-{every}"
-                runs[name].append(train_once(cfg, data, mean, std, device, every, folder))
+                runs[name].append(train_once(cfg, data, device, every, folder))
                 print(
                     f"  repeat {r + 1} {name}: {runs[name][-1]['wall_s']:.1f} s, {runs[name][-1]['saves']} saves"
                 )

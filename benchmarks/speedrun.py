@@ -30,7 +30,6 @@ from _machine import machine, machine_line  # noqa: E402
 
 import cnnlab as cl  # noqa: E402
 from cnnlab.engine import Callback, resolve_device  # noqa: E402
-from cnnlab.experiment import channel_stats  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = (0.91, 0.93, 0.94, 0.95, 0.96)
@@ -56,15 +55,7 @@ class TestProbe(Callback):
 
 
 def one_seed(cfg: cl.TrainConfig, data, device: torch.device) -> dict:
-    mean, std = channel_stats(data.train.images) if cfg.normalize else (None, None)
-    model = cl.create_model(
-        cfg.model,
-        input_shape=data.input_shape,
-        num_classes=data.num_classes,
-        seed=cfg.seed,
-        mean=mean,
-        std=std,
-    )
+    model = cl.build_model(cfg, data)
     probe = TestProbe(data.test, cfg.tta_views)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

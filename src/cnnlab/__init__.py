@@ -38,6 +38,7 @@ _EXPORTS = {
     "save_run": "cnnlab.runs",
     "load_run": "cnnlab.runs",
     "train": "cnnlab.experiment",
+    "build_model": "cnnlab.experiment",
     "compare": "cnnlab.experiment",
     "load_image": "cnnlab.images",
 }
