@@ -107,20 +107,6 @@ class Distributed:
             return None
         return [json.loads(bytes(p[: int(s)].tolist())) for p, s in zip(parts, sizes, strict=True)]
 
-    def broadcast_json(self, obj):
-        """Rank 0's JSON-able ``obj`` on every rank."""
-        if not self.active:
-            return obj
-        box = [obj if self.is_main else None]
-        data = json.dumps(box[0]).encode() if self.is_main else b""
-        size = torch.tensor([len(data)])
-        dist.broadcast(size, 0, group=self.control)
-        buf = torch.zeros(int(size), dtype=torch.uint8)
-        if self.is_main:
-            buf[:] = torch.tensor(list(data), dtype=torch.uint8)
-        dist.broadcast(buf, 0, group=self.control)
-        return json.loads(bytes(buf.tolist()))
-
     def barrier(self) -> None:
         if self.active:
             dist.barrier(group=self.control)
