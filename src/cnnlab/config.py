@@ -128,6 +128,12 @@ class TrainConfig:
         choices=AMP,
     )
     compile: bool = option(False, "torch.compile (its warm-up is timed separately)", "training", recipe=True)
+    cuda_graphs: str = option(
+        "auto",
+        "capture the whole training step in a CUDA graph and replay it (auto: on a single CUDA GPU)",
+        "training",
+        choices=("auto", "on", "off"),
+    )
     channels_last: bool = option(
         True, "NHWC memory layout: faster convolutions on CPU (oneDNN) and GPU", "training", recipe=True
     )

@@ -22,8 +22,9 @@ class DeviceBatches:
 
     Args:
         images: uint8 (N, C, H, W); labels: int64 (N,).
-        batch_size: samples per batch; the last batch may be smaller (like Keras).
+        batch_size: samples per batch; the last batch may be smaller (like Keras) unless ``drop_last``.
         shuffle: draw the order from ``epoch_permutation(seed, epoch)``; else keep the order.
+        drop_last: leave out the last short batch (fixed shapes, as a captured CUDA graph needs).
     """
 
     def __init__(
@@ -36,6 +37,7 @@ class DeviceBatches:
         shuffle: bool = False,
         seed: int = 0,
         memory_format: torch.memory_format = torch.contiguous_format,
+        drop_last: bool = False,
     ):
         if images.dtype != torch.uint8:
             raise TypeError(f"images must be uint8 (N, C, H, W), got {images.dtype}")
@@ -45,13 +47,17 @@ class DeviceBatches:
         self.shuffle = shuffle
         self.seed = seed
         self.memory_format = memory_format
+        self.drop_last = drop_last and len(labels) >= batch_size  # never drop the only batch
 
     def __len__(self) -> int:
+        if self.drop_last:
+            return len(self.labels) // self.batch_size
         return (len(self.labels) + self.batch_size - 1) // self.batch_size
 
     @property
     def num_samples(self) -> int:
-        return len(self.labels)
+        """Samples trained on per epoch."""
+        return len(self) * self.batch_size if self.drop_last else len(self.labels)
 
     def epoch(
         self, epoch: int, *, start_step: int = 0
@@ -65,7 +71,7 @@ class DeviceBatches:
             if self.shuffle
             else torch.arange(n, device=dev)
         )
-        for start in range(start_step * self.batch_size, n, self.batch_size):
+        for start in range(start_step * self.batch_size, len(self) * self.batch_size, self.batch_size):
             idx = order[start : start + self.batch_size]
             yield to_float(self.images[idx], self.memory_format), self.labels[idx], idx
 

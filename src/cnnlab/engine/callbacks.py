@@ -59,7 +59,7 @@ class TrainState:
         )
         self.step = self.resumed["step"] if self.resumed and self.resumed["epoch"] == epoch else 0
         self.sums = EpochSums.of(cut["sums"] if cut else None, self.device)
-        self.epoch_lr = cut["lr"] if cut else self.optimizer.param_groups[0]["lr"]
+        self.epoch_lr = cut["lr"] if cut else float(self.optimizer.param_groups[0]["lr"])
         self.epoch_t0 = time.perf_counter() - (cut["seconds"] if cut else 0.0)
 
     def position(self, *, epoch_end: bool) -> dict:

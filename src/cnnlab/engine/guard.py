@@ -40,7 +40,7 @@ class NonFiniteGuard(Callback):
     def _report(self, state: TrainState) -> NonFiniteLossError:
         """Write a short report into the run folder (rank 0) and build the error every rank raises."""
         ddp, loss = state.ddp, state.loss.item()
-        lr_now = state.optimizer.param_groups[0]["lr"]
+        lr_now = float(state.optimizer.param_groups[0]["lr"])
         where = f"at epoch {state.epoch}, step {state.step + 1} (lr {lr_now:g})"
         what = f"loss became {loss}" if not math.isfinite(loss) else "loss became non-finite on another rank"
         ranks = ddp.gather_json({"loss": str(loss), "batch_indices": state.batch_indices.tolist()})

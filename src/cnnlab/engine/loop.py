@@ -25,6 +25,7 @@ from cnnlab.engine.checkpoint import Checkpoint
 from cnnlab.engine.checkpointing import Checkpointing
 from cnnlab.engine.distributed import Distributed
 from cnnlab.engine.ema import EMA
+from cnnlab.engine.graphs import GraphedStep, use_graphs
 from cnnlab.engine.guard import NonFiniteGuard
 from cnnlab.engine.history import History
 from cnnlab.engine.inference import evaluate
@@ -71,6 +72,7 @@ def fit(
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(device=dev, memory_format=mf)
     torch.manual_seed(cfg.seed if ddp.rank == 0 else derive_seed(cfg.seed, ddp.rank))  # dropout, per rank
+    graphs = use_graphs(cfg.cuda_graphs, dev, ddp)  # fixed shapes: the last short batch is dropped
     train = DeviceBatches(
         data.train.images,
         data.train.labels,
@@ -79,9 +81,12 @@ def fit(
         shuffle=True,
         seed=cfg.seed,
         memory_format=mf,
+        drop_last=graphs,
     )
     val = getattr(data, "val", None) if validate else None
-    step = TrainStep(model, cfg, steps_per_epoch=len(train), device=dev, ddp=ddp, example=train)
+    step = (GraphedStep if graphs else TrainStep)(
+        model, cfg, steps_per_epoch=len(train), device=dev, ddp=ddp, example=train
+    )
     augment = augmentation(cfg)
     history = History(compile_seconds=step.compile_seconds)
     state = TrainState(
@@ -118,7 +123,7 @@ def fit(
                 loss, logits = step.forward(x, y)
                 state.loss = loss.detach()
                 edges.on_before_backward(state)  # the non-finite guard: stop before the weights change
-                step.update(loss * ddp.loss_share(len(y), n))
+                step.update(loss, share=ddp.loss_share(len(y), n))
                 state.sums.add(state.loss, logits, y)
                 state.step, state.global_step = state.step + 1, state.global_step + 1
                 edges.on_train_batch_end(state)  # EMA, checkpoints, progress

@@ -33,12 +33,23 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def make_optimizer(
-    model: nn.Module, name: str, lr: float, weight_decay: float, device: torch.device
+    model: nn.Module,
+    name: str,
+    lr: float | torch.Tensor,
+    weight_decay: float,
+    device: torch.device,
+    *,
+    capturable: bool = False,
 ) -> torch.optim.Optimizer:
+    """The named optimizer over the trainable parameters. ``capturable``: safe to capture in a CUDA graph
+    (step counters on the device; pass ``lr`` as a device tensor the graph updates)."""
     params = [p for p in model.parameters() if p.requires_grad]
     # fused kernels: one pass over all parameters, on CUDA and on the CPU (cnn1's Adam step: 4.5 ms with
     # foreach, 1.0 ms fused, one thread)
-    fast = {"fused": True}
+    fast = {
+        "fused": True,
+        **({"capturable": True} if capturable and name != "sgd" and name != "nesterov" else {}),
+    }
     if name == "adam":  # Keras' Adam defaults: betas (0.9, 0.999), eps 1e-7
         return torch.optim.Adam(params, lr=lr, eps=1e-7, weight_decay=weight_decay, **fast)
     if name == "adamw":
@@ -57,15 +68,21 @@ def make_schedule(
         return None
     if name == "onecycle":  # warm up over the first 25%, then anneal to ~0
         lr, total = opt.param_groups[0]["lr"], max(total_steps, 1)
-        # OneCycleLR divides by (pct_start * total - 1): zero for 4 steps. Very short runs warm up longer.
-        pct = max(0.25, min(0.9, 1.5 / total))
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=pct)
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=lr, total_steps=total, pct_start=warmup_fraction(total)
+        )
     if name == "linear":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / max(total_steps, 1)))
     raise CnnlabError(f"Unknown schedule {name!r}. Available: {', '.join(SCHEDULES)}")
 
 
-def autocast(device: torch.device, amp: str):
+def warmup_fraction(total_steps: int) -> float:
+    """One-cycle's warm-up share: 25%, longer for very short runs (OneCycleLR divides by
+    pct_start * total - 1, zero for 4 steps)."""
+    return max(0.25, min(0.9, 1.5 / max(total_steps, 1)))
+
+
+def autocast(device: torch.device, amp: str, *, cache: bool = True):
     """bf16/fp16 autocast on CUDA (BatchNorm runs in fp32 under autocast); off on CPU unless asked."""
     if amp == "auto":
         amp = "bf16" if device.type == "cuda" else "off"
@@ -73,7 +90,8 @@ def autocast(device: torch.device, amp: str):
         return nullcontext()
     if amp not in ("bf16", "fp16"):
         raise CnnlabError(f"Unknown --amp {amp!r}. Available: auto, off, bf16, fp16")
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=cache)  # no cache inside a CUDA graph
 
 
 def check_compile_available(device: torch.device) -> None:
