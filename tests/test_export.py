@@ -173,7 +173,12 @@ def test_folder_run_parity_uses_every_split_when_the_test_split_is_small(tmp_pat
             arr[..., channel] = 230
             Image.fromarray(arr).save(tmp_path / "pics" / cls / f"{i}.png")
     cfg = TrainConfig(
-        data=str(tmp_path / "pics"), image_size=12, model="conv4-pool-dense8", epochs=1, batch_size=8
+        data=str(tmp_path / "pics"),
+        image_size=12,
+        model="conv4-pool-dense8",
+        epochs=1,
+        batch_size=8,
+        normalize=True,
     )
     train(cfg, out=tmp_path / "run", progress=False)
     r = export_run(tmp_path / "run", format="onnx", parity_images=1000)

@@ -85,13 +85,32 @@ class TrainConfig:
     )
     # what to train
     model: str = option("cnn2", "a registered model name or a layer spec", "model", recipe=True)
-    recipe: str = option("tutorial", "named defaults for the recipe options (see cnnlab.recipes)", "model")
+    recipe: str = option(
+        "tutorial",
+        "named defaults for the recipe options (see cnnlab.recipes); auto: tutorial for the built-in datasets, "
+        "folder for your own folders",
+        "model",
+    )
     normalize: bool = option(
         False, "per-channel mean/std of the training split inside the model", "model", recipe=True
     )
     # how (the tutorial's recipe by default: Keras' Adam, batch 32, early stopping on val_loss, patience 5)
     epochs: int = option(100, "maximum epochs", "training", recipe=True, low=1)
-    batch_size: int = option(32, "images per optimizer step", "training", recipe=True, low=1)
+    min_steps: int = option(
+        0,
+        "a floor on the optimizer steps in all: on a small training split, epochs are raised until they give "
+        "this many (0: none)",
+        "training",
+        recipe=True,
+        low=0,
+    )
+    batch_size: int = option(
+        32,
+        "images per optimizer step (at most a quarter of the training split)",
+        "training",
+        recipe=True,
+        low=1,
+    )
     lr: float = option(
         1e-3, "learning rate (the peak for onecycle)", "training", recipe=True, low=0, low_open=True
     )
@@ -194,11 +213,25 @@ class TrainConfig:
     def from_recipe(
         cls, recipe: str = "tutorial", *, device_type: str = "cpu", **overrides: Any
     ) -> TrainConfig:
-        """Defaults, then the recipe's settings for this device type, then ``overrides`` (explicit flags)."""
-        from cnnlab.recipes import get_recipe
+        """Defaults, then the recipe's settings for this device type, then ``overrides`` (explicit flags).
+        ``recipe="auto"`` picks one for the data (``cnnlab.recipes.choose``)."""
+        from cnnlab.recipes import choose, get_recipe
 
+        if recipe == "auto":
+            recipe = choose(overrides.get("data", default_of("data")))
         settings = get_recipe(recipe).settings(device_type)
         return cls(**{**settings, **overrides, "recipe": recipe})
+
+    def sized_for(self, n_train: int) -> TrainConfig:
+        """This config with the batch size capped by a training split of ``n_train`` images (at most a
+        quarter of it, at least 8) and the epochs raised to reach ``min_steps``: enough optimizer steps
+        whatever the dataset's size."""
+        from dataclasses import replace
+
+        batch = min(self.batch_size, max(8, n_train // 4))
+        steps_per_epoch = max(1, -(-n_train // batch))
+        epochs = max(self.epochs, -(-self.min_steps // steps_per_epoch))
+        return replace(self, batch_size=batch, epochs=epochs)
 
     def fit_options(self) -> dict[str, Any]:
         """The options ``fit`` takes from this config (the ``training`` group)."""

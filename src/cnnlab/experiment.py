@@ -87,6 +87,9 @@ def train(
         ckpt = _checked(load_checkpoint(_auto_needs_out(resume)), config, ddp=ddp, force=force)
     if data is None:
         data = load_config_data(config, data_dir=data_dir)
+    config = config.sized_for(len(data.train))
+    if progress and ddp.is_main:
+        print(describe_plan(config, data), flush=True)
     model = build_model(config, data)
     with reproducibility(
         seed=config.seed, deterministic=config.deterministic, threads=config.threads
@@ -113,6 +116,22 @@ def train(
     if out is not None:
         path = _save(out, config, model, history, data, env, test, data_dir)
     return RunResult(config.model, path, count_params(model), history, test)
+
+
+def describe_plan(config: TrainConfig, data: Dataset) -> str:
+    """One line before training: the recipe, why it fits, and the schedule it gives on this data."""
+    from cnnlab.recipes import get_recipe
+
+    n = len(data.train)
+    steps = -(-n // config.batch_size)
+    epochs = f"{config.epochs} epoch{'s' * (config.epochs != 1)}"
+    epochs = epochs if config.patience is None else f"up to {epochs}"
+    floor = f" (a floor of {config.min_steps:,} steps)" if config.min_steps else ""
+    return (
+        f"recipe {config.recipe} ({get_recipe(config.recipe).description.split(':')[0].lower()}): "
+        f"{config.model} on {n:,} training images, batch {config.batch_size}, {steps:,} steps per epoch, "
+        f"{epochs} = {steps * config.epochs:,} steps{floor}"
+    )
 
 
 def load_config_data(config: TrainConfig, *, data_dir: str | os.PathLike | None = None, **kw) -> Dataset:

@@ -9,6 +9,8 @@ evaluated once, at the end.
 - fast: the speed record. A fixed short one-cycle schedule on the 55,000/5,000 split, label smoothing,
   alternating flips, normalisation in the model, channels_last, bf16 autocast (on a CPU only where it
   multiplies bf16 natively); on CUDA a residual net with large batches.
+- folder: your own small folder of pictures: enough optimizer steps whatever its size (a floor on the
+  total steps, the batch capped by the training split), photo augmentation, the best validation epoch.
 - best: the highest accuracy. A wide residual net, Nesterov SGD with one-cycle, translate + flip + random
   erasing, label smoothing, EMA weights, flip/shift test-time augmentation; the best epoch on validation
   accuracy is kept.
@@ -103,6 +105,29 @@ RECIPES: dict[str, Recipe] = {
             cpu=dict(model="resnet_s", epochs=30, amp="bf16"),
             cuda=dict(epochs=80, amp="bf16"),
         ),
+        Recipe(
+            "folder",
+            "Your own small folder: a small residual net, AdamW one-cycle over at least 400 steps whatever "
+            "the folder's size, label smoothing, normalisation, the best validation epoch kept",
+            common=dict(
+                split="default",
+                model="resnet_s",
+                optimizer="adamw",
+                lr=3e-3,
+                weight_decay=5e-4,
+                schedule="onecycle",
+                label_smoothing=0.1,
+                normalize=True,
+                patience=None,
+                monitor="val_accuracy",
+                batch_size=32,
+                epochs=10,
+                min_steps=400,
+                augment_translate=4,
+            ),
+            cpu=dict(amp="bf16"),
+            cuda=dict(batch_size=64, min_steps=600, amp="bf16"),
+        ),
     )
 }
 
@@ -110,9 +135,17 @@ RECIPES: dict[str, Recipe] = {
 FLIP_SENSITIVE = ("mnist",)
 
 
+def choose(data: object) -> str:
+    """The recipe ``--recipe auto`` takes: the post's protocol for the built-in datasets, small-data
+    training for your own folders and CSV files."""
+    from cnnlab.data import list_datasets
+
+    return "tutorial" if data in {d["name"] for d in list_datasets()} else "folder"
+
+
 def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
-        raise CnnlabError(f"Unknown recipe {name!r}. Available: {', '.join(RECIPES)}")
+        raise CnnlabError(f"Unknown recipe {name!r}. Available: auto, {', '.join(RECIPES)}")
     return RECIPES[name]
 
 

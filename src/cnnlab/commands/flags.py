@@ -5,28 +5,42 @@ its own (not given: the recipe's value). ``config_from_args`` turns the parsed f
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any
 
-from cnnlab.commands.args import non_negative_int, number, positive_int
+from cnnlab.commands.args import number
 
 NONE = "none"  # what a flag such as --patience none parses to (argparse's None means "not given")
 
 
-def _parser_for(name: str, base: type, opt) -> Any:
-    if base is int:
-        parse = positive_int if opt.low == 1 else non_negative_int if opt.low == 0 else int
-    elif base is float:
-        parse = number
-    else:
-        parse = str
-    if opt.none is None:
-        return parse
+def _parser_for(name: str, base: type, annotation: Any, opt) -> Any:
+    """Text -> value, checked against the option's declaration: a value that does not fit is argparse's
+    one-line usage error (exit code 2), as any malformed command line."""
+    from cnnlab.config import check_value, flag
+    from cnnlab.errors import CnnlabError
 
-    def with_none(text: str):
-        return NONE if text.lower() == opt.none else parse(text)
+    parse = {int: _int, float: number}.get(base, str)
 
-    with_none.__name__ = getattr(parse, "__name__", name)
-    return with_none
+    def parse_and_check(text: str):
+        if opt.none is not None and text.lower() == opt.none:
+            return NONE
+        value = parse(text)
+        try:  # choices are argparse's own check ("invalid choice: ... (choose from ...)")
+            check_value(name, value, annotation, replace(opt, choices=None))
+        except CnnlabError as exc:
+            why = str(exc).removeprefix(flag(name) + " ")  # "must be a positive integer, got 0"
+            raise argparse.ArgumentTypeError(why.replace("must be ", "expected ", 1)) from None
+        return value
+
+    parse_and_check.__name__ = "value"
+    return parse_and_check
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
 def _help(opt, default: Any) -> str:
@@ -49,7 +63,9 @@ def add_option_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, 
         if base is bool:
             kw["action"] = argparse.BooleanOptionalAction
         else:
-            kw["type"] = _parser_for(name, base, opt)
+            kw["type"] = _parser_for(name, base, annotation, opt)
+            if opt.choices:
+                kw["choices"] = opt.choices
             choices = "|".join(map(str, opt.choices)) if opt.choices else None
             kw["metavar"] = opt.metavar or choices or ("N" if base is int else name.upper())
         parser.add_argument(flag(name), **kw)
@@ -74,10 +90,9 @@ def add_recipe_args(p: argparse.ArgumentParser, *, model_flag: bool = True) -> N
 
     p.add_argument(
         "--recipe",
-        default="tutorial",
-        help="named defaults for the recipe flags: "
-        + "; ".join(f"{r.name}: {r.description}" for r in RECIPES.values())
-        + " [tutorial]",
+        default="auto",
+        help="named defaults for the recipe flags. auto: tutorial for the built-in datasets, folder for your "
+        "own; " + "; ".join(f"{r.name}: {r.description}" for r in RECIPES.values()) + " [auto]",
     )
     g = p.add_argument_group("recipe flags (each overrides the recipe's value)")
     names = options_in("model", "training", "selection", recipe=True)
