@@ -162,3 +162,15 @@ def test_cuda_requested_without_gpu_is_a_clear_error():
         pytest.skip("this machine has a GPU")
     with pytest.raises(CnnlabError, match="no CUDA GPU"):
         cl.fit(cl.create_model("mlp"), SimpleNamespace(train=None, val=None), device="cuda")
+
+
+def test_predict_takes_what_evaluate_takes(tiny):
+    model = cl.create_model("mlp", seed=0)
+    probs = cl.predict(model, tiny.test)  # a split, as cl.evaluate(model, data.test)
+    assert probs.shape == (len(tiny.test), 10)
+    torch.testing.assert_close(probs.sum(1), torch.ones(len(tiny.test)))
+    torch.testing.assert_close(cl.predict(model, tiny.test.images[3]), probs[3:4])  # one image (C, H, W)
+    acc = (probs.argmax(1) == tiny.test.labels).float().mean().item()
+    assert acc == pytest.approx(cl.evaluate(model, tiny.test)["accuracy"])
+    with pytest.raises(CnnlabError, match="predict takes images"):
+        cl.predict(model, [1, 2, 3])

@@ -12,6 +12,7 @@ from torch import nn
 from cnnlab.engine.batches import to_float
 from cnnlab.engine.setup import autocast, resolve_device
 from cnnlab.engine.tta import tta_probs
+from cnnlab.errors import CnnlabError
 
 
 def _memory_format(model: nn.Module) -> torch.memory_format:
@@ -99,15 +100,28 @@ def evaluate(
 @torch.inference_mode()
 def predict(
     model: nn.Module,
-    images: torch.Tensor,
+    images,
     *,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     tta: Sequence[str] | None = None,
+    amp: str = "auto",
 ) -> torch.Tensor:
-    """Class probabilities (N, num_classes) for uint8 or 0..1 float images (N, C, H, W)."""
+    """Class probabilities (N, num_classes) of uint8 or 0..1 float images (N, C, H, W), a single image
+    (C, H, W), or a split (``data.test``, as ``evaluate`` takes).
+
+    Example:
+        >>> probs = cl.predict(model, data.test)  # doctest: +SKIP
+        >>> probs.argmax(1)[:5]
+    """
+    images = getattr(images, "images", images)  # a Split
+    if not torch.is_tensor(images) or images.dim() not in (3, 4):
+        shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
+        raise CnnlabError(f"predict takes images (N, C, H, W), one image (C, H, W) or a split; got {shape}")
+    if images.dim() == 3:
+        images = images[None]
     out = []
-    with _inference(model, device, batch_size) as (dev, batch_size, mf):
+    with _inference(model, device, batch_size) as (dev, batch_size, mf), autocast(dev, amp):
         for start in range(0, len(images), batch_size):
             x = to_float(images[start : start + batch_size].to(dev), mf)
             out.append((tta_probs(model, x, tta) if tta else torch.softmax(model(x).float(), dim=1)).cpu())
