@@ -133,6 +133,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--amp", default=None, help="override the recipe's autocast: off, bf16, fp16")
+    p.add_argument("--cuda-graphs", default=None, help="auto, on or off (auto: captured on a CUDA GPU)")
     p.add_argument("--augment-translate", type=int, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--limit", type=int, default=None, help="smoke runs only: cap each split")
@@ -155,6 +156,7 @@ def main() -> None:
             "lr": args.lr,
             "compile": args.compile,
             "amp": args.amp,
+            "cuda_graphs": args.cuda_graphs,
             "augment_translate": args.augment_translate,
         }.items()
         if v is not None

@@ -60,7 +60,7 @@ def test_gpu_all_runs_its_parts_and_writes_a_summary(fmnist_dir, tmp_path):
         "--limit",
         "400",
         "--parts",
-        "fast",
+        "fast,plain",
         "--data-dir",
         str(fmnist_dir),
         env_out=tmp_path,
@@ -71,6 +71,9 @@ def test_gpu_all_runs_its_parts_and_writes_a_summary(fmnist_dir, tmp_path):
     assert part["returncode"] == 0 and part["seeds"] == 2
     assert set(part["summary"]["targets"]) == {"0.91", "0.93", "0.94", "0.95", "0.96"}
     assert "| fast | 2 |" in r.stdout
+    peer = summary["parts"]["plain"]  # the plain-PyTorch peer ran and was summarised beside cnnlab
+    assert peer["returncode"] == 0 and peer["seeds"] == 1 and 0 <= peer["final_accuracy_mean"] <= 1
+    assert "| plain | 1 |" in r.stdout
 
 
 def test_gpu_all_refuses_unknown_parts_and_a_missing_gpu(tmp_path):
