@@ -17,19 +17,19 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, NotFoundError, RunFileError
 from cnnlab.runs import WEIGHTS
 
 SCAN_DEPTH = 3  # runs/<a>/<b>/<c>: a compare folder holds one run per model
 RESCAN_SECONDS = 2.0
 
 
-class UnknownModel(CnnlabError):
-    pass
+class UnknownModel(NotFoundError):
+    """No run of that id under RUNS_DIR. HTTP 404."""
 
 
-class Unavailable(CnnlabError):
-    pass
+class Unavailable(RunFileError):
+    """The run exists but cannot be used here: its files are damaged, or its test set is missing. HTTP 409."""
 
 
 @dataclass(frozen=True)
