@@ -372,6 +372,43 @@ def test_bad_requests_are_fast_4xx_json(client):
     assert client.post("/api/predict", data={"model": "cnn2"}, files=good).status_code == 200
 
 
+def test_errors_take_their_status_from_the_error_type_only(runs_dir):
+    from cnnlab.errors import CnnlabError, NotFoundError, RunFileError, UsageError
+    from cnnlab.web.registry import Unavailable, UnknownModel
+    from cnnlab.web.uploads import BadUpload
+
+    app = create_app(runs_dir, warm=False)
+    raised = {
+        "plain": CnnlabError("Unknown layer 'x' (the prefix no longer picks the status)"),
+        "usage": UsageError("these options do not go together"),
+        "missing": NotFoundError("no such thing"),
+        "damaged": RunFileError(f"{runs_dir.resolve()}/cnn2/config.json is damaged"),
+        "model": UnknownModel("Unknown model 'x'"),
+        "unavailable": Unavailable("cannot be loaded"),
+        "upload": BadUpload("not an image", 415),
+    }
+
+    def boom(kind: str):
+        raise raised[kind]
+
+    app.add_api_route("/boom/{kind}", boom)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        for kind, exc in raised.items():
+            r = c.get(f"/boom/{kind}")
+            assert r.status_code == exc.http_status, kind
+            assert r.json() == {"error": r.json()["error"], "status": exc.http_status}
+        assert [raised[k].http_status for k in raised] == [422, 400, 404, 409, 404, 409, 415]
+        # a server path in a message: shown relative to RUNS_DIR, never absolute
+        assert c.get("/boom/damaged").json()["error"] == "cnn2/config.json is damaged"
+
+
+def test_409_errors_name_no_server_path(client, runs_dir):
+    r = client.post("/api/predict", data={"model": "broken", "random": "true"})
+    error = r.json()["error"]
+    assert r.status_code == 409 and "broken/model.safetensors" in error, error
+    assert str(runs_dir.resolve()) not in error and "/tmp" not in error and not error.count(os.sep + "broken")
+
+
 def test_form_parser():
     from cnnlab.web.forms import parse_form
     from cnnlab.web.uploads import BadUpload
