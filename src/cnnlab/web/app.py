@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from cnnlab.web import limits
+from cnnlab.web.limits import public_message
 
 STATIC = Path(__file__).parent / "static"
 COMPUTE_PATHS = ("/api/predict", "/api/explain", "/api/filter", "/api/weights")
@@ -24,16 +24,6 @@ CSP = (
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 log = logging.getLogger("cnnlab.web")
-# an absolute path of two or more parts (not "image/png", not a URL's path after a host name)
-_ABSOLUTE = re.compile(r"(?<![\w.:/~-])/(?:[^\s'\"/,;()]+/)+[^\s'\",;()]*")
-
-
-def public_message(message: str, root: Path) -> str:
-    """``message`` with server paths hidden: under RUNS_DIR relative to it, anything else by its name."""
-    for prefix in {str(root.resolve()), str(root.absolute()), str(root)}:
-        if prefix not in (".", ""):
-            message = message.replace(prefix.rstrip("/") + "/", "")
-    return _ABSOLUTE.sub(lambda m: ".../" + m.group(0).rstrip("/").rsplit("/", 1)[-1], message)
 
 
 class Headers:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+from pathlib import Path
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 BODY_SECONDS = 30.0
@@ -48,6 +50,18 @@ def sniff_format(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WEBP"
     return None
+
+
+# an absolute path of two or more parts (not "image/png", not a URL's path after a host name)
+_ABSOLUTE = re.compile(r"(?<![\w.:/~-])/(?:[^\s'\"/,;()]+/)+[^\s'\",;()]*")
+
+
+def public_message(message: str, root: Path) -> str:
+    """``message`` with server paths hidden: under RUNS_DIR relative to it, anything else by its name."""
+    for prefix in {str(root.resolve()), str(root.absolute()), str(root)}:
+        if prefix not in (".", ""):
+            message = message.replace(prefix.rstrip("/") + "/", "")
+    return _ABSOLUTE.sub(lambda m: ".../" + m.group(0).rstrip("/").rsplit("/", 1)[-1], message)
 
 
 async def send_error(send, status: int, message: str, headers: dict[str, str] | None = None) -> None:

@@ -14,6 +14,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.explain.schema import ActivationsDoc, PredictionDoc, encode_tensor, stats_of
 from cnnlab.web import docs
 from cnnlab.web.forms import ExplainForm, FilterForm, ImageForm, openapi_body, read_form
+from cnnlab.web.limits import public_message
 from cnnlab.web.uploads import BadUpload, check_content_type, model_input, read_image
 
 router = APIRouter()
@@ -58,10 +59,20 @@ async def _compute(request: Request, form: type, work):
 @router.get("/api/models", response_model=docs.ModelsDoc, summary="The runs in RUNS_DIR")
 @router.head("/api/models", include_in_schema=False)  # link and health checkers send HEAD
 def list_models(request: Request):
+    from pydantic import ValidationError
+
     reg = _registry(request)
     runs = reg.runs(refresh=True)
-    models = [docs.ModelEntry(**e.describe()) for e in runs.values()]
-    return _json(docs.ModelsDoc(runs_dir=str(reg.root), models=models))
+    models, unavailable = [], reg.unavailable()
+    for e in runs.values():
+        try:
+            models.append(docs.ModelEntry(**e.describe()))
+        except ValidationError as exc:  # one odd run never breaks the listing of the others
+            unavailable[e.id] = (
+                f"{e.path / 'results.json'} does not describe the run: {exc.errors()[0]['msg']}"
+            )
+    broken = [docs.UnavailableEntry(id=k, error=public_message(v, reg.root)) for k, v in unavailable.items()]
+    return _json(docs.ModelsDoc(runs_dir=str(reg.root), models=models, unavailable=broken))
 
 
 @router.get("/api/kernels", response_model=docs.KernelsDoc, summary="Named kernels for the playground")
