@@ -179,9 +179,17 @@ def create_app(
     from cnnlab.web.routes import router
 
     registry = RunRegistry(runs_dir, max_models=max_models, data_dir=data_dir)
+    # python-multipart logs every malformed body it meets; the client gets a 400 saying so, and a server
+    # log line per hostile request would only let a stranger fill the log
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)
+
+    def new_pool() -> ComputePool:
+        return ComputePool(max_concurrent, deadline=request_seconds)
 
     @asynccontextmanager
     async def lifespan(app):
+        if app.state.pool.closed:  # the app is served again after a shutdown (tests do that)
+            app.state.pool = new_pool()
         if warm:
             threading.Thread(target=_warm, args=(registry,), daemon=True, name="cnnlab-warm").start()
         yield
@@ -204,7 +212,7 @@ def create_app(
         ),
     )
     app.state.registry = registry
-    app.state.pool = ComputePool(max_concurrent, deadline=request_seconds)
+    app.state.pool = new_pool()  # here too: an app driven without lifespan events needs one
     _error_handlers(app, registry.root)
     app.include_router(router)
     _pages(app)

@@ -92,6 +92,10 @@ class ComputePool:
             with contextlib.suppress(RuntimeError):  # a closed event loop: the server is shutting down
                 job.loop.call_soon_threadsafe(_settle, job.future, result, error)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self, wait: float = 5.0) -> bool:
         """Start no more jobs; wait up to ``wait`` seconds for running ones. True if none is left running."""
         with self._idle:

@@ -23,7 +23,9 @@ MAX_WEB_KERNEL = 15  # largest playground kernel side (the CLI takes up to 63)
 ERRORS = {
     c: {"model": docs.ErrorDoc, "description": d}
     for c, d in {
+        400: "malformed form body (multipart framing, part headers, boundary)",
         404: "unknown model or layer",
+        408: "the request body did not arrive in time",
         409: "the model or its test set cannot be loaded here",
         413: "body over the byte limit",
         415: "not an accepted image format",
