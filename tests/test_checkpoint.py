@@ -200,10 +200,16 @@ def test_resume_refuses_a_different_config_naming_keys_unless_forced(tiny, tmp_p
         cl.train(cfg, out=out, data=tiny, progress=False)  # no silent overwrite without --resume
 
 
+def _checkpointed_training(out: Path, data_dir: Path, epochs: int) -> list:
+    """`cnnlab train` arguments for a tiny real run with a checkpoint after every step."""
+    args = ["train", "--model", "conv8-pool-dense16", "--limit", "200", "--epochs", str(epochs)]
+    args += ["--batch-size", "50", "--checkpoint-every", "1", "--threads", "1", "--quiet"]
+    return [*args, "--data-dir", data_dir, "--out", out]
+
+
 def test_auto_passes_over_a_corrupt_newest_checkpoint_with_a_note(run_cli, fmnist_dir, tmp_path):
     out = tmp_path / "run"
-    args = ["train", "--model", "conv8-pool-dense16", "--limit", "200", "--epochs", "2", "--batch-size", "50"]
-    args += ["--checkpoint-every", "1", "--threads", "1", "--quiet", "--data-dir", fmnist_dir, "--out", out]
+    args = _checkpointed_training(out, fmnist_dir, epochs=2)
     code, _, err = run_cli(*args)
     assert code == 0, err
     finished = load_file(out / "model.safetensors")
@@ -258,8 +264,7 @@ def test_forged_steps_are_corrupt(two_checkpoints, tmp_path):
 
 def test_only_corrupt_checkpoints_are_discarded_when_resuming(run_cli, fmnist_dir, tmp_path):
     out = tmp_path / "run"
-    args = ["train", "--model", "conv8-pool-dense16", "--limit", "200", "--epochs", "1", "--batch-size", "50"]
-    args += ["--checkpoint-every", "1", "--threads", "1", "--quiet", "--data-dir", fmnist_dir, "--out", out]
+    args = _checkpointed_training(out, fmnist_dir, epochs=1)
     code, _, err = run_cli(*args)
     assert code == 0, err
     folder = out / "checkpoints"
