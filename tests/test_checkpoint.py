@@ -262,6 +262,7 @@ def test_forged_steps_are_corrupt(two_checkpoints, tmp_path):
         Checkpointer(two_checkpoints).begin(-1)
 
 
+@pytest.mark.slow
 def test_only_corrupt_checkpoints_are_discarded_when_resuming(run_cli, fmnist_dir, tmp_path):
     out = tmp_path / "run"
     args = _checkpointed_training(out, fmnist_dir, epochs=1)

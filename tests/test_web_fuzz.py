@@ -157,7 +157,7 @@ def test_openapi_driven_fuzz(root, fmnist_dir):
     api = schemathesis.openapi.from_asgi("/openapi.json", app)
     seen: dict[int, int] = {}
 
-    @settings(SETTINGS, max_examples=150, database=None, phases=[Phase.generate])
+    @settings(SETTINGS, max_examples=100, database=None, phases=[Phase.generate])
     @given(case=steered(api, model_ids=["cnn2"], images=SEEDS))
     def one(case):
         response = case.call()
