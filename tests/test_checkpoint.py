@@ -169,13 +169,16 @@ def test_crafted_pickles_are_refused_and_never_run(tmp_path, run_cli, two_checkp
     assert not marker.exists()
 
 
-def _reseal(folder: Path) -> None:
+def _reseal(folder: Path, **manifest) -> None:
+    """Make ``folder``'s manifest vouch for its files as they are now (what a forger can do), naming the
+    folder's own step unless ``manifest`` says otherwise."""
     import hashlib
     import json
 
-    from cnnlab.engine.checkpoint import _digest
+    from cnnlab.engine.checkpoint import _digest, step_of
 
     m = json.loads((folder / MANIFEST).read_bytes())
+    m.update({"step": step_of(folder), **manifest})
     for name in FILES:
         data = (folder / name).read_bytes()
         m["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
@@ -197,10 +200,16 @@ def test_resume_refuses_a_different_config_naming_keys_unless_forced(tiny, tmp_p
         cl.train(cfg, out=out, data=tiny, progress=False)  # no silent overwrite without --resume
 
 
+def _checkpointed_training(out: Path, data_dir: Path, epochs: int) -> list:
+    """`cnnlab train` arguments for a tiny real run with a checkpoint after every step."""
+    args = ["train", "--model", "conv8-pool-dense16", "--limit", "200", "--epochs", str(epochs)]
+    args += ["--batch-size", "50", "--checkpoint-every", "1", "--threads", "1", "--quiet"]
+    return [*args, "--data-dir", data_dir, "--out", out]
+
+
 def test_auto_passes_over_a_corrupt_newest_checkpoint_with_a_note(run_cli, fmnist_dir, tmp_path):
     out = tmp_path / "run"
-    args = ["train", "--model", "conv8-pool-dense16", "--limit", "200", "--epochs", "2", "--batch-size", "50"]
-    args += ["--checkpoint-every", "1", "--threads", "1", "--quiet", "--data-dir", fmnist_dir, "--out", out]
+    args = _checkpointed_training(out, fmnist_dir, epochs=2)
     code, _, err = run_cli(*args)
     assert code == 0, err
     finished = load_file(out / "model.safetensors")
@@ -219,3 +228,74 @@ def test_auto_passes_over_a_corrupt_newest_checkpoint_with_a_note(run_cli, fmnis
         torch.equal(redone[k], v) for k, v in finished.items()
     )  # the last step, redone, came out the same
     assert [p.name for p in (out / "checkpoints" / "discarded").iterdir()][0].startswith(newest.name)
+
+
+def _forge_state(folder: Path, **position) -> None:
+    import json
+
+    state = json.loads((folder / "state.json").read_bytes())
+    state["position"].update(position)
+    (folder / "state.json").write_text(json.dumps(state))
+
+
+def test_forged_steps_are_corrupt(two_checkpoints, tmp_path):
+    newest = list_checkpoints(two_checkpoints)[0]
+    cases = {
+        "negative manifest step": ({"step": -1}, {}, "not a cnnlab checkpoint manifest"),
+        "bool manifest step": ({"step": True}, {}, "not a cnnlab checkpoint manifest"),
+        "negative epoch_end": ({"epoch_end": -2}, {}, "not a cnnlab checkpoint manifest"),
+        "step other than the folder's": ({"step": 3}, {}, "the folder is named step-000000004"),
+        "negative position": ({}, {"global_step": -1}, "its position is step -1"),
+        "position of another step": ({}, {"global_step": 99}, "its position is step 99"),
+    }
+    for name, (manifest, position, message) in cases.items():
+        forged = tmp_path / "forged" / newest.name
+        shutil.copytree(newest, forged)
+        if position:
+            _forge_state(forged, **position)
+        _reseal(forged, **manifest)
+        with pytest.raises(CheckpointError, match=message):
+            load_checkpoint(forged)
+        assert find_latest(forged.parent)[0] is None, name
+        shutil.rmtree(forged)
+    with pytest.raises(CheckpointError, match="never negative"):
+        Checkpointer(two_checkpoints).begin(-1)
+
+
+@pytest.mark.slow
+def test_only_corrupt_checkpoints_are_discarded_when_resuming(run_cli, fmnist_dir, tmp_path):
+    out = tmp_path / "run"
+    args = _checkpointed_training(out, fmnist_dir, epochs=1)
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+    folder = out / "checkpoints"
+    valid = [p.name for p in list_checkpoints(folder)]
+    # a newer checkpoint whose resealed state says it is at step -1: before, resuming from it moved every
+    # valid checkpoint (all "newer" than -1) to discarded/
+    forged = folder / "step-000000009"
+    shutil.copytree(folder / valid[0], forged)
+    _forge_state(forged, global_step=-1)
+    _reseal(forged)
+    code, _, err = run_cli(*args, "--resume", "auto")
+    assert code == 0, err
+    assert "skipping checkpoint step-000000009" in err and "its position is step -1" in err
+    assert [p.name for p in (folder / "discarded").iterdir()][0].startswith("step-000000009")
+    assert len(list((folder / "discarded").iterdir())) == 1 and not (folder / "superseded").exists()
+    assert [p.name for p in list_checkpoints(folder)] == valid  # the valid ones stayed where they were
+
+    # resuming on purpose from an older valid checkpoint: the newer valid ones are set aside, not discarded
+    code, _, err = run_cli(*args, "--resume", folder / valid[-1])
+    assert code == 0, err
+    assert sorted(p.name.rsplit("-", 1)[0] for p in (folder / "superseded").iterdir()) == sorted(valid[:-1])
+    assert len(list((folder / "discarded").iterdir())) == 1
+
+
+def test_auto_refuses_when_every_checkpoint_is_damaged_as_help_says(run_cli, two_checkpoints, tmp_path):
+    code, out, _ = run_cli("train", "--help")
+    assert code == 0 and "refuse when every one is damaged" in " ".join(out.split())
+    for d in list_checkpoints(two_checkpoints):
+        (d / "state.json").write_bytes(b"{damaged")
+    run = two_checkpoints.parent
+    code, _, err = run_cli("train", "--model", "conv8-pool-dense16", "--out", run, "--resume", "auto")
+    assert code == 1 and "all 2 are damaged" in err.strip().splitlines()[-1]
+    assert len(list_checkpoints(two_checkpoints)) == 2  # nothing moved, nothing deleted

@@ -372,6 +372,90 @@ def test_bad_requests_are_fast_4xx_json(client):
     assert client.post("/api/predict", data={"model": "cnn2"}, files=good).status_code == 200
 
 
+def test_errors_take_their_status_from_the_error_type_only(runs_dir):
+    from cnnlab.errors import CnnlabError, NotFoundError, RunFileError, UsageError
+    from cnnlab.web.registry import Unavailable, UnknownModel
+    from cnnlab.web.uploads import BadUpload
+
+    app = create_app(runs_dir, warm=False)
+    raised = {
+        "plain": CnnlabError("Unknown layer 'x' (the prefix no longer picks the status)"),
+        "usage": UsageError("these options do not go together"),
+        "missing": NotFoundError("no such thing"),
+        "damaged": RunFileError(f"{runs_dir.resolve()}/cnn2/config.json is damaged"),
+        "model": UnknownModel("Unknown model 'x'"),
+        "unavailable": Unavailable("cannot be loaded"),
+        "upload": BadUpload("not an image", 415),
+    }
+
+    def boom(kind: str):
+        raise raised[kind]
+
+    app.add_api_route("/boom/{kind}", boom)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        for kind, exc in raised.items():
+            r = c.get(f"/boom/{kind}")
+            assert r.status_code == exc.http_status, kind
+            assert r.json() == {"error": r.json()["error"], "status": exc.http_status}
+        assert [raised[k].http_status for k in raised] == [422, 400, 404, 409, 404, 409, 415]
+        # a server path in a message: shown relative to RUNS_DIR, never absolute
+        assert c.get("/boom/damaged").json()["error"] == "cnn2/config.json is damaged"
+
+
+def test_409_errors_name_no_server_path(client, runs_dir):
+    r = client.post("/api/predict", data={"model": "broken", "random": "true"})
+    error = r.json()["error"]
+    assert r.status_code == 409 and "broken/model.safetensors" in error, error
+    assert str(runs_dir.resolve()) not in error and "/tmp" not in error and not error.count(os.sep + "broken")
+
+
+def test_damaged_runs_answer_409_alone_and_the_others_stay_listed(runs_dir, tmp_path):
+    root = tmp_path / "runs"
+    shutil.copytree(runs_dir / "cnn4", root / "good")
+    config = json.loads((root / "good" / "config.json").read_text())
+    mutations = {
+        "classes5": {"classes": 5},
+        "shape-abc": {"input_shape": "abc"},
+        "model42": {"model": 42},
+        "std0": {"std": [0], "mean": [0.5]},
+        "nan-mean": {"mean": [float("nan")], "std": [1.0]},
+    }
+    for name, change in mutations.items():
+        shutil.copytree(root / "good", root / name)
+        (root / name / "config.json").write_text(json.dumps({**config, **change}))
+    shutil.copytree(root / "good", root / "deep")
+    (root / "deep" / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    shutil.copytree(root / "good", root / "flipped")  # a bit flipped in the weights' data section
+    data = bytearray((root / "flipped" / "model.safetensors").read_bytes())
+    data[-10] ^= 0x08
+    (root / "flipped" / "model.safetensors").write_bytes(bytes(data))
+    shutil.copytree(root / "good", root / "odd-results")  # results.json the listing cannot use
+    (root / "odd-results" / "results.json").write_text(
+        json.dumps({"summary": {"layers": [{"name": 1, "output_shape": "abc"}]}, "test": {"accuracy": "x"}})
+    )
+    good = {"file": ("s.png", shoe(), "image/png")}
+    with TestClient(create_app(root, warm=False), raise_server_exceptions=False) as c:
+        listing = c.get("/api/models")
+        assert listing.status_code == 200, listing.text
+        doc = listing.json()
+        assert {m["id"] for m in doc["models"]} == {"good", "flipped", "odd-results"}
+        odd = next(m for m in doc["models"] if m["id"] == "odd-results")
+        assert odd["layers"] == [] and odd["test_accuracy"] is None
+        broken = {u["id"]: u["error"] for u in doc["unavailable"]}
+        assert set(broken) == {*mutations, "deep"}
+        assert "classes" in broken["classes5"] and "nested too deeply" in broken["deep"]
+        for model_id in [*mutations, "deep", "flipped"]:
+            r = c.post("/api/predict", data={"model": model_id}, files=good)
+            assert r.status_code == 409, (model_id, r.text)
+            assert (
+                str(root) not in r.json()["error"]
+                and "config.json" in r.json()["error"]
+                or (model_id == "flipped" and "sha256" in r.json()["error"])
+            ), r.json()
+        for model_id in ("good", "odd-results"):
+            assert c.post("/api/predict", data={"model": model_id}, files=good).status_code == 200
+
+
 def test_form_parser():
     from cnnlab.web.forms import parse_form
     from cnnlab.web.uploads import BadUpload

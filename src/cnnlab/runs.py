@@ -6,28 +6,34 @@
       metrics.csv        one row per epoch
       results.json       final-set metrics, best epoch, train seconds
       model.safetensors  the weights (no pickle: loading runs no code)
+      model.safetensors.sha256  their sha256 (``sha256sum`` format), checked on load
       plots/learning_curves.png
       checkpoints/       step-<N>/ folders written during training (see cnnlab.engine.checkpoint)
       nonfinite_loss.json  only when the loss became NaN/inf: step, lr, batch indices
 An existing run is never silently overwritten; `--resume auto` continues one from its checkpoints.
+Every file is validated when loaded (`cnnlab.runfiles`): a damaged config.json or weights file is one
+`RunFileError` line; a damaged results.json or metrics.csv only loses what it held, with a note.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from cnnlab.atomic import atomic_path, write_atomic
+from cnnlab.atomic import write_atomic
 from cnnlab.engine.history import History
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, NotFoundError, RunFileError
+from cnnlab.runfiles import CHECKSUM, WEIGHTS, checksum_line, read_config, read_history, read_results
 
-WEIGHTS = "model.safetensors"
+log = logging.getLogger("cnnlab.runs")
 
 
 def ensure_new_run_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -92,12 +98,13 @@ def save_run(
     overwrite: bool = False,
 ) -> Path:
     """Write a run folder (see the module docstring). ``config`` must hold what ``load_run`` needs to
-    rebuild the model: ``model``, ``input_shape``, ``classes``.
+    rebuild the model: ``model``, ``input_shape``, ``classes``. The weights' sha256 goes to
+    ``model.safetensors.sha256``, checked by ``load_run``.
 
     Example:
         >>> cl.save_run("runs/cnn2", model, history, config={...})  # doctest: +SKIP
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     p = ensure_new_run_dir(path, overwrite=overwrite)
     for key in ("model", "input_shape", "classes"):
@@ -105,10 +112,11 @@ def save_run(
             raise ValueError(f"config needs {key!r} to rebuild the model")
     p.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(p / WEIGHTS) as tmp:
-        # one metadata key: safetensors writes a map's keys in no fixed order, and a run's weights should be
-        # byte-identical when its tensors are (the model is named in config.json)
-        save_file(state, str(tmp), metadata={"format": "cnnlab"})
+    # one metadata key: safetensors writes a map's keys in no fixed order, and a run's weights should be
+    # byte-identical when its tensors are (the model is named in config.json)
+    weights = save(state, metadata={"format": "cnnlab"})
+    write_atomic(p / WEIGHTS, weights)
+    write_atomic(p / CHECKSUM, checksum_line(hashlib.sha256(weights).hexdigest()))
     write_json(p / "config.json", config)
     write_json(p / "env.json", env or environment("cpu", config.get("seed", 0)))
     write_atomic(p / "metrics.csv", history.to_csv())
@@ -136,6 +144,8 @@ class Run:
     config: dict
     history: History
     results: dict
+    verified: bool | None = None  # the weights matched their recorded sha256; None: none was recorded
+    notes: list[str] = field(default_factory=list)  # what was damaged or unchecked, but not fatal
 
     @property
     def classes(self) -> list[str]:
@@ -164,60 +174,98 @@ class Run:
         }
 
 
-def load_run(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> Run:
+def load_run(path: str | os.PathLike, *, device: str | torch.device = "cpu", verify: bool = True) -> Run:
     """Load a run folder: rebuild the model from ``config.json`` and load its safetensors weights.
+
+    Every file is validated first (`cnnlab.runfiles`): config.json against the run schema, the weights
+    against their recorded sha256 (unless ``verify=False``, for weights changed on purpose). A run with
+    no recorded sha256 (older cnnlab, made by hand) loads with ``verified=None`` and a note. A damaged
+    results.json or metrics.csv is left out with a note (``run.notes``, also logged as warnings).
+
+    Raises:
+        NotFoundError: the folder does not exist.
+        RunFileError: a file is missing, damaged, or config.json and the weights disagree.
 
     Example:
         >>> run = cl.load_run("runs/cnn2")  # doctest: +SKIP
         >>> run.model, run.classes
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from cnnlab.models import create_model
+    from cnnlab.runfiles import verify_weights
 
     p = Path(path)
     if not p.is_dir():
-        raise CnnlabError(f"Run folder {p} does not exist")
-    cfg_path, weights = p / "config.json", p / WEIGHTS
-    for f in (cfg_path, weights):
-        if not f.is_file():
-            raise CnnlabError(f"{p} is not a cnnlab run: {f.name} is missing")
+        raise NotFoundError(f"Run folder {p} does not exist")
+    weights = p / WEIGHTS
+    for f in (p / "config.json", weights):
+        if not f.exists():
+            raise RunFileError(f"{p} is not a cnnlab run: {f.name} is missing")
+    config = read_config(p)
+    notes = []
+    verified = verify_weights(p) if verify else None
+    if verify and verified is None:
+        notes.append(
+            f"{weights} has no recorded sha256 (a run from an older cnnlab or made by hand): loaded "
+            f"unverified; record one with `sha256sum {WEIGHTS} > {CHECKSUM}` in the run folder"
+        )
+    model = _model_for(config, weights, device)
+    results, more = read_results(p)
+    history, most = read_history(p, best_epoch=results.get("best_epoch"))
+    notes += more + most
+    for note in notes:
+        log.warning("cnnlab: note: %s", note)
+    return Run(p, model, config, history, results, verified=verified, notes=notes)
+
+
+def _model_for(config: dict, weights: Path, device) -> nn.Module:
+    """The model config.json describes, holding the weights file's tensors. The weights' names and shapes
+    (read from the safetensors header) are compared with the model's before any tensor data is read.
+    (Building the model is bounded by the models' own parameter cap. A shapes-only build on the meta
+    device would cost nothing for a huge config, but its first use imports torch's meta kernels: seconds
+    on every CLI call.)"""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    from cnnlab.models import create_model
+    from cnnlab.runfiles import WEIGHTS_MAX_BYTES, check_regular
+
+    check_regular(weights, max_bytes=WEIGHTS_MAX_BYTES)
+
+    def build() -> nn.Module:
+        try:
+            return create_model(
+                config["model"],
+                input_shape=tuple(config["input_shape"]),
+                num_classes=len(config["classes"]),
+                mean=config.get("mean"),  # the normalize stage, when the run was trained with one
+                std=config.get("std"),
+            )
+        except (CnnlabError, ValueError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RunFileError(
+                f"{weights.parent / 'config.json'} describes no model cnnlab can build: {first}"
+            ) from None
+
     try:
-        config = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CnnlabError(f"{cfg_path} is not valid JSON: {exc}") from None
-    lacking = [
-        k for k in ("model", "input_shape", "classes") if not isinstance(config, dict) or k not in config
-    ]
-    if lacking:
-        raise CnnlabError(f"{cfg_path} lacks {', '.join(lacking)}: not a cnnlab run's config")
-    model = create_model(
-        config["model"],
-        input_shape=tuple(config["input_shape"]),
-        num_classes=len(config["classes"]),
-        mean=config.get("mean"),  # the normalize stage, when the run was trained with one
-        std=config.get("std"),
-    )
-    try:
-        state = load_file(weights, device=str(device))
+        with safe_open(weights, framework="pt") as f:  # the header only: names and shapes
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 - not a dict
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CnnlabError(f"{weights} is not a readable safetensors file: {exc}") from None
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # same names, other shapes: config.json and the weights disagree
-        first = str(exc).strip().splitlines()[-1].strip()
-        raise CnnlabError(f"{weights} does not match the model config.json describes ({first})") from None
+        raise RunFileError(f"{weights} is not a readable safetensors file: {exc}") from None
+    model = build()
+    planned = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing, unexpected = sorted(set(planned) - set(stored)), sorted(set(stored) - set(planned))
     if missing or unexpected:
-        raise CnnlabError(
+        raise RunFileError(
             f"{weights} does not match model {config['model']!r} (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
-    model.to(device).eval()
-    metrics = p / "metrics.csv"
-    results = json.loads((p / "results.json").read_text()) if (p / "results.json").is_file() else {}
-    history = (
-        History.from_csv(metrics.read_text(), best_epoch=results.get("best_epoch"))
-        if metrics.is_file()
-        else History()
-    )
-    return Run(p, model, config, history, results)
+    for k, shape in planned.items():
+        if stored[k] != shape:  # same names, other shapes: config.json and the weights disagree
+            raise RunFileError(
+                f"{weights} does not match the model config.json describes ({k}: {list(stored[k])} in "
+                f"the weights, {list(shape)} in the model)"
+            )
+    try:
+        model.load_state_dict(load_file(weights, device=str(device)))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise RunFileError(f"{weights} is not a readable safetensors file: {first}") from None
+    return model.to(device).eval()

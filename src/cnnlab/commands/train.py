@@ -17,8 +17,9 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--resume",
         metavar="auto|PATH",
-        help="continue from the newest valid checkpoint in --out (auto: start afresh if there is none) "
-        "or from the checkpoint folder PATH",
+        help="continue from the newest valid checkpoint in --out (auto: start afresh when there is none "
+        "yet; refuse when every one is damaged, and --overwrite without --resume starts afresh) or from "
+        "the checkpoint folder PATH",
     )
     g.add_argument(
         "--force", action="store_true", help="resume even from a checkpoint made with other settings"

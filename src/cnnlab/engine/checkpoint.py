@@ -206,6 +206,11 @@ def _not_a_folder(path: Path) -> CheckpointError:
     )
 
 
+def _count(value) -> bool:
+    """A step or epoch number: a non-negative int (JSON ``true`` is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def verify(path: str | os.PathLike) -> tuple[dict, dict[str, bytes]]:
     """Check a checkpoint folder: manifest well-formed and self-consistent, every file present with the
     recorded size and sha256. Returns (manifest, file contents); raises ``CheckpointError``."""
@@ -226,7 +231,8 @@ def verify(path: str | os.PathLike) -> tuple[dict, dict[str, bytes]]:
         isinstance(manifest, dict)
         and manifest.get("format") == FORMAT
         and manifest.get("version") == VERSION
-        and isinstance(manifest.get("step"), int)
+        and _count(manifest.get("step"))
+        and (manifest.get("epoch_end") is None or _count(manifest.get("epoch_end")))
         and isinstance(manifest.get("files"), dict)
         and sorted(manifest["files"]) == sorted(FILES)
         and all(
@@ -240,6 +246,11 @@ def verify(path: str | os.PathLike) -> tuple[dict, dict[str, bytes]]:
         )
     if _digest({k: v for k, v in manifest.items() if k != "sha256"}) != manifest.get("sha256"):
         raise CheckpointError(f"{p / MANIFEST} is corrupt (its own sha256 does not match)")
+    named = _NAME.match(p.name)
+    if named and int(named.group(1)) != manifest["step"]:
+        raise CheckpointError(
+            f"{p / MANIFEST} is corrupt (it says step {manifest['step']}, the folder is named {p.name})"
+        )
     contents = {}
     for name, entry in manifest["files"].items():
         try:
@@ -283,6 +294,17 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         state = decode(raw, tensors)
     except (TypeError, ValueError, RecursionError):
         raise CheckpointError(f"{p / STATE_JSON} is not a cnnlab training state") from None
+    position = state.get("position")
+    if (
+        isinstance(position, dict)
+        and "global_step" in position
+        and position["global_step"] != manifest["step"]
+    ):
+        # resuming trusts the position: a forged one (negative, say) must not pass for this step's state
+        raise CheckpointError(
+            f"{p / STATE_JSON} is corrupt (its position is step {position['global_step']!r}, the manifest's "
+            f"is {manifest['step']})"
+        )
     return Checkpoint(p, manifest["step"], manifest.get("epoch_end"), model, state)
 
 

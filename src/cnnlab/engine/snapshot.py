@@ -23,11 +23,21 @@ from cnnlab.engine.checkpoint import (
     Checkpoint,
     CheckpointError,
     list_checkpoints,
+    load_checkpoint,
     prune,
     step_of,
     write_checkpoint,
 )
 from cnnlab.engine.history import History
+
+
+def _set_aside_as(folder: Path) -> str:
+    """Where a checkpoint newer than the resumed one goes: ``discarded`` if corrupt, else ``superseded``."""
+    try:
+        load_checkpoint(folder)
+    except CheckpointError:
+        return "discarded"
+    return "superseded"
 
 
 class Checkpointer:
@@ -80,9 +90,13 @@ class Checkpointer:
                 d.rmdir()
 
     def begin(self, global_step: int) -> None:
-        """Before the first save of a (resumed) run: drop temp folders a crash left behind, and move
-        checkpoints newer than ``global_step`` (a timeline abandoned by resuming from an older one, or
-        corrupt ones passed over) into ``discarded/`` so ``--resume auto`` never picks them again."""
+        """Before the first save of a (resumed) run: drop temp folders a crash left behind, and set aside
+        checkpoints newer than ``global_step`` so ``--resume auto`` never picks them again: corrupt ones
+        (passed over when resuming) into ``discarded/``, valid ones (a timeline abandoned by resuming from
+        an older checkpoint on purpose) into ``superseded/``. Checkpoints up to ``global_step`` are never
+        moved."""
+        if global_step < 0:
+            raise CheckpointError(f"Cannot continue from step {global_step}: steps are never negative")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             for d in self.folder.iterdir():
@@ -90,7 +104,7 @@ class Checkpointer:
                     shutil.rmtree(d, ignore_errors=True)
             for d in list_checkpoints(self.folder):
                 if step_of(d) > global_step:
-                    aside = self.folder / "discarded" / f"{d.name}-{secrets.token_hex(4)}"
+                    aside = self.folder / _set_aside_as(d) / f"{d.name}-{secrets.token_hex(4)}"
                     aside.parent.mkdir(exist_ok=True)
                     os.rename(d, aside)
         except OSError as exc:

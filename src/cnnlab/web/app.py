@@ -1,9 +1,12 @@
 """The FastAPI app: the JSON API (`routes`), the page (`static/`), health checks, and the rules every
-request goes through: a body cap, a concurrency limit, and errors as ``{"error", "status"}`` JSON with a
-4xx code for anything the client got wrong (never a 5xx for bad input)."""
+request goes through: a body cap and read deadline, a concurrency limit, CPU work in a bounded pool with
+a deadline (`compute`), and errors as ``{"error", "status"}`` JSON whose status is the error type's
+``http_status`` (`cnnlab.errors`): a 4xx for anything the client got wrong, never a 5xx for bad input,
+and never a server-side absolute path in the message."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -12,9 +15,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from cnnlab.web import limits
+from cnnlab.web.limits import public_message
 
 STATIC = Path(__file__).parent / "static"
-COMPUTE_PATHS = ("/api/predict", "/api/explain", "/api/filter")
+COMPUTE_PATHS = ("/api/predict", "/api/explain", "/api/filter", "/api/weights")
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
@@ -62,103 +66,47 @@ def _warm(registry) -> None:
         log.debug("warm-up failed", exc_info=True)
 
 
-def create_app(
-    runs_dir: str | os.PathLike,
-    *,
-    data_dir: str | os.PathLike | None = None,
-    max_concurrent: int = 4,
-    max_waiting: int = 32,
-    wait_seconds: float = 5.0,
-    max_models: int = 4,
-    max_body_bytes: int = limits.MAX_BODY_BYTES,
-    warm: bool = True,
-):
-    """The explainer app for the runs under ``runs_dir``.
+def json_error(status: int, message: str, root: Path, headers: dict | None = None):
+    """The API's error answer, ``{"error": message, "status": status}``, with server paths hidden."""
+    from fastapi.responses import JSONResponse
 
-    Args:
-        runs_dir: folder scanned for runs (``config.json`` + ``model.safetensors``); model ids are the run
-            folders' paths relative to it.
-        data_dir: dataset folder for "random test image" (else each run's recorded folder / $CNNLAB_DATA_DIR).
-        max_concurrent, max_waiting, wait_seconds: the concurrency limiter (see `cnnlab.web.limits`).
-        max_models: loaded models kept in the LRU cache.
-        warm: on startup, load the first model and its test set in the background, so the page's first
-            "random test image" does not wait for them.
+    body = {"error": public_message(message, root), "status": status}
+    return JSONResponse(body, status_code=status, headers=headers)
 
-    Example:
-        >>> from fastapi.testclient import TestClient  # doctest: +SKIP
-        >>> client = TestClient(create_app("runs"))  # doctest: +SKIP
-        >>> client.get("/api/models").json()["models"]  # doctest: +SKIP
-    """
-    from fastapi import FastAPI, Request
+
+def _error_handlers(app, root: Path) -> None:
+    """Every error as JSON; a `CnnlabError`'s status is its type's ``http_status`` (`cnnlab.errors`)."""
+    from fastapi import Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse
-    from fastapi.staticfiles import StaticFiles
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from cnnlab import __version__
     from cnnlab.errors import CnnlabError
-    from cnnlab.web import docs
     from cnnlab.web.forms import validation_message
-    from cnnlab.web.registry import RunRegistry, Unavailable, UnknownModel
-    from cnnlab.web.routes import router
-    from cnnlab.web.uploads import BadUpload
-
-    registry = RunRegistry(runs_dir, max_models=max_models, data_dir=data_dir)
-
-    @asynccontextmanager
-    async def lifespan(app):
-        if warm:
-            threading.Thread(target=_warm, args=(registry,), daemon=True, name="cnnlab-warm").start()
-        yield
-
-    app = FastAPI(
-        lifespan=lifespan,
-        docs_url=None,  # Swagger UI and ReDoc load from a CDN: blank offline. /docs is our own page.
-        redoc_url=None,
-        title="cnnlab explainer",
-        version=__version__,
-        description=(
-            "Every layer of any model cnnlab trained. Limits: request body <= "
-            f"{max_body_bytes // 2**20} MiB; images PNG, JPEG, GIF, BMP or WebP, at most "
-            f"{limits.MAX_PIXELS / 1e6:g} megapixels and at least {limits.MIN_SIDE}x{limits.MIN_SIDE}; "
-            f"{max_concurrent} requests computed at once, then 503. Errors are JSON: "
-            '{"error": "...", "status": 4xx}.'
-        ),
-    )
-    app.state.registry = registry
-
-    def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-        return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
-
-    @app.exception_handler(BadUpload)
-    async def _bad_upload(request: Request, exc: BadUpload):
-        return error(exc.status, str(exc))
-
-    @app.exception_handler(UnknownModel)
-    async def _unknown(request: Request, exc: UnknownModel):
-        return error(404, str(exc))
-
-    @app.exception_handler(Unavailable)
-    async def _unavailable(request: Request, exc: Unavailable):
-        return error(409, str(exc))
 
     @app.exception_handler(CnnlabError)
     async def _cnnlab(request: Request, exc: CnnlabError):
-        message = str(exc)
-        return error(404 if message.startswith("Unknown layer") else 422, message)
+        return json_error(exc.http_status, str(exc), root)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
-        return error(422, validation_message(exc.errors()))
+        return json_error(422, validation_message(exc.errors()), root)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+        return json_error(exc.status_code, str(exc.detail), root, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception):  # a bug, not the client's fault: say so, log it
         log.exception("unhandled error on %s", request.url.path)
-        return error(500, f"internal error ({type(exc).__name__}); this is a bug in cnnlab")
+        return json_error(500, f"internal error ({type(exc).__name__}); this is a bug in cnnlab", root)
+
+
+def _pages(app) -> None:
+    """Health checks, the page and the API reference."""
+    from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
+
+    from cnnlab.web import docs
 
     @app.head("/healthz", include_in_schema=False)  # health and link checkers often send HEAD
     @app.get(
@@ -167,7 +115,7 @@ def create_app(
         response_model_exclude_none=True,
         summary="The process is up",
     )
-    def healthz():
+    async def healthz():  # answered on the event loop itself: no thread, whatever is being computed
         return {"status": "ok"}
 
     @app.head("/readyz", include_in_schema=False)
@@ -175,10 +123,8 @@ def create_app(
     def readyz():
         reg = app.state.registry
         if not reg.root.is_dir():
-            return error(503, f"runs folder {reg.root} is missing")
+            return json_error(503, "the runs folder (RUNS_DIR) is missing", reg.root)
         return {"status": "ready", "models": len(reg.runs())}
-
-    app.include_router(router)
 
     @app.head("/", include_in_schema=False)
     @app.get("/", include_in_schema=False)
@@ -190,6 +136,86 @@ def create_app(
         return FileResponse(STATIC / "apidocs.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+def create_app(
+    runs_dir: str | os.PathLike,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    max_concurrent: int = 4,
+    max_waiting: int = 32,
+    wait_seconds: float = 5.0,
+    max_models: int = 4,
+    max_body_bytes: int = limits.MAX_BODY_BYTES,
+    body_seconds: float = limits.BODY_SECONDS,
+    request_seconds: float = limits.REQUEST_SECONDS,
+    warm: bool = True,
+):
+    """The explainer app for the runs under ``runs_dir``.
+
+    Args:
+        runs_dir: folder scanned for runs (``config.json`` + ``model.safetensors``); model ids are the run
+            folders' paths relative to it.
+        data_dir: dataset folder for "random test image" (else each run's recorded folder / $CNNLAB_DATA_DIR).
+        max_concurrent, max_waiting, wait_seconds: the concurrency limiter (see `cnnlab.web.limits`);
+            ``max_concurrent`` is also the number of compute threads.
+        max_models: loaded models kept in the LRU cache.
+        max_body_bytes, body_seconds: a request body larger than this is refused (413), one that has not
+            arrived within ``body_seconds`` too (408).
+        request_seconds: the compute deadline: parsing, decoding and the model together (else 504).
+        warm: on startup, load the first model and its test set in the background, so the page's first
+            "random test image" does not wait for them.
+
+    Example:
+        >>> from fastapi.testclient import TestClient  # doctest: +SKIP
+        >>> client = TestClient(create_app("runs"))  # doctest: +SKIP
+        >>> client.get("/api/models").json()["models"]  # doctest: +SKIP
+    """
+    from fastapi import FastAPI
+
+    from cnnlab import __version__
+    from cnnlab.web.compute import ComputePool
+    from cnnlab.web.registry import RunRegistry
+    from cnnlab.web.routes import router
+
+    registry = RunRegistry(runs_dir, max_models=max_models, data_dir=data_dir)
+    # python-multipart logs every malformed body it meets; the client gets a 400 saying so, and a server
+    # log line per hostile request would only let a stranger fill the log
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)
+
+    def new_pool() -> ComputePool:
+        return ComputePool(max_concurrent, deadline=request_seconds)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        if app.state.pool.closed:  # the app is served again after a shutdown (tests do that)
+            app.state.pool = new_pool()
+        if warm:
+            threading.Thread(target=_warm, args=(registry,), daemon=True, name="cnnlab-warm").start()
+        yield
+        # after uvicorn's drain: let work already inside torch finish (bounded), start nothing new
+        await asyncio.to_thread(app.state.pool.close, limits.CLOSE_SECONDS)
+
+    app = FastAPI(
+        lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load from a CDN: blank offline. /docs is our own page.
+        redoc_url=None,
+        title="cnnlab explainer",
+        version=__version__,
+        description=(
+            "Every layer of any model cnnlab trained. Limits: request body <= "
+            f"{max_body_bytes // 2**20} MiB; images PNG, JPEG, GIF, BMP or WebP, at most "
+            f"{limits.MAX_PIXELS / 1e6:g} megapixels and at least {limits.MIN_SIDE}x{limits.MIN_SIDE}; "
+            f"{max_concurrent} requests computed at once, then 503; a request not done in "
+            f"{request_seconds:g} s: 504. Errors are JSON: "
+            '{"error": "...", "status": 4xx}.'
+        ),
+    )
+    app.state.registry = registry
+    app.state.pool = new_pool()  # here too: an app driven without lifespan events needs one
+    _error_handlers(app, registry.root)
+    app.include_router(router)
+    _pages(app)
     app.add_middleware(
         limits.Limiter,
         paths=COMPUTE_PATHS,
@@ -197,6 +223,6 @@ def create_app(
         max_waiting=max_waiting,
         wait_seconds=wait_seconds,
     )
-    app.add_middleware(limits.BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(limits.BodyLimit, max_bytes=max_body_bytes, seconds=body_seconds)
     app.add_middleware(Headers)
     return app

@@ -34,10 +34,18 @@ class ModelEntry(BaseModel):
     layers: list[LayerBrief] = []
 
 
+class UnavailableEntry(BaseModel):
+    id: str = Field(description="the run folder relative to RUNS_DIR")
+    error: str = Field(description="why it cannot be used (what the endpoints answer with 409)")
+
+
 class ModelsDoc(BaseModel):
     schema_version: str = SCHEMA_VERSION
     runs_dir: str
     models: list[ModelEntry]
+    unavailable: list[UnavailableEntry] = Field(
+        default_factory=list, description="runs whose files are damaged, with the reason"
+    )
 
 
 class KernelEntry(BaseModel):

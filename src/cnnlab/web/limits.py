@@ -3,20 +3,29 @@ limiter, both plain ASGI middleware that answer with a JSON error before any wor
 
 Limits (documented in the README and on /docs):
 - request body: at most `MAX_BODY_BYTES` (8 MiB), checked on Content-Length and while reading -> 413;
+  all of it within `BODY_SECONDS` of the request's start -> else 408 (a slow sender holds no worker);
+- form: see `cnnlab.web.forms` (parts, fields, part headers, boundary) -> 400/413;
 - image: PNG, JPEG, GIF, BMP or WebP, recognised by its first bytes (`ALLOWED_FORMATS`) -> else 415;
 - image size: at most `MAX_PIXELS` (16 megapixels), read from the header before any pixel is decoded, so
   a decompression bomb (a small file claiming 30000x30000) costs nothing -> 422; at least `MIN_SIDE`
   (8) pixels on each side -> 422;
 - work: at most `max_concurrent` requests computed at once and `max_waiting` queued for at most
-  `wait_seconds`; beyond that, 503 with Retry-After at once, never an unbounded queue.
+  `wait_seconds`; beyond that, 503 with Retry-After at once, never an unbounded queue;
+- time: parsing, decoding and the model together within `REQUEST_SECONDS` -> else 504
+  (`cnnlab.web.compute`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
+from pathlib import Path
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+BODY_SECONDS = 30.0
+REQUEST_SECONDS = 30.0
+CLOSE_SECONDS = 2.0  # on shutdown, how long running computations may take to finish
 MAX_PIXELS = 16_000_000
 MIN_SIDE = 8
 ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
@@ -43,6 +52,18 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
+# an absolute path of two or more parts (not "image/png", not a URL's path after a host name)
+_ABSOLUTE = re.compile(r"(?<![\w.:/~-])/(?:[^\s'\"/,;()]+/)+[^\s'\",;()]*")
+
+
+def public_message(message: str, root: Path) -> str:
+    """``message`` with server paths hidden: under RUNS_DIR relative to it, anything else by its name."""
+    for prefix in {str(root.resolve()), str(root.absolute()), str(root)}:
+        if prefix not in (".", ""):
+            message = message.replace(prefix.rstrip("/") + "/", "")
+    return _ABSOLUTE.sub(lambda m: ".../" + m.group(0).rstrip("/").rsplit("/", 1)[-1], message)
+
+
 async def send_error(send, status: int, message: str, headers: dict[str, str] | None = None) -> None:
     """Answer a request with ``{"error": message, "status": status}`` from ASGI middleware."""
     body = json.dumps({"error": message, "status": status}).encode()
@@ -53,12 +74,14 @@ async def send_error(send, status: int, message: str, headers: dict[str, str] | 
 
 
 class BodyLimit:
-    """Read the whole request body (at most ``max_bytes``) before the app sees it: a too-large body is
-    refused with 413 as soon as it is known to be too large, and no handler ever waits on a slow upload."""
+    """Read the whole request body (at most ``max_bytes``, within ``seconds``) before the app sees it: a
+    too-large body is refused with 413 as soon as it is known to be too large, one that arrives too
+    slowly with 408, and no handler ever waits on a slow upload."""
 
-    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES, seconds: float = BODY_SECONDS):
         self.app = app
         self.max_bytes = max_bytes
+        self.seconds = seconds
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -74,15 +97,28 @@ class BodyLimit:
             if int(declared) > self.max_bytes:
                 return await send_error(send, 413, limit)
         body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
+
+        async def read() -> bool:  # False: the client went away
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return False
+                body.extend(message.get("body", b""))
+                if len(body) > self.max_bytes or not message.get("more_body", False):
+                    return True
+
+        try:
+            if not await asyncio.wait_for(read(), timeout=self.seconds):
                 return None
-            body += message.get("body", b"")
-            if len(body) > self.max_bytes:
-                return await send_error(send, 413, limit)
-            if not message.get("more_body", False):
-                break
+        except asyncio.TimeoutError:
+            return await send_error(
+                send,
+                408,
+                f"the request body did not arrive within {self.seconds:g} s",
+                {"Connection": "close"},
+            )
+        if len(body) > self.max_bytes:
+            return await send_error(send, 413, limit)
         replayed = False
 
         async def replay():

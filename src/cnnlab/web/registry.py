@@ -3,13 +3,14 @@
 A model id is the run folder's path relative to RUNS_DIR (``cnn4``, ``compare/cnn2``), taken from the
 scan; a request's id is only ever looked up in that table. A run qualifies when it holds ``config.json``
 and ``model.safetensors`` as regular files whose real location is inside RUNS_DIR (symlinks that lead
-out are ignored). Weights are read only with safetensors (`cnnlab.load_run`), never unpickled. Loaded
-models and test sets are kept in small LRU caches.
+out are ignored). Its config.json is validated when scanned (`cnnlab.runfiles`): a run whose config is
+damaged is kept apart with the reason (listed as unavailable, 409 when asked for), and never stops the
+others from being listed. Weights are read only with safetensors (`cnnlab.load_run`, which checks their
+sha256), never unpickled. Loaded models and test sets are kept in small LRU caches.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -17,19 +18,19 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnlab.errors import CnnlabError
-from cnnlab.runs import WEIGHTS
+from cnnlab.errors import CnnlabError, NotFoundError, RunFileError
+from cnnlab.runfiles import WEIGHTS, read_config, read_results
 
 SCAN_DEPTH = 3  # runs/<a>/<b>/<c>: a compare folder holds one run per model
 RESCAN_SECONDS = 2.0
 
 
-class UnknownModel(CnnlabError):
-    pass
+class UnknownModel(NotFoundError):
+    """No run of that id under RUNS_DIR. HTTP 404."""
 
 
-class Unavailable(CnnlabError):
-    pass
+class Unavailable(RunFileError):
+    """The run exists but cannot be used here: its files are damaged, or its test set is missing. HTTP 409."""
 
 
 @dataclass(frozen=True)
@@ -66,31 +67,25 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        if path.stat().st_size > 2_000_000:
-            return None
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def scan_runs(root: Path, *, depth: int = SCAN_DEPTH) -> dict[str, RunEntry]:
-    """Every run folder under ``root`` (to ``depth`` levels), by id."""
+def scan_runs(root: Path, *, depth: int = SCAN_DEPTH) -> tuple[dict[str, RunEntry], dict[str, str]]:
+    """Every run folder under ``root`` (to ``depth`` levels): (runs by id, reasons of the unusable by id)."""
     root = root.resolve()
     found: dict[str, RunEntry] = {}
+    broken: dict[str, str] = {}
 
     def visit(folder: Path, level: int) -> None:
         cfg, weights = folder / "config.json", folder / WEIGHTS
         if cfg.is_file() and weights.is_file() and _inside(cfg, root) and _inside(weights, root):
-            config = _read_json(cfg)
-            if config and {"model", "input_shape", "classes"} <= set(config):
-                st = weights.stat()
-                rid = folder.relative_to(root).as_posix() if folder != root else folder.name
-                results = _read_json(folder / "results.json") or {}
-                found[rid] = RunEntry(rid, folder, config, results, (st.st_mtime_ns, st.st_size))
+            rid = folder.relative_to(root).as_posix() if folder != root else folder.name
+            try:
+                config = read_config(folder)
+            except RunFileError as exc:
+                broken[rid] = str(exc)
                 return
+            st = weights.stat()
+            results, _ = read_results(folder)  # damaged keys are dropped: the run is still listed
+            found[rid] = RunEntry(rid, folder, config, results, (st.st_mtime_ns, st.st_size))
+            return
         if level >= depth:
             return
         try:
@@ -105,7 +100,7 @@ def scan_runs(root: Path, *, depth: int = SCAN_DEPTH) -> dict[str, RunEntry]:
                 visit(child, level + 1)
 
     visit(root, 0)
-    return found
+    return found, broken
 
 
 class RunRegistry:
@@ -117,6 +112,7 @@ class RunRegistry:
         self.data_dir = data_dir
         self._lock = threading.Lock()
         self._runs: dict[str, RunEntry] = {}
+        self._broken: dict[str, str] = {}
         self._scanned = 0.0
         self._models: OrderedDict[str, tuple[tuple, object]] = OrderedDict()
         self._model_locks: dict[str, threading.Lock] = {}
@@ -126,14 +122,21 @@ class RunRegistry:
     def runs(self, *, refresh: bool = False) -> dict[str, RunEntry]:
         with self._lock:
             if refresh or time.monotonic() - self._scanned > RESCAN_SECONDS:
-                self._runs = scan_runs(self.root) if self.root.is_dir() else {}
+                self._runs, self._broken = scan_runs(self.root) if self.root.is_dir() else ({}, {})
                 self._scanned = time.monotonic()
             return self._runs
+
+    def unavailable(self) -> dict[str, str]:
+        """Runs found by the last scan whose files are damaged: the reason, by id."""
+        with self._lock:
+            return dict(self._broken)
 
     def entry(self, model_id: str) -> RunEntry:
         runs = self.runs()
         if model_id not in runs:
             runs = self.runs(refresh=True)
+        if model_id in self._broken:
+            raise Unavailable(f"model {model_id!r} cannot be loaded: {self._broken[model_id]}")
         if model_id not in runs:
             shown = ", ".join(list(runs)[:20]) or "none (train one with `cnnlab train --out RUNS_DIR/NAME`)"
             raise UnknownModel(f"Unknown model {model_id[:80]!r}. Available: {shown}")

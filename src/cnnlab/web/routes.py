@@ -9,12 +9,12 @@ import time
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
+from cnnlab.errors import CnnlabError
 from cnnlab.explain.schema import ActivationsDoc, PredictionDoc, encode_tensor, stats_of
 from cnnlab.web import docs
-from cnnlab.web.forms import ExplainForm, FilterForm, ImageForm, openapi_body, parse_form, validation_message
+from cnnlab.web.forms import ExplainForm, FilterForm, ImageForm, openapi_body, read_form
+from cnnlab.web.limits import public_message
 from cnnlab.web.uploads import BadUpload, check_content_type, model_input, read_image
 
 router = APIRouter()
@@ -23,12 +23,15 @@ MAX_WEB_KERNEL = 15  # largest playground kernel side (the CLI takes up to 63)
 ERRORS = {
     c: {"model": docs.ErrorDoc, "description": d}
     for c, d in {
+        400: "malformed form body (multipart framing, part headers, boundary)",
         404: "unknown model or layer",
+        408: "the request body did not arrive in time",
         409: "the model or its test set cannot be loaded here",
         413: "body over the byte limit",
         415: "not an accepted image format",
         422: "invalid parameter or image (too many pixels, too small, truncated, ...)",
         503: "over capacity: retry shortly",
+        504: "the request did not finish within the server's deadline",
     }.items()
 }
 
@@ -41,22 +44,37 @@ def _registry(request: Request):
     return request.app.state.registry
 
 
-async def _form(request: Request, form: type):
-    """Parse and validate a compute endpoint's form (see `cnnlab.web.forms`)."""
-    fields, upload = parse_form(await request.body(), request.headers.get("content-type", ""))
-    try:
-        return form.model_validate(fields), upload
-    except ValidationError as exc:
-        raise BadUpload(validation_message(exc.errors())) from None
+async def _compute(request: Request, form: type, work):
+    """A compute endpoint: parse and validate the form (`cnnlab.web.forms`) and call
+    ``work(registry, form, upload)``, both in the compute pool (`cnnlab.web.compute`), off the event loop."""
+    body = await request.body()  # already read, within the byte cap, by limits.BodyLimit
+    content_type = request.headers.get("content-type", "")
+    registry = _registry(request)
+
+    def job():
+        fields, upload = read_form(body, content_type, form)
+        return work(registry, fields, upload)
+
+    return await request.app.state.pool.run(job)
 
 
 @router.get("/api/models", response_model=docs.ModelsDoc, summary="The runs in RUNS_DIR")
 @router.head("/api/models", include_in_schema=False)  # link and health checkers send HEAD
 def list_models(request: Request):
+    from pydantic import ValidationError
+
     reg = _registry(request)
     runs = reg.runs(refresh=True)
-    models = [docs.ModelEntry(**e.describe()) for e in runs.values()]
-    return _json(docs.ModelsDoc(runs_dir=str(reg.root), models=models))
+    models, unavailable = [], reg.unavailable()
+    for e in runs.values():
+        try:
+            models.append(docs.ModelEntry(**e.describe()))
+        except ValidationError as exc:  # one odd run never breaks the listing of the others
+            unavailable[e.id] = (
+                f"{e.path / 'results.json'} does not describe the run: {exc.errors()[0]['msg']}"
+            )
+    broken = [docs.UnavailableEntry(id=k, error=public_message(v, reg.root)) for k, v in unavailable.items()]
+    return _json(docs.ModelsDoc(runs_dir=str(reg.root), models=models, unavailable=broken))
 
 
 @router.get("/api/kernels", response_model=docs.KernelsDoc, summary="Named kernels for the playground")
@@ -72,23 +90,28 @@ def list_kernels():
 
 
 @router.get("/api/weights", response_model=docs.WeightsDoc, responses=ERRORS, summary="A layer's weights")
-def weights(
+async def weights(
     request: Request,
     model: str = Query(..., max_length=300, description="a model id from /api/models"),
     layer: str = Query(..., max_length=200),
     channel: int | None = Query(None, ge=0, description="one output channel (conv) or unit (dense)"),
 ):
+    registry = _registry(request)
+    return await request.app.state.pool.run(lambda: _weights(registry, model, layer, channel))
+
+
+def _weights(registry, model: str, layer: str, channel: int | None) -> Response:
     from cnnlab.explain.stages import find_stage, stage_kind, stage_params
 
-    run = _registry(request).run(model)
+    run = registry.run(model)
     _, module = find_stage(run.model, layer)
     kind = stage_kind(module)
     if kind not in ("conv", "dense"):
-        raise BadUpload(f"layer {layer!r} is a {kind} stage; weights are shown for conv and dense layers")
+        raise CnnlabError(f"layer {layer!r} is a {kind} stage; weights are shown for conv and dense layers")
     w, b = module.weight.detach().cpu(), module.bias
     if channel is not None:
         if channel >= w.shape[0]:
-            raise BadUpload(f"channel must be in 0..{w.shape[0] - 1}, got {channel}")
+            raise CnnlabError(f"channel must be in 0..{w.shape[0] - 1}, got {channel}")
         w = w[channel]
         b = b[channel : channel + 1] if b is not None else None
     doc = docs.WeightsDoc(
@@ -111,8 +134,7 @@ def weights(
     openapi_extra=openapi_body(ImageForm),
 )
 async def predict(request: Request):
-    form, upload = await _form(request, ImageForm)
-    return await run_in_threadpool(_predict, _registry(request), form, upload)
+    return await _compute(request, ImageForm, _predict)
 
 
 def _predict(registry, form: ImageForm, upload) -> Response:
@@ -161,8 +183,7 @@ def _model_info(run, model_id: str):
     openapi_extra=openapi_body(ExplainForm),
 )
 async def explain(request: Request):
-    form, upload = await _form(request, ExplainForm)
-    return await run_in_threadpool(_explain, _registry(request), form, upload)
+    return await _compute(request, ExplainForm, _explain)
 
 
 def _explain(registry, form: ExplainForm, upload) -> Response:
@@ -171,7 +192,7 @@ def _explain(registry, form: ExplainForm, upload) -> Response:
 
     run, prepared = _input(registry, form, upload)
     if form.class_index is not None and form.class_index >= len(run.classes):
-        raise BadUpload(f"class_index must be in 0..{len(run.classes) - 1}, got {form.class_index}")
+        raise CnnlabError(f"class_index must be in 0..{len(run.classes) - 1}, got {form.class_index}")
     acts = activations(run.model, prepared, classes=run.classes, model_name=str(run.config.get("model")))
     cam, sal = gradcam_and_saliency(
         run.model,
@@ -197,18 +218,18 @@ def _kernel(text: str):
     if text in KERNELS:
         return text, KERNELS[text].copy()
     if not text.startswith("["):
-        raise BadUpload(
+        raise CnnlabError(
             f"kernel must be a name ({', '.join(list(KERNELS)[:6])}, ...) or a JSON matrix like [[1,0,-1],[2,0,-2],[1,0,-1]]"
         )
     try:
         values = json.loads(text)
     except (ValueError, RecursionError):
-        raise BadUpload("kernel is not valid JSON; write it like [[1,0,-1],[2,0,-2],[1,0,-1]]") from None
+        raise CnnlabError("kernel is not valid JSON; write it like [[1,0,-1],[2,0,-2],[1,0,-1]]") from None
     if not isinstance(values, list):
-        raise BadUpload("kernel must be a list of rows like [[1,0,-1],[2,0,-2],[1,0,-1]]")
+        raise CnnlabError("kernel must be a list of rows like [[1,0,-1],[2,0,-2],[1,0,-1]]")
     k = validate_kernel(values, "kernel")
     if max(k.shape) > MAX_WEB_KERNEL:
-        raise BadUpload(
+        raise CnnlabError(
             f"kernel is {k.shape[0]}x{k.shape[1]}; the page takes up to {MAX_WEB_KERNEL}x{MAX_WEB_KERNEL}"
         )
     return None, k
@@ -222,11 +243,10 @@ def _kernel(text: str):
     openapi_extra=openapi_body(FilterForm),
 )
 async def filter_image(request: Request):
-    form, upload = await _form(request, FilterForm)
-    return await run_in_threadpool(_filter, form, upload)
+    return await _compute(request, FilterForm, _filter)
 
 
-def _filter(form: FilterForm, upload) -> Response:
+def _filter(registry, form: FilterForm, upload) -> Response:
     from cnnlab import filters
     from cnnlab.filters.kernels import normalize_kernel
 

@@ -6,6 +6,7 @@ import json
 import os
 
 _ENV = "CNNLAB_SERVE_CONFIG"  # how `serve` hands its settings to worker processes
+DRAIN_SECONDS = 3  # on SIGTERM / Ctrl+C: requests in flight get this long, then the process exits
 
 
 def app_from_env():
@@ -36,6 +37,7 @@ def serve(
     cnn4 on one 28x28 image takes ~1 ms with 1 thread, and far longer with 2 while anything else runs).
     ``workers`` > 1 starts that many server processes (each with its own model cache and limits): the
     per-request Python work then runs in parallel instead of taking turns on one interpreter lock.
+    SIGTERM or Ctrl+C stops accepting, gives requests in flight `DRAIN_SECONDS`, and exits.
     """
     import uvicorn
 
@@ -49,7 +51,17 @@ def serve(
         print(f"Warning: serving on {host}: anyone who can reach this address can use the page and API")
     shown = f"[{host}]" if ":" in host else host
     print(f"cnnlab explainer: http://{shown}:{port}/  (API docs: http://{shown}:{port}/docs)  Ctrl+C stops")
-    options = {"host": host, "port": port, "log_level": "warning", "timeout_keep_alive": 5}
+    from cnnlab.web.protocol import MAX_HEAD_BYTES, JsonErrorsH11
+
+    options = {
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "timeout_keep_alive": 5,
+        "timeout_graceful_shutdown": DRAIN_SECONDS,  # a stop never waits on work in flight for long
+        "http": JsonErrorsH11,  # malformed framing answered as JSON too
+        "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
+    }
     if workers > 1:
         os.environ[_ENV] = json.dumps(cfg)
         uvicorn.run("cnnlab.web.server:app_from_env", factory=True, workers=workers, **options)

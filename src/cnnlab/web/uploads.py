@@ -11,11 +11,12 @@ from cnnlab.web import limits
 
 
 class BadUpload(CnnlabError):
-    """An upload that is not an acceptable image (422), or not an image type at all (415)."""
+    """A request body or uploaded file the server cannot take: malformed form data (400), over a size
+    limit (413), not an image type (415), or an image it cannot use (422, the default)."""
 
     def __init__(self, message: str, status: int = 422):
         super().__init__(message)
-        self.status = status
+        self.http_status = status
 
 
 def check_content_type(declared: str | None) -> None:
@@ -68,7 +69,7 @@ def parse_invert(value: str | None) -> bool | str:
     table = {"auto": "auto", "true": True, "yes": True, "1": True, "on": True}
     table |= {"false": False, "no": False, "0": False, "off": False}
     if v not in table:
-        raise BadUpload(f"invert must be auto, true or false, got {value[:40]!r}")
+        raise CnnlabError(f"invert must be auto, true or false, got {value[:40]!r}")
     return table[v]
 
 
@@ -81,7 +82,7 @@ def model_input(
     how = parse_invert(invert)  # checked whatever the image source, though only uploads use it
     given = sum(x for x in (data is not None, test_index is not None, bool(pick_random)))
     if given != 1:
-        raise BadUpload("give exactly one image source: a file upload, test_index, or random=true")
+        raise CnnlabError("give exactly one image source: a file upload, test_index, or random=true")
     run = registry.run(model_id)
     shape = run.input_shape
     if data is not None:  # decoded as `cnnlab predict` decodes files for this run: same pixels, same answer
@@ -100,7 +101,7 @@ def model_input(
     if pick_random:
         test_index = random.randrange(n)
     if not 0 <= test_index < n:
-        raise BadUpload(f"test_index must be in 0..{n - 1}, got {test_index}")
+        raise CnnlabError(f"test_index must be in 0..{n - 1}, got {test_index}")
     x = split.images[test_index]  # uint8 (C, H, W), exactly what the model was tested on
     return run, prepare_input(
         x, shape, invert=False, source=f"test:{test_index}", label=int(split.labels[test_index])
