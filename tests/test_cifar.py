@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from cnnlab.data import list_datasets, load_data
-from cnnlab.data.builtin import RemoteFile
 from cnnlab.data.cifar import CIFAR10, RECORD, extract_cifar, load_cifar10, read_cifar_batch
+from cnnlab.data.store import RemoteFile
 from cnnlab.errors import CnnlabError
 
 N = 20  # records per generated batch file

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-import cnnlab.data.builtin as builtin
 from cnnlab.data import DATASETS, Dataset, Split, list_datasets, load_data
 from cnnlab.data.split import split_indices, stratified_split, tutorial_split
+from cnnlab.data.store import RemoteFile
 from cnnlab.errors import CnnlabError
 
 FILES = [f.name for f in DATASETS["fashion_mnist"].files]
@@ -52,7 +52,7 @@ def fake(tmp_path, make_idx, monkeypatch):
         FILES[3]: np.arange(50) % 10,
     }
     remote = [
-        builtin.RemoteFile(n, sha256=hashlib.sha256(make_idx(mirror / n, a).read_bytes()).hexdigest())
+        RemoteFile(n, sha256=hashlib.sha256(make_idx(mirror / n, a).read_bytes()).hexdigest())
         for n, a in arrays.items()
     ]
     spec = replace(

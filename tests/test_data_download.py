@@ -6,11 +6,13 @@ import gzip
 import hashlib
 import http.server
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from cnnlab.data import download_file, read_idx
+from cnnlab.data import DATASETS, download_file, read_idx
+from cnnlab.data.store import RemoteFile, fetch_files
 from cnnlab.errors import CnnlabError
 
 PAYLOAD_ARRAY = np.random.default_rng(1).integers(0, 256, size=(50, 28, 28), dtype=np.uint8)
@@ -134,37 +136,29 @@ def test_unreachable_host_and_bad_url(tmp_path):
     assert _leftovers(tmp_path) == []
 
 
-def test_mirrors_first_404_then_second_works(server, tmp_path, monkeypatch):
+def test_mirrors_first_404_then_second_works(server, tmp_path):
     """load_data tries the mirrors in order: a 404 on the first is not fatal."""
-    import cnnlab.data.builtin as builtin
-
     httpd, base = server
-    spec = _fake_spec(builtin, mirrors=(f"{base}/missing/", f"{base}/good/"))
-    monkeypatch.setitem(builtin.DATASETS, "fashion_mnist", spec)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.delenv("CNNLAB_DATA_DIR", raising=False)
+    spec = _fake_spec(mirrors=(f"{base}/missing/", f"{base}/good/"))
     httpd.hits.clear()
     folder = tmp_path / "cnnlab" / "fashion_mnist"
-    builtin._download(spec, spec.train_images, folder)
+    fetch_files(spec.name, [spec.train_images], spec.mirrors, folder)
     assert httpd.hits == [f"/missing/{spec.train_images.name}", f"/good/{spec.train_images.name}"]
     assert (folder / spec.train_images.name).read_bytes() == PAYLOAD
     assert _leftovers(folder) == [spec.train_images.name]
 
 
-def test_all_mirrors_fail_names_every_url(server, tmp_path, monkeypatch):
-    import cnnlab.data.builtin as builtin
-
+def test_all_mirrors_fail_names_every_url(server, tmp_path):
     _, base = server
-    spec = _fake_spec(builtin, mirrors=(f"{base}/missing/", f"{base}/cut/"))
+    spec = _fake_spec(mirrors=(f"{base}/missing/", f"{base}/cut/"))
     with pytest.raises(CnnlabError) as info:
-        builtin._download(spec, spec.train_images, tmp_path)
+        fetch_files(spec.name, [spec.train_images], spec.mirrors, tmp_path)
     message = str(info.value)
     assert f"{base}/missing/" in message and f"{base}/cut/" in message and "\n" not in message
     assert _leftovers(tmp_path) == []
 
 
-def _fake_spec(builtin, mirrors):
-    from dataclasses import replace
-
-    real = builtin.DATASETS["fashion_mnist"]
-    return replace(real, mirrors=mirrors, train_images=builtin.RemoteFile("x-idx3-ubyte.gz", md5=MD5))
+def _fake_spec(mirrors):
+    return replace(
+        DATASETS["fashion_mnist"], mirrors=mirrors, train_images=RemoteFile("x-idx3-ubyte.gz", md5=MD5)
+    )

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from cnnlab.data.adapt import adapt_dataset, check_image_options
-from cnnlab.data.builtin import RemoteFile, cache_dir
-from cnnlab.data.download import check_digest, download_file
 from cnnlab.data.split import check_protocol, split_indices
+from cnnlab.data.stats import channel_stats
+from cnnlab.data.store import RemoteFile, cache_dir, check_file, fetch_files, given_data_dir
 from cnnlab.data.types import Dataset, Split
 from cnnlab.errors import CnnlabError
 
@@ -175,23 +175,7 @@ def _members(archive: Path, spec: CifarSpec) -> dict[str, bytes]:
 
 
 def _check_archive(path: Path, spec: CifarSpec) -> None:
-    import hashlib
-
-    md5, sha256 = hashlib.md5(), hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            md5.update(chunk)
-            sha256.update(chunk)
-    mismatch = check_digest(
-        {"md5": md5.hexdigest(), "sha256": sha256.hexdigest()},
-        md5=spec.archive.md5,
-        sha256=spec.archive.sha256,
-    )
-    if mismatch:
-        raise CnnlabError(
-            f"'{path}' does not match the official checksum for {spec.name} ({mismatch}); "
-            "delete it and download it again."
-        )
+    check_file(path, spec.archive, dataset=spec.name, mirror=spec.mirrors[0])
 
 
 def _batch_folder(folder: Path, spec: CifarSpec) -> Path | None:
@@ -211,12 +195,9 @@ def _load_batches(
     spec: CifarSpec, data_dir: str | os.PathLike[str] | None, download: bool
 ) -> dict[str, bytes]:
     """The bytes of every batch file: from `data_dir`/`$CNNLAB_DATA_DIR` (never written to) or the cache."""
-    if data_dir is None and os.environ.get("CNNLAB_DATA_DIR"):
-        data_dir, origin = os.environ["CNNLAB_DATA_DIR"], "$CNNLAB_DATA_DIR"
-    else:
-        origin = "data_dir"
-    if data_dir is not None:
-        folder = Path(data_dir).expanduser()
+    given = given_data_dir(data_dir)
+    if given is not None:
+        folder, origin = given
         batches = _batch_folder(folder, spec)
         if batches is not None:
             return {m: (batches / m).read_bytes() for m in spec.members}
@@ -238,31 +219,13 @@ def _load_batches(
                     f"{spec.name} is not in the cache folder '{folder}' and download=False; allow the download "
                     f"or pass data_dir / set CNNLAB_DATA_DIR to a folder holding {spec.archive.name}."
                 )
-            _download(spec, archive)
+            fetch_files(spec.name, [spec.archive], spec.mirrors, folder, progress=True, timeout=60.0)
         _check_archive(archive, spec)
         batches = extract_cifar(archive, folder / spec.member_dir, spec)
         archive.unlink(
             missing_ok=True
         )  # the .bin files are what is read; the archive would double the disk use
     return {m: (batches / m).read_bytes() for m in spec.members}
-
-
-def _download(spec: CifarSpec, archive: Path) -> None:
-    errors = []
-    for mirror in spec.mirrors:
-        try:
-            download_file(
-                mirror + spec.archive.name,
-                archive,
-                md5=spec.archive.md5,
-                sha256=spec.archive.sha256,
-                progress=True,
-                timeout=60.0,
-            )
-            return
-        except CnnlabError as exc:
-            errors.append(str(exc))
-    raise CnnlabError(" ".join(errors) or f"No mirror for {spec.name}.")
 
 
 def load_cifar10(
@@ -288,8 +251,6 @@ def load_cifar10(
         >>> data.input_shape, len(data.train), len(data.test)  # doctest: +SKIP
         ((3, 32, 32), 45000, 10000)
     """
-    from cnnlab.data.folder import channel_stats
-
     check_image_options(image_size, channels, "pad", "skip")
     seed = check_protocol(spec.name, split, seed, limit, train_size=spec.train_size, val_size=spec.val_size)
     raw = _load_batches(spec, data_dir, download)
@@ -306,7 +267,7 @@ def load_cifar10(
         train_idx, val_idx = train_idx[:limit], val_idx[:limit]
         test_x, test_y = test_x[:limit], test_y[:limit]
     train = Split(torch.from_numpy(train_x[train_idx]), torch.from_numpy(train_y[train_idx]))
-    mean, std = channel_stats(train.images.numpy())
+    mean, std = channel_stats(train.images)
     data = Dataset(
         name=spec.name,
         classes=spec.classes,
@@ -316,11 +277,11 @@ def load_cifar10(
         split=split,
         seed=seed,
         limit=limit,
-        mean=mean,
-        std=std,
+        mean=tuple(mean),
+        std=tuple(std),
     )
     adapted = adapt_dataset(data, image_size=image_size, channels=channels)
     if adapted is not data:  # statistics of the pixels the model will see
-        mean, std = channel_stats(adapted.train.images.numpy())
-        adapted = replace(adapted, mean=mean, std=std)
+        mean, std = channel_stats(adapted.train.images)
+        adapted = replace(adapted, mean=tuple(mean), std=tuple(std))
     return adapted

@@ -27,6 +27,7 @@ import torch
 from cnnlab.data.folder_cache import DEFAULT_CHANNELS, DEFAULT_IMAGE_SIZE, FolderImages, decode_folder
 from cnnlab.data.folder_source import FolderSource, is_folder_dataset, scan_source
 from cnnlab.data.split import check_seed
+from cnnlab.data.stats import channel_stats
 from cnnlab.data.types import Dataset, Split
 from cnnlab.errors import CnnlabError
 
@@ -36,7 +37,6 @@ __all__ = [
     "DEFAULT_IMAGE_SIZE",
     "FolderImages",
     "FolderSource",
-    "channel_stats",
     "decode_folder",
     "folder_split",
     "is_folder_dataset",
@@ -106,23 +106,6 @@ def folder_split(
     return tuple(rng.permutation(np.concatenate(p)).astype(np.int64) for p in parts)  # type: ignore[return-value]
 
 
-def channel_stats(images: np.ndarray, chunk: int = 2048) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std on the 0..1 scale, accumulated in float64 chunk by chunk."""
-    c = images.shape[1]
-    total = np.zeros(c)
-    total_sq = np.zeros(c)
-    for start in range(0, len(images), chunk):
-        x = images[start : start + chunk].astype(np.float64) / 255.0
-        total += x.sum(axis=(0, 2, 3))
-        total_sq += np.square(x).sum(axis=(0, 2, 3))
-    n = max(1, images.shape[0] * images.shape[2] * images.shape[3])
-    mean = total / n
-    std = np.sqrt(np.maximum(total_sq / n - mean**2, 0.0))
-    # A constant channel (all-black padding, a gray image in RGB) must not divide by zero.
-    std = np.maximum(std, 1.0 / 255.0)
-    return tuple(round(float(m), 6) for m in mean), tuple(round(float(s), 6) for s in std)
-
-
 def load_folder(
     path: str | os.PathLike[str],
     *,
@@ -190,7 +173,7 @@ def load_folder(
         return Split(torch.from_numpy(x[idx]), torch.from_numpy(y[idx]))
 
     train_split = make(train)
-    mean, std = channel_stats(train_split.images.numpy())
+    mean, std = channel_stats(train_split.images)
     return Dataset(
         name=str(Path(path).expanduser().resolve()),
         classes=imgs.classes,
@@ -200,8 +183,8 @@ def load_folder(
         split=split,
         seed=seed,
         limit=limit,
-        mean=mean,
-        std=std,
+        mean=tuple(mean),
+        std=tuple(std),
     )
 
 

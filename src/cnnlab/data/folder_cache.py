@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.adapt import check_image_options
-from cnnlab.data.builtin import cache_dir
 from cnnlab.data.decode import BadImage, decode_images
 from cnnlab.data.folder_source import FolderSource, scan_source
+from cnnlab.data.store import cache_dir
 from cnnlab.errors import CnnlabError
 
 __all__ = ["DEFAULT_CHANNELS", "DEFAULT_IMAGE_SIZE", "FolderImages", "decode_folder"]
