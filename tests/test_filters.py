@@ -399,7 +399,7 @@ def test_max_kernel_size_constant():
 
 @pytest.mark.parametrize(
     "module",
-    ["kernels", "conv", "arith", "preprocess", "figures", "outputs", "animation", "__init__"],
+    ["kernels", "conv", "arith", "preprocess", "figures", "animation", "__init__"],
 )
 def test_docstring_examples_run(module):
     import doctest

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cnnlab.atomic import write_atomic
 from cnnlab.data.adapt import adapt_dataset, check_image_options
 from cnnlab.data.split import check_protocol, split_indices
 from cnnlab.data.stats import channel_stats
@@ -125,17 +126,12 @@ def extract_cifar(
 ) -> Path:
     """Take the expected batch files out of the archive into `dest`, safely (see the module docstring).
 
-    Each file is written to a temp name and renamed, so `dest` never holds half a batch.
+    Each file is written atomically (`cnnlab.atomic`), so `dest` never holds half a batch.
     """
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    for name, data in _members(Path(archive), spec).items():
-        tmp = dest / f".{name}.part"
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, dest / name)
-        finally:
-            tmp.unlink(missing_ok=True)
+    members = _members(Path(archive), spec)  # all checked before anything is written
+    for name, data in members.items():
+        write_atomic(dest / name, data)  # flushed: the archive is deleted once the batches are out
     return dest
 
 

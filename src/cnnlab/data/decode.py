@@ -38,7 +38,17 @@ import numpy as np
 from cnnlab.errors import CnnlabError
 from cnnlab.images import MAX_PIXELS, bomb_message
 
-__all__ = ["IMAGE_EXTENSIONS", "BadImage", "Decoded", "decode_image", "decode_images", "default_workers"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "BadImage",
+    "Decoded",
+    "border_median",
+    "decode_image",
+    "decode_images",
+    "default_workers",
+    "fit_array",
+    "fit_image",
+]
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
@@ -299,7 +309,7 @@ def _decode(
             if orientation != 1:
                 im = ImageOps.exif_transpose(im)
             im = _to_mode(im, channels)
-            im = _fit(im, size, resize, fill)
+            im = fit_image(im, size, resize, fill)
         except _BadImageError:
             raise
         except Image.DecompressionBombError as exc:
@@ -314,7 +324,7 @@ def _decode(
 
 
 def _draft_size(w: int, h: int, size: int, resize: str) -> tuple[int, int]:
-    """The smallest decoded size from which `_fit` still only shrinks (draft keeps >= this)."""
+    """The smallest decoded size from which `fit_image` still only shrinks (draft keeps >= this)."""
     if resize == "stretch":
         return (size, size)
     scale = size / (max(w, h) if resize == "pad" else min(w, h))
@@ -345,27 +355,60 @@ def _to_mode(im, channels: int):
     return im.convert(target)
 
 
-def _fit(im, size: int, resize: str, fill: str = "black"):
-    """Resize to (size, size) as `resize` says (antialiased bilinear); `fill` pads for "pad"."""
+def fit_image(im, size: int | tuple[int, int], resize: str = "pad", fill: str = "black"):
+    """Resize a Pillow image to `size` (square side, or (height, width)) as `resize` says: the one
+    geometry for files (`decode_image`) and arrays (`fit_array`).
+
+    `"pad"` scales the image to fit inside and centres it on a canvas of `fill` (`"black"`, or
+    `"border"`: the median colour of the scaled image's outermost pixels); `"crop"` scales it to cover
+    and keeps the centre (only that part is resampled); `"stretch"` ignores the aspect ratio.
+    Resampling is bilinear and antialiased (Pillow widens the filter when shrinking). Any mode
+    Pillow resizes works, "F" (float32) included.
+
+    Example:
+        >>> from PIL import Image
+        >>> fit_image(Image.new("L", (40, 20), 255), 8).getpixel((4, 0))  # black bands above and below
+        0
+    """
     from PIL import Image
 
+    th, tw = (size, size) if isinstance(size, int) else size
     w, h = im.size
     bilinear = Image.Resampling.BILINEAR
-    if resize == "stretch" or w == h:
-        return im if (w, h) == (size, size) else im.resize((size, size), bilinear)
+    if resize == "stretch" or w * th == h * tw:  # same aspect ratio: all three modes agree
+        return im if (w, h) == (tw, th) else im.resize((tw, th), bilinear)
     if resize == "crop":
-        scale = size / min(w, h)
-        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-        left, top = (nw - size) // 2, (nh - size) // 2
+        scale = max(tw / w, th / h)
+        nw, nh = max(tw, round(w * scale)), max(th, round(h * scale))
+        left, top = (nw - tw) // 2, (nh - th) // 2
         # resize(box=...) crops in source coordinates first, so only the kept part is resampled
-        box = (left / scale, top / scale, (left + size) / scale, (top + size) / scale)
-        return im.resize((size, size), bilinear, box=box)
-    scale = size / max(w, h)
+        box = (left / scale, top / scale, (left + tw) / scale, (top + th) / scale)
+        return im.resize((tw, th), bilinear, box=box)
+    scale = min(tw / w, th / h)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
     small = im.resize((nw, nh), bilinear)
-    canvas = Image.new(im.mode, (size, size), _border_colour(small) if fill == "border" else 0)
-    canvas.paste(small, ((size - nw) // 2, (size - nh) // 2))  # centred
+    canvas = Image.new(im.mode, (tw, th), _border_colour(small) if fill == "border" else 0)
+    canvas.paste(small, ((tw - nw) // 2, (th - nh) // 2))  # centred
     return canvas
+
+
+def fit_array(
+    image: np.ndarray, size: int | tuple[int, int], resize: str = "pad", fill: str = "black"
+) -> np.ndarray:
+    """`fit_image` for a float (C, H, W) array (e.g. 0..1 pixels): each channel resized as a float32
+    Pillow image, so arrays and files get the same geometry and filter. Returns float32 (C, h, w).
+
+    Example:
+        >>> fit_array(np.ones((3, 20, 40), dtype=np.float32), (8, 8)).shape
+        (3, 8, 8)
+    """
+    from PIL import Image
+
+    x = np.asarray(image, dtype=np.float32)
+    if x.ndim != 3:
+        raise CnnlabError(f"fit_array takes a (C, H, W) array, got shape {x.shape}")
+    planes = [np.asarray(fit_image(Image.fromarray(np.ascontiguousarray(c)), size, resize, fill)) for c in x]
+    return np.stack(planes).astype(np.float32, copy=False)
 
 
 def border_median(images: np.ndarray) -> np.ndarray:
@@ -377,7 +420,9 @@ def border_median(images: np.ndarray) -> np.ndarray:
     return np.sort(edge, axis=-1)[..., (edge.shape[-1] - 1) // 2]
 
 
-def _border_colour(im) -> int | tuple[int, ...]:
+def _border_colour(im) -> float | tuple[int, ...]:
     a = np.asarray(im)
     colour = border_median(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+    if im.mode == "F":
+        return float(colour[0])
     return int(colour[0]) if len(colour) == 1 else tuple(int(v) for v in colour)

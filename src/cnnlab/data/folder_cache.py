@@ -1,8 +1,8 @@
 """Decoding a folder dataset once into ONE uint8 array, cached in the user cache folder.
 
 The array (N, C, S, S) is stored under `$XDG_CACHE_HOME/cnnlab/folders/` (else `~/.cache/...`) as a
-`.npy` file beside a `.json` of labels, class names and file names (each written to a temp file, then
-renamed) and read back memory-mapped with `allow_pickle=False`: nothing is unpickled, and a warm start
+`.npy` file beside a `.json` of labels, class names and file names (each written atomically, with
+`cnnlab.atomic`) and read back memory-mapped with `allow_pickle=False`: nothing is unpickled, and a warm start
 costs about the time to copy the splits out of the page cache. The name is
 `<folder>-<options>-<contents>.npy/.json`: the contents key hashes every listed file's path, label,
 size and modification time, the options key the image size, channels and resize mode. Adding, removing
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlab.atomic import atomic_path, write_atomic
 from cnnlab.data.adapt import check_image_options
 from cnnlab.data.decode import BadImage, decode_images
 from cnnlab.data.folder_source import FolderSource, scan_source
@@ -139,7 +140,7 @@ def decode_folder(
 
 def _write_cache(stem: Path, imgs: FolderImages, options: dict) -> Path | None:
     """`<stem>.npy` (the images) then `<stem>.json` (labels, classes, files, skipped files, options), each
-    written to a temp file and renamed; the JSON, written last, records the array's shape, so a crash
+    written atomically; the JSON, written last, records the array's shape, so a crash
     between the two leaves a miss, never a wrong hit. A cache that cannot be written only costs speed."""
     npy, meta_path = stem.with_suffix(".npy"), stem.with_suffix(".json")
     meta = {
@@ -150,14 +151,10 @@ def _write_cache(stem: Path, imgs: FolderImages, options: dict) -> Path | None:
         "files": imgs.files,
         "bad": [list(b) for b in imgs.bad],
     }
-    tmp = stem.with_name(f".{stem.name}.{os.getpid()}.tmp")
     try:
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
+        with atomic_path(npy) as tmp, open(tmp, "wb") as f:
             np.save(f, np.ascontiguousarray(imgs.images), allow_pickle=False)
-        os.replace(tmp, npy)
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, meta_path)
+        write_atomic(meta_path, json.dumps(meta), fsync=False)  # a cache: a crash only costs a decode
         return npy
     except OSError as exc:
         print(
@@ -165,8 +162,6 @@ def _write_cache(stem: Path, imgs: FolderImages, options: dict) -> Path | None:
             file=sys.stderr,
         )
         return None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _read_cache(stem: Path, options: dict, root: Path) -> FolderImages | None:

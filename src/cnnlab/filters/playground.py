@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlab.atomic import atomic_files
 from cnnlab.errors import CnnlabError
 from cnnlab.filters.conv import apply, check_padded_size, choose_method, mode_padding
 from cnnlab.filters.figures import feature_png, grid_figure, png_bytes, tutorial_figure
 from cnnlab.filters.kernels import KERNEL_INFO, TUTORIAL_KERNELS, normalize_kernel, resolve_kernel
-from cnnlab.filters.outputs import staged_output
 from cnnlab.filters.preprocess import SAMPLE_NAME, downsample, sample_image
 from cnnlab.images import load_image
 
@@ -125,7 +125,7 @@ def run_filters(args: argparse.Namespace) -> int:
     for col in ("image", "kernel", "input", "output", "min", "max", "engine", "ms"):
         table.add_column(col, justify="right" if col in ("min", "max", "ms") else "left")
     shown: list[tuple[str, np.ndarray, np.ndarray, str]] = []
-    with staged_output(args.out) as stage:
+    with atomic_files(args.out) as stage:
         for source, stem in zip(sources, stems, strict=True):
             gray = not args.color
             image = sample_image(gray=gray) if source is None else _load(source, gray, max_pixels)
