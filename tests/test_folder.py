@@ -184,17 +184,18 @@ def test_csv_dataset_and_its_errors(tmp_path):
         load_data(str(single))
 
 
-def test_csv_missing_paths_are_reported_and_skipped_or_fatal(tmp_path, capsys):
+def test_csv_naming_missing_files_is_one_error_before_any_decoding(tmp_path):
     root = make_folder(tmp_path / "imgs", {"cat": 6, "dog": 6})
     rows = [f"{p.relative_to(tmp_path)},{p.parent.name}" for p in sorted(root.rglob("*.*"))]
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text("\n".join([*rows, "imgs/cat/gone.jpg,cat", "imgs/dog/gone.png,dog"]))
-    data = load_data(str(csv_path), image_size=8)
-    assert len(data.train) + len(data.val) + len(data.test) == 12
-    err = capsys.readouterr().err
-    assert "Skipped 2 unreadable file(s)" in err and "gone.jpg: no such file" in err
-    with pytest.raises(CnnlabError, match="gone.jpg': no such file .*--bad-images strict"):
-        load_data(str(csv_path), image_size=8, bad_images="strict")
+    for bad_images in ("skip", "strict"):
+        with pytest.raises(CnnlabError) as info:
+            load_data(str(csv_path), image_size=8, bad_images=bad_images)
+        message = str(info.value)
+        assert "names 2 files that cannot be read" in message and "\n" not in message
+        assert "line 13 'imgs/cat/gone.jpg' (no such file)" in message and "line 14" in message
+    assert not (tmp_path / "cache").exists()  # nothing decoded, nothing cached
 
 
 # --- bad and unusual images ---------------------------------------------------------------------

@@ -12,12 +12,14 @@ so a crafted archive (`../../.bashrc`, absolute paths, links) cannot write anywh
 
 from __future__ import annotations
 
+import gzip
 import os
 import posixpath
 import tarfile
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -29,10 +31,13 @@ from cnnlab.data.stats import channel_stats
 from cnnlab.data.store import RemoteFile, cache_dir, check_file, fetch_files, given_data_dir
 from cnnlab.data.types import Dataset, Split
 from cnnlab.errors import CnnlabError
+from cnnlab.userfiles import format_size, limit_output, open_user_file, read_user_bytes
 
 __all__ = ["CIFAR10", "CifarSpec", "cifar_info", "extract_cifar", "load_cifar10", "read_cifar_batch"]
 
 RECORD = 1 + 3 * 32 * 32  # label byte + R, G, B planes of 32x32
+_MAX_ARCHIVE_BYTES = 256 << 20  # the published archive is 163 MB
+_TAR_SLACK = 16 << 20  # tar headers, batches.meta.txt and readme.html beside the batches
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,12 @@ CIFAR10 = CifarSpec(
 )
 
 
+CIFAR_SPLITS = {
+    "tutorial": "official train shuffled and cut 75/25 (37,500/12,500)",
+    "default": "official train minus 5,000 validation images stratified by class (45,000/5,000)",
+}
+
+
 def cifar_info(spec: CifarSpec = CIFAR10) -> dict[str, Any]:
     """The `list_datasets()` entry for CIFAR-10."""
     return {
@@ -86,10 +97,7 @@ def cifar_info(spec: CifarSpec = CIFAR10) -> dict[str, Any]:
         "input_shape": list(spec.input_shape),
         "train_size": spec.train_size,
         "test_size": spec.test_size,
-        "splits": {
-            "tutorial": "official train shuffled and cut 75/25 (37,500/12,500)",
-            "default": "official train minus 5,000 validation images stratified by class (45,000/5,000)",
-        },
+        "splits": dict(CIFAR_SPLITS),
         "urls": list(spec.mirrors),
         "files": [spec.archive.name],
     }
@@ -135,13 +143,31 @@ def extract_cifar(
     return dest
 
 
+def _tar_stream(f: BinaryIO, archive: Path, spec: CifarSpec) -> BinaryIO:
+    """The tar bytes of the archive: gunzipped (only as far as a real CIFAR archive goes) or as is."""
+    gzipped = f.read(2) == b"\x1f\x8b"
+    f.seek(0)
+    if not gzipped:
+        return f
+    cap = len(spec.members) * spec.records_per_file * RECORD + _TAR_SLACK
+    bomb = CnnlabError(
+        f"'{archive}' decompresses to more than {format_size(cap)}, more than any CIFAR-10 archive "
+        "(a decompression bomb?); refused."
+    )
+    return limit_output(gzip.GzipFile(fileobj=f, mode="rb"), max_bytes=cap, error=bomb)
+
+
 def _members(archive: Path, spec: CifarSpec) -> dict[str, bytes]:
-    """The bytes of every expected member, checked; anything else in the archive is ignored."""
+    """The bytes of every expected member, checked; anything else in the archive is ignored. The archive
+    is read once, front to back, and decompressed only as far as a real one goes."""
     wanted = {posixpath.join(spec.member_dir, m): m for m in spec.members}
     size = spec.records_per_file * RECORD
     found: dict[str, bytes] = {}
     try:
-        with tarfile.open(archive, mode="r:*") as tar:
+        with (
+            open_user_file(archive, max_bytes=_MAX_ARCHIVE_BYTES, what="CIFAR-10 archive") as f,
+            tarfile.open(fileobj=_tar_stream(f, archive, spec), mode="r|") as tar,
+        ):
             for member in tar:
                 # Only an exact, normalised, relative name of an expected member is looked at.
                 name = posixpath.normpath(member.name)  # "./x" -> "x"; "../x" and "/x" stay unmatched
@@ -155,11 +181,11 @@ def _members(archive: Path, spec: CifarSpec) -> dict[str, bytes]:
                     raise CnnlabError(
                         f"'{archive}': member {member.name!r} has {member.size:,} bytes, expected {size:,}."
                     )
-                f = tar.extractfile(member)
-                if f is None:
+                data = tar.extractfile(member)
+                if data is None:
                     raise CnnlabError(f"'{archive}': cannot read member {member.name!r}.")
-                found[wanted[name]] = f.read()
-    except (tarfile.TarError, EOFError, OSError) as exc:
+                found[wanted[name]] = data.read(size)  # the member's own size, checked above
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise CnnlabError(f"'{archive}' is not a readable tar.gz archive ({exc}); fetch it again.") from None
     missing = [m for m in spec.members if m not in found]
     if missing:
@@ -171,7 +197,12 @@ def _members(archive: Path, spec: CifarSpec) -> dict[str, bytes]:
 
 
 def _check_archive(path: Path, spec: CifarSpec) -> None:
-    check_file(path, spec.archive, dataset=spec.name, mirror=spec.mirrors[0])
+    check_file(path, spec.archive, dataset=spec.name, mirror=spec.mirrors[0], max_bytes=_MAX_ARCHIVE_BYTES)
+
+
+def _read_batches(folder: Path, spec: CifarSpec) -> dict[str, bytes]:
+    size = spec.records_per_file * RECORD
+    return {m: read_user_bytes(folder / m, max_bytes=size, what="CIFAR-10 batch") for m in spec.members}
 
 
 def _batch_folder(folder: Path, spec: CifarSpec) -> Path | None:
@@ -182,7 +213,7 @@ def _batch_folder(folder: Path, spec: CifarSpec) -> Path | None:
         folder / spec.name,
         folder / spec.name / spec.member_dir,
     ):
-        if all((candidate / m).is_file() for m in spec.members):
+        if all(os.path.lexists(candidate / m) for m in spec.members):  # then read, or refused clearly
             return candidate
     return None
 
@@ -196,7 +227,7 @@ def _load_batches(
         folder, origin = given
         batches = _batch_folder(folder, spec)
         if batches is not None:
-            return {m: (batches / m).read_bytes() for m in spec.members}
+            return _read_batches(batches, spec)
         for archive in (folder / spec.archive.name, folder / spec.name / spec.archive.name):
             if archive.is_file():
                 _check_archive(archive, spec)
@@ -221,7 +252,7 @@ def _load_batches(
         archive.unlink(
             missing_ok=True
         )  # the .bin files are what is read; the archive would double the disk use
-    return {m: (batches / m).read_bytes() for m in spec.members}
+    return _read_batches(batches, spec)
 
 
 def load_cifar10(
@@ -275,6 +306,7 @@ def load_cifar10(
         limit=limit,
         mean=tuple(mean),
         std=tuple(std),
+        split_description=f"{CIFAR_SPLITS[split]}; official test set; seed {seed}",
     )
     adapted = adapt_dataset(data, image_size=image_size, channels=channels)
     if adapted is not data:  # statistics of the pixels the model will see

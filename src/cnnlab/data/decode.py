@@ -28,15 +28,17 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
 from cnnlab.errors import CnnlabError
-from cnnlab.images import MAX_PIXELS, bomb_message
+from cnnlab.images import MAX_IMAGE_BYTES, MAX_PIXELS, MIN_IMAGE_SIDE, bomb_message, check_side
+from cnnlab.userfiles import UserFileError, open_user_file
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -70,6 +72,15 @@ class _BadImageError(Exception):
     """One file that cannot be decoded; the message says why (no path: the caller knows it)."""
 
 
+class _Options(NamedTuple):
+    size: int
+    channels: int
+    resize: str
+    fill: str
+    max_pixels: int | None
+    min_side: int
+
+
 def default_workers() -> int:
     """Threads for decoding: one per core this process may use (at most 32)."""
     try:
@@ -87,6 +98,7 @@ def decode_image(
     resize: str = "pad",
     fill: str = "black",
     max_pixels: int | None = MAX_PIXELS,
+    min_side: int = MIN_IMAGE_SIDE,
     name: str | None = None,
     return_size: bool = False,
 ):
@@ -96,8 +108,9 @@ def decode_image(
         The array; with ``return_size``, ``(array, (height, width))``: also the original size, upright.
 
     Raises:
-        CnnlabError: the file is missing, not an image, truncated, corrupt or too large; one line
-        naming it (``name``, else the path, else "the image").
+        CnnlabError: the file is missing, not a regular file, not an image, truncated, corrupt, too
+        large or under ``min_side`` pixels on a side; one line naming it (``name``, else the path, else
+        "the image").
 
     Example:
         >>> decode_image("shoe.jpg", size=28, channels=1).shape  # doctest: +SKIP
@@ -107,9 +120,8 @@ def decode_image(
     data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else None
     label = name or ("the image" if data is not None else f"'{os.fspath(source)}'")
     try:
-        arr = _decode(
-            data if data is not None else os.fspath(source), size, channels, resize, fill, max_pixels, hw
-        )
+        options = _Options(size, channels, resize, fill, max_pixels, min_side)
+        arr = _decode(data if data is not None else os.fspath(source), options, hw)
     except _BadImageError as exc:
         raise CnnlabError(f"{label}: {exc}") from None
     return (arr, (int(hw[0]), int(hw[1]))) if return_size else arr
@@ -125,6 +137,7 @@ def decode_images(
     workers: int | None = None,
     strict: bool = False,
     max_pixels: int | None = MAX_PIXELS,
+    min_side: int = MIN_IMAGE_SIDE,
     on_progress: Callable[[int], None] | None = None,
     backend: str = "auto",
 ) -> Decoded:
@@ -161,7 +174,8 @@ def decode_images(
     sizes = np.frombuffer(size_buf, dtype=np.int64)[: n * 2].reshape(n, 2)
     ok = np.zeros(n, dtype=bool)
     bad: list[BadImage] = []
-    job = _Job([os.fspath(p) for p in paths], out, sizes, size, channels, resize, fill, max_pixels)
+    options = _Options(size, channels, resize, fill, max_pixels, min_side)
+    job = _Job([os.fspath(p) for p in paths], out, sizes, options)
 
     def collect(start: int, stop: int, errors: list[tuple[int, str]]) -> None:
         ok[start:stop] = True
@@ -191,25 +205,13 @@ class _Job:
     paths: list[str]
     out: np.ndarray
     sizes: np.ndarray
-    size: int
-    channels: int
-    resize: str
-    fill: str
-    max_pixels: int | None
+    options: _Options
 
     def run(self, start: int, stop: int) -> tuple[int, int, list[tuple[int, str]]]:
         errors = []
         for i in range(start, stop):
             try:
-                self.out[i] = _decode(
-                    self.paths[i],
-                    self.size,
-                    self.channels,
-                    self.resize,
-                    self.fill,
-                    self.max_pixels,
-                    self.sizes[i],
-                )
+                self.out[i] = _decode(self.paths[i], self.options, self.sizes[i])
             except _BadImageError as exc:
                 errors.append((i, str(exc)))
         return start, stop, errors
@@ -252,75 +254,85 @@ def _run_threads(job: _Job, workers: int, collect) -> None:
             raise
 
 
-def _decode(
-    path: str | bytes,
-    size: int,
-    channels: int,
-    resize: str,
-    fill: str,
-    max_pixels: int | None,
-    hw: np.ndarray | None = None,
-) -> np.ndarray:
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
+@contextmanager
+def _opened(source: str | bytes) -> Iterator[io.BytesIO | BinaryIO]:
+    """A file Pillow can read: bytes wrapped; a path opened with the user-file checks (a FIFO, device or
+    folder is refused without blocking) and read in one go when small, which is a third of a small
+    JPEG's time saved over Pillow's dozens of small reads; huge files stream, still bounded."""
+    if isinstance(source, bytes):
+        yield io.BytesIO(source)
+        return
     try:
-        source: io.BytesIO | str
-        if isinstance(path, bytes):
-            source = io.BytesIO(path)
+        f = open_user_file(source, max_bytes=MAX_IMAGE_BYTES, what="image")
+    except UserFileError as exc:
+        raise _BadImageError(exc.reason) from None
+    with f:
+        head = f.read(_READ_WHOLE)
+        if len(head) < _READ_WHOLE:
+            yield io.BytesIO(head)
         else:
-            with open(path, "rb") as f:
-                # One read instead of Pillow's dozens of small ones (a third of a small JPEG's time); huge
-                # files are left to Pillow's streaming reads.
-                source = io.BytesIO(f.read()) if os.fstat(f.fileno()).st_size < _READ_WHOLE else path
-        if isinstance(source, io.BytesIO) and not source.getbuffer().nbytes:
-            raise _BadImageError("empty (0 bytes)" if isinstance(path, bytes) else "empty file (0 bytes)")
-        with warnings.catch_warnings():
-            # Our own, stricter pixel limit is checked below, before any decoding.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(source)
-    except FileNotFoundError:
-        raise _BadImageError("no such file") from None
-    except IsADirectoryError:
-        raise _BadImageError("is a folder, not an image") from None
-    except UnidentifiedImageError:
-        raise _BadImageError("not an image Pillow can read") from None
-    except Image.DecompressionBombError as exc:
-        raise _BadImageError(bomb_message(exc, max_pixels)) from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise _BadImageError(f"unreadable: truncated or corrupt header ({exc})") from None
-    try:
-        w, h = im.size
-        if w <= 0 or h <= 0:
-            raise _BadImageError(f"has no pixels ({w}x{h})")
-        if max_pixels is not None and w * h > max_pixels:
-            raise _BadImageError(
-                f"{w}x{h} is over the {max_pixels / 1e6:g}-megapixel limit (a decompression-bomb guard)"
-            )
+            f.seek(0)
+            yield f
+
+
+def _decode(source: str | bytes, opt: _Options, hw: np.ndarray | None = None) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    with _opened(source) as fp:
+        if isinstance(fp, io.BytesIO) and not fp.getbuffer().nbytes:
+            raise _BadImageError("empty (0 bytes)" if isinstance(source, bytes) else "empty file (0 bytes)")
         try:
-            if getattr(im, "n_frames", 1) > 1:
-                im.seek(0)  # animated GIF/WebP/APNG, multi-page TIFF: the first frame
-            if im.format == "JPEG":
-                # Decode at 1/2, 1/4 or 1/8 scale when the target is that small; "L" decodes luma only.
-                im.draft("L" if channels == 1 else "RGB", _draft_size(w, h, size, resize))
-            im.load()
-            orientation = im.getexif().get(0x0112, 1)  # EXIF: phone photos are often stored sideways
-            if hw is not None:  # the true size, upright (draft may have decoded at 1/2..1/8)
-                hw[:] = (w, h) if orientation in (5, 6, 7, 8) else (h, w)
-            if orientation != 1:
-                im = ImageOps.exif_transpose(im)
-            im = _to_mode(im, channels)
-            im = fit_image(im, size, resize, fill)
-        except _BadImageError:
-            raise
+            with warnings.catch_warnings():
+                # Our own, stricter pixel limit is checked below, before any decoding.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(fp)
+        except UnidentifiedImageError:
+            raise _BadImageError("not an image Pillow can read") from None
         except Image.DecompressionBombError as exc:
-            raise _BadImageError(bomb_message(exc, max_pixels)) from None
-        except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
-            # Truncated or corrupt data surfaces here, when the pixels are actually decoded.
-            raise _BadImageError(f"truncated or corrupt ({exc})") from None
-        arr = np.asarray(im, dtype=np.uint8)
-    finally:
-        im.close()
+            raise _BadImageError(bomb_message(exc, opt.max_pixels)) from None
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
+            raise _BadImageError(f"unreadable: truncated or corrupt header ({exc})") from None
+        try:
+            arr = _pixels(im, opt, hw)
+        finally:
+            im.close()
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (H, W[, C]) -> (C, H, W)
+
+
+def _pixels(im, opt: _Options, hw: np.ndarray | None) -> np.ndarray:
+    """The opened image checked, decoded, made upright, converted and fitted: uint8 (S, S[, C])."""
+    from PIL import Image, ImageOps
+
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise _BadImageError(f"has no pixels ({w}x{h})")
+    if opt.max_pixels is not None and w * h > opt.max_pixels:
+        raise _BadImageError(
+            f"{w}x{h} is over the {opt.max_pixels / 1e6:g}-megapixel limit (a decompression-bomb guard)"
+        )
+    small = check_side(w, h, opt.min_side)
+    if small:
+        raise _BadImageError(small)
+    try:
+        if getattr(im, "n_frames", 1) > 1:
+            im.seek(0)  # animated GIF/WebP/APNG, multi-page TIFF: the first frame
+        if im.format == "JPEG":
+            # Decode at 1/2, 1/4 or 1/8 scale when the target is that small; "L" decodes luma only.
+            im.draft("L" if opt.channels == 1 else "RGB", _draft_size(w, h, opt.size, opt.resize))
+        im.load()
+        orientation = im.getexif().get(0x0112, 1)  # EXIF: phone photos are often stored sideways
+        if hw is not None:  # the true size, upright (draft may have decoded at 1/2..1/8)
+            hw[:] = (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+        if orientation != 1:
+            im = ImageOps.exif_transpose(im)
+        im = _to_mode(im, opt.channels)
+        im = fit_image(im, opt.size, opt.resize, opt.fill)
+    except Image.DecompressionBombError as exc:
+        raise _BadImageError(bomb_message(exc, opt.max_pixels)) from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+        # Truncated or corrupt data surfaces here, when the pixels are actually decoded.
+        raise _BadImageError(f"truncated or corrupt ({exc})") from None
+    return np.asarray(im, dtype=np.uint8)
 
 
 def _draft_size(w: int, h: int, size: int, resize: str) -> tuple[int, int]:

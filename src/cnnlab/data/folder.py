@@ -36,6 +36,8 @@ __all__ = [
     "DEFAULT_FRACTIONS",
     "DEFAULT_IMAGE_SIZE",
     "FolderImages",
+    "check_class_counts",
+    "describe_split",
     "FolderSource",
     "decode_folder",
     "folder_split",
@@ -83,15 +85,7 @@ def folder_split(
     rng = np.random.default_rng(seed)
     parts: tuple[list, list, list] = ([], [], [])
     counts = np.bincount(labels, minlength=len(classes))
-    too_few = [i for i, n in enumerate(counts) if n < 3]
-    if too_few:
-        names = [f"{classes[i] if classes else i!r} ({counts[i]})" for i in too_few]
-        pct = "/".join(f"{round(f * 100):g}" for f in fractions)
-        raise CnnlabError(
-            f"Too few images for the {pct} train/val/test split in class{'es' if len(names) > 1 else ''} "
-            f"{', '.join(names)}: every class needs at least 3 (one each for train, val and test); "
-            "add images or remove the class."
-        )
+    check_class_counts(counts, fractions, classes)
     for cls, n in enumerate(counts):
         if n == 0:
             continue
@@ -104,6 +98,31 @@ def folder_split(
         parts[2].append(members[n_val : n_val + n_test])
         parts[0].append(members[n_val + n_test :])
     return tuple(rng.permutation(np.concatenate(p)).astype(np.int64) for p in parts)  # type: ignore[return-value]
+
+
+def check_class_counts(
+    counts: np.ndarray,
+    fractions: tuple[float, float, float],
+    classes: tuple[str, ...] = (),
+    *,
+    where: str = "",
+) -> None:
+    """Every class needs 3 images (one each for train, val and test), else one error naming them all."""
+    too_few = [i for i, n in enumerate(counts) if n < 3]
+    if too_few:
+        names = [f"{classes[i] if classes else i!r} ({counts[i]})" for i in too_few]
+        pct = "/".join(f"{round(f * 100):g}" for f in fractions)
+        raise CnnlabError(
+            f"Too few images{where} for the {pct} train/val/test split in class{'es' if len(names) > 1 else ''} "
+            f"{', '.join(names)}: every class needs at least 3 (one each for train, val and test); "
+            "add images or remove the class."
+        )
+
+
+def describe_split(split: str, seed: int) -> str:
+    """What a folder split is, in words: `"stratified 70/15/15 train/val/test by class, seed 0"`."""
+    pct = "/".join(f"{round(f * 100):g}" for f in parse_fractions(split))
+    return f"stratified {pct} train/val/test by class, seed {seed}"
 
 
 def load_folder(
@@ -150,6 +169,9 @@ def load_folder(
         raise CnnlabError(f"limit must be a positive integer, got {limit!r}.")
     size = DEFAULT_IMAGE_SIZE if image_size is None else image_size
     chans = DEFAULT_CHANNELS if channels is None else channels
+    source = scan_source(path)
+    # Before decoding anything: a folder that cannot be split fails at once and leaves no cache entry.
+    check_class_counts(np.bincount(source.labels, minlength=len(source.classes)), fractions, source.classes)
     imgs = decode_folder(
         path,
         image_size=size,
@@ -159,18 +181,23 @@ def load_folder(
         cache=cache,
         workers=workers,
         progress=not quiet,
+        source=source,
     )
     if not quiet:
         _report(Path(path), imgs)
     if len(imgs.images) == 0:
         raise CnnlabError(f"No readable images in '{path}' ({len(imgs.bad)} files could not be decoded).")
+    left = " left after skipping unreadable files" if imgs.bad else ""
+    check_class_counts(
+        np.bincount(imgs.labels, minlength=len(imgs.classes)), fractions, imgs.classes, where=left
+    )
     train, val, test = folder_split(imgs.labels, fractions, seed, classes=imgs.classes)
     if limit is not None:
         train, val, test = train[:limit], val[:limit], test[:limit]
-    x, y = imgs.images, imgs.labels
+    x, y, files = imgs.images, imgs.labels, imgs.files
 
     def make(idx: np.ndarray) -> Split:
-        return Split(torch.from_numpy(x[idx]), torch.from_numpy(y[idx]))
+        return Split(torch.from_numpy(x[idx]), torch.from_numpy(y[idx]), files=tuple(files[i] for i in idx))
 
     train_split = make(train)
     mean, std = channel_stats(train_split.images)
@@ -185,6 +212,7 @@ def load_folder(
         limit=limit,
         mean=tuple(mean),
         std=tuple(std),
+        split_description=describe_split(split, seed),
     )
 
 

@@ -33,7 +33,8 @@ __all__ = ["DEFAULT_CHANNELS", "DEFAULT_IMAGE_SIZE", "FolderImages", "decode_fol
 
 DEFAULT_IMAGE_SIZE = 64
 DEFAULT_CHANNELS = 3
-_CACHE_VERSION = 1  # bump when the decoded pixels of the same file and options would change
+_CACHE_VERSION = 2  # bump when the decoded pixels of the same file and options would change
+# (2: images under MIN_IMAGE_SIDE pixels a side are skipped; files are opened with cnnlab.userfiles)
 
 
 @dataclass
@@ -78,9 +79,10 @@ def decode_folder(
     cache: bool = True,
     workers: int | None = None,
     progress: bool = False,
+    source: FolderSource | None = None,
 ) -> FolderImages:
     """Every image of a folder/CSV decoded to uint8 (N, channels, image_size, image_size), from the
-    cache when the files and options are unchanged.
+    cache when the files and options are unchanged. `source`: the listing of `path`, if already made.
 
     Example:
         >>> imgs = decode_folder("pets", image_size=64)  # doctest: +SKIP
@@ -89,7 +91,7 @@ def decode_folder(
     """
     check_image_options(image_size, channels, resize, bad_images)
     t0 = time.perf_counter()
-    src = scan_source(path)
+    src = source if source is not None else scan_source(path)
     options = {"image_size": image_size, "channels": channels, "resize": resize, "v": _CACHE_VERSION}
     opt_id = _digest(options)[:8]
     content_id = _digest({"classes": list(src.classes), "files": _fingerprint(src)})[:24]

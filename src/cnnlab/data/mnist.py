@@ -108,6 +108,7 @@ DATASETS: dict[str, IdxDataset] = {
 }
 
 LIGHT_ON_DARK = ("fashion_mnist", "mnist")  # light objects on a black background
+_MAX_FILE_BYTES = 64 << 20  # the largest published .gz is 26 MB; anything bigger is not one of them
 
 
 def idx_info(spec: IdxDataset) -> dict[str, Any]:
@@ -158,6 +159,7 @@ def load_idx_dataset(
         split=split,
         seed=seed,
         limit=limit,
+        split_description=f"{SPLITS[split]}; official test set; seed {seed}",
     )
     return adapt_dataset(data, image_size=image_size, channels=channels)
 
@@ -228,4 +230,5 @@ def _to_split(images: np.ndarray, labels: np.ndarray) -> Split:
 
 
 def _read_idx(spec: IdxDataset, path: Path, remote: RemoteFile) -> np.ndarray:
-    return parse_idx(read_checked(path, remote, dataset=spec.name, mirror=spec.mirrors[0]), path)
+    data = read_checked(path, remote, dataset=spec.name, mirror=spec.mirrors[0], max_bytes=_MAX_FILE_BYTES)
+    return parse_idx(data, path)

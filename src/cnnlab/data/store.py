@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cnnlab.data.download import check_digest, download_file
 from cnnlab.errors import CnnlabError
+from cnnlab.userfiles import open_user_file, read_user_bytes
 
 __all__ = ["RemoteFile", "cache_dir", "check_file", "fetch_files", "given_data_dir", "read_checked"]
 
@@ -88,22 +89,19 @@ def _mismatch_error(path: Path, remote: RemoteFile, dataset: str, mirror: str, m
     )
 
 
-def read_checked(path: Path, remote: RemoteFile, *, dataset: str, mirror: str) -> bytes:
-    """The bytes of `path`, which must match `remote`'s checksums."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CnnlabError(f"Cannot read '{path}': {exc.strerror or exc}.") from None
+def read_checked(path: Path, remote: RemoteFile, *, dataset: str, mirror: str, max_bytes: int) -> bytes:
+    """The bytes of `path` (a regular file of at most `max_bytes`), which must match `remote`'s checksums."""
+    data = read_user_bytes(path, max_bytes=max_bytes, what=f"{dataset} file")
     mismatch = check_digest(data, md5=remote.md5, sha256=remote.sha256)
     if mismatch:
         raise _mismatch_error(path, remote, dataset, mirror, mismatch)
     return data
 
 
-def check_file(path: Path, remote: RemoteFile, *, dataset: str, mirror: str) -> None:
+def check_file(path: Path, remote: RemoteFile, *, dataset: str, mirror: str, max_bytes: int) -> None:
     """Check a (large) file against `remote`'s checksums, reading it in chunks."""
     md5, sha256 = hashlib.md5(), hashlib.sha256()
-    with path.open("rb") as f:
+    with open_user_file(path, max_bytes=max_bytes, what=f"{dataset} file") as f:
         while chunk := f.read(_CHUNK):
             md5.update(chunk)
             sha256.update(chunk)
