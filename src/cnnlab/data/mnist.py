@@ -19,7 +19,14 @@ import torch
 from cnnlab.data.adapt import adapt_dataset
 from cnnlab.data.idx import parse_idx
 from cnnlab.data.split import SPLITS, check_protocol, split_indices
-from cnnlab.data.store import RemoteFile, cache_dir, fetch_files, given_data_dir, read_checked
+from cnnlab.data.store import (
+    RemoteFile,
+    cache_dir,
+    fetch_files,
+    given_data_dir,
+    how_to_provide,
+    read_checked,
+)
 from cnnlab.data.types import Dataset, Split
 from cnnlab.errors import CnnlabError
 
@@ -171,14 +178,20 @@ def _locate(spec: IdxDataset, data_dir: str | os.PathLike[str] | None, download:
         return _find_in(spec, *given)
     folder = cache_dir(spec.name)
     missing = [f for f in spec.files if not (folder / f.name).is_file()]
+    expected = _expected(spec)
     if missing and not download:
         raise CnnlabError(
             f"{spec.name} is not in the cache folder '{folder}' (missing {', '.join(f.name for f in missing)}) "
-            "and download=False; allow the download, or pass data_dir / set CNNLAB_DATA_DIR to a folder "
-            "holding the files."
+            f"and download=False; allow the download, or {how_to_provide(expected, spec.mirrors[0])}."
         )
-    fetch_files(spec.name, missing, spec.mirrors, folder, progress=sys.stderr.isatty())
+    if missing:
+        fetch_files(spec.name, missing, spec.mirrors, folder, expected=expected, progress=sys.stderr.isatty())
     return folder
+
+
+def _expected(spec: IdxDataset) -> str:
+    names = [f.name for f in spec.files]
+    return f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _find_in(spec: IdxDataset, root: Path, origin: str) -> Path:

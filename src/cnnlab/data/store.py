@@ -14,11 +14,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnnlab.atomic import new_folders
 from cnnlab.data.download import check_digest, download_file
 from cnnlab.errors import CnnlabError
 from cnnlab.userfiles import open_user_file, read_user_bytes
 
-__all__ = ["RemoteFile", "cache_dir", "check_file", "fetch_files", "given_data_dir", "read_checked"]
+__all__ = [
+    "RemoteFile",
+    "cache_dir",
+    "check_file",
+    "fetch_files",
+    "given_data_dir",
+    "how_to_provide",
+    "read_checked",
+]
 
 _CHUNK = 1 << 20
 
@@ -49,37 +58,55 @@ def given_data_dir(data_dir: str | os.PathLike[str] | None) -> tuple[Path, str] 
     return None
 
 
+def how_to_provide(expected: str, mirror: str) -> str:
+    """The one way to say where files come from when they cannot be downloaded (offline machines)."""
+    return (
+        f"download {expected} from {mirror} on a machine with network, put them in a folder DIR and "
+        "pass --data-dir DIR (data_dir=DIR in Python) or set CNNLAB_DATA_DIR=DIR"
+    )
+
+
 def fetch_files(
     dataset: str,
     files: Sequence[RemoteFile],
     mirrors: Sequence[str],
     folder: Path,
     *,
+    expected: str,
     progress: bool = False,
     timeout: float = 30.0,
 ) -> None:
     """Download each of `files` into `folder`, trying the mirrors in order; every file is verified
-    before it appears. Raises one CnnlabError naming every URL tried."""
-    for remote in files:
-        errors = []
-        for mirror in mirrors:
-            try:
-                download_file(
-                    mirror + remote.name,
-                    folder / remote.name,
-                    md5=remote.md5,
-                    sha256=remote.sha256,
-                    progress=progress,
-                    timeout=timeout,
-                )
-                break
-            except CnnlabError as exc:
-                errors.append(str(exc).rstrip("."))
-        else:
-            raise CnnlabError(
-                f"Could not download {remote.name} for {dataset} ({'; '.join(errors)}). Put the files in "
-                f"'{folder}' by hand, or point data_dir / CNNLAB_DATA_DIR at a folder holding them."
-            )
+    before it appears. The first file no mirror can serve stops everything with one CnnlabError that
+    names every URL tried and says how to provide `expected` (the dataset's files, in words) by hand;
+    folders created for the download are removed again if they are left empty."""
+    try:
+        with new_folders(folder):
+            for remote in files:
+                errors = []
+                for mirror in mirrors:
+                    try:
+                        download_file(
+                            mirror + remote.name,
+                            folder / remote.name,
+                            md5=remote.md5,
+                            sha256=remote.sha256,
+                            progress=progress,
+                            timeout=timeout,
+                        )
+                        break
+                    except CnnlabError as exc:
+                        errors.append(str(exc).rstrip("."))
+                else:
+                    raise CnnlabError(
+                        f"Could not download {dataset} ({'; '.join(errors)}). Offline? "
+                        f"Then {how_to_provide(expected, mirrors[0])}."
+                    )
+    except OSError as exc:  # the cache folder itself cannot be made
+        raise CnnlabError(
+            f"Cannot create the cache folder '{folder}' ({exc.strerror or exc}); "
+            f"{how_to_provide(expected, mirrors[0])}."
+        ) from None
 
 
 def _mismatch_error(path: Path, remote: RemoteFile, dataset: str, mirror: str, mismatch: str) -> CnnlabError:
