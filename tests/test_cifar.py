@@ -131,6 +131,10 @@ def test_load_from_data_dir_with_bin_files(tmp_path, sub):
     data = load_cifar10(data_dir=tmp_path / "d", spec=small_spec(), seed=0)
     assert (len(data.train), len(data.val), len(data.test)) == (90, 10, 20)
     assert data.input_shape == (3, 32, 32) and data.classes == CIFAR10.classes
+    assert data.describe()["split_description"] == (
+        "official train minus 5,000 validation images stratified by class (45,000/5,000); official test set; seed 0"
+    )
+    assert data.split_files() is None  # a built-in's images are records of its files, not files
     assert np.array_equal(data.test.images.numpy(), truth["test_batch.bin"][0])
     assert np.bincount(data.val.labels.numpy(), minlength=10).tolist() == [1] * 10  # stratified
     x = data.train.images.numpy() / 255.0

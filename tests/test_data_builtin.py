@@ -75,6 +75,7 @@ def test_downloads_into_cache_then_works_offline(fake, tmp_path):
     cache = tmp_path / "cache" / "cnnlab" / "fashion_mnist"
     assert sorted(p.name for p in cache.iterdir()) == sorted(FILES)  # no .part files
     assert (len(data.train), len(data.val), len(data.test)) == (150, 50, 50)
+    assert data.describe()["split_description"].endswith("official test set; seed 0")
     for f in FILES:
         (fake / f).unlink()  # the mirror is gone: the cache must be enough
     assert len(load_data("fashion_mnist", download=False).train) == 150

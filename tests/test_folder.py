@@ -5,6 +5,7 @@ Every dataset is built in the test from generated PNG/JPEG files; the cache goes
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -112,6 +113,74 @@ def test_split_names(tmp_path):
     for bad in ("90/20", "80/20/0", "a/b/c", "official"):
         with pytest.raises(CnnlabError, match="Unknown split .* for a folder dataset"):
             parse_fractions(bad)
+
+
+# --- what a folder dataset records: its real split and each split's files ------------------------
+
+
+def test_each_split_carries_its_files_in_order(tmp_path):
+    root = make_folder(tmp_path / "pets", {"cat": 10, "dog": 7, "fox": 5})
+    data = load_folder(root, image_size=8, seed=3, quiet=True)
+    files = data.split_files()
+    assert files is not None and sorted(files) == ["test", "train", "val"]
+    every = [f for split in files.values() for f in split]
+    on_disk = sorted(str(p.relative_to(root)) for p in root.rglob("*.*"))
+    assert sorted(every) == on_disk  # each file in exactly one split, named relative to the folder
+    for name in ("train", "val", "test"):
+        split = getattr(data, name)
+        labels = [data.classes[i] for i in split.labels.tolist()]
+        assert [f.split(os.sep)[0] for f in split.files] == labels  # file i is image i
+    # the same order from the cache, through head() and take()
+    again = load_folder(root, image_size=8, seed=3, quiet=True)
+    assert again.split_files() == files
+    assert data.train.head(3).files == data.train.files[:3]
+    assert data.test.take([1, 0]).files == (data.test.files[1], data.test.files[0])
+    json.dumps(files)
+
+
+def test_csv_splits_name_files_as_the_csv_gives_them(tmp_path):
+    make_folder(tmp_path / "imgs", {"cat": 5, "dog": 5})
+    rows = [f"imgs/{c}/{i:03d}.{'png' if i % 2 else 'jpg'},{c}" for c in ("cat", "dog") for i in range(5)]
+    (tmp_path / "l.csv").write_text("\n".join(rows))
+    data = load_folder(tmp_path / "l.csv", image_size=8, quiet=True)
+    assert sorted(f for split in data.split_files().values() for f in split) == sorted(
+        r.split(",")[0] for r in rows
+    )
+
+
+def test_describe_states_the_real_split(tmp_path):
+    root = make_folder(tmp_path / "pets", {"cat": 10, "dog": 10})
+    described = load_data(str(root), image_size=8, seed=4).describe()
+    assert described["split"] == "default"  # the name it was asked by (and can be reloaded with)
+    assert described["split_description"] == "stratified 70/15/15 train/val/test by class, seed 4"
+    custom = load_folder(root, image_size=8, split="80/10/10", quiet=True).describe()
+    assert custom["split_description"] == "stratified 80/10/10 train/val/test by class, seed 0"
+
+
+# --- layout errors: one clear line each, nothing decoded or cached ------------------------------
+
+
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        ({"cat": 5}, r"only one class sub-folder \('cat'\); a classifier needs at least two"),
+        ({"cat": 5, "dog": 5, "fox": 0}, "Class folder 'fox' in .* holds no images"),
+        (
+            {"cat": 5, "dog": 2, "fox": 1},
+            r"Too few images for the 70/15/15 train/val/test split in classes 'dog' \(2\), 'fox' \(1\): "
+            r"every class needs at least 3 \(one each for train, val and test\)",
+        ),
+    ],
+    ids=["one class", "empty class", "1-2 images"],
+)
+def test_bad_folders_fail_before_decoding(tmp_path, layout, message):
+    root = make_folder(tmp_path / "pets", {k: v for k, v in layout.items() if v})
+    for cls in (k for k, v in layout.items() if not v):
+        (root / cls).mkdir()
+    with pytest.raises(CnnlabError, match=message) as info:
+        load_data(str(root), image_size=8)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "cache").exists()  # nothing decoded, nothing cached
 
 
 # --- layout errors ------------------------------------------------------------------------------
