@@ -2,9 +2,10 @@
 readers, verified downloads, splits and per-channel statistics.
 
 Modules: `load` (`load_data`, `list_datasets`: the one entry point), one per source (`mnist`: the IDX
-datasets, `cifar`, `folder` with `folder_source`, `folder_cache` and `decode`), and the infrastructure
-they share (`store`: cache and data folders, checked files, mirrors; `download`; `idx`; `split`;
-`stats`; `adapt`; `types`).
+datasets, `cifar`, `folder` with `folder_source`, `folder_cache` and `decode`), what the built-ins share
+(`official`: spec fields, options, official arrays -> `Dataset`), and the infrastructure under them all
+(`store`: cache and data folders, checked files, mirrors; `download`; `idx`; `split`; `stats`; `adapt`;
+`types`). User paths are opened with `cnnlab.userfiles`; files are written with `cnnlab.atomic`.
 
 Example:
     >>> from cnnlab.data import load_data

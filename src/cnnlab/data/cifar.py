@@ -17,44 +17,45 @@ import os
 import posixpath
 import tarfile
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-import torch
 
 from cnnlab.atomic import write_atomic
-from cnnlab.data.adapt import adapt_dataset, check_image_options
-from cnnlab.data.split import check_protocol, split_indices
-from cnnlab.data.stats import channel_stats
+from cnnlab.data.official import BuiltinOptions, BuiltinSpec, builtin_info, check_options, official_dataset
 from cnnlab.data.store import RemoteFile, cache_dir, check_file, fetch_files, given_data_dir, how_to_provide
-from cnnlab.data.types import Dataset, Split
+from cnnlab.data.types import Dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.userfiles import format_size, limit_output, open_user_file, read_user_bytes
 
-__all__ = ["CIFAR10", "CifarSpec", "cifar_info", "extract_cifar", "load_cifar10", "read_cifar_batch"]
+__all__ = [
+    "CIFAR10",
+    "CIFAR_SPLITS",
+    "CifarSpec",
+    "cifar_info",
+    "extract_cifar",
+    "load_cifar",
+    "load_cifar10",
+    "read_cifar_batch",
+]
 
 RECORD = 1 + 3 * 32 * 32  # label byte + R, G, B planes of 32x32
 _MAX_ARCHIVE_BYTES = 256 << 20  # the published archive is 163 MB
 _TAR_SLACK = 16 << 20  # tar headers, batches.meta.txt and readme.html beside the batches
 
 
-@dataclass(frozen=True)
-class CifarSpec:
+@dataclass(frozen=True, kw_only=True)
+class CifarSpec(BuiltinSpec):
     """Where CIFAR-10 comes from and what its archive must hold."""
 
-    name: str
-    description: str
-    classes: tuple[str, ...]
-    mirrors: tuple[str, ...]
     archive: RemoteFile
     member_dir: str  # the folder inside the archive
     train_files: tuple[str, ...]
     test_files: tuple[str, ...]
     records_per_file: int = 10_000
     input_shape: tuple[int, int, int] = (3, 32, 32)
-    val_size: int = 5_000  # of the `default` split
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -90,17 +91,13 @@ CIFAR_SPLITS = {
 
 def cifar_info(spec: CifarSpec = CIFAR10) -> dict[str, Any]:
     """The `list_datasets()` entry for CIFAR-10."""
-    return {
-        "name": spec.name,
-        "description": spec.description,
-        "classes": list(spec.classes),
-        "input_shape": list(spec.input_shape),
-        "train_size": spec.train_size,
-        "test_size": spec.test_size,
-        "splits": dict(CIFAR_SPLITS),
-        "urls": list(spec.mirrors),
-        "files": [spec.archive.name],
-    }
+    return builtin_info(
+        spec,
+        train_size=spec.train_size,
+        test_size=spec.test_size,
+        splits=CIFAR_SPLITS,
+        files=[spec.archive.name],
+    )
 
 
 def read_cifar_batch(
@@ -285,39 +282,21 @@ def load_cifar10(
         >>> data.input_shape, len(data.train), len(data.test)  # doctest: +SKIP
         ((3, 32, 32), 45000, 10000)
     """
-    spec = spec if spec is not None else CIFAR10  # looked up now: a test (or a mirror) may swap it
-    check_image_options(image_size, channels, "pad", "skip")
-    seed = check_protocol(spec.name, split, seed, limit, train_size=spec.train_size, val_size=spec.val_size)
-    raw = _load_batches(spec, data_dir, download)
+    options = BuiltinOptions(split, seed, data_dir, limit, download, image_size, channels)
+    return load_cifar(spec if spec is not None else CIFAR10, options)  # looked up now: it may be swapped
+
+
+def load_cifar(spec: CifarSpec, options: BuiltinOptions) -> Dataset:
+    """`load_cifar10` with its options gathered (what `load_data` calls)."""
+    options = check_options(spec, options, train_size=spec.train_size)
+    raw = _load_batches(spec, options.data_dir, options.download)
     parts = {m: read_cifar_batch(raw[m], m, num_classes=len(spec.classes)) for m in spec.members}
     for m, (x, _) in parts.items():
         if len(x) != spec.records_per_file:
             raise CnnlabError(f"'{m}' holds {len(x):,} images, expected {spec.records_per_file:,}.")
-    train_x = np.concatenate([parts[m][0] for m in spec.train_files])
-    train_y = np.concatenate([parts[m][1] for m in spec.train_files])
-    test_x = np.concatenate([parts[m][0] for m in spec.test_files])
-    test_y = np.concatenate([parts[m][1] for m in spec.test_files])
-    train_idx, val_idx = split_indices(split, train_y, seed, val_size=spec.val_size)
-    if limit is not None:
-        train_idx, val_idx = train_idx[:limit], val_idx[:limit]
-        test_x, test_y = test_x[:limit], test_y[:limit]
-    train = Split(torch.from_numpy(train_x[train_idx]), torch.from_numpy(train_y[train_idx]))
-    mean, std = channel_stats(train.images)
-    data = Dataset(
-        name=spec.name,
-        classes=spec.classes,
-        train=train,
-        val=Split(torch.from_numpy(train_x[val_idx]), torch.from_numpy(train_y[val_idx])),
-        test=Split(torch.from_numpy(np.ascontiguousarray(test_x)), torch.from_numpy(np.array(test_y))),
-        split=split,
-        seed=seed,
-        limit=limit,
-        mean=tuple(mean),
-        std=tuple(std),
-        split_description=f"{CIFAR_SPLITS[split]}; official test set; seed {seed}",
-    )
-    adapted = adapt_dataset(data, image_size=image_size, channels=channels)
-    if adapted is not data:  # statistics of the pixels the model will see
-        mean, std = channel_stats(adapted.train.images)
-        adapted = replace(adapted, mean=tuple(mean), std=tuple(std))
-    return adapted
+
+    def joined(files: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        return np.concatenate([parts[m][0] for m in files]), np.concatenate([parts[m][1] for m in files])
+
+    train, test = joined(spec.train_files), joined(spec.test_files)
+    return official_dataset(spec, train, test, options, splits=CIFAR_SPLITS, stats=True)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import cnnlab.data.cifar as cifar
 from cnnlab.data.adapt import check_image_options
-from cnnlab.data.cifar import CIFAR10, cifar_info, load_cifar10
+from cnnlab.data.cifar import CIFAR10, cifar_info, load_cifar
 from cnnlab.data.folder import is_folder_dataset, load_folder
 from cnnlab.data.mnist import DATASETS, idx_info, load_idx_dataset
+from cnnlab.data.official import BuiltinOptions
 from cnnlab.data.types import Dataset
 from cnnlab.errors import CnnlabError
 
@@ -75,14 +77,12 @@ def load_data(
         >>> len(data.train), len(data.val), len(data.test)  # doctest: +SKIP
         (45000, 15000, 10000)
     """
-    builtin = dict(split=split, seed=seed, data_dir=data_dir, limit=limit, download=download)
-    builtin |= dict(image_size=image_size, channels=channels)
-    if isinstance(name, str) and name in DATASETS:
+    if isinstance(name, str) and (name in DATASETS or name == CIFAR10.name):
         check_image_options(image_size, channels, resize, bad_images)
-        return load_idx_dataset(DATASETS[name], **builtin)
-    if name == CIFAR10.name:
-        check_image_options(image_size, channels, resize, bad_images)
-        return load_cifar10(**builtin)
+        options = BuiltinOptions(split, seed, data_dir, limit, download, image_size, channels)
+        if name == CIFAR10.name:
+            return load_cifar(cifar.CIFAR10, options)  # looked up now: a test may swap it
+        return load_idx_dataset(DATASETS[name], options)
     if isinstance(name, (str, os.PathLike)) and is_folder_dataset(name):
         # data_dir (or $CNNLAB_DATA_DIR, saved with every run) locates built-in files; a folder is its own.
         return load_folder(

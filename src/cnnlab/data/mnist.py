@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from cnnlab.data.adapt import adapt_dataset
 from cnnlab.data.idx import parse_idx
-from cnnlab.data.split import SPLITS, check_protocol, split_indices
+from cnnlab.data.official import BuiltinOptions, BuiltinSpec, builtin_info, check_options, official_dataset
+from cnnlab.data.split import SPLITS
 from cnnlab.data.store import (
     RemoteFile,
     cache_dir,
@@ -27,20 +26,16 @@ from cnnlab.data.store import (
     how_to_provide,
     read_checked,
 )
-from cnnlab.data.types import Dataset, Split
+from cnnlab.data.types import Dataset
 from cnnlab.errors import CnnlabError
 
 __all__ = ["DATASETS", "LIGHT_ON_DARK", "IdxDataset", "idx_info", "load_idx_dataset"]
 
 
-@dataclass(frozen=True)
-class IdxDataset:
-    """What cnnlab knows about a built-in dataset: files, checksums, mirrors (tried in order), classes."""
+@dataclass(frozen=True, kw_only=True)
+class IdxDataset(BuiltinSpec):
+    """An IDX dataset: its four published files and their checksums, and where a data folder keeps them."""
 
-    name: str
-    description: str
-    classes: tuple[str, ...]
-    mirrors: tuple[str, ...]
     train_images: RemoteFile
     train_labels: RemoteFile
     test_images: RemoteFile
@@ -49,7 +44,6 @@ class IdxDataset:
     input_shape: tuple[int, int, int] = (1, 28, 28)
     train_size: int = 60_000
     test_size: int = 10_000
-    val_size: int = 5_000  # of the `default` split
 
     @property
     def files(self) -> tuple[RemoteFile, ...]:
@@ -120,55 +114,19 @@ _MAX_FILE_BYTES = 64 << 20  # the largest published .gz is 26 MB; anything bigge
 
 def idx_info(spec: IdxDataset) -> dict[str, Any]:
     """The `list_datasets()` entry of an IDX dataset."""
-    return {
-        "name": spec.name,
-        "description": spec.description,
-        "classes": list(spec.classes),
-        "input_shape": list(spec.input_shape),
-        "train_size": spec.train_size,
-        "test_size": spec.test_size,
-        "splits": dict(SPLITS),
-        "urls": list(spec.mirrors),
-        "files": [f.name for f in spec.files],
-    }
-
-
-def load_idx_dataset(
-    spec: IdxDataset,
-    *,
-    split: str = "default",
-    seed: int = 0,
-    data_dir: str | os.PathLike[str] | None = None,
-    limit: int | None = None,
-    download: bool = True,
-    image_size: int | None = None,
-    channels: int | None = None,
-) -> Dataset:
-    """An IDX dataset as uint8 train / val / test splits; `cnnlab.data.load_data` documents the options."""
-    seed = check_protocol(spec.name, split, seed, limit, train_size=spec.train_size, val_size=spec.val_size)
-    folder = _locate(spec, data_dir, download)
-
-    train_x, train_y = _read_pair(spec, folder, spec.train_images, spec.train_labels, spec.train_size)
-    test_x, test_y = _read_pair(spec, folder, spec.test_images, spec.test_labels, spec.test_size)
-    train_idx, val_idx = split_indices(split, train_y, seed, val_size=spec.val_size)
-    if limit is not None:
-        # The index arrays are already shuffled, so their heads keep all classes.
-        train_idx, val_idx = train_idx[:limit], val_idx[:limit]
-        test_x, test_y = test_x[:limit], test_y[:limit]
-
-    data = Dataset(
-        name=spec.name,
-        classes=spec.classes,
-        # Fancy indexing copies, so each split owns contiguous, writable memory.
-        train=_to_split(train_x[train_idx], train_y[train_idx]),
-        val=_to_split(train_x[val_idx], train_y[val_idx]),
-        test=_to_split(np.array(test_x), np.array(test_y)),
-        split=split,
-        seed=seed,
-        limit=limit,
-        split_description=f"{SPLITS[split]}; official test set; seed {seed}",
+    files = [f.name for f in spec.files]
+    return builtin_info(
+        spec, train_size=spec.train_size, test_size=spec.test_size, splits=SPLITS, files=files
     )
-    return adapt_dataset(data, image_size=image_size, channels=channels)
+
+
+def load_idx_dataset(spec: IdxDataset, options: BuiltinOptions) -> Dataset:
+    """An IDX dataset as uint8 train / val / test splits; `cnnlab.data.load_data` documents the options."""
+    options = check_options(spec, options, train_size=spec.train_size)
+    folder = _locate(spec, options.data_dir, options.download)
+    train = _read_pair(spec, folder, spec.train_images, spec.train_labels, spec.train_size)
+    test = _read_pair(spec, folder, spec.test_images, spec.test_labels, spec.test_size)
+    return official_dataset(spec, train, test, options, splits=SPLITS)
 
 
 def _locate(spec: IdxDataset, data_dir: str | os.PathLike[str] | None, download: bool) -> Path:
@@ -236,10 +194,6 @@ def _read_pair(
             f"'{folder / labels_file.name}' does not hold {count:,} labels in 0..{len(spec.classes) - 1}."
         )
     return images[:, None], labels  # (N, 1, H, W): add the channel axis convolutions expect
-
-
-def _to_split(images: np.ndarray, labels: np.ndarray) -> Split:
-    return Split(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)))
 
 
 def _read_idx(spec: IdxDataset, path: Path, remote: RemoteFile) -> np.ndarray:
