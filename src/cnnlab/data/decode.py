@@ -9,7 +9,9 @@ Shared by folder datasets (decoded once, then cached) and `cnnlab predict`. Ever
 - `resize="pad"` (default) scales the longer side to S and pads the shorter one, centred, so nothing of
   the picture is lost and nothing is distorted: with black (`fill="black"`, what folder datasets train
   on) or with the image's own border colour (`fill="border"`, for models trained on unpadded images);
-  `"crop"` scales the shorter side to S and cuts the centre square; `"stretch"` ignores the aspect ratio.
+  `"crop"` scales the shorter side to S and cuts the centre square; `"stretch"` ignores the aspect ratio
+  (`cnnlab.data.fit`: the same geometry for arrays). Images under `MIN_IMAGE_SIDE` (8) pixels a side
+  are refused; paths are opened with `cnnlab.userfiles` (regular files only, bounded reads).
 - JPEGs are decoded at reduced size when that is enough (libjpeg's DCT scaling via Pillow's draft mode:
   a 256x256 JPEG for a 64x64 input is decoded at 64x64, four to eight times faster), then resized with
   antialiasing.
@@ -36,6 +38,7 @@ from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
+from cnnlab.data.fit import border_median, fit_image
 from cnnlab.errors import CnnlabError
 from cnnlab.images import MAX_IMAGE_BYTES, MAX_PIXELS, MIN_IMAGE_SIDE, bomb_message, check_side
 from cnnlab.userfiles import UserFileError, open_user_file
@@ -44,11 +47,10 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "BadImage",
     "Decoded",
-    "border_median",
+    "border_median",  # from cnnlab.data.fit, where explain finds it too
     "decode_image",
     "decode_images",
     "default_workers",
-    "fit_array",
     "fit_image",
 ]
 
@@ -365,76 +367,3 @@ def _to_mode(im, channels: int):
     if target == "L" and im.mode not in ("1", "RGB"):
         im = im.convert("RGB")  # CMYK, P, YCbCr...: via RGB so every source gets the same luma weights
     return im.convert(target)
-
-
-def fit_image(im, size: int | tuple[int, int], resize: str = "pad", fill: str = "black"):
-    """Resize a Pillow image to `size` (square side, or (height, width)) as `resize` says: the one
-    geometry for files (`decode_image`) and arrays (`fit_array`).
-
-    `"pad"` scales the image to fit inside and centres it on a canvas of `fill` (`"black"`, or
-    `"border"`: the median colour of the scaled image's outermost pixels); `"crop"` scales it to cover
-    and keeps the centre (only that part is resampled); `"stretch"` ignores the aspect ratio.
-    Resampling is bilinear and antialiased (Pillow widens the filter when shrinking). Any mode
-    Pillow resizes works, "F" (float32) included.
-
-    Example:
-        >>> from PIL import Image
-        >>> fit_image(Image.new("L", (40, 20), 255), 8).getpixel((4, 0))  # black bands above and below
-        0
-    """
-    from PIL import Image
-
-    th, tw = (size, size) if isinstance(size, int) else size
-    w, h = im.size
-    bilinear = Image.Resampling.BILINEAR
-    if resize == "stretch" or w * th == h * tw:  # same aspect ratio: all three modes agree
-        return im if (w, h) == (tw, th) else im.resize((tw, th), bilinear)
-    if resize == "crop":
-        scale = max(tw / w, th / h)
-        nw, nh = max(tw, round(w * scale)), max(th, round(h * scale))
-        left, top = (nw - tw) // 2, (nh - th) // 2
-        # resize(box=...) crops in source coordinates first, so only the kept part is resampled
-        box = (left / scale, top / scale, (left + tw) / scale, (top + th) / scale)
-        return im.resize((tw, th), bilinear, box=box)
-    scale = min(tw / w, th / h)
-    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    small = im.resize((nw, nh), bilinear)
-    canvas = Image.new(im.mode, (tw, th), _border_colour(small) if fill == "border" else 0)
-    canvas.paste(small, ((tw - nw) // 2, (th - nh) // 2))  # centred
-    return canvas
-
-
-def fit_array(
-    image: np.ndarray, size: int | tuple[int, int], resize: str = "pad", fill: str = "black"
-) -> np.ndarray:
-    """`fit_image` for a float (C, H, W) array (e.g. 0..1 pixels): each channel resized as a float32
-    Pillow image, so arrays and files get the same geometry and filter. Returns float32 (C, h, w).
-
-    Example:
-        >>> fit_array(np.ones((3, 20, 40), dtype=np.float32), (8, 8)).shape
-        (3, 8, 8)
-    """
-    from PIL import Image
-
-    x = np.asarray(image, dtype=np.float32)
-    if x.ndim != 3:
-        raise CnnlabError(f"fit_array takes a (C, H, W) array, got shape {x.shape}")
-    planes = [np.asarray(fit_image(Image.fromarray(np.ascontiguousarray(c)), size, resize, fill)) for c in x]
-    return np.stack(planes).astype(np.float32, copy=False)
-
-
-def border_median(images: np.ndarray) -> np.ndarray:
-    """Per-channel lower median of the outermost pixels of (..., C, H, W) images: their background colour.
-    One rule for padding (fill="border") and for `cnnlab.explain`'s auto-inversion."""
-    edge = np.concatenate(
-        [images[..., 0, :], images[..., -1, :], images[..., :, 0], images[..., :, -1]], axis=-1
-    )
-    return np.sort(edge, axis=-1)[..., (edge.shape[-1] - 1) // 2]
-
-
-def _border_colour(im) -> float | tuple[int, ...]:
-    a = np.asarray(im)
-    colour = border_median(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
-    if im.mode == "F":
-        return float(colour[0])
-    return int(colour[0]) if len(colour) == 1 else tuple(int(v) for v in colour)

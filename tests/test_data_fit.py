@@ -1,4 +1,4 @@
-"""cnnlab.data.decode's one resize geometry: files (decode_image) and arrays (fit_array) agree."""
+"""cnnlab.data.fit, the one resize geometry: files (decode_image) and arrays (fit_array) agree."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab.data.decode import decode_image, fit_array, fit_image
+from cnnlab.data.decode import decode_image
+from cnnlab.data.fit import fit_array, fit_image
 
 
 @pytest.fixture(scope="module")
