@@ -28,11 +28,13 @@ from cnnlab.data.decode import BadImage, decode_images
 from cnnlab.data.folder_source import FolderSource, scan_source
 from cnnlab.data.store import cache_dir
 from cnnlab.errors import CnnlabError
+from cnnlab.userfiles import UserFileError, read_user_text
 
 __all__ = ["DEFAULT_CHANNELS", "DEFAULT_IMAGE_SIZE", "FolderImages", "decode_folder"]
 
 DEFAULT_IMAGE_SIZE = 64
 DEFAULT_CHANNELS = 3
+_MAX_META_BYTES = 512 << 20  # the index of a few million files
 _CACHE_VERSION = 2  # bump when the decoded pixels of the same file and options would change
 # (2: images under MIN_IMAGE_SIDE pixels a side are skipped; files are opened with cnnlab.userfiles)
 
@@ -172,7 +174,7 @@ def _read_cache(stem: Path, options: dict, root: Path) -> FolderImages | None:
     if not (npy.is_file() and meta_path.is_file()):
         return None
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(read_user_text(meta_path, max_bytes=_MAX_META_BYTES, what="cache index"))
         images = np.load(npy, mmap_mode="r", allow_pickle=False)
         labels = np.asarray(meta["labels"], dtype=np.int64)
         s = options["image_size"]
@@ -184,7 +186,7 @@ def _read_cache(stem: Path, options: dict, root: Path) -> FolderImages | None:
             and labels.shape == (len(images),)
             and len(meta["files"]) == len(images)
         )
-    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, ValueError, KeyError, TypeError, UserFileError, json.JSONDecodeError):
         valid = False
     if not valid:
         npy.unlink(missing_ok=True)  # damaged (e.g. a crash mid-copy): decode again
