@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from cnnlab.data import list_datasets, load_data
-from cnnlab.data.builtin import RemoteFile
 from cnnlab.data.cifar import CIFAR10, RECORD, extract_cifar, load_cifar10, read_cifar_batch
+from cnnlab.data.store import RemoteFile
 from cnnlab.errors import CnnlabError
 
 N = 20  # records per generated batch file
@@ -85,7 +85,8 @@ def server(tmp_path):
             pass
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    # a short poll interval: shutdown() waits up to one interval (0.5 s by default) per server
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}/", root
     httpd.shutdown()
@@ -131,6 +132,10 @@ def test_load_from_data_dir_with_bin_files(tmp_path, sub):
     data = load_cifar10(data_dir=tmp_path / "d", spec=small_spec(), seed=0)
     assert (len(data.train), len(data.val), len(data.test)) == (90, 10, 20)
     assert data.input_shape == (3, 32, 32) and data.classes == CIFAR10.classes
+    assert data.describe()["split_description"] == (
+        "official train minus 5,000 validation images stratified by class (45,000/5,000); official test set; seed 0"
+    )
+    assert data.split_files() is None  # a built-in's images are records of its files, not files
     assert np.array_equal(data.test.images.numpy(), truth["test_batch.bin"][0])
     assert np.bincount(data.val.labels.numpy(), minlength=10).tolist() == [1] * 10  # stratified
     x = data.train.images.numpy() / 255.0

@@ -223,17 +223,20 @@ def _gif_frames(data: bytes) -> tuple[int, tuple[int, int]]:
         return im.n_frames, im.size
 
 
-def test_conv_gif_frame_count_and_size():
-    for stride, out in ((1, 5), (2, 3)):  # the tutorial's two figures: padding 1, stride 1 and 2
-        anim = animate(5, 3, padding=1, stride=stride)
-        assert anim.out_shape == (out, out) and len(anim.frames) == out * out
-        n, size = _gif_frames(anim.gif())
-        assert n == out * out and size == anim.size
-        assert all(f.shape == (anim.size[1], anim.size[0], 3) for f in anim.frames)
-        with Image.open(io.BytesIO(anim.strip())) as strip:
-            w, h = round(anim.size[0] * 0.5), round(anim.size[1] * 0.5)
-            assert strip.size == (out * w, out * h)
-    assert "3x3 kernel, padding 1, stride 2 -> 3x3 output" in animate(5, 3, padding=1, stride=2).title
+@pytest.mark.parametrize(
+    "stride, out",  # the tutorial's two figures: padding 1, stride 1 (25 frames: slow) and 2
+    [pytest.param(1, 5, marks=pytest.mark.slow), (2, 3)],
+)
+def test_conv_gif_frame_count_and_size(stride, out):
+    anim = animate(5, 3, padding=1, stride=stride)
+    assert anim.out_shape == (out, out) and len(anim.frames) == out * out
+    n, size = _gif_frames(anim.gif())
+    assert n == out * out and size == anim.size
+    assert all(f.shape == (anim.size[1], anim.size[0], 3) for f in anim.frames)
+    with Image.open(io.BytesIO(anim.strip())) as strip:
+        w, h = round(anim.size[0] * 0.5), round(anim.size[1] * 0.5)
+        assert strip.size == (out * w, out * h)
+    assert f"3x3 kernel, padding 1, stride {stride} -> {out}x{out} output" in anim.title
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-import cnnlab.data.builtin as builtin
 from cnnlab.data import DATASETS, Dataset, Split, list_datasets, load_data
 from cnnlab.data.split import split_indices, stratified_split, tutorial_split
+from cnnlab.data.store import RemoteFile
 from cnnlab.errors import CnnlabError
 
 FILES = [f.name for f in DATASETS["fashion_mnist"].files]
@@ -52,7 +52,7 @@ def fake(tmp_path, make_idx, monkeypatch):
         FILES[3]: np.arange(50) % 10,
     }
     remote = [
-        builtin.RemoteFile(n, sha256=hashlib.sha256(make_idx(mirror / n, a).read_bytes()).hexdigest())
+        RemoteFile(n, sha256=hashlib.sha256(make_idx(mirror / n, a).read_bytes()).hexdigest())
         for n, a in arrays.items()
     ]
     spec = replace(
@@ -75,6 +75,7 @@ def test_downloads_into_cache_then_works_offline(fake, tmp_path):
     cache = tmp_path / "cache" / "cnnlab" / "fashion_mnist"
     assert sorted(p.name for p in cache.iterdir()) == sorted(FILES)  # no .part files
     assert (len(data.train), len(data.val), len(data.test)) == (150, 50, 50)
+    assert data.describe()["split_description"].endswith("official test set; seed 0")
     for f in FILES:
         (fake / f).unlink()  # the mirror is gone: the cache must be enough
     assert len(load_data("fashion_mnist", download=False).train) == 150
@@ -108,20 +109,22 @@ def test_file_contents_must_match_the_registry(fake, monkeypatch):
 # --- finding the files ------------------------------------------------------------------------------------
 
 
-def test_data_dir_with_files_or_parent(fmnist_dir, tmp_path):
-    direct = load_data("fashion_mnist", data_dir=fmnist_dir, limit=10)
-    parent = load_data("fashion_mnist", data_dir=str(fmnist_dir.parent), limit=10)
-    torch.testing.assert_close(direct.train.images, parent.train.images)
-    other = tmp_path / "root" / "fashion_mnist"  # the underscore spelling of the sub-folder
-    other.mkdir(parents=True)
-    for f in FILES:
-        (other / f).symlink_to(fmnist_dir / f)
-    assert len(load_data("fashion_mnist", data_dir=other.parent, limit=10).train) == 10
+def test_data_dir_with_files_or_parent(fake, tmp_path):
+    direct = load_data("fashion_mnist", data_dir=fake, limit=10)
+    for sub in ("fashion-mnist", "fashion_mnist"):  # the files in a sub-folder named for the dataset
+        folder = tmp_path / f"root-{sub}" / sub
+        folder.mkdir(parents=True)
+        for f in FILES:
+            (folder / f).symlink_to(fake / f)
+        parent = load_data("fashion_mnist", data_dir=str(folder.parent), limit=10)
+        torch.testing.assert_close(direct.train.images, parent.train.images)
+    assert not (tmp_path / "cache").exists()  # found: nothing downloaded
 
 
-def test_env_var_is_used(fmnist_dir, monkeypatch):
-    monkeypatch.setenv("CNNLAB_DATA_DIR", str(fmnist_dir))
+def test_env_var_is_used(fake, monkeypatch, tmp_path):
+    monkeypatch.setenv("CNNLAB_DATA_DIR", str(fake))
     assert len(load_data("fashion_mnist", limit=5).test) == 5
+    assert not (tmp_path / "cache").exists()  # read from there: nothing downloaded, no cache folder
 
 
 def test_missing_and_empty_data_dir(tmp_path, monkeypatch):
@@ -133,37 +136,38 @@ def test_missing_and_empty_data_dir(tmp_path, monkeypatch):
     assert not (tmp_path / "cache").exists()  # a given folder is never downloaded into
 
 
-def test_one_file_missing_is_named(fmnist_dir, tmp_path):
+def test_one_file_missing_is_named(fake, tmp_path):
     for f in FILES[:3]:
-        (tmp_path / f).symlink_to(fmnist_dir / f)
+        (tmp_path / f).symlink_to(fake / f)
     with pytest.raises(CnnlabError, match=rf"'{tmp_path}' has no t10k-labels-idx1-ubyte\.gz"):
         load_data("fashion_mnist", data_dir=tmp_path)
 
 
-def test_corrupt_or_foreign_file(fmnist_dir, tmp_path):
+def test_corrupt_or_foreign_file(fake, tmp_path):
     for f in FILES:
-        (tmp_path / f).symlink_to(fmnist_dir / f)
+        (tmp_path / f).symlink_to(fake / f)
     (tmp_path / FILES[1]).unlink()
-    (tmp_path / FILES[1]).write_bytes((fmnist_dir / FILES[1]).read_bytes()[:-10])  # truncated
+    (tmp_path / FILES[1]).write_bytes((fake / FILES[1]).read_bytes()[:-10])  # truncated
     with pytest.raises(
         CnnlabError, match=r"train-labels-idx1-ubyte\.gz' does not match the official checksum"
     ):
         load_data("fashion_mnist", data_dir=tmp_path)
-    # Fashion-MNIST's files are not MNIST's: the checksum says so instead of training on the wrong data.
+    # another dataset's files (here: these fake ones as MNIST): the checksum says so instead of training
     with pytest.raises(CnnlabError, match="official checksum for mnist"):
-        load_data("mnist", data_dir=fmnist_dir)
+        load_data("mnist", data_dir=fake)
 
 
-def test_unknown_names_and_bad_arguments(fmnist_dir):
+def test_unknown_names_and_bad_arguments(tmp_path):
     with pytest.raises(
         CnnlabError, match=r"^Unknown dataset 'x'\. Available: fashion_mnist, mnist, cifar10, or a"
     ):
         load_data("x")
+    # checked before any file is looked for: the (empty) folder is never reached
     with pytest.raises(CnnlabError, match="Unknown split 'official'. Available: tutorial, default"):
-        load_data("fashion_mnist", split="official", data_dir=fmnist_dir)
+        load_data("fashion_mnist", split="official", data_dir=tmp_path)
     for seed in (-1, 1.5, "0", 2**32):
         with pytest.raises(CnnlabError, match="seed must be an integer"):
-            load_data("fashion_mnist", seed=seed, data_dir=fmnist_dir)
+            load_data("fashion_mnist", seed=seed, data_dir=tmp_path)
 
 
 def test_list_datasets_is_json():
@@ -210,6 +214,7 @@ def test_stratified_counts_with_uneven_classes():
 # --- the real Fashion-MNIST -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_real_split_sizes_and_types(tutorial, default):
     assert tuple(map(len, (tutorial.train, tutorial.val, tutorial.test))) == (45000, 15000, 10000)
     assert tuple(map(len, (default.train, default.val, default.test))) == (55000, 5000, 10000)
@@ -225,6 +230,7 @@ def test_real_split_sizes_and_types(tutorial, default):
     json.dumps(described)
 
 
+@pytest.mark.slow
 def test_real_pixel_statistics_and_labels(default):
     official = torch.cat([default.train.images, default.val.images])
     assert official.double().mean().item() == pytest.approx(72.94, abs=0.01)
@@ -235,6 +241,7 @@ def test_real_pixel_statistics_and_labels(default):
     assert scaled.dtype == torch.float32 and scaled.min() >= 0 and scaled.max() <= 1
 
 
+@pytest.mark.slow
 def test_real_split_has_no_overlap_and_depends_on_seed(default, fmnist_dir):
     from cnnlab.data import read_idx
 
@@ -247,17 +254,18 @@ def test_real_split_has_no_overlap_and_depends_on_seed(default, fmnist_dir):
     assert not torch.equal(other.val.labels, default.val.labels)
 
 
-def test_limit(fmnist_dir):
-    data = load_data("fashion_mnist", split="tutorial", limit=100, data_dir=fmnist_dir)
-    assert tuple(map(len, (data.train, data.val, data.test))) == (100, 100, 100)
+def test_limit(fake):
+    data = load_data("fashion_mnist", split="tutorial", limit=40, data_dir=fake)
+    assert tuple(map(len, (data.train, data.val, data.test))) == (40, 40, 40)
     assert len(torch.unique(data.train.labels)) >= 8  # taken from the shuffled split: classes mixed
-    assert data.describe()["limit"] == 100
-    assert len(load_data("fashion_mnist", split="tutorial", limit=45000, data_dir=fmnist_dir).train) == 45000
-    for bad in (0, -5, 45001, 2.0, True):
-        with pytest.raises(CnnlabError, match="limit must be an integer from 1 to 45,000"):
-            load_data("fashion_mnist", split="tutorial", limit=bad, data_dir=fmnist_dir)
+    assert data.describe()["limit"] == 40
+    assert len(load_data("fashion_mnist", split="tutorial", limit=150, data_dir=fake).train) == 150
+    for bad in (0, -5, 151, 2.0, True):
+        with pytest.raises(CnnlabError, match="limit must be an integer from 1 to 150"):
+            load_data("fashion_mnist", split="tutorial", limit=bad, data_dir=fake)
 
 
+@pytest.mark.slow
 def test_load_is_fast(fmnist_dir):
     start = time.perf_counter()
     load_data("fashion_mnist", data_dir=fmnist_dir)

@@ -6,11 +6,13 @@ import gzip
 import hashlib
 import http.server
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from cnnlab.data import download_file, read_idx
+from cnnlab.data import DATASETS, download_file, read_idx
+from cnnlab.data.store import RemoteFile, fetch_files
 from cnnlab.errors import CnnlabError
 
 PAYLOAD_ARRAY = np.random.default_rng(1).integers(0, 256, size=(50, 28, 28), dtype=np.uint8)
@@ -54,7 +56,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def server():
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.hits = []
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    # a short poll interval: shutdown() waits up to one interval (0.5 s by default) per server
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
@@ -134,37 +137,86 @@ def test_unreachable_host_and_bad_url(tmp_path):
     assert _leftovers(tmp_path) == []
 
 
-def test_mirrors_first_404_then_second_works(server, tmp_path, monkeypatch):
+def test_mirrors_first_404_then_second_works(server, tmp_path):
     """load_data tries the mirrors in order: a 404 on the first is not fatal."""
-    import cnnlab.data.builtin as builtin
-
     httpd, base = server
-    spec = _fake_spec(builtin, mirrors=(f"{base}/missing/", f"{base}/good/"))
-    monkeypatch.setitem(builtin.DATASETS, "fashion_mnist", spec)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.delenv("CNNLAB_DATA_DIR", raising=False)
+    spec = _fake_spec(mirrors=(f"{base}/missing/", f"{base}/good/"))
     httpd.hits.clear()
     folder = tmp_path / "cnnlab" / "fashion_mnist"
-    builtin._download(spec, spec.train_images, folder)
+    fetch_files(spec.name, [spec.train_images], spec.mirrors, folder, expected="x-idx3-ubyte.gz")
     assert httpd.hits == [f"/missing/{spec.train_images.name}", f"/good/{spec.train_images.name}"]
     assert (folder / spec.train_images.name).read_bytes() == PAYLOAD
     assert _leftovers(folder) == [spec.train_images.name]
 
 
-def test_all_mirrors_fail_names_every_url(server, tmp_path, monkeypatch):
-    import cnnlab.data.builtin as builtin
-
+def test_all_mirrors_fail_names_every_url(server, tmp_path):
     _, base = server
-    spec = _fake_spec(builtin, mirrors=(f"{base}/missing/", f"{base}/cut/"))
+    spec = _fake_spec(mirrors=(f"{base}/missing/", f"{base}/cut/"))
     with pytest.raises(CnnlabError) as info:
-        builtin._download(spec, spec.train_images, tmp_path)
+        fetch_files(spec.name, [spec.train_images], spec.mirrors, tmp_path, expected="x-idx3-ubyte.gz")
     message = str(info.value)
     assert f"{base}/missing/" in message and f"{base}/cut/" in message and "\n" not in message
     assert _leftovers(tmp_path) == []
 
 
-def _fake_spec(builtin, mirrors):
-    from dataclasses import replace
+def _fake_spec(mirrors):
+    return replace(
+        DATASETS["fashion_mnist"], mirrors=mirrors, train_images=RemoteFile("x-idx3-ubyte.gz", md5=MD5)
+    )
 
-    real = builtin.DATASETS["fashion_mnist"]
-    return replace(real, mirrors=mirrors, train_images=builtin.RemoteFile("x-idx3-ubyte.gz", md5=MD5))
+
+# --- offline built-ins: say which files and how to provide them, leave no folders -----------------------
+
+UNREACHABLE = "http://127.0.0.1:9/"  # nothing listens on port 9: refused at once, as offline
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CNNLAB_DATA_DIR", raising=False)
+    return tmp_path / "cache"
+
+
+def test_offline_mnist_names_its_files_and_the_data_dir_way(cache, monkeypatch):
+    from cnnlab.data import load_data
+
+    monkeypatch.setitem(DATASETS, "mnist", replace(DATASETS["mnist"], mirrors=(UNREACHABLE,)))
+    with pytest.raises(CnnlabError) as info:
+        load_data("mnist")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(
+        "Could not download mnist (Download of http://127.0.0.1:9/"
+    )
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz"):
+        assert name in message
+    assert "--data-dir DIR (data_dir=DIR in Python) or set CNNLAB_DATA_DIR=DIR" in message
+    assert not cache.exists()  # no empty cache folders left behind
+    with pytest.raises(CnnlabError, match="download=False; allow the download, or download train-images"):
+        load_data("mnist", download=False)
+
+
+def test_offline_cifar10_from_the_cli_is_one_line_and_leaves_nothing(cache, monkeypatch, run_cli, tmp_path):
+    import cnnlab.data.cifar as cifar
+
+    monkeypatch.setattr(cifar, "CIFAR10", replace(cifar.CIFAR10, mirrors=(UNREACHABLE,)))
+    code, _, err = run_cli("train", "--data", "cifar10", "--out", tmp_path / "run", "--epochs", "1")
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "cifar-10-binary.tar.gz (or its cifar-10-batches-bin/ folder of .bin files)" in err
+    assert "--data-dir DIR" in err and "CNNLAB_DATA_DIR=DIR" in err
+    assert not cache.exists() and not (tmp_path / "run").exists()
+
+
+def test_a_download_cut_short_keeps_the_verified_files_only(server, cache, monkeypatch):
+    from cnnlab.data import load_data
+
+    _, base = server
+    spec = replace(
+        DATASETS["fashion_mnist"],
+        mirrors=(f"{base}/good/",),
+        train_images=RemoteFile("a-idx3-ubyte.gz", md5=MD5),
+        train_labels=RemoteFile("b-idx1-ubyte.gz", md5="0" * 32),  # the mirror sends something else
+    )
+    monkeypatch.setitem(DATASETS, "fashion_mnist", spec)
+    with pytest.raises(CnnlabError, match=r"Could not download fashion_mnist .*b-idx1-ubyte\.gz.*md5"):
+        load_data("fashion_mnist")
+    assert _leftovers(cache / "cnnlab" / "fashion_mnist") == ["a-idx3-ubyte.gz"]  # kept for next time

@@ -108,6 +108,7 @@ def test_missing_file_and_folder(tmp_path):
         read_idx(tmp_path)
 
 
+@pytest.mark.slow
 def test_genuine_files(fmnist_dir):
     start = time.perf_counter()
     images = read_idx(fmnist_dir / "train-images-idx3-ubyte.gz")

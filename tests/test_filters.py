@@ -4,6 +4,7 @@ boundary modes, stride/padding sizes, engines, preprocessing."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -356,8 +357,16 @@ def test_kernel_files_that_are_not_small_regular_files(tmp_path):
     huge = tmp_path / "huge.npy"
     np.save(huge, np.zeros((1000, 1000)))
     assert huge.stat().st_size > MAX_KERNEL_FILE_BYTES
-    with pytest.raises(CnnlabError, match="kernel files are at most 1 MiB"):
+    with pytest.raises(CnnlabError, match="over the 1 MiB limit for a kernel file"):
         parse_kernel(huge)
+    for special, kind in (("/dev/zero", "a character device"), (tmp_path / "k.json.fifo", "a FIFO")):
+        if kind == "a FIFO":
+            os.mkfifo(special)
+        link = tmp_path / f"link-{kind[2:6]}.json"
+        link.symlink_to(special)
+        for path in (special, link):  # refused on stat: never opened, never read
+            with pytest.raises(CnnlabError, match=f"it is (a link to .*, which is )?{kind}"):
+                load_kernel_file(path)
     (tmp_path / "dir.json").mkdir()
     with pytest.raises(CnnlabError, match="it is a folder"):
         parse_kernel(tmp_path / "dir.json")
@@ -399,7 +408,7 @@ def test_max_kernel_size_constant():
 
 @pytest.mark.parametrize(
     "module",
-    ["kernels", "conv", "arith", "preprocess", "figures", "outputs", "animation", "__init__"],
+    ["kernels", "conv", "arith", "preprocess", "figures", "animation", "__init__"],
 )
 def test_docstring_examples_run(module):
     import doctest

@@ -159,7 +159,7 @@ def _bad_files(tmp_path):
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(bomb_png(9000, 9000))
     tiny = tmp_path / "tiny.png"
-    Image.new("L", (4, 4)).save(tiny)
+    Image.new("L", (8, 8)).save(tiny)  # the smallest image accepted
     good = tmp_path / "good.png"
     Image.new("L", (16, 16)).save(good)
     one = tmp_path / "one.png"
@@ -192,11 +192,11 @@ BAD = [
     (["{good}", "-k", "1 2; 3 y"], "non-numeric entry 'y'"),
     (["{good}", "-k", "{tmp}/nokernel.json"], "no such file"),
     (["{good}", "-k", "blurr"], "Unknown kernel 'blurr'"),
-    (["{tiny}", "-k", "gaussian5", "--mode", "valid"], "larger than the image"),
+    (["{tiny}", "-k", "1 1 1 1 1 1 1 1 1", "--mode", "valid"], "larger than the image"),
     (["{good}", "--padding", "1", "--mode", "same"], "not both"),
     (["{good}", "--downsample", "16"], "downsample factor 16 leaves nothing"),
-    (["{one}"], "one.png is 1x1: too small for the tutorial's default downsample 2"),
-    (["{one}", "--downsample", "2"], "use factor 1 (no downsampling)"),
+    (["{one}"], "one.png' is 1x1 pixels; the smallest accepted is 8x8"),  # as the server says
+    (["{tiny}", "--downsample", "8"], "downsample factor 8 leaves nothing of a 8x8 image"),
     (["{good}", "-k", "identity", "--padding", "100000"], "over the 50-megapixel limit (--max-megapixels)"),
     (["{good}", "-k", "identity", "--padding", "0,0,0," + "9" * 40], "over the 50-megapixel limit"),
     (
@@ -204,7 +204,7 @@ BAD = [
         "limit of 1,000 pixels (--max-megapixels); padding up to 7 on every side fits",
     ),
     (["{good}", "--boundary", "fill", "--fill-value", "1e300"], "fill value 1e+300 is too large"),
-    (["{good}", "-k", "{big_file}"], "kernel files are at most 1 MiB"),
+    (["{good}", "-k", "{big_file}"], "over the 1 MiB limit for a kernel file"),
     (["{good}", "-k", "{tmp}"], "it is a folder"),
     (["{good}", "-k", "{deep}"], "nested too deeply"),
     (["{good}", "-k", "[" * 5000 + "]" * 5000], "nested too deeply"),
@@ -296,12 +296,12 @@ def test_long_inline_kernels_work(run_cli, tmp_path, n):
 
 def test_padding_within_the_pixel_limit_still_works(run_cli, tmp_path):
     image = tmp_path / "one.png"
-    Image.new("L", (1, 1), 255).save(image)
+    Image.new("L", (8, 8), 255).save(image)  # the smallest image accepted
     code, _, err = run_cli(
         "filters", image, "-k", "identity", "--downsample", "1", "--padding", "2", "--out", tmp_path / "o"
     )
     assert code == 0, err
-    assert np.load(tmp_path / "o" / "one" / "identity.npy").shape == (3, 3)
+    assert np.load(tmp_path / "o" / "one" / "identity.npy").shape == (10, 10)
     # 'full' mode on an image at the limit is fine even though its padding goes past the limit
     code, _, err = run_cli(
         "filters",
@@ -313,7 +313,7 @@ def test_padding_within_the_pixel_limit_still_works(run_cli, tmp_path):
         "--mode",
         "full",
         "--max-megapixels",
-        "0.000001",
+        "0.000064",
         "--out",
         tmp_path / "f",
     )

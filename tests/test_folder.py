@@ -5,6 +5,7 @@ Every dataset is built in the test from generated PNG/JPEG files; the cache goes
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -114,6 +115,74 @@ def test_split_names(tmp_path):
             parse_fractions(bad)
 
 
+# --- what a folder dataset records: its real split and each split's files ------------------------
+
+
+def test_each_split_carries_its_files_in_order(tmp_path):
+    root = make_folder(tmp_path / "pets", {"cat": 10, "dog": 7, "fox": 5})
+    data = load_folder(root, image_size=8, seed=3, quiet=True)
+    files = data.split_files()
+    assert files is not None and sorted(files) == ["test", "train", "val"]
+    every = [f for split in files.values() for f in split]
+    on_disk = sorted(str(p.relative_to(root)) for p in root.rglob("*.*"))
+    assert sorted(every) == on_disk  # each file in exactly one split, named relative to the folder
+    for name in ("train", "val", "test"):
+        split = getattr(data, name)
+        labels = [data.classes[i] for i in split.labels.tolist()]
+        assert [f.split(os.sep)[0] for f in split.files] == labels  # file i is image i
+    # the same order from the cache, through head() and take()
+    again = load_folder(root, image_size=8, seed=3, quiet=True)
+    assert again.split_files() == files
+    assert data.train.head(3).files == data.train.files[:3]
+    assert data.test.take([1, 0]).files == (data.test.files[1], data.test.files[0])
+    json.dumps(files)
+
+
+def test_csv_splits_name_files_as_the_csv_gives_them(tmp_path):
+    make_folder(tmp_path / "imgs", {"cat": 5, "dog": 5})
+    rows = [f"imgs/{c}/{i:03d}.{'png' if i % 2 else 'jpg'},{c}" for c in ("cat", "dog") for i in range(5)]
+    (tmp_path / "l.csv").write_text("\n".join(rows))
+    data = load_folder(tmp_path / "l.csv", image_size=8, quiet=True)
+    assert sorted(f for split in data.split_files().values() for f in split) == sorted(
+        r.split(",")[0] for r in rows
+    )
+
+
+def test_describe_states_the_real_split(tmp_path):
+    root = make_folder(tmp_path / "pets", {"cat": 10, "dog": 10})
+    described = load_data(str(root), image_size=8, seed=4).describe()
+    assert described["split"] == "default"  # the name it was asked by (and can be reloaded with)
+    assert described["split_description"] == "stratified 70/15/15 train/val/test by class, seed 4"
+    custom = load_folder(root, image_size=8, split="80/10/10", quiet=True).describe()
+    assert custom["split_description"] == "stratified 80/10/10 train/val/test by class, seed 0"
+
+
+# --- layout errors: one clear line each, nothing decoded or cached ------------------------------
+
+
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        ({"cat": 5}, r"only one class sub-folder \('cat'\); a classifier needs at least two"),
+        ({"cat": 5, "dog": 5, "fox": 0}, "Class folder 'fox' in .* holds no images"),
+        (
+            {"cat": 5, "dog": 2, "fox": 1},
+            r"Too few images for the 70/15/15 train/val/test split in classes 'dog' \(2\), 'fox' \(1\): "
+            r"every class needs at least 3 \(one each for train, val and test\)",
+        ),
+    ],
+    ids=["one class", "empty class", "1-2 images"],
+)
+def test_bad_folders_fail_before_decoding(tmp_path, layout, message):
+    root = make_folder(tmp_path / "pets", {k: v for k, v in layout.items() if v})
+    for cls in (k for k, v in layout.items() if not v):
+        (root / cls).mkdir()
+    with pytest.raises(CnnlabError, match=message) as info:
+        load_data(str(root), image_size=8)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "cache").exists()  # nothing decoded, nothing cached
+
+
 # --- layout errors ------------------------------------------------------------------------------
 
 
@@ -184,17 +253,18 @@ def test_csv_dataset_and_its_errors(tmp_path):
         load_data(str(single))
 
 
-def test_csv_missing_paths_are_reported_and_skipped_or_fatal(tmp_path, capsys):
+def test_csv_naming_missing_files_is_one_error_before_any_decoding(tmp_path):
     root = make_folder(tmp_path / "imgs", {"cat": 6, "dog": 6})
     rows = [f"{p.relative_to(tmp_path)},{p.parent.name}" for p in sorted(root.rglob("*.*"))]
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text("\n".join([*rows, "imgs/cat/gone.jpg,cat", "imgs/dog/gone.png,dog"]))
-    data = load_data(str(csv_path), image_size=8)
-    assert len(data.train) + len(data.val) + len(data.test) == 12
-    err = capsys.readouterr().err
-    assert "Skipped 2 unreadable file(s)" in err and "gone.jpg: no such file" in err
-    with pytest.raises(CnnlabError, match="gone.jpg': no such file .*--bad-images strict"):
-        load_data(str(csv_path), image_size=8, bad_images="strict")
+    for bad_images in ("skip", "strict"):
+        with pytest.raises(CnnlabError) as info:
+            load_data(str(csv_path), image_size=8, bad_images=bad_images)
+        message = str(info.value)
+        assert "names 2 files that cannot be read" in message and "\n" not in message
+        assert "line 13 'imgs/cat/gone.jpg' (no such file)" in message and "line 14" in message
+    assert not (tmp_path / "cache").exists()  # nothing decoded, nothing cached
 
 
 # --- bad and unusual images ---------------------------------------------------------------------

@@ -38,7 +38,7 @@ def png_header_only(width: int, height: int) -> bytes:
 
 def test_gray_uses_the_tutorial_weights():
     rgb = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255]]], dtype=np.uint8)
-    img = load_image(encode(Image.fromarray(rgb)), gray=True)
+    img = load_image(encode(Image.fromarray(rgb)), gray=True, min_side=1)
     assert img.dtype == np.float32 and img.shape == (1, 4)
     np.testing.assert_allclose(img[0], [*GRAY_WEIGHTS, 1.0], atol=1e-6)
     np.testing.assert_allclose(to_gray(rgb.astype(np.float64) / 255)[0], [*GRAY_WEIGHTS, 1.0], atol=1e-12)
@@ -46,13 +46,13 @@ def test_gray_uses_the_tutorial_weights():
 
 def test_rgb_shape_range_and_contiguity(tmp_path):
     rng = np.random.default_rng(0)
-    rgb = rng.integers(0, 256, size=(7, 5, 3), dtype=np.uint8)
+    rgb = rng.integers(0, 256, size=(11, 9, 3), dtype=np.uint8)
     path = tmp_path / "x.png"
     Image.fromarray(rgb).save(path)
     img = load_image(path)
-    assert img.shape == (7, 5, 3) and img.dtype == np.float32 and img.flags.c_contiguous
+    assert img.shape == (11, 9, 3) and img.dtype == np.float32 and img.flags.c_contiguous
     np.testing.assert_allclose(img, rgb / 255.0, atol=1e-6)
-    assert load_image(str(path), gray=True).shape == (7, 5)
+    assert load_image(str(path), gray=True).shape == (11, 9)
     with open(path, "rb") as fh:  # a binary file object, as web frameworks hand over uploads
         np.testing.assert_array_equal(load_image(fh), img)
 
@@ -60,12 +60,12 @@ def test_rgb_shape_range_and_contiguity(tmp_path):
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: Image.new("P", (4, 3), 0),
-        lambda: Image.new("CMYK", (4, 3), (0, 0, 0, 0)),
-        lambda: Image.new("L", (4, 3), 255),
-        lambda: Image.new("1", (4, 3), 1),
-        lambda: Image.new("LA", (4, 3), (255, 255)),
-        lambda: Image.new("I;16", (4, 3), 65535),
+        lambda: Image.new("P", (12, 9), 0),
+        lambda: Image.new("CMYK", (12, 9), (0, 0, 0, 0)),
+        lambda: Image.new("L", (12, 9), 255),
+        lambda: Image.new("1", (12, 9), 1),
+        lambda: Image.new("LA", (12, 9), (255, 255)),
+        lambda: Image.new("I;16", (12, 9), 65535),
     ],
     ids=["palette", "cmyk", "gray", "bilevel", "gray+alpha", "16-bit"],
 )
@@ -76,7 +76,7 @@ def test_modes_convert_to_rgb_and_gray(make, fmt):
         pytest.skip("PNG cannot store CMYK")
     data = encode(im, fmt)
     rgb, gray = load_image(data), load_image(data, gray=True)
-    assert rgb.shape == (3, 4, 3) and gray.shape == (3, 4)
+    assert rgb.shape == (9, 12, 3) and gray.shape == (9, 12)
     assert rgb.dtype == gray.dtype == np.float32
     assert rgb.min() >= 0.0 and rgb.max() <= 1.0
     expected = 0.0 if im.mode == "P" else 1.0  # palette index 0 is black; the others are white
@@ -92,22 +92,22 @@ def test_cmyk_jpeg():
 def test_transparent_pixels_become_white():
     im = Image.new("RGBA", (2, 1), (0, 0, 0, 0))
     im.putpixel((1, 0), (0, 0, 0, 255))
-    img = load_image(encode(im), gray=True)
+    img = load_image(encode(im), gray=True, min_side=1)  # the default minimum side lifted
     np.testing.assert_allclose(img[0], [1.0, 0.0], atol=1e-6)
 
 
 def test_animated_gif_first_frame():
-    frames = [Image.new("RGB", (4, 4), c) for c in ((255, 255, 255), (0, 0, 0))]
+    frames = [Image.new("RGB", (8, 8), c) for c in ((255, 255, 255), (0, 0, 0))]
     data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
     np.testing.assert_allclose(load_image(data, gray=True), 1.0, atol=1e-6)
 
 
 def test_exif_rotation_is_applied():
-    im = Image.new("RGB", (6, 2), (255, 255, 255))
+    im = Image.new("RGB", (16, 8), (255, 255, 255))
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90 degrees to display
     data = encode(im, "JPEG", exif=exif.tobytes())
-    assert load_image(data).shape == (6, 2, 3)
+    assert load_image(data).shape == (16, 8, 3)
 
 
 def test_default_limit_is_documented_and_generous():
@@ -154,7 +154,7 @@ def test_max_pixels_argument(tmp_path):
 def test_missing_and_directory(tmp_path):
     with pytest.raises(CnnlabError, match="no such file"):
         load_image(tmp_path / "nope.png")
-    with pytest.raises(CnnlabError, match="is a directory"):
+    with pytest.raises(CnnlabError, match="it is a folder, not a regular file"):
         load_image(tmp_path)
 
 
@@ -166,3 +166,19 @@ def test_to_gray_rejects_odd_shapes():
 def test_a_raised_limit_still_meets_pillows_own_bomb_guard_and_says_so():
     with pytest.raises(CnnlabError, match=r"has 900 megapixels, over Pillow's own decompression-bomb limit"):
         load_image(png_header_only(30000, 30000), max_pixels=2_000_000_000)
+
+
+def test_one_minimum_side_for_every_image(tmp_path):
+    from cnnlab.images import MIN_IMAGE_SIDE, check_side
+
+    assert MIN_IMAGE_SIDE == 8
+    for size in ((7, 100), (100, 7), (1, 1)):
+        with pytest.raises(
+            CnnlabError, match=rf"is {size[0]}x{size[1]} pixels; the smallest accepted is 8x8"
+        ):
+            load_image(encode(Image.new("L", size)), name="small.png")
+    Image.new("L", (4, 4)).save(tmp_path / "tiny.png")
+    with pytest.raises(CnnlabError, match=r"'.*tiny.png' is 4x4 pixels"):
+        load_image(tmp_path / "tiny.png")
+    assert load_image(encode(Image.new("L", (8, 8)))).shape == (8, 8, 3)
+    assert check_side(8, 8) is None and check_side(2, 2, min_side=2) is None

@@ -4,9 +4,11 @@ One loader for the filter playground, web uploads and folder datasets. It accept
 binary file object, and always returns either `(H, W)` grayscale (ITU-R 601 luma: 0.299 R + 0.587 G +
 0.114 B, the tutorial's weights) or `(H, W, 3)` RGB.
 
-Safety: the pixel count is checked on the header, before any pixel is decoded, against `MAX_PIXELS`
-(a decompression bomb, e.g. a 1 MB PNG that decodes to 100,000 x 100,000 pixels, is refused without
-allocating anything). Every failure is one `CnnlabError` line that names the file.
+Safety: a path is opened with `cnnlab.userfiles.open_user_file` (regular files only, at most
+`MAX_IMAGE_BYTES`, never blocking on a FIFO); the pixel count is checked on the header, before any pixel
+is decoded, against `MAX_PIXELS` (a decompression bomb, e.g. a 1 MB PNG that decodes to 100,000 x 100,000
+pixels, is refused without allocating anything); an image under `MIN_IMAGE_SIDE` pixels on a side is
+refused. Every failure is one `CnnlabError` line that names the file.
 """
 
 from __future__ import annotations
@@ -15,16 +17,27 @@ import io
 import os
 import re
 import warnings
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import BinaryIO
 
 import numpy as np
 
 from cnnlab.errors import CnnlabError
+from cnnlab.userfiles import UserFileError, open_user_file
 
 MAX_PIXELS = 50_000_000
 """Largest image accepted by default, in pixels (50 megapixels: above a 48 MP phone photo, and
 50e6 x 3 channels x 4 bytes = 600 MB as float32). Pass `max_pixels=None` to lift it."""
+
+MIN_IMAGE_SIDE = 8
+"""Smallest image side accepted from a user, everywhere (CLI, Python, the server): a picture under 8x8
+pixels holds too little to classify or explain, and upscaled to a model's input it is a few flat blocks.
+Arrays passed in Python and `cnnlab conv`'s arithmetic on sizes have no minimum. Pass `min_side=1` to
+lift it."""
+
+MAX_IMAGE_BYTES = 512 << 20
+"""Largest image file read (512 MiB): more than an uncompressed 16-bit RGBA image of `MAX_PIXELS` needs."""
 
 # ITU-R BT.601 luma weights, exactly as the tutorial's rgb2gray.
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
@@ -73,25 +86,28 @@ def _describe(source: ImageSource, name: str | None) -> str:
     return repr(text if len(text) <= 120 else f"{text[:40]}...{text[-60:]}")  # one readable line
 
 
-def _open(source: ImageSource, label: str, max_pixels: int | None = None):
+@contextmanager
+def _readable(source: ImageSource, name: str | None) -> Iterator[BinaryIO]:
+    """A binary file for `source`: a path opened with the user-file checks, bytes wrapped, a file object
+    passed through (and left open: it is the caller's)."""
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            f = open_user_file(source, max_bytes=MAX_IMAGE_BYTES, what="image")
+        except UserFileError as exc:
+            raise exc if name is None else type(exc)(name, exc.reason, what="image") from None
+        with f:
+            yield f
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        yield io.BytesIO(bytes(source))
+    else:
+        yield source
+
+
+def _open(fp: BinaryIO, label: str, max_pixels: int | None = None):
     from PIL import Image
 
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        try:
-            if path.is_dir():
-                raise CnnlabError(f"{label} is a directory, not an image")
-            if not path.exists():
-                raise CnnlabError(f"cannot read {label}: no such file")
-        except OSError as exc:  # e.g. a name too long for the file system
-            raise CnnlabError(f"cannot read {label}: {exc.strerror or exc}") from None
-        fp: BinaryIO | Path = path
-    elif isinstance(source, (bytes, bytearray, memoryview)):
-        if len(source) == 0:
-            raise CnnlabError(f"{label} is empty (0 bytes), not an image")
-        fp = io.BytesIO(bytes(source))
-    else:
-        fp = source
+    if isinstance(fp, io.BytesIO) and not fp.getbuffer().nbytes:
+        raise CnnlabError(f"{label} is empty (0 bytes), not an image")
     try:
         # Pillow warns (and above ~179 MP raises) on big images; we do our own, stricter check below,
         # so silence the warning rather than change Pillow's process-wide MAX_IMAGE_PIXELS.
@@ -104,6 +120,18 @@ def _open(source: ImageSource, label: str, max_pixels: int | None = None):
         raise CnnlabError(f"{label} is not an image (Pillow cannot identify its format)") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise CnnlabError(f"{label} is unreadable or truncated ({exc})") from None
+
+
+def check_side(width: int, height: int, min_side: int = MIN_IMAGE_SIDE) -> str | None:
+    """Why a `width` x `height` image is too small to accept, or None. One rule for every path.
+
+    Example:
+        >>> check_side(4, 30)
+        'is 4x30 pixels; the smallest accepted is 8x8'
+    """
+    if min(width, height) < min_side:
+        return f"is {width}x{height} pixels; the smallest accepted is {min_side}x{min_side}"
+    return None
 
 
 def _to_array(im, gray: bool) -> np.ndarray:
@@ -142,6 +170,7 @@ def load_image(
     *,
     gray: bool = False,
     max_pixels: int | None = MAX_PIXELS,
+    min_side: int = MIN_IMAGE_SIDE,
     name: str | None = None,
 ) -> np.ndarray:
     """Read an image file (or bytes) as float32 in 0..1.
@@ -154,49 +183,58 @@ def load_image(
         gray: return `(H, W)` luma `0.299 R + 0.587 G + 0.114 B` instead of `(H, W, 3)` RGB.
         max_pixels: refuse images with more pixels than this, checked on the header before decoding
             (default `MAX_PIXELS`, 50 megapixels); `None` for no limit.
+        min_side: refuse images with a side under this many pixels (default `MIN_IMAGE_SIDE`, 8).
         name: how to name the image in error messages (defaults to the path).
 
     Returns:
         A C-contiguous float32 array with values in [0, 1].
 
     Raises:
-        CnnlabError: missing, unreadable, truncated or oversized file; one line naming it.
+        CnnlabError: missing, not a regular file, unreadable, truncated, too small or oversized; one
+        line naming it.
 
     Example:
         >>> import io
         >>> from PIL import Image
         >>> buf = io.BytesIO()
-        >>> Image.new("RGB", (4, 2), (255, 0, 0)).save(buf, format="PNG")
+        >>> Image.new("RGB", (16, 8), (255, 0, 0)).save(buf, format="PNG")
         >>> img = load_image(buf.getvalue(), gray=True)
         >>> img.shape, round(float(img[0, 0]), 3)
-        ((2, 4), 0.299)
+        ((8, 16), 0.299)
     """
+    label = _describe(source, name)
+    with _readable(source, name) as fp:
+        opened = _open(fp, label, max_pixels)
+        try:
+            return _decode_opened(opened, label, gray, max_pixels, min_side)
+        finally:
+            opened.close()
+
+
+def _decode_opened(im, label: str, gray: bool, max_pixels: int | None, min_side: int) -> np.ndarray:
     from PIL import Image, ImageOps
 
-    label = _describe(source, name)
-    opened = _open(source, label, max_pixels)
-    im = opened
+    width, height = im.size
+    if width <= 0 or height <= 0:
+        raise CnnlabError(f"{label} has no pixels ({width}x{height})")
+    if max_pixels is not None and width * height > max_pixels:
+        raise CnnlabError(
+            f"{label} has {width * height / 1e6:.1f} megapixels ({width}x{height}); the limit is "
+            f"{max_pixels / 1e6:g} megapixels (a guard against decompression bombs)"
+        )
+    small = check_side(width, height, min_side)
+    if small:
+        raise CnnlabError(f"{label} {small}")
     try:
-        width, height = im.size
-        if width <= 0 or height <= 0:
-            raise CnnlabError(f"{label} has no pixels ({width}x{height})")
-        if max_pixels is not None and width * height > max_pixels:
-            raise CnnlabError(
-                f"{label} has {width * height / 1e6:.1f} megapixels ({width}x{height}); the limit is "
-                f"{max_pixels / 1e6:g} megapixels (a guard against decompression bombs)"
-            )
-        try:
-            im.seek(0)  # animated GIF/WebP/APNG, multi-page TIFF: the first frame
-            im.load()
-            im = ImageOps.exif_transpose(im)
-        except Image.DecompressionBombError as exc:
-            raise CnnlabError(f"{label} {bomb_message(exc, max_pixels)}") from None
-        except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            # Truncated or corrupt data surfaces here, when the pixels are actually decoded.
-            raise CnnlabError(f"{label} is truncated or corrupt ({exc})") from None
-        try:
-            return _to_array(im, gray)
-        except (OSError, ValueError) as exc:
-            raise CnnlabError(f"cannot convert {label} (mode {im.mode}) to an array: {exc}") from None
-    finally:
-        opened.close()
+        im.seek(0)  # animated GIF/WebP/APNG, multi-page TIFF: the first frame
+        im.load()
+        im = ImageOps.exif_transpose(im)
+    except Image.DecompressionBombError as exc:
+        raise CnnlabError(f"{label} {bomb_message(exc, max_pixels)}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        # Truncated or corrupt data surfaces here, when the pixels are actually decoded.
+        raise CnnlabError(f"{label} is truncated or corrupt ({exc})") from None
+    try:
+        return _to_array(im, gray)
+    except (OSError, ValueError) as exc:
+        raise CnnlabError(f"cannot convert {label} (mode {im.mode}) to an array: {exc}") from None

@@ -164,7 +164,7 @@ class Run:
         built-in datasets, whose images were never padded. ``light_on_dark``: the training images show
         light objects on black (Fashion-MNIST, MNIST), so ``invert="auto"`` may invert a dark-on-light photo.
         """
-        from cnnlab.data.builtin import BUILTIN_NAMES, LIGHT_ON_DARK
+        from cnnlab.data import BUILTIN_NAMES, LIGHT_ON_DARK
 
         data = self.config.get("data")
         return {

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import torch
 
-from cnnlab.data.types import Dataset, Split
+from cnnlab.data.types import Dataset
 from cnnlab.errors import CnnlabError
 
 RESIZE_MODES = ("pad", "crop", "stretch")
@@ -34,7 +34,7 @@ def adapt_dataset(data: Dataset, *, image_size: int | None, channels: int | None
     if (image_size is None or (h, w) == (image_size, image_size)) and channels in (None, c):
         return data
     splits = {
-        k: Split(adapt_images(getattr(data, k).images, image_size, channels), getattr(data, k).labels)
+        k: replace(getattr(data, k), images=adapt_images(getattr(data, k).images, image_size, channels))
         for k in ("train", "val", "test")
     }
     return replace(data, **splits)

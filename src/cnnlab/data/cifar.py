@@ -12,43 +12,50 @@ so a crafted archive (`../../.bashrc`, absolute paths, links) cannot write anywh
 
 from __future__ import annotations
 
+import gzip
 import os
 import posixpath
 import tarfile
-from dataclasses import dataclass, replace
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
-import torch
 
-from cnnlab.data.adapt import adapt_dataset, check_image_options
-from cnnlab.data.builtin import RemoteFile, cache_dir
-from cnnlab.data.download import check_digest, download_file
-from cnnlab.data.split import check_protocol, split_indices
-from cnnlab.data.types import Dataset, Split
+from cnnlab.atomic import write_atomic
+from cnnlab.data.official import BuiltinOptions, BuiltinSpec, builtin_info, check_options, official_dataset
+from cnnlab.data.store import RemoteFile, cache_dir, check_file, fetch_files, given_data_dir, how_to_provide
+from cnnlab.data.types import Dataset
 from cnnlab.errors import CnnlabError
+from cnnlab.userfiles import format_size, limit_output, open_user_file, read_user_bytes
 
-__all__ = ["CIFAR10", "CifarSpec", "cifar_info", "extract_cifar", "load_cifar10", "read_cifar_batch"]
+__all__ = [
+    "CIFAR10",
+    "CIFAR_SPLITS",
+    "CifarSpec",
+    "cifar_info",
+    "extract_cifar",
+    "load_cifar",
+    "load_cifar10",
+    "read_cifar_batch",
+]
 
 RECORD = 1 + 3 * 32 * 32  # label byte + R, G, B planes of 32x32
+_MAX_ARCHIVE_BYTES = 256 << 20  # the published archive is 163 MB
+_TAR_SLACK = 16 << 20  # tar headers, batches.meta.txt and readme.html beside the batches
 
 
-@dataclass(frozen=True)
-class CifarSpec:
+@dataclass(frozen=True, kw_only=True)
+class CifarSpec(BuiltinSpec):
     """Where CIFAR-10 comes from and what its archive must hold."""
 
-    name: str
-    description: str
-    classes: tuple[str, ...]
-    mirrors: tuple[str, ...]
     archive: RemoteFile
     member_dir: str  # the folder inside the archive
     train_files: tuple[str, ...]
     test_files: tuple[str, ...]
     records_per_file: int = 10_000
     input_shape: tuple[int, int, int] = (3, 32, 32)
-    val_size: int = 5_000  # of the `default` split
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -76,22 +83,21 @@ CIFAR10 = CifarSpec(
 )
 
 
+CIFAR_SPLITS = {
+    "tutorial": "official train shuffled and cut 75/25 (37,500/12,500)",
+    "default": "official train minus 5,000 validation images stratified by class (45,000/5,000)",
+}
+
+
 def cifar_info(spec: CifarSpec = CIFAR10) -> dict[str, Any]:
     """The `list_datasets()` entry for CIFAR-10."""
-    return {
-        "name": spec.name,
-        "description": spec.description,
-        "classes": list(spec.classes),
-        "input_shape": list(spec.input_shape),
-        "train_size": spec.train_size,
-        "test_size": spec.test_size,
-        "splits": {
-            "tutorial": "official train shuffled and cut 75/25 (37,500/12,500)",
-            "default": "official train minus 5,000 validation images stratified by class (45,000/5,000)",
-        },
-        "urls": list(spec.mirrors),
-        "files": [spec.archive.name],
-    }
+    return builtin_info(
+        spec,
+        train_size=spec.train_size,
+        test_size=spec.test_size,
+        splits=CIFAR_SPLITS,
+        files=[spec.archive.name],
+    )
 
 
 def read_cifar_batch(
@@ -125,27 +131,40 @@ def extract_cifar(
 ) -> Path:
     """Take the expected batch files out of the archive into `dest`, safely (see the module docstring).
 
-    Each file is written to a temp name and renamed, so `dest` never holds half a batch.
+    Each file is written atomically (`cnnlab.atomic`), so `dest` never holds half a batch.
     """
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    for name, data in _members(Path(archive), spec).items():
-        tmp = dest / f".{name}.part"
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, dest / name)
-        finally:
-            tmp.unlink(missing_ok=True)
+    members = _members(Path(archive), spec)  # all checked before anything is written
+    for name, data in members.items():
+        write_atomic(dest / name, data)  # flushed: the archive is deleted once the batches are out
     return dest
 
 
+def _tar_stream(f: BinaryIO, archive: Path, spec: CifarSpec) -> BinaryIO:
+    """The tar bytes of the archive: gunzipped (only as far as a real CIFAR archive goes) or as is."""
+    gzipped = f.read(2) == b"\x1f\x8b"
+    f.seek(0)
+    if not gzipped:
+        return f
+    cap = len(spec.members) * spec.records_per_file * RECORD + _TAR_SLACK
+    bomb = CnnlabError(
+        f"'{archive}' decompresses to more than {format_size(cap)}, more than any CIFAR-10 archive "
+        "(a decompression bomb?); refused."
+    )
+    return limit_output(gzip.GzipFile(fileobj=f, mode="rb"), max_bytes=cap, error=bomb)
+
+
 def _members(archive: Path, spec: CifarSpec) -> dict[str, bytes]:
-    """The bytes of every expected member, checked; anything else in the archive is ignored."""
+    """The bytes of every expected member, checked; anything else in the archive is ignored. The archive
+    is read once, front to back, and decompressed only as far as a real one goes."""
     wanted = {posixpath.join(spec.member_dir, m): m for m in spec.members}
     size = spec.records_per_file * RECORD
     found: dict[str, bytes] = {}
     try:
-        with tarfile.open(archive, mode="r:*") as tar:
+        with (
+            open_user_file(archive, max_bytes=_MAX_ARCHIVE_BYTES, what="CIFAR-10 archive") as f,
+            tarfile.open(fileobj=_tar_stream(f, archive, spec), mode="r|") as tar,
+        ):
             for member in tar:
                 # Only an exact, normalised, relative name of an expected member is looked at.
                 name = posixpath.normpath(member.name)  # "./x" -> "x"; "../x" and "/x" stay unmatched
@@ -159,11 +178,11 @@ def _members(archive: Path, spec: CifarSpec) -> dict[str, bytes]:
                     raise CnnlabError(
                         f"'{archive}': member {member.name!r} has {member.size:,} bytes, expected {size:,}."
                     )
-                f = tar.extractfile(member)
-                if f is None:
+                data = tar.extractfile(member)
+                if data is None:
                     raise CnnlabError(f"'{archive}': cannot read member {member.name!r}.")
-                found[wanted[name]] = f.read()
-    except (tarfile.TarError, EOFError, OSError) as exc:
+                found[wanted[name]] = data.read(size)  # the member's own size, checked above
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise CnnlabError(f"'{archive}' is not a readable tar.gz archive ({exc}); fetch it again.") from None
     missing = [m for m in spec.members if m not in found]
     if missing:
@@ -175,23 +194,12 @@ def _members(archive: Path, spec: CifarSpec) -> dict[str, bytes]:
 
 
 def _check_archive(path: Path, spec: CifarSpec) -> None:
-    import hashlib
+    check_file(path, spec.archive, dataset=spec.name, mirror=spec.mirrors[0], max_bytes=_MAX_ARCHIVE_BYTES)
 
-    md5, sha256 = hashlib.md5(), hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            md5.update(chunk)
-            sha256.update(chunk)
-    mismatch = check_digest(
-        {"md5": md5.hexdigest(), "sha256": sha256.hexdigest()},
-        md5=spec.archive.md5,
-        sha256=spec.archive.sha256,
-    )
-    if mismatch:
-        raise CnnlabError(
-            f"'{path}' does not match the official checksum for {spec.name} ({mismatch}); "
-            "delete it and download it again."
-        )
+
+def _read_batches(folder: Path, spec: CifarSpec) -> dict[str, bytes]:
+    size = spec.records_per_file * RECORD
+    return {m: read_user_bytes(folder / m, max_bytes=size, what="CIFAR-10 batch") for m in spec.members}
 
 
 def _batch_folder(folder: Path, spec: CifarSpec) -> Path | None:
@@ -202,7 +210,7 @@ def _batch_folder(folder: Path, spec: CifarSpec) -> Path | None:
         folder / spec.name,
         folder / spec.name / spec.member_dir,
     ):
-        if all((candidate / m).is_file() for m in spec.members):
+        if all(os.path.lexists(candidate / m) for m in spec.members):  # then read, or refused clearly
             return candidate
     return None
 
@@ -211,15 +219,12 @@ def _load_batches(
     spec: CifarSpec, data_dir: str | os.PathLike[str] | None, download: bool
 ) -> dict[str, bytes]:
     """The bytes of every batch file: from `data_dir`/`$CNNLAB_DATA_DIR` (never written to) or the cache."""
-    if data_dir is None and os.environ.get("CNNLAB_DATA_DIR"):
-        data_dir, origin = os.environ["CNNLAB_DATA_DIR"], "$CNNLAB_DATA_DIR"
-    else:
-        origin = "data_dir"
-    if data_dir is not None:
-        folder = Path(data_dir).expanduser()
+    given = given_data_dir(data_dir)
+    if given is not None:
+        folder, origin = given
         batches = _batch_folder(folder, spec)
         if batches is not None:
-            return {m: (batches / m).read_bytes() for m in spec.members}
+            return _read_batches(batches, spec)
         for archive in (folder / spec.archive.name, folder / spec.name / spec.archive.name):
             if archive.is_file():
                 _check_archive(archive, spec)
@@ -228,41 +233,30 @@ def _load_batches(
             f"{spec.name} not found in {origin} '{folder}': expected {spec.archive.name} or the "
             f"{spec.member_dir}/ folder of its .bin files there."
         )
+    return _read_batches(_cached_batches(spec, download), spec)
+
+
+def _cached_batches(spec: CifarSpec, download: bool) -> Path:
+    """The cache's batch folder: downloaded (md5-checked), extracted, and the archive removed, once."""
     folder = cache_dir(spec.name)
     batches = _batch_folder(folder, spec)
-    if batches is None:
-        archive = folder / spec.archive.name
-        if not archive.is_file():
-            if not download:
-                raise CnnlabError(
-                    f"{spec.name} is not in the cache folder '{folder}' and download=False; allow the download "
-                    f"or pass data_dir / set CNNLAB_DATA_DIR to a folder holding {spec.archive.name}."
-                )
-            _download(spec, archive)
-        _check_archive(archive, spec)
-        batches = extract_cifar(archive, folder / spec.member_dir, spec)
-        archive.unlink(
-            missing_ok=True
-        )  # the .bin files are what is read; the archive would double the disk use
-    return {m: (batches / m).read_bytes() for m in spec.members}
-
-
-def _download(spec: CifarSpec, archive: Path) -> None:
-    errors = []
-    for mirror in spec.mirrors:
-        try:
-            download_file(
-                mirror + spec.archive.name,
-                archive,
-                md5=spec.archive.md5,
-                sha256=spec.archive.sha256,
-                progress=True,
-                timeout=60.0,
+    if batches is not None:
+        return batches
+    archive = folder / spec.archive.name
+    if not archive.is_file():
+        expected = f"{spec.archive.name} (or its {spec.member_dir}/ folder of .bin files)"
+        if not download:
+            raise CnnlabError(
+                f"{spec.name} is not in the cache folder '{folder}' and download=False; allow the "
+                f"download, or {how_to_provide(expected, spec.mirrors[0])}."
             )
-            return
-        except CnnlabError as exc:
-            errors.append(str(exc))
-    raise CnnlabError(" ".join(errors) or f"No mirror for {spec.name}.")
+        fetch_files(
+            spec.name, [spec.archive], spec.mirrors, folder, expected=expected, progress=True, timeout=60.0
+        )
+    _check_archive(archive, spec)
+    batches = extract_cifar(archive, folder / spec.member_dir, spec)
+    archive.unlink(missing_ok=True)  # the .bin files are what is read; the archive would double the disk use
+    return batches
 
 
 def load_cifar10(
@@ -274,7 +268,7 @@ def load_cifar10(
     download: bool = True,
     image_size: int | None = None,
     channels: int | None = None,
-    spec: CifarSpec = CIFAR10,
+    spec: CifarSpec | None = None,
 ) -> Dataset:
     """CIFAR-10 as uint8 (N, 3, 32, 32) splits; `load_data("cifar10", ...)` calls this.
 
@@ -288,39 +282,21 @@ def load_cifar10(
         >>> data.input_shape, len(data.train), len(data.test)  # doctest: +SKIP
         ((3, 32, 32), 45000, 10000)
     """
-    from cnnlab.data.folder import channel_stats
+    options = BuiltinOptions(split, seed, data_dir, limit, download, image_size, channels)
+    return load_cifar(spec if spec is not None else CIFAR10, options)  # looked up now: it may be swapped
 
-    check_image_options(image_size, channels, "pad", "skip")
-    seed = check_protocol(spec.name, split, seed, limit, train_size=spec.train_size, val_size=spec.val_size)
-    raw = _load_batches(spec, data_dir, download)
+
+def load_cifar(spec: CifarSpec, options: BuiltinOptions) -> Dataset:
+    """`load_cifar10` with its options gathered (what `load_data` calls)."""
+    options = check_options(spec, options, train_size=spec.train_size)
+    raw = _load_batches(spec, options.data_dir, options.download)
     parts = {m: read_cifar_batch(raw[m], m, num_classes=len(spec.classes)) for m in spec.members}
     for m, (x, _) in parts.items():
         if len(x) != spec.records_per_file:
             raise CnnlabError(f"'{m}' holds {len(x):,} images, expected {spec.records_per_file:,}.")
-    train_x = np.concatenate([parts[m][0] for m in spec.train_files])
-    train_y = np.concatenate([parts[m][1] for m in spec.train_files])
-    test_x = np.concatenate([parts[m][0] for m in spec.test_files])
-    test_y = np.concatenate([parts[m][1] for m in spec.test_files])
-    train_idx, val_idx = split_indices(split, train_y, seed, val_size=spec.val_size)
-    if limit is not None:
-        train_idx, val_idx = train_idx[:limit], val_idx[:limit]
-        test_x, test_y = test_x[:limit], test_y[:limit]
-    train = Split(torch.from_numpy(train_x[train_idx]), torch.from_numpy(train_y[train_idx]))
-    mean, std = channel_stats(train.images.numpy())
-    data = Dataset(
-        name=spec.name,
-        classes=spec.classes,
-        train=train,
-        val=Split(torch.from_numpy(train_x[val_idx]), torch.from_numpy(train_y[val_idx])),
-        test=Split(torch.from_numpy(np.ascontiguousarray(test_x)), torch.from_numpy(np.array(test_y))),
-        split=split,
-        seed=seed,
-        limit=limit,
-        mean=mean,
-        std=std,
-    )
-    adapted = adapt_dataset(data, image_size=image_size, channels=channels)
-    if adapted is not data:  # statistics of the pixels the model will see
-        mean, std = channel_stats(adapted.train.images.numpy())
-        adapted = replace(adapted, mean=mean, std=std)
-    return adapted
+
+    def joined(files: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        return np.concatenate([parts[m][0] for m in files]), np.concatenate([parts[m][1] for m in files])
+
+    train, test = joined(spec.train_files), joined(spec.test_files)
+    return official_dataset(spec, train, test, options, splits=CIFAR_SPLITS, stats=True)

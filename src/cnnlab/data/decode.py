@@ -9,7 +9,9 @@ Shared by folder datasets (decoded once, then cached) and `cnnlab predict`. Ever
 - `resize="pad"` (default) scales the longer side to S and pads the shorter one, centred, so nothing of
   the picture is lost and nothing is distorted: with black (`fill="black"`, what folder datasets train
   on) or with the image's own border colour (`fill="border"`, for models trained on unpadded images);
-  `"crop"` scales the shorter side to S and cuts the centre square; `"stretch"` ignores the aspect ratio.
+  `"crop"` scales the shorter side to S and cuts the centre square; `"stretch"` ignores the aspect ratio
+  (`cnnlab.data.fit`: the same geometry for arrays). Images under `MIN_IMAGE_SIDE` (8) pixels a side
+  are refused; paths are opened with `cnnlab.userfiles` (regular files only, bounded reads).
 - JPEGs are decoded at reduced size when that is enough (libjpeg's DCT scaling via Pillow's draft mode:
   a 256x256 JPEG for a 64x64 input is decoded at 64x64, four to eight times faster), then resized with
   antialiasing.
@@ -28,17 +30,29 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
+from cnnlab.data.fit import border_median, fit_image
 from cnnlab.errors import CnnlabError
-from cnnlab.images import MAX_PIXELS, bomb_message
+from cnnlab.images import MAX_IMAGE_BYTES, MAX_PIXELS, MIN_IMAGE_SIDE, bomb_message, check_side
+from cnnlab.userfiles import UserFileError, open_user_file
 
-__all__ = ["IMAGE_EXTENSIONS", "BadImage", "Decoded", "decode_image", "decode_images", "default_workers"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "BadImage",
+    "Decoded",
+    "border_median",  # from cnnlab.data.fit, where explain finds it too
+    "decode_image",
+    "decode_images",
+    "default_workers",
+    "fit_image",
+]
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
@@ -60,6 +74,15 @@ class _BadImageError(Exception):
     """One file that cannot be decoded; the message says why (no path: the caller knows it)."""
 
 
+class _Options(NamedTuple):
+    size: int
+    channels: int
+    resize: str
+    fill: str
+    max_pixels: int | None
+    min_side: int
+
+
 def default_workers() -> int:
     """Threads for decoding: one per core this process may use (at most 32)."""
     try:
@@ -77,6 +100,7 @@ def decode_image(
     resize: str = "pad",
     fill: str = "black",
     max_pixels: int | None = MAX_PIXELS,
+    min_side: int = MIN_IMAGE_SIDE,
     name: str | None = None,
     return_size: bool = False,
 ):
@@ -86,8 +110,9 @@ def decode_image(
         The array; with ``return_size``, ``(array, (height, width))``: also the original size, upright.
 
     Raises:
-        CnnlabError: the file is missing, not an image, truncated, corrupt or too large; one line
-        naming it (``name``, else the path, else "the image").
+        CnnlabError: the file is missing, not a regular file, not an image, truncated, corrupt, too
+        large or under ``min_side`` pixels on a side; one line naming it (``name``, else the path, else
+        "the image").
 
     Example:
         >>> decode_image("shoe.jpg", size=28, channels=1).shape  # doctest: +SKIP
@@ -97,9 +122,8 @@ def decode_image(
     data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else None
     label = name or ("the image" if data is not None else f"'{os.fspath(source)}'")
     try:
-        arr = _decode(
-            data if data is not None else os.fspath(source), size, channels, resize, fill, max_pixels, hw
-        )
+        options = _Options(size, channels, resize, fill, max_pixels, min_side)
+        arr = _decode(data if data is not None else os.fspath(source), options, hw)
     except _BadImageError as exc:
         raise CnnlabError(f"{label}: {exc}") from None
     return (arr, (int(hw[0]), int(hw[1]))) if return_size else arr
@@ -115,6 +139,7 @@ def decode_images(
     workers: int | None = None,
     strict: bool = False,
     max_pixels: int | None = MAX_PIXELS,
+    min_side: int = MIN_IMAGE_SIDE,
     on_progress: Callable[[int], None] | None = None,
     backend: str = "auto",
 ) -> Decoded:
@@ -151,7 +176,8 @@ def decode_images(
     sizes = np.frombuffer(size_buf, dtype=np.int64)[: n * 2].reshape(n, 2)
     ok = np.zeros(n, dtype=bool)
     bad: list[BadImage] = []
-    job = _Job([os.fspath(p) for p in paths], out, sizes, size, channels, resize, fill, max_pixels)
+    options = _Options(size, channels, resize, fill, max_pixels, min_side)
+    job = _Job([os.fspath(p) for p in paths], out, sizes, options)
 
     def collect(start: int, stop: int, errors: list[tuple[int, str]]) -> None:
         ok[start:stop] = True
@@ -181,25 +207,13 @@ class _Job:
     paths: list[str]
     out: np.ndarray
     sizes: np.ndarray
-    size: int
-    channels: int
-    resize: str
-    fill: str
-    max_pixels: int | None
+    options: _Options
 
     def run(self, start: int, stop: int) -> tuple[int, int, list[tuple[int, str]]]:
         errors = []
         for i in range(start, stop):
             try:
-                self.out[i] = _decode(
-                    self.paths[i],
-                    self.size,
-                    self.channels,
-                    self.resize,
-                    self.fill,
-                    self.max_pixels,
-                    self.sizes[i],
-                )
+                self.out[i] = _decode(self.paths[i], self.options, self.sizes[i])
             except _BadImageError as exc:
                 errors.append((i, str(exc)))
         return start, stop, errors
@@ -242,79 +256,89 @@ def _run_threads(job: _Job, workers: int, collect) -> None:
             raise
 
 
-def _decode(
-    path: str | bytes,
-    size: int,
-    channels: int,
-    resize: str,
-    fill: str,
-    max_pixels: int | None,
-    hw: np.ndarray | None = None,
-) -> np.ndarray:
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
+@contextmanager
+def _opened(source: str | bytes) -> Iterator[io.BytesIO | BinaryIO]:
+    """A file Pillow can read: bytes wrapped; a path opened with the user-file checks (a FIFO, device or
+    folder is refused without blocking) and read in one go when small, which is a third of a small
+    JPEG's time saved over Pillow's dozens of small reads; huge files stream, still bounded."""
+    if isinstance(source, bytes):
+        yield io.BytesIO(source)
+        return
     try:
-        source: io.BytesIO | str
-        if isinstance(path, bytes):
-            source = io.BytesIO(path)
+        f = open_user_file(source, max_bytes=MAX_IMAGE_BYTES, what="image")
+    except UserFileError as exc:
+        raise _BadImageError(exc.reason) from None
+    with f:
+        head = f.read(_READ_WHOLE)
+        if len(head) < _READ_WHOLE:
+            yield io.BytesIO(head)
         else:
-            with open(path, "rb") as f:
-                # One read instead of Pillow's dozens of small ones (a third of a small JPEG's time); huge
-                # files are left to Pillow's streaming reads.
-                source = io.BytesIO(f.read()) if os.fstat(f.fileno()).st_size < _READ_WHOLE else path
-        if isinstance(source, io.BytesIO) and not source.getbuffer().nbytes:
-            raise _BadImageError("empty (0 bytes)" if isinstance(path, bytes) else "empty file (0 bytes)")
-        with warnings.catch_warnings():
-            # Our own, stricter pixel limit is checked below, before any decoding.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(source)
-    except FileNotFoundError:
-        raise _BadImageError("no such file") from None
-    except IsADirectoryError:
-        raise _BadImageError("is a folder, not an image") from None
-    except UnidentifiedImageError:
-        raise _BadImageError("not an image Pillow can read") from None
-    except Image.DecompressionBombError as exc:
-        raise _BadImageError(bomb_message(exc, max_pixels)) from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise _BadImageError(f"unreadable: truncated or corrupt header ({exc})") from None
-    try:
-        w, h = im.size
-        if w <= 0 or h <= 0:
-            raise _BadImageError(f"has no pixels ({w}x{h})")
-        if max_pixels is not None and w * h > max_pixels:
-            raise _BadImageError(
-                f"{w}x{h} is over the {max_pixels / 1e6:g}-megapixel limit (a decompression-bomb guard)"
-            )
+            f.seek(0)
+            yield f
+
+
+def _decode(source: str | bytes, opt: _Options, hw: np.ndarray | None = None) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    with _opened(source) as fp:
+        if isinstance(fp, io.BytesIO) and not fp.getbuffer().nbytes:
+            raise _BadImageError("empty (0 bytes)" if isinstance(source, bytes) else "empty file (0 bytes)")
         try:
-            if getattr(im, "n_frames", 1) > 1:
-                im.seek(0)  # animated GIF/WebP/APNG, multi-page TIFF: the first frame
-            if im.format == "JPEG":
-                # Decode at 1/2, 1/4 or 1/8 scale when the target is that small; "L" decodes luma only.
-                im.draft("L" if channels == 1 else "RGB", _draft_size(w, h, size, resize))
-            im.load()
-            orientation = im.getexif().get(0x0112, 1)  # EXIF: phone photos are often stored sideways
-            if hw is not None:  # the true size, upright (draft may have decoded at 1/2..1/8)
-                hw[:] = (w, h) if orientation in (5, 6, 7, 8) else (h, w)
-            if orientation != 1:
-                im = ImageOps.exif_transpose(im)
-            im = _to_mode(im, channels)
-            im = _fit(im, size, resize, fill)
-        except _BadImageError:
-            raise
+            with warnings.catch_warnings():
+                # Our own, stricter pixel limit is checked below, before any decoding.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(fp)
+        except UnidentifiedImageError:
+            raise _BadImageError("not an image Pillow can read") from None
         except Image.DecompressionBombError as exc:
-            raise _BadImageError(bomb_message(exc, max_pixels)) from None
-        except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
-            # Truncated or corrupt data surfaces here, when the pixels are actually decoded.
-            raise _BadImageError(f"truncated or corrupt ({exc})") from None
-        arr = np.asarray(im, dtype=np.uint8)
-    finally:
-        im.close()
+            raise _BadImageError(bomb_message(exc, opt.max_pixels)) from None
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
+            raise _BadImageError(f"unreadable: truncated or corrupt header ({exc})") from None
+        try:
+            arr = _pixels(im, opt, hw)
+        finally:
+            im.close()
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (H, W[, C]) -> (C, H, W)
 
 
+def _pixels(im, opt: _Options, hw: np.ndarray | None) -> np.ndarray:
+    """The opened image checked, decoded, made upright, converted and fitted: uint8 (S, S[, C])."""
+    from PIL import Image, ImageOps
+
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise _BadImageError(f"has no pixels ({w}x{h})")
+    if opt.max_pixels is not None and w * h > opt.max_pixels:
+        raise _BadImageError(
+            f"{w}x{h} is over the {opt.max_pixels / 1e6:g}-megapixel limit (a decompression-bomb guard)"
+        )
+    small = check_side(w, h, opt.min_side)
+    if small:
+        raise _BadImageError(small)
+    try:
+        if getattr(im, "n_frames", 1) > 1:
+            im.seek(0)  # animated GIF/WebP/APNG, multi-page TIFF: the first frame
+        if im.format == "JPEG":
+            # Decode at 1/2, 1/4 or 1/8 scale when the target is that small; "L" decodes luma only.
+            im.draft("L" if opt.channels == 1 else "RGB", _draft_size(w, h, opt.size, opt.resize))
+        im.load()
+        orientation = im.getexif().get(0x0112, 1)  # EXIF: phone photos are often stored sideways
+        if hw is not None:  # the true size, upright (draft may have decoded at 1/2..1/8)
+            hw[:] = (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+        if orientation != 1:
+            im = ImageOps.exif_transpose(im)
+        im = _to_mode(im, opt.channels)
+        im = fit_image(im, opt.size, opt.resize, opt.fill)
+    except Image.DecompressionBombError as exc:
+        raise _BadImageError(bomb_message(exc, opt.max_pixels)) from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+        # Truncated or corrupt data surfaces here, when the pixels are actually decoded.
+        raise _BadImageError(f"truncated or corrupt ({exc})") from None
+    return np.asarray(im, dtype=np.uint8)
+
+
 def _draft_size(w: int, h: int, size: int, resize: str) -> tuple[int, int]:
-    """The smallest decoded size from which `_fit` still only shrinks (draft keeps >= this)."""
+    """The smallest decoded size from which `fit_image` still only shrinks (draft keeps >= this)."""
     if resize == "stretch":
         return (size, size)
     scale = size / (max(w, h) if resize == "pad" else min(w, h))
@@ -343,41 +367,3 @@ def _to_mode(im, channels: int):
     if target == "L" and im.mode not in ("1", "RGB"):
         im = im.convert("RGB")  # CMYK, P, YCbCr...: via RGB so every source gets the same luma weights
     return im.convert(target)
-
-
-def _fit(im, size: int, resize: str, fill: str = "black"):
-    """Resize to (size, size) as `resize` says (antialiased bilinear); `fill` pads for "pad"."""
-    from PIL import Image
-
-    w, h = im.size
-    bilinear = Image.Resampling.BILINEAR
-    if resize == "stretch" or w == h:
-        return im if (w, h) == (size, size) else im.resize((size, size), bilinear)
-    if resize == "crop":
-        scale = size / min(w, h)
-        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-        left, top = (nw - size) // 2, (nh - size) // 2
-        # resize(box=...) crops in source coordinates first, so only the kept part is resampled
-        box = (left / scale, top / scale, (left + size) / scale, (top + size) / scale)
-        return im.resize((size, size), bilinear, box=box)
-    scale = size / max(w, h)
-    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    small = im.resize((nw, nh), bilinear)
-    canvas = Image.new(im.mode, (size, size), _border_colour(small) if fill == "border" else 0)
-    canvas.paste(small, ((size - nw) // 2, (size - nh) // 2))  # centred
-    return canvas
-
-
-def border_median(images: np.ndarray) -> np.ndarray:
-    """Per-channel lower median of the outermost pixels of (..., C, H, W) images: their background colour.
-    One rule for padding (fill="border") and for `cnnlab.explain`'s auto-inversion."""
-    edge = np.concatenate(
-        [images[..., 0, :], images[..., -1, :], images[..., :, 0], images[..., :, -1]], axis=-1
-    )
-    return np.sort(edge, axis=-1)[..., (edge.shape[-1] - 1) // 2]
-
-
-def _border_colour(im) -> int | tuple[int, ...]:
-    a = np.asarray(im)
-    colour = border_median(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
-    return int(colour[0]) if len(colour) == 1 else tuple(int(v) for v in colour)

@@ -1,6 +1,7 @@
 """Download a file over HTTP(S) with a checksum, atomically: a file at `dest` is always complete and verified.
 
-Only the standard library's urllib, so downloading adds no dependency.
+Only the standard library's urllib, so downloading adds no dependency; the file is streamed through
+`cnnlab.atomic.atomic_path`, the one atomic writer.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
+from cnnlab.atomic import atomic_path
 from cnnlab.errors import CnnlabError
 
 __all__ = ["check_digest", "download_file"]
@@ -46,10 +48,10 @@ def download_file(
 ) -> Path:
     """Download `url` to `dest`, verifying its checksum before the file appears.
 
-    The body streams to `<dest>.part` in the same folder (so the final rename cannot cross file
-    systems), the md5/sha256 are computed on the way, and only a verified file is moved onto `dest` with
-    `os.replace`. On any failure (HTTP error, connection cut, wrong length, checksum mismatch) the
-    `.part` file is deleted and `CnnlabError` names the URL. Folders above `dest` are created.
+    The body streams to a temp file beside `dest` (`cnnlab.atomic.atomic_path`), the md5/sha256 are
+    computed on the way, and only a verified file is renamed onto `dest`. On any failure (HTTP error,
+    connection cut, wrong length, checksum mismatch, Ctrl-C) the temp file is deleted and `CnnlabError`
+    names the URL. Folders above `dest` are created.
 
     Args:
         url: `http://`, `https://` or `file://` address.
@@ -71,30 +73,22 @@ def download_file(
         PosixPath('data/t10k-labels-idx1-ubyte.gz')
     """
     dest = Path(dest)
-    part = dest.with_name(dest.name + ".part")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CnnlabError(f"Cannot create folder '{dest.parent}' for {url}: {exc.strerror or exc}.") from None
-    done = False
-    try:
-        digests = _fetch(url, part, timeout=timeout, progress=progress)
+    with atomic_path(dest) as part:
+        digests = _fetch(url, part, label=dest.name, timeout=timeout, progress=progress)
         mismatch = check_digest(digests, md5=md5, sha256=sha256)
-        if mismatch:
+        if mismatch:  # raised inside the block: the temp file goes, `dest` stays as it was
             raise CnnlabError(
                 f"Download of {url} does not match its checksum ({mismatch}); the mirror sent a different "
                 "or damaged file, nothing was saved."
             )
-        os.replace(part, dest)
-        done = True
-    finally:
-        # Also on KeyboardInterrupt: a half-written .part must never be mistaken for data.
-        if not done:
-            part.unlink(missing_ok=True)
     return dest
 
 
-def _fetch(url: str, part: Path, *, timeout: float, progress: bool) -> dict[str, str]:
+def _fetch(url: str, part: Path, *, label: str, timeout: float, progress: bool) -> dict[str, str]:
     """Stream `url` into `part`; return its digests. Raises CnnlabError naming the URL."""
     md5, sha256 = hashlib.md5(), hashlib.sha256()
     received = 0
@@ -103,7 +97,7 @@ def _fetch(url: str, part: Path, *, timeout: float, progress: bool) -> dict[str,
         with urllib.request.urlopen(request, timeout=timeout) as response, part.open("wb") as out:
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-            for chunk in _with_progress(_chunks(response), total, part.name[: -len(".part")], progress):
+            for chunk in _with_progress(_chunks(response), total, label, progress):
                 out.write(chunk)
                 md5.update(chunk)
                 sha256.update(chunk)

@@ -27,6 +27,7 @@ import torch
 from cnnlab.data.folder_cache import DEFAULT_CHANNELS, DEFAULT_IMAGE_SIZE, FolderImages, decode_folder
 from cnnlab.data.folder_source import FolderSource, is_folder_dataset, scan_source
 from cnnlab.data.split import check_seed
+from cnnlab.data.stats import channel_stats
 from cnnlab.data.types import Dataset, Split
 from cnnlab.errors import CnnlabError
 
@@ -35,8 +36,9 @@ __all__ = [
     "DEFAULT_FRACTIONS",
     "DEFAULT_IMAGE_SIZE",
     "FolderImages",
+    "check_class_counts",
+    "describe_split",
     "FolderSource",
-    "channel_stats",
     "decode_folder",
     "folder_split",
     "is_folder_dataset",
@@ -83,15 +85,7 @@ def folder_split(
     rng = np.random.default_rng(seed)
     parts: tuple[list, list, list] = ([], [], [])
     counts = np.bincount(labels, minlength=len(classes))
-    too_few = [i for i, n in enumerate(counts) if n < 3]
-    if too_few:
-        names = [f"{classes[i] if classes else i!r} ({counts[i]})" for i in too_few]
-        pct = "/".join(f"{round(f * 100):g}" for f in fractions)
-        raise CnnlabError(
-            f"Too few images for the {pct} train/val/test split in class{'es' if len(names) > 1 else ''} "
-            f"{', '.join(names)}: every class needs at least 3 (one each for train, val and test); "
-            "add images or remove the class."
-        )
+    check_class_counts(counts, fractions, classes)
     for cls, n in enumerate(counts):
         if n == 0:
             continue
@@ -106,21 +100,29 @@ def folder_split(
     return tuple(rng.permutation(np.concatenate(p)).astype(np.int64) for p in parts)  # type: ignore[return-value]
 
 
-def channel_stats(images: np.ndarray, chunk: int = 2048) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std on the 0..1 scale, accumulated in float64 chunk by chunk."""
-    c = images.shape[1]
-    total = np.zeros(c)
-    total_sq = np.zeros(c)
-    for start in range(0, len(images), chunk):
-        x = images[start : start + chunk].astype(np.float64) / 255.0
-        total += x.sum(axis=(0, 2, 3))
-        total_sq += np.square(x).sum(axis=(0, 2, 3))
-    n = max(1, images.shape[0] * images.shape[2] * images.shape[3])
-    mean = total / n
-    std = np.sqrt(np.maximum(total_sq / n - mean**2, 0.0))
-    # A constant channel (all-black padding, a gray image in RGB) must not divide by zero.
-    std = np.maximum(std, 1.0 / 255.0)
-    return tuple(round(float(m), 6) for m in mean), tuple(round(float(s), 6) for s in std)
+def check_class_counts(
+    counts: np.ndarray,
+    fractions: tuple[float, float, float],
+    classes: tuple[str, ...] = (),
+    *,
+    where: str = "",
+) -> None:
+    """Every class needs 3 images (one each for train, val and test), else one error naming them all."""
+    too_few = [i for i, n in enumerate(counts) if n < 3]
+    if too_few:
+        names = [f"{classes[i] if classes else i!r} ({counts[i]})" for i in too_few]
+        pct = "/".join(f"{round(f * 100):g}" for f in fractions)
+        raise CnnlabError(
+            f"Too few images{where} for the {pct} train/val/test split in class{'es' if len(names) > 1 else ''} "
+            f"{', '.join(names)}: every class needs at least 3 (one each for train, val and test); "
+            "add images or remove the class."
+        )
+
+
+def describe_split(split: str, seed: int) -> str:
+    """What a folder split is, in words: `"stratified 70/15/15 train/val/test by class, seed 0"`."""
+    pct = "/".join(f"{round(f * 100):g}" for f in parse_fractions(split))
+    return f"stratified {pct} train/val/test by class, seed {seed}"
 
 
 def load_folder(
@@ -167,6 +169,9 @@ def load_folder(
         raise CnnlabError(f"limit must be a positive integer, got {limit!r}.")
     size = DEFAULT_IMAGE_SIZE if image_size is None else image_size
     chans = DEFAULT_CHANNELS if channels is None else channels
+    source = scan_source(path)
+    # Before decoding anything: a folder that cannot be split fails at once and leaves no cache entry.
+    check_class_counts(np.bincount(source.labels, minlength=len(source.classes)), fractions, source.classes)
     imgs = decode_folder(
         path,
         image_size=size,
@@ -176,21 +181,26 @@ def load_folder(
         cache=cache,
         workers=workers,
         progress=not quiet,
+        source=source,
     )
     if not quiet:
         _report(Path(path), imgs)
     if len(imgs.images) == 0:
         raise CnnlabError(f"No readable images in '{path}' ({len(imgs.bad)} files could not be decoded).")
+    left = " left after skipping unreadable files" if imgs.bad else ""
+    check_class_counts(
+        np.bincount(imgs.labels, minlength=len(imgs.classes)), fractions, imgs.classes, where=left
+    )
     train, val, test = folder_split(imgs.labels, fractions, seed, classes=imgs.classes)
     if limit is not None:
         train, val, test = train[:limit], val[:limit], test[:limit]
-    x, y = imgs.images, imgs.labels
+    x, y, files = imgs.images, imgs.labels, imgs.files
 
     def make(idx: np.ndarray) -> Split:
-        return Split(torch.from_numpy(x[idx]), torch.from_numpy(y[idx]))
+        return Split(torch.from_numpy(x[idx]), torch.from_numpy(y[idx]), files=tuple(files[i] for i in idx))
 
     train_split = make(train)
-    mean, std = channel_stats(train_split.images.numpy())
+    mean, std = channel_stats(train_split.images)
     return Dataset(
         name=str(Path(path).expanduser().resolve()),
         classes=imgs.classes,
@@ -200,8 +210,9 @@ def load_folder(
         split=split,
         seed=seed,
         limit=limit,
-        mean=mean,
-        std=std,
+        mean=tuple(mean),
+        std=tuple(std),
+        split_description=describe_split(split, seed),
     )
 
 

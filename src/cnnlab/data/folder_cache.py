@@ -1,8 +1,8 @@
 """Decoding a folder dataset once into ONE uint8 array, cached in the user cache folder.
 
 The array (N, C, S, S) is stored under `$XDG_CACHE_HOME/cnnlab/folders/` (else `~/.cache/...`) as a
-`.npy` file beside a `.json` of labels, class names and file names (each written to a temp file, then
-renamed) and read back memory-mapped with `allow_pickle=False`: nothing is unpickled, and a warm start
+`.npy` file beside a `.json` of labels, class names and file names (each written atomically, with
+`cnnlab.atomic`) and read back memory-mapped with `allow_pickle=False`: nothing is unpickled, and a warm start
 costs about the time to copy the splits out of the page cache. The name is
 `<folder>-<options>-<contents>.npy/.json`: the contents key hashes every listed file's path, label,
 size and modification time, the options key the image size, channels and resize mode. Adding, removing
@@ -22,17 +22,21 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlab.atomic import atomic_path, write_atomic
 from cnnlab.data.adapt import check_image_options
-from cnnlab.data.builtin import cache_dir
 from cnnlab.data.decode import BadImage, decode_images
 from cnnlab.data.folder_source import FolderSource, scan_source
+from cnnlab.data.store import cache_dir
 from cnnlab.errors import CnnlabError
+from cnnlab.userfiles import UserFileError, read_user_text
 
 __all__ = ["DEFAULT_CHANNELS", "DEFAULT_IMAGE_SIZE", "FolderImages", "decode_folder"]
 
 DEFAULT_IMAGE_SIZE = 64
 DEFAULT_CHANNELS = 3
-_CACHE_VERSION = 1  # bump when the decoded pixels of the same file and options would change
+_MAX_META_BYTES = 512 << 20  # the index of a few million files
+_CACHE_VERSION = 2  # bump when the decoded pixels of the same file and options would change
+# (2: images under MIN_IMAGE_SIDE pixels a side are skipped; files are opened with cnnlab.userfiles)
 
 
 @dataclass
@@ -77,9 +81,10 @@ def decode_folder(
     cache: bool = True,
     workers: int | None = None,
     progress: bool = False,
+    source: FolderSource | None = None,
 ) -> FolderImages:
     """Every image of a folder/CSV decoded to uint8 (N, channels, image_size, image_size), from the
-    cache when the files and options are unchanged.
+    cache when the files and options are unchanged. `source`: the listing of `path`, if already made.
 
     Example:
         >>> imgs = decode_folder("pets", image_size=64)  # doctest: +SKIP
@@ -88,7 +93,7 @@ def decode_folder(
     """
     check_image_options(image_size, channels, resize, bad_images)
     t0 = time.perf_counter()
-    src = scan_source(path)
+    src = source if source is not None else scan_source(path)
     options = {"image_size": image_size, "channels": channels, "resize": resize, "v": _CACHE_VERSION}
     opt_id = _digest(options)[:8]
     content_id = _digest({"classes": list(src.classes), "files": _fingerprint(src)})[:24]
@@ -139,7 +144,7 @@ def decode_folder(
 
 def _write_cache(stem: Path, imgs: FolderImages, options: dict) -> Path | None:
     """`<stem>.npy` (the images) then `<stem>.json` (labels, classes, files, skipped files, options), each
-    written to a temp file and renamed; the JSON, written last, records the array's shape, so a crash
+    written atomically; the JSON, written last, records the array's shape, so a crash
     between the two leaves a miss, never a wrong hit. A cache that cannot be written only costs speed."""
     npy, meta_path = stem.with_suffix(".npy"), stem.with_suffix(".json")
     meta = {
@@ -150,14 +155,10 @@ def _write_cache(stem: Path, imgs: FolderImages, options: dict) -> Path | None:
         "files": imgs.files,
         "bad": [list(b) for b in imgs.bad],
     }
-    tmp = stem.with_name(f".{stem.name}.{os.getpid()}.tmp")
     try:
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
+        with atomic_path(npy) as tmp, open(tmp, "wb") as f:
             np.save(f, np.ascontiguousarray(imgs.images), allow_pickle=False)
-        os.replace(tmp, npy)
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, meta_path)
+        write_atomic(meta_path, json.dumps(meta), fsync=False)  # a cache: a crash only costs a decode
         return npy
     except OSError as exc:
         print(
@@ -165,8 +166,6 @@ def _write_cache(stem: Path, imgs: FolderImages, options: dict) -> Path | None:
             file=sys.stderr,
         )
         return None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _read_cache(stem: Path, options: dict, root: Path) -> FolderImages | None:
@@ -175,7 +174,7 @@ def _read_cache(stem: Path, options: dict, root: Path) -> FolderImages | None:
     if not (npy.is_file() and meta_path.is_file()):
         return None
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(read_user_text(meta_path, max_bytes=_MAX_META_BYTES, what="cache index"))
         images = np.load(npy, mmap_mode="r", allow_pickle=False)
         labels = np.asarray(meta["labels"], dtype=np.int64)
         s = options["image_size"]
@@ -187,7 +186,7 @@ def _read_cache(stem: Path, options: dict, root: Path) -> FolderImages | None:
             and labels.shape == (len(images),)
             and len(meta["files"]) == len(images)
         )
-    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, ValueError, KeyError, TypeError, UserFileError, json.JSONDecodeError):
         valid = False
     if not valid:
         npy.unlink(missing_ok=True)  # damaged (e.g. a crash mid-copy): decode again

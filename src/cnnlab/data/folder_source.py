@@ -6,9 +6,11 @@
                                   img/a.jpeg,dog
 
 Class folders are sorted by name (that is the label order); images are found recursively inside each
-one by extension; hidden files and folders are skipped, other files are listed as ignored. Every
-structural problem (no class folders, one class, an empty class, a malformed CSV, unknown labels,
-a file listed twice) is one `CnnlabError` that says what layout would work.
+one by extension (symlinked folders are followed, each real folder once); hidden files and folders are
+skipped, other files are listed as ignored. Every structural problem (no class folders, one class, an
+empty class, a malformed CSV, unknown labels, a file listed twice, a CSV row naming a missing file or
+something that is not a regular file) is one `CnnlabError` that says what layout would work. The CSV
+and classes.txt are read with `cnnlab.userfiles` (regular files only, bounded).
 """
 
 from __future__ import annotations
@@ -22,8 +24,12 @@ import numpy as np
 
 from cnnlab.data.decode import IMAGE_EXTENSIONS
 from cnnlab.errors import CnnlabError
+from cnnlab.userfiles import UserFileError, check_user_file, read_user_text
 
-__all__ = ["FolderSource", "is_folder_dataset", "scan_source"]
+__all__ = ["MAX_CSV_BYTES", "FolderSource", "is_folder_dataset", "scan_source"]
+
+MAX_CSV_BYTES = 128 << 20  # about two million rows of path,label
+_MAX_CLASSES_TXT = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -49,8 +55,8 @@ def scan_source(path: str | os.PathLike[str]) -> FolderSource:
     """List the images of a class-folder tree or a CSV of path,label; every structural problem is a
     CnnlabError saying what layout would work."""
     p = Path(path).expanduser()
-    if p.is_file() and p.suffix.lower() == ".csv":
-        return _scan_csv(p)
+    if p.suffix.lower() == ".csv" and not p.is_dir():
+        return _scan_csv(p)  # whatever it is (missing, a FIFO, /dev/zero...), the CSV reader says so
     if not p.exists():
         raise CnnlabError(f"Dataset folder or CSV '{p}' does not exist.")
     if not p.is_dir():
@@ -81,10 +87,13 @@ def _scan_folder(root: Path) -> FolderSource:
     labels: list[int] = []
     ignored: list[str] = []
     empty: list[str] = []
+    seen: set[tuple[int, int]] = set()  # real folders walked: a symlink loop is walked once
     for label, d in enumerate(subdirs):
         found = 0
+        _first_visit(str(d), seen)
         for dirpath, dirnames, filenames in os.walk(d, followlinks=True):
-            dirnames[:] = sorted(n for n in dirnames if not n.startswith((".", "__")))
+            dirnames[:] = [n for n in sorted(dirnames) if not n.startswith((".", "__"))]
+            dirnames[:] = [n for n in dirnames if _first_visit(os.path.join(dirpath, n), seen)]
             prefix = os.path.relpath(dirpath, root) + os.sep  # once per folder, not per file (10,000s)
             for name in sorted(filenames):
                 if name.startswith((".", "__")):
@@ -108,12 +117,21 @@ def _scan_folder(root: Path) -> FolderSource:
     return FolderSource(root, root, files, np.asarray(labels, dtype=np.int64), classes, ignored)
 
 
+def _first_visit(folder: str, seen: set[tuple[int, int]]) -> bool:
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return False
+    key = (st.st_dev, st.st_ino)
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
+
+
 def _scan_csv(path: Path) -> FolderSource:
     root = path.parent
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CnnlabError(f"Cannot read CSV '{path}': {exc}") from None
+    text = read_user_text(path, max_bytes=MAX_CSV_BYTES, what="CSV", encoding="utf-8-sig")
     rows = [(n, r) for n, r in enumerate(csv.reader(text.splitlines()), start=1) if any(c.strip() for c in r)]
     if rows and [c.strip().lower() for c in rows[0][1]][:1] in (["path"], ["file"], ["filename"], ["image"]):
         rows = rows[1:]  # header
@@ -136,9 +154,11 @@ def _scan_csv(path: Path) -> FolderSource:
                 "would leak test data into training."
             )
         seen[key] = line
+    _check_listed_files(path, entries)
     classes_file = root / "classes.txt"
-    if classes_file.is_file():
-        classes = tuple(c.strip() for c in classes_file.read_text(encoding="utf-8").splitlines() if c.strip())
+    if os.path.lexists(classes_file):
+        listed = read_user_text(classes_file, max_bytes=_MAX_CLASSES_TXT, what="class list")
+        classes = tuple(c.strip() for c in listed.splitlines() if c.strip())
         unknown = [(line, label) for line, _, label in entries if label not in classes]
         if unknown:
             shown = ", ".join(f"{label!r} (line {line})" for line, label in unknown[:5])
@@ -159,3 +179,19 @@ def _scan_csv(path: Path) -> FolderSource:
         missing = ", ".join(c for c, n in zip(classes, counts, strict=True) if n == 0)
         raise CnnlabError(f"CSV '{path}': classes in classes.txt with no images: {missing}.")
     return FolderSource(root, path, [f for _, f, _ in entries], labels, classes)
+
+
+def _check_listed_files(path: Path, entries: list[tuple[int, str, str]]) -> None:
+    """Every row must name an existing regular file (stat only: a FIFO or /dev/zero is never opened)."""
+    problems = []
+    for line, file, _ in entries:
+        try:
+            check_user_file(path.parent / file, what="image")
+        except UserFileError as exc:
+            problems.append(f"line {line} '{file}' ({exc.reason})")
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise CnnlabError(
+            f"CSV '{path}' names {len(problems)} file{'s' if len(problems) > 1 else ''} that cannot be read "
+            f"(relative paths are taken from '{path.parent}'): {shown}. Fix or remove those lines."
+        )

@@ -24,6 +24,8 @@ class Split:
     Attributes:
         images: uint8 tensor of shape (N, C, H, W), values 0..255.
         labels: int64 tensor of shape (N,), class indices.
+        files: for a folder or CSV dataset, the file of each image in order (relative to the folder, or
+            as the CSV gives it); None for built-ins, whose images are rows of their files.
 
     Example:
         >>> s = Split(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.arange(4))
@@ -33,6 +35,7 @@ class Split:
 
     images: torch.Tensor
     labels: torch.Tensor
+    files: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -46,6 +49,8 @@ class Split:
             )
         if len(self.images) != len(self.labels):
             raise CnnlabError(f"Split has {len(self.images)} images but {len(self.labels)} labels.")
+        if self.files is not None and len(self.files) != len(self.labels):
+            raise CnnlabError(f"Split has {len(self.labels)} images but {len(self.files)} file names.")
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -55,8 +60,20 @@ class Split:
         return self.images.float().div_(255.0)
 
     def head(self, n: int) -> Split:
-        """The first `n` images and labels (views, no copy)."""
-        return Split(self.images[:n], self.labels[:n])
+        """The first `n` images, labels and file names (views, no copy)."""
+        return Split(self.images[:n], self.labels[:n], None if self.files is None else self.files[:n])
+
+    def take(self, index) -> Split:
+        """The images, labels and file names at `index` (a 1-D index tensor or array, or a list of ints).
+
+        Example:
+            >>> s = Split(torch.zeros(3, 1, 8, 8, dtype=torch.uint8), torch.arange(3), ("a", "b", "c"))
+            >>> s.take([2, 0]).files
+            ('c', 'a')
+        """
+        idx = torch.as_tensor(index, dtype=torch.int64)
+        files = None if self.files is None else tuple(self.files[i] for i in idx.tolist())
+        return Split(self.images[idx], self.labels[idx], files)
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,6 +91,8 @@ class Dataset:
         limit: if set, every split was capped at this many images (a quick run; not official numbers).
         mean, std: per-channel normalisation on the 0..1 scale, computed on the training split, for
             datasets that want it (folder datasets); None means the model sees plain 0..1 pixels.
+        split_description: what the split is, in words (e.g. "stratified 70/15/15 train/val/test by
+            class, seed 0"), for the run's records; `split` is the name it was asked by.
 
     Example:
         >>> data = load_data("fashion_mnist", split="tutorial", seed=0)  # doctest: +SKIP
@@ -91,6 +110,7 @@ class Dataset:
     limit: int | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    split_description: str | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -107,6 +127,7 @@ class Dataset:
         return {
             "name": self.name,
             "split": self.split,
+            "split_description": self.split_description,
             "seed": self.seed,
             "limit": self.limit,
             "sizes": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
@@ -115,3 +136,11 @@ class Dataset:
             "mean": list(self.mean) if self.mean else None,
             "std": list(self.std) if self.std else None,
         }
+
+    def split_files(self) -> dict[str, list[str]] | None:
+        """`{"train": [...], "val": [...], "test": [...]}`: the file of every image of each split, in
+        order (what a run saves as splits.json), or None for a dataset without files (the built-ins)."""
+        splits = {"train": self.train, "val": self.val, "test": self.test}
+        if any(s.files is None for s in splits.values()):
+            return None
+        return {k: list(s.files or ()) for k, s in splits.items()}

@@ -99,8 +99,8 @@ def run_conv_arith(args: argparse.Namespace) -> int:
 
 
 def _animate(args, n, k, rows, cols, s, console) -> None:
+    from cnnlab.atomic import atomic_files
     from cnnlab.filters.animation import animate
-    from cnnlab.filters.outputs import staged_output
 
     if (
         rows.pad_before != rows.pad_after
@@ -115,7 +115,7 @@ def _animate(args, n, k, rows, cols, s, console) -> None:
         rows.pad_before if rows.pad_before == cols.pad_before else f"{rows.pad_before}x{cols.pad_before}"
     )
     stem = f"{kind}_in{n[0]}x{n[1]}_k{k[0]}x{k[1]}_p{pad_txt}_s{s[0]}x{s[1]}"
-    with staged_output(args.out) as stage:
+    with atomic_files(args.out) as stage:
         gif = stage.write(f"{stem}.gif", anim.gif())
         strip = stage.write(f"{stem}_frames.png", anim.strip())
     w, h = anim.size

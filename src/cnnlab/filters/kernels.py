@@ -13,10 +13,10 @@ A kernel can be given as:
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.errors import CnnlabError
+from cnnlab.userfiles import UserFileError, read_user_bytes
 
 MAX_KERNEL_SIZE = 63
 """Largest kernel side accepted (a 63x63 kernel already blurs away most of a photo)."""
@@ -249,28 +250,23 @@ def load_kernel_file(path: str | os.PathLike) -> np.ndarray:
     p = Path(path)
     what = f"kernel file {_short(str(p))!r}"
     try:
-        info = p.stat()
-    except (OSError, ValueError) as exc:
-        reason = "no such file" if isinstance(exc, FileNotFoundError) else getattr(exc, "strerror", None)
-        raise CnnlabError(f"cannot read {what}: {reason or exc}") from None
-    if not stat.S_ISREG(info.st_mode):
-        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-        raise CnnlabError(f"cannot read {what}: it is {kind}; give a .json, .csv, .txt or .npy file")
-    if info.st_size > MAX_KERNEL_FILE_BYTES:
-        raise CnnlabError(
-            f"{what} is {info.st_size / 2**20:.1f} MiB; kernel files are at most "
-            f"{MAX_KERNEL_FILE_BYTES // 2**20} MiB (a {MAX_KERNEL_SIZE}x{MAX_KERNEL_SIZE} kernel needs far less)"
+        data = read_user_bytes(p, max_bytes=MAX_KERNEL_FILE_BYTES, what="kernel file")
+    except UserFileError as exc:
+        hint = "; give a .json, .csv, .txt or .npy file" if "regular file" in exc.reason else ""
+        big = (
+            f" (a {MAX_KERNEL_SIZE}x{MAX_KERNEL_SIZE} kernel needs far less)" if "limit" in exc.reason else ""
         )
+        raise type(exc)(_short(str(p)), f"{exc.reason}{hint}{big}", what="kernel file") from None
     suffix = p.suffix.lower()
     if suffix == ".npy":
         try:
-            arr = np.load(p, allow_pickle=False)
+            arr = np.load(io.BytesIO(data), allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             raise CnnlabError(f"cannot read {what} as a numeric .npy array ({exc})") from None
         return validate_kernel(arr, what)
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise CnnlabError(f"cannot read {what} ({exc})") from None
     if suffix == ".json":
         if not text.strip().startswith("["):

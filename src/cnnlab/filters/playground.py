@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlab.atomic import atomic_files
 from cnnlab.errors import CnnlabError
 from cnnlab.filters.conv import apply, check_padded_size, choose_method, mode_padding
 from cnnlab.filters.figures import feature_png, grid_figure, png_bytes, tutorial_figure
 from cnnlab.filters.kernels import KERNEL_INFO, TUTORIAL_KERNELS, normalize_kernel, resolve_kernel
-from cnnlab.filters.outputs import staged_output
 from cnnlab.filters.preprocess import SAMPLE_NAME, downsample, sample_image
 from cnnlab.images import load_image
 
@@ -68,18 +68,6 @@ def _kernels(args: argparse.Namespace) -> list[tuple[str, np.ndarray, int]]:
     return out
 
 
-def _load(source: str, gray: bool, max_pixels: int) -> np.ndarray:
-    try:
-        return load_image(source, gray=gray, max_pixels=max_pixels)
-    except OSError as exc:  # e.g. a name too long for the file system, before the file is even opened
-        raise CnnlabError(f"cannot read {_shown(source)!r}: {exc.strerror or exc}") from None
-
-
-def _shown(text: str, limit: int = 80) -> str:
-    """A user's path or name, cut for a one-line message."""
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
-
-
 def _pads4(padding: tuple[int, ...]) -> tuple[int, int, int, int]:
     """--padding's P, PH,PW or TOP,BOTTOM,LEFT,RIGHT as (top, bottom, left, right)."""
     if len(padding) == 4:
@@ -88,23 +76,39 @@ def _pads4(padding: tuple[int, ...]) -> tuple[int, int, int, int]:
     return ph, ph, pw, pw
 
 
-def _check_default_downsample(
-    image: np.ndarray, factors: list[int], source: str | None, kernels: list[tuple[str, np.ndarray, int]]
-) -> None:
-    """Without --downsample the tutorial's kernels run on a half-size copy: say so if it cannot exist."""
-    h, w = image.shape[:2]
-    for f in factors:
-        if f > 1 and f >= min(h, w):
-            names = ", ".join(n for n, _, factor in kernels if factor == f)
-            raise CnnlabError(
-                f"{_shown(source or SAMPLE_NAME)} is {w}x{h}: too small for the tutorial's default downsample "
-                f"{f} (used for {names}); pass --downsample 1, or use a bigger image"
-            )
-
-
 def _preview(a: np.ndarray) -> np.ndarray:
     step = -(-max(a.shape[:2]) // PREVIEW_MAX_SIDE)
     return a if step == 1 else np.ascontiguousarray(a[::step, ::step])
+
+
+def _image(source: str | None, gray: bool, max_pixels: int) -> np.ndarray:
+    """The bundled cat, or a user's file: opened with the user-file checks (a regular file, at least
+    MIN_IMAGE_SIDE pixels a side, so the tutorial's default half-size copy always exists)."""
+    if source is None:
+        return sample_image(gray=gray)
+    return load_image(source, gray=gray, max_pixels=max_pixels)
+
+
+def _feature(args, src: np.ndarray, matrix: np.ndarray, stride, padding, max_pixels: int):
+    """One kernel on one prepared image: (feature map, milliseconds, engine used)."""
+    pad_arg = None if padding is None else (padding[0] if len(padding) == 1 else padding)
+    pads = mode_padding(matrix.shape, args.mode or "same", args.op) if pad_arg is None else _pads4(padding)
+    check_padded_size(src.shape[:2], matrix.shape, pads, max_pixels, limit_name="--max-megapixels")
+    start = time.perf_counter()
+    feature = apply(
+        src,
+        matrix,
+        boundary=args.boundary,
+        mode=args.mode,
+        stride=stride,
+        padding=pad_arg,
+        op=args.op,
+        fillvalue=args.fill_value,
+        method=args.method,
+        max_pixels=max_pixels,
+    )
+    ms = (time.perf_counter() - start) * 1e3
+    return feature, ms, choose_method(matrix.shape) if args.method == "auto" else args.method
 
 
 def run_filters(args: argparse.Namespace) -> int:
@@ -125,41 +129,17 @@ def run_filters(args: argparse.Namespace) -> int:
     for col in ("image", "kernel", "input", "output", "min", "max", "engine", "ms"):
         table.add_column(col, justify="right" if col in ("min", "max", "ms") else "left")
     shown: list[tuple[str, np.ndarray, np.ndarray, str]] = []
-    with staged_output(args.out) as stage:
+    with atomic_files(args.out) as stage:
         for source, stem in zip(sources, stems, strict=True):
             gray = not args.color
-            image = sample_image(gray=gray) if source is None else _load(source, gray, max_pixels)
+            image = _image(source, gray, max_pixels)
             factors = sorted({f for _, _, f in kernels})
-            if args.downsample is None:
-                _check_default_downsample(image, factors, source, kernels)
             prepared = {f: downsample(image, f) for f in factors}
             del image
             grid_items = []
             for name, matrix, factor in kernels:
                 src = prepared[factor]
-                pads = (
-                    mode_padding(matrix.shape, args.mode or "same", args.op)
-                    if pad_arg is None
-                    else _pads4(padding)
-                )
-                check_padded_size(
-                    src.shape[:2], matrix.shape, pads, max_pixels, limit_name="--max-megapixels"
-                )
-                start = time.perf_counter()
-                feature = apply(
-                    src,
-                    matrix,
-                    boundary=args.boundary,
-                    mode=args.mode,
-                    stride=stride,
-                    padding=pad_arg,
-                    op=args.op,
-                    fillvalue=args.fill_value,
-                    method=args.method,
-                    max_pixels=max_pixels,
-                )
-                ms = (time.perf_counter() - start) * 1e3
-                engine = choose_method(matrix.shape) if args.method == "auto" else args.method
+                feature, ms, engine = _feature(args, src, matrix, stride, padding, max_pixels)
                 buf = io.BytesIO()
                 np.save(buf, feature)
                 stage.write(f"{stem}/{name}.npy", buf.getvalue())

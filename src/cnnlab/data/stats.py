@@ -1,0 +1,58 @@
+"""Per-channel statistics of uint8 images: the one `channel_stats` that datasets and training normalise with."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cnnlab.errors import CnnlabError
+
+__all__ = ["MIN_STD", "channel_stats"]
+
+MIN_STD = 1.0 / 255.0
+"""Smallest std returned: one grey level. A constant channel (black padding, a gray image stored as RGB)
+would otherwise make normalisation divide by zero, or by a tiny number that blows up any noise."""
+
+
+def channel_stats(images: torch.Tensor | np.ndarray, *, chunk: int = 1024) -> tuple[list[float], list[float]]:
+    """Per-channel mean and (population) standard deviation of uint8 images on the 0..1 scale.
+
+    Accumulated in float64, `chunk` images at a time (per-chunk mean and sum of squared deviations,
+    combined exactly), so a large dataset is never copied as floats: Fashion-MNIST's 55,000 training
+    images need a few MB here, not the 350 MB of a float64 copy. A std below `MIN_STD` is raised to it.
+
+    Args:
+        images: uint8 (N, C, H, W), a torch tensor (any device) or a numpy array (a memory map works).
+        chunk: images converted to float64 at a time.
+
+    Returns:
+        `(mean, std)`, two lists of C Python floats.
+
+    Example:
+        >>> x = np.zeros((2, 1, 2, 2), dtype=np.uint8); x[1] = 255
+        >>> channel_stats(x)
+        ([0.5], [0.5])
+    """
+    shape = tuple(getattr(images, "shape", ()))
+    if len(shape) != 4 or shape[0] == 0:
+        raise CnnlabError(f"channel_stats needs images of shape (N, C, H, W) with N >= 1, got {shape}.")
+    uint8 = images.dtype == torch.uint8 if isinstance(images, torch.Tensor) else images.dtype == np.uint8
+    if not uint8:
+        raise CnnlabError(f"channel_stats needs uint8 images (0..255), got {images.dtype}.")
+    c = int(images.shape[1])
+    count, mean, m2 = 0, np.zeros(c), np.zeros(c)
+    for start in range(0, int(images.shape[0]), chunk):
+        part = images[start : start + chunk]
+        x = part.cpu().numpy() if isinstance(part, torch.Tensor) else np.asarray(part)
+        x = x.astype(np.float64).transpose(1, 0, 2, 3).reshape(c, -1) / 255.0
+        n = x.shape[1]
+        part_mean = x.mean(axis=1)
+        part_m2 = np.square(x - part_mean[:, None]).sum(axis=1)
+        # Chan et al.'s pairwise update: exact, and stable where sum(x^2) - n*mean^2 would cancel.
+        delta = part_mean - mean
+        total = count + n
+        mean = mean + delta * (n / total)
+        m2 = m2 + part_m2 + np.square(delta) * (count * n / total)
+        count = total
+    std = np.maximum(np.sqrt(m2 / count), MIN_STD)
+    return [float(v) for v in mean], [float(v) for v in std]
