@@ -81,3 +81,28 @@ def test_progress_prints_lines_when_not_on_a_terminal(tiny):
     lines = out.getvalue().splitlines()
     assert any(line.startswith("epoch 1/2  step 1/4") for line in lines)  # inside the first epoch
     assert sum(line.startswith("epoch 2/2  ") and "val_acc" in line for line in lines) == 1
+
+
+def test_a_folder_run_records_its_real_split_files_and_normalisation(tmp_path, run_cli, monkeypatch):
+    import json
+
+    from PIL import Image
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for cls, colour in (("red", (230, 20, 20)), ("blue", (20, 20, 230))):
+        (tmp_path / "pics" / cls).mkdir(parents=True)
+        for i in range(10):
+            Image.new("RGB", (16 + i, 20), colour).save(tmp_path / "pics" / cls / f"{i}.png")
+    code, out, err = run_cli(
+        "train", "--data", tmp_path / "pics", "--out", tmp_path / "run", "--image-size", "12",
+        "--model", "conv4-pool-dense8", "--epochs", "1", "--min-steps", "0",
+    )  # fmt: skip
+    assert code == 0, err
+    assert out.startswith("recipe folder (your own small folder): conv4-pool-dense8 on 12 training images")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["recipe"] == "folder" and config["split"] == "default" and config["normalize"] is True
+    assert config["mean"] and config["dataset"]["split_description"].startswith("stratified 70/15/15")
+    splits = json.loads((tmp_path / "run" / "splits.json").read_text())
+    assert sorted(splits["train"] + splits["val"] + splits["test"]) == sorted(
+        f"{c}/{i}.png" for c in ("blue", "red") for i in range(10)
+    )

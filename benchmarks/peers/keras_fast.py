@@ -122,9 +122,9 @@ def fast_data(data_dir: Path, limit: int | None) -> dict:
         "val": (x[val_idx], y[val_idx].astype(np.int64)),
         "test": (x_test, y_test.astype(np.int64)),
     }
-    # cnnlab's channel_stats: mean and (unbiased) std of the training pixels on the 0..1 scale, float64
+    # cnnlab's channel_stats: mean and (population) std of the training pixels on the 0..1 scale, float64
     pixels = data["train"][0].astype(np.float64) / 255.0
-    data["mean"], data["std"] = float(pixels.mean()), max(float(pixels.std(ddof=1)), 1e-6)
+    data["mean"], data["std"] = float(pixels.mean()), max(float(pixels.std()), 1 / 255)
     return data
 
 

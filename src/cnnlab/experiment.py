@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from cnnlab.config import TrainConfig
-from cnnlab.data import Dataset, load_data
+from cnnlab.data import Dataset, channel_stats, load_data
 from cnnlab.engine import EarlyStopping, History, evaluate, fit, resolve_device
 from cnnlab.engine.checkpoint import Checkpoint, CheckpointError, find_latest, load_checkpoint
 from cnnlab.engine.determinism import reproducibility
@@ -184,7 +184,7 @@ def _save(
         "std": norm.std.flatten().tolist() if norm is not None else None,
         "preprocessing": "pixels / 255 (0..1), shape (N, C, H, W); mean/std applied by the model's normalize stage",
     }
-    return save_run(
+    path = save_run(
         out,
         model,
         history,
@@ -193,6 +193,10 @@ def _save(
         results={"test": test, "params": params, "summary": summary(model, data.input_shape).as_dict()},
         overwrite=True,  # our own folder: checked (new, or the run being resumed) before training
     )
+    files = data.split_files()
+    if files is not None:  # a folder or CSV dataset: which file went to which split, in order
+        write_json(path / "splits.json", {"description": data.split_description, **files})
+    return path
 
 
 # Settings a resumed run may change: they do not change what is trained.
@@ -265,12 +269,6 @@ def _checkpoints_for(
     if ddp.is_main:
         checkpoints.check_writable()
     return checkpoints, ckpt
-
-
-def channel_stats(images) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of uint8 images (N, C, H, W) on the 0..1 scale, in float64."""
-    x = images.double().div_(255.0)
-    return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist()
 
 
 def _spec_of(model: str) -> str | None:

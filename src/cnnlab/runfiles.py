@@ -26,7 +26,6 @@ import json
 import math
 import os
 import re
-import stat
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cnnlab.engine.history import History
 from cnnlab.errors import RunFileError
+from cnnlab.userfiles import UserFileError, UserFileNotFound, check_user_file, read_user_bytes
 
 WEIGHTS = "model.safetensors"
 CHECKSUM = WEIGHTS + ".sha256"
@@ -51,32 +51,23 @@ _SHA_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *]model\.safetensors\s*$")
 def check_regular(path: Path, *, max_bytes: int) -> int:
     """The size of ``path`` if it is a regular file (after symlinks) of at most ``max_bytes``."""
     try:
-        info = os.stat(path)
-    except FileNotFoundError:
+        size = check_user_file(path, what=path.name).st_size
+    except UserFileNotFound:
         raise RunFileError(f"{path} is missing") from None
-    except OSError as exc:
-        raise RunFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise RunFileError(f"{path} is not a regular file")
-    if info.st_size > max_bytes:
-        raise RunFileError(f"{path} is {info.st_size:,} bytes, over the {max_bytes:,}-byte limit")
-    return info.st_size
+    except UserFileError as exc:
+        raise RunFileError(f"{path}: {exc.reason}") from None
+    if size > max_bytes:
+        raise RunFileError(f"{path} is {size:,} bytes, over the {max_bytes:,}-byte limit")
+    return size
 
 
 def read_bounded(path: Path, *, max_bytes: int) -> bytes:
     """The bytes of a regular file of at most ``max_bytes`` (never blocks on a FIFO, never reads more)."""
     check_regular(path, max_bytes=max_bytes)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | os.O_CLOEXEC)
-        with open(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # swapped since the check
-                raise RunFileError(f"{path} is not a regular file")
-            data = f.read(max_bytes + 1)
-    except OSError as exc:
-        raise RunFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(data) > max_bytes:
-        raise RunFileError(f"{path} is over the {max_bytes:,}-byte limit")
-    return data
+        return read_user_bytes(path, max_bytes=max_bytes, what=path.name)
+    except UserFileError as exc:  # swapped or grown since the check
+        raise RunFileError(f"{path}: {exc.reason}") from None
 
 
 def _depth(value) -> int:

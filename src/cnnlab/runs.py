@@ -9,6 +9,7 @@
       model.safetensors.sha256  their sha256 (``sha256sum`` format), checked on load
       plots/learning_curves.png
       checkpoints/       step-<N>/ folders written during training (see cnnlab.engine.checkpoint)
+      splits.json        folder and CSV datasets: the file of every image in each split, and how they were split
       nonfinite_loss.json  only when the loss became NaN/inf: step, lr, batch indices
 An existing run is never silently overwritten; `--resume auto` continues one from its checkpoints.
 Every file is validated when loaded (`cnnlab.runfiles`): a damaged config.json or weights file is one

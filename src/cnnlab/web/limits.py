@@ -22,12 +22,14 @@ import json
 import re
 from pathlib import Path
 
+from cnnlab.images import MIN_IMAGE_SIDE
+
 MAX_BODY_BYTES = 8 * 1024 * 1024
 BODY_SECONDS = 30.0
 REQUEST_SECONDS = 30.0
 CLOSE_SECONDS = 2.0  # on shutdown, how long running computations may take to finish
 MAX_PIXELS = 16_000_000
-MIN_SIDE = 8
+MIN_SIDE = MIN_IMAGE_SIDE  # one minimum for every path: the CLI's image loaders enforce the same
 ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 ALLOWED_TYPES = ("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp", "image/x-ms-bmp")
 

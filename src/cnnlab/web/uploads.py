@@ -44,13 +44,6 @@ def check_bytes(data: bytes, name: str = "upload") -> None:
         )
 
 
-def check_side(h: int, w: int, name: str = "upload") -> None:
-    if min(h, w) < limits.MIN_SIDE:
-        raise BadUpload(
-            f"{name} is {w}x{h} pixels; the smallest accepted is {limits.MIN_SIDE}x{limits.MIN_SIDE}"
-        )
-
-
 def read_image(data: bytes, *, gray: bool, name: str = "upload"):
     """Bytes of an uploaded image -> float32 (H, W) or (H, W, 3) in 0..1, or `BadUpload`."""
     from cnnlab.images import load_image
@@ -60,7 +53,6 @@ def read_image(data: bytes, *, gray: bool, name: str = "upload"):
         img = load_image(data, gray=gray, max_pixels=limits.MAX_PIXELS, name=name)
     except CnnlabError as exc:
         raise BadUpload(str(exc)) from None
-    check_side(*img.shape[:2], name)
     return img
 
 
@@ -94,7 +86,6 @@ def model_input(
             )
         except CnnlabError as exc:
             raise BadUpload(str(exc)) from None
-        check_side(*prepared.original_size)
         return run, prepared
     split, _ = registry.test_split(model_id)
     n = len(split.labels)
