@@ -99,7 +99,7 @@ class TrainConfig:
     min_steps: int = option(
         0,
         "a floor on the optimizer steps in all: on a small training split, epochs are raised until they give "
-        "this many (0: none)",
+        "this many (0: none; an explicit --epochs turns it off)",
         "training",
         recipe=True,
         low=0,

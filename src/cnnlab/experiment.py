@@ -8,6 +8,7 @@ import io
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,11 +151,10 @@ def load_config_data(config: TrainConfig, *, data_dir: str | os.PathLike | None 
 def build_model(config: TrainConfig, data: Dataset) -> torch.nn.Module:
     """The model ``config`` names, shaped for ``data``, with the training split's per-channel statistics in
     a ``normalize`` stage when ``config.normalize`` (the dataset's published ones where it has them)."""
-    mean, std = data.mean, data.std
-    if config.normalize and mean is None:
-        mean, std = channel_stats(data.train.images)
-    if not config.normalize:
-        mean = std = None
+    mean: Sequence[float] | None = None
+    std: Sequence[float] | None = None
+    if config.normalize:
+        mean, std = (data.mean, data.std) if data.mean is not None else channel_stats(data.train.images)
     return create_model(
         config.model,
         input_shape=data.input_shape,

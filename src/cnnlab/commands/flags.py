@@ -114,5 +114,7 @@ def config_from_args(args: argparse.Namespace, model: str | None):
     if model is not None:
         given["model"] = model
     given = {k: (None if table[k][0].none and v == NONE else v) for k, v in given.items()}
+    if "epochs" in given:  # epochs asked for by name are what the user gets: no floor raises them
+        given.setdefault("min_steps", 0)
     device_type = resolve_device(given.get("device", "auto")).type
     return TrainConfig.from_recipe(args.recipe, device_type=device_type, **given).validate()

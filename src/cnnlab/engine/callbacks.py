@@ -41,9 +41,11 @@ class TrainState:
     ema: Any = None  # the averaged model (torch.optim.swa_utils.AveragedModel), when EMA is on
     device: torch.device = torch.device("cpu")
     ddp: Any = None  # cnnlab.engine.distributed.Distributed
-    loss: torch.Tensor | None = None  # this step's loss, detached
-    batch_indices: torch.Tensor | None = None  # this step's training-split indices (this rank's share)
-    sums: EpochSums | None = None
+    loss: torch.Tensor = field(default_factory=lambda: torch.zeros(()))  # this step's loss, detached
+    batch_indices: torch.Tensor = field(
+        default_factory=lambda: torch.zeros(0, dtype=torch.long)
+    )  # this rank's
+    sums: EpochSums = field(default_factory=lambda: EpochSums.of(None, torch.device("cpu")))
     epoch_lr: float = 0.0  # the learning rate at the start of the epoch
     epoch_t0: float = 0.0  # perf_counter() at the start of the epoch (minus time before a resume)
     stop: Any = None  # a GracefulStop while checkpointing is on: the first SIGINT/SIGTERM received
@@ -64,6 +66,7 @@ class TrainState:
 
     def position(self, *, epoch_end: bool) -> dict:
         """Where training stands, as a checkpoint records it."""
+        where: dict[str, Any]
         if epoch_end:
             done = self.stop_training or self.epoch == self.epochs
             where = {"epoch": self.epoch + 1, "step": 0, "global_step": self.global_step, "done": done}

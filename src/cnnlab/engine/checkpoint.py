@@ -325,7 +325,7 @@ def step_of(path: Path) -> int:
 def find_latest(root: str | os.PathLike) -> tuple[Checkpoint | None, list[str]]:
     """The newest checkpoint under ``root`` that verifies and parses, and one note per newer one that
     did not (why it was passed over)."""
-    notes = []
+    notes: list[str] = []
     for d in list_checkpoints(root):
         try:
             return load_checkpoint(d), notes

@@ -58,14 +58,16 @@ class Checkpointing(Callback):
             )
 
     def _save(self, state: TrainState, *, epoch_end: bool) -> None:
+        checkpoints = self.checkpoints
+        assert checkpoints is not None  # only called when checkpointing
         sums = None if epoch_end else state.sums.as_dict()
         ranks = state.ddp.gather_json(rank_state(sums))  # every rank's RNG and running sums, on rank 0
         if state.ddp.is_main:
             position = state.position(epoch_end=epoch_end)
             weights, contents = capture(
-                **self._parts(state), position=position, ranks=ranks, meta=self.checkpoints.meta
+                **self._parts(state), position=position, ranks=ranks, meta=checkpoints.meta
             )
-            self.checkpoints.save(
+            checkpoints.save(
                 state.global_step,
                 weights,
                 contents,
@@ -92,6 +94,6 @@ class Checkpointing(Callback):
 
     def _interrupted(self, state: TrainState, signum: int, where: str) -> Interrupted:
         state.ddp.barrier()  # let rank 0 finish saving before any rank exits
-        last = self.checkpoints.last
+        last = self.checkpoints.last if self.checkpoints is not None else None
         saved = f"; saved {last}, continue with --resume auto" if last else ""
         return Interrupted(f"{signal_name(signum)}: stopped after {where}{saved}", signum)

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -42,7 +43,7 @@ class Distributed:
     world: int = 1
     local_rank: int = 0
     backend: str | None = None
-    control: object = None  # process group for small CPU messages (None: the default group)
+    control: Any = None  # process group for small CPU messages (None: the default group)
 
     @property
     def is_main(self) -> bool:

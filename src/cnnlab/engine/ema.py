@@ -3,6 +3,8 @@ the final model use the average."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -18,7 +20,9 @@ def make_ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedMo
 
     updates: int | None = None
 
-    def ema(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged) -> None:
+    def ema(
+        averaged: Sequence[torch.Tensor], current: Sequence[torch.Tensor], num_averaged: torch.Tensor | int
+    ) -> None:
         nonlocal updates
         if updates is None:  # from the saved count, so a resumed run continues the same warm-up
             updates = int(num_averaged) - 1  # AveragedModel counts its first plain copy too

@@ -136,7 +136,7 @@ class GraphedStep(TrainStep):
             self.schedule_tensor.set_lr()
             if self.capture_wanted:
                 self._try_capture(x, y)
-        if self.graph is None:
+        if self.graph is None or self.static is None:
             self.optimizer.zero_grad(set_to_none=True)
             return self._body(x, y)
         sx, sy, loss, logits = self.static

@@ -70,7 +70,7 @@ def fit(
     cfg = training_options(options)
     dev, ddp = resolve_device(device), Distributed.current()
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model.to(device=dev, memory_format=mf)
+    model.to(device=dev, memory_format=mf)  # type: ignore[call-overload]  # Module.to takes memory_format
     torch.manual_seed(cfg.seed if ddp.rank == 0 else derive_seed(cfg.seed, ddp.rank))  # dropout, per rank
     graphs = use_graphs(cfg.cuda_graphs, dev, ddp)  # fixed shapes: the last short batch is dropped
     train = DeviceBatches(
@@ -148,8 +148,12 @@ def epoch_logs(state: TrainState, num_samples: int, val, cfg: TrainConfig) -> di
     row = {"epoch": state.epoch, "loss": sums.loss_sum.item() / num_samples}
     row["accuracy"] = sums.correct.item() / num_samples
     if val is not None and len(val.labels):
-        m = evaluate(
-            state.weights, val, device=state.device, amp=cfg.amp, label_smoothing=cfg.label_smoothing
+        m = evaluate(  # the EMA average when there is one
+            state.weights or state.model,
+            val,
+            device=state.device,
+            amp=cfg.amp,
+            label_smoothing=cfg.label_smoothing,
         )
         row.update(val_loss=m["loss"], val_accuracy=m["accuracy"])
     return {**row, "lr": state.epoch_lr, "seconds": time.perf_counter() - state.epoch_t0}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from cnnlab.engine.callbacks import Callback, TrainState
 
@@ -45,8 +45,8 @@ class ProgressBar(Callback):
         self.live = live
         self.every_seconds = every_seconds
         self.every_steps = every_steps
-        self._bar = None
-        self._task = None
+        self._bar: Any = None  # a rich Progress while a live bar is shown
+        self._task: Any = None
         self._last = 0.0
 
     def on_train_begin(self, state: TrainState) -> None:
