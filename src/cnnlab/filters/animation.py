@@ -80,6 +80,38 @@ def _grid(ax, x0: float, y0: float, values, *, face=None, fmt=str, fontsize=11) 
                 ax.text(x0 + c + 0.5, y0 + r + 0.5, text, ha="center", va="center", fontsize=fontsize)
 
 
+def _title(kind: str, n, k, p, s, out) -> str:
+    label = {"conv": "kernel", "max": "max pooling", "avg": "average pooling"}[kind]
+    one = lambda v: v[0] if v[0] == v[1] else v  # noqa: E731
+    return f"{n[0]}x{n[1]} input, {k[0]}x{k[1]} {label}, padding {one(p)}, stride {one(s)} -> {out[0]}x{out[1]} output"
+
+
+def _window_value(win: np.ndarray, k, kind: str) -> tuple[float, str]:
+    """The output at one window position and the arithmetic behind it, as the caption shows it."""
+    if kind == "conv":
+        terms = [f"{a:g}×{b:g}" for a, b in zip(win.ravel(), k.ravel(), strict=True)]
+        return float((win * k).sum()), " + ".join(terms if len(terms) <= 9 else [*terms[:8], "..."])
+    if kind == "max":
+        return float(win.max()), "max(" + ", ".join(
+            "pad" if np.isinf(v) else f"{v:g}" for v in win.ravel()
+        ) + ")"
+    return float(win.mean()), "mean(" + ", ".join(f"{v:g}" for v in win.ravel()) + ")"
+
+
+def _output_cells(ax, x0: float, out_h: int, out_w: int) -> tuple[dict, dict]:
+    """The output grid's cells and their (empty) texts, filled in frame by frame."""
+    from matplotlib.patches import Rectangle
+
+    cells, texts = {}, {}
+    for y in range(out_h):
+        for z in range(out_w):
+            cells[y, z] = ax.add_patch(
+                Rectangle((x0 + z, 1.35 + y), 1, 1, facecolor="white", edgecolor="#555", lw=1)
+            )
+            texts[y, z] = ax.text(x0 + z + 0.5, 1.35 + y + 0.5, "", ha="center", va="center", fontsize=11)
+    return cells, texts
+
+
 def animate(
     input_size: int | tuple[int, int] = 5,
     kernel_size: int | tuple[int, int] = 3,
@@ -113,6 +145,7 @@ def animate(
         )
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 4, size=(n_h, n_w))
+    k = None
     if kind == "conv":
         k = _CLASSIC_3X3 if (k_h, k_w) == (3, 3) else rng.integers(-1, 3, size=(k_h, k_w))
     pad_value = -np.inf if kind == "max" else 0
@@ -121,12 +154,7 @@ def animate(
     k_x0 = wp + 1.5  # layout in cell units: padded input | kernel | output
     o_x0 = k_x0 + (k_w if kind == "conv" else 2) + 1.5
     width, height = o_x0 + out_w + 0.5, max(hp, out_h) + 2.35
-    label = {
-        "conv": f"{k_h}x{k_w} kernel",
-        "max": f"{k_h}x{k_w} max pooling",
-        "avg": f"{k_h}x{k_w} average pooling",
-    }[kind]
-    title = f"{n_h}x{n_w} input, {label}, padding {p_h if p_h == p_w else (p_h, p_w)}, stride {s_h if s_h == s_w else (s_h, s_w)} -> {out_h}x{out_w} output"
+    title = _title(kind, (n_h, n_w), (k_h, k_w), (p_h, p_w), (s_h, s_w), (out_h, out_w))
     # Draw everything static once; per frame only move the window and update texts and colours.
     fig = Figure(figsize=(width * CELL, height * CELL), dpi=DPI)
     ax = fig.add_axes((0, 0, 1, 1))
@@ -147,15 +175,7 @@ def animate(
         ax.text(k_x0 + k_w / 2, 1.05, "kernel", ha="center", fontsize=10)
     else:
         ax.text(k_x0 + 1, 1.35 + hp / 2, kind, ha="center", va="center", fontsize=14, color="#d62728")
-    out_cells, out_texts = {}, {}
-    for y in range(out_h):
-        for z in range(out_w):
-            out_cells[y, z] = ax.add_patch(
-                Rectangle((o_x0 + z, 1.35 + y), 1, 1, facecolor="white", edgecolor="#555", lw=1)
-            )
-            out_texts[y, z] = ax.text(
-                o_x0 + z + 0.5, 1.35 + y + 0.5, "", ha="center", va="center", fontsize=11
-            )
+    out_cells, out_texts = _output_cells(ax, o_x0, out_h, out_w)
     ax.text(0.5 + wp / 2, 1.05, "input (grey: padding)" if p_h or p_w else "input", ha="center", fontsize=10)
     ax.text(o_x0 + out_w / 2, 1.05, "output", ha="center", fontsize=10)
     ax.text(0.5, 0.4, title, fontsize=10, va="center")
@@ -164,17 +184,7 @@ def animate(
     frames = []
     for i in range(out_h * out_w):
         r, c = divmod(i, out_w)
-        win = xp[r * s_h : r * s_h + k_h, c * s_w : c * s_w + k_w]
-        if kind == "conv":
-            value = float((win * k).sum())
-            terms = [f"{a:g}×{b:g}" for a, b in zip(win.ravel(), k.ravel(), strict=True)]
-            expr = " + ".join(terms if len(terms) <= 9 else [*terms[:8], "..."])
-        elif kind == "max":
-            value = float(win.max())
-            expr = "max(" + ", ".join("pad" if np.isinf(v) else f"{v:g}" for v in win.ravel()) + ")"
-        else:
-            value = float(win.mean())
-            expr = "mean(" + ", ".join(f"{v:g}" for v in win.ravel()) + ")"
+        value, expr = _window_value(xp[r * s_h : r * s_h + k_h, c * s_w : c * s_w + k_w], k, kind)
         window.set_xy((0.5 + c * s_w, 1.35 + r * s_h))
         for a, b, t in weights:
             t.set_position((0.5 + c * s_w + b + 0.92, 1.35 + r * s_h + a + 0.9))

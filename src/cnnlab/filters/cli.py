@@ -75,6 +75,12 @@ def _arith_padding(text: str) -> str | tuple[int, int]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `filters`, `kernels` and `conv-arith` subcommands."""
+    _register_filters(subparsers)
+    _register_kernels(subparsers)
+    _register_conv_arith(subparsers)
+
+
+def _register_filters(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "filters",
         help="apply kernels to a photo (the tutorial's filter playground)",
@@ -154,6 +160,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(handler=_run_filters)
 
+
+def _register_kernels(subparsers: argparse._SubParsersAction) -> None:
     k = subparsers.add_parser(
         "kernels",
         help="list the named kernels with their matrices",
@@ -163,6 +171,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     k.add_argument("--json", action="store_true", help="print JSON instead of a table")
     k.set_defaults(handler=_run_kernels)
 
+
+def _register_conv_arith(subparsers: argparse._SubParsersAction) -> None:
     a = subparsers.add_parser(
         "conv-arith",
         help="output size and input positions of a convolution or pooling; optional animated GIF",
