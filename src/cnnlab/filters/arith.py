@@ -98,22 +98,6 @@ class AxisArith:
         return f"floor(({self.n} + {pads} - {span}) / {self.stride}) + 1 = {self.out}"
 
 
-def parse_size(text: str | int, what: str) -> tuple[int, int]:
-    """`5` -> (5, 5); `5x7` -> (5, 7). For command-line sizes."""
-    if isinstance(text, int):
-        return text, text
-    parts = str(text).lower().replace("*", "x").split("x")
-    try:
-        vals = [int(p) for p in parts]
-    except ValueError:
-        raise CnnlabError(f"{what} must be an integer or HxW like 5x7, got {text!r}") from None
-    if len(vals) == 1:
-        return vals[0], vals[0]
-    if len(vals) != 2:
-        raise CnnlabError(f"{what} must be an integer or HxW like 5x7, got {text!r}")
-    return vals[0], vals[1]
-
-
 def conv_arith(
     input_size: tuple[int, int],
     kernel_size: tuple[int, int],
