@@ -22,11 +22,11 @@ import torch
 from cnnlab.data.decode import IMAGE_EXTENSIONS, BadImage, decode_images
 from cnnlab.errors import CnnlabError
 
-__all__ = ["Prediction", "PredictResult", "collect_images", "predict_files"]
+__all__ = ["FilePrediction", "PredictResult", "collect_images", "predict_files"]
 
 
 @dataclass(frozen=True)
-class Prediction:
+class FilePrediction:
     """The top classes of one file, most probable first."""
 
     path: str
@@ -38,7 +38,7 @@ class Prediction:
 
 @dataclass
 class PredictResult:
-    predictions: list[Prediction]
+    predictions: list[FilePrediction]
     bad: list[BadImage]  # (path, reason): reported and skipped
     input_shape: tuple[int, int, int]
     resize: str
@@ -156,7 +156,7 @@ def predict_files(
         top_p, top_i = torch.topk(probs, k, dim=1)
         for f, ps, idx in zip(good, top_p.tolist(), top_i.tolist(), strict=True):
             result.predictions.append(
-                Prediction(f, [(classes[i], float(p)) for i, p in zip(idx, ps, strict=True)])
+                FilePrediction(f, [(classes[i], float(p)) for i, p in zip(idx, ps, strict=True)])
             )
     if not result.predictions:
         shown = "; ".join(f"{p}: {r}" for p, r in result.bad[:3])
