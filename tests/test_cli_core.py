@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -209,3 +210,56 @@ def test_eval_repeats_the_runs_own_test_time_views_and_autocast(run_cli, tmp_pat
     assert (evaluated["accuracy"], evaluated["loss"]) == pytest.approx(
         (trained["test_accuracy"], trained["test_loss"]), abs=1e-4
     )
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny, tmp_path_factory):
+    """A run folder trained for one epoch on the generated dataset."""
+    out = tmp_path_factory.mktemp("runs") / "mlp"
+    cfg = cl.TrainConfig(model="mlp", epochs=1, batch_size=50, device="cpu")
+    cl.train(cfg, out=out, data=tiny, progress=False)
+    return out
+
+
+def _image(path):
+    from PIL import Image
+
+    Image.new("L", (28, 28), 128).save(path)
+    return path
+
+
+@pytest.mark.parametrize("where", ["a_file", "read_only/sub", "/proc/nowhere"])
+def test_explain_out_that_cannot_be_written_is_one_line(run_cli, tiny_run, tmp_path, where):
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "read_only").mkdir()
+    (tmp_path / "read_only").chmod(0o500)
+    out = where if where.startswith("/") else tmp_path / where
+    try:
+        code, _, err = run_cli("explain", tiny_run, _image(tmp_path / "x.png"), "--out", out)
+    finally:
+        (tmp_path / "read_only").chmod(0o700)
+    if os.geteuid() == 0 and where.startswith("read_only"):
+        assert code == 0  # root writes anywhere: nothing to refuse
+        return
+    assert code == 1 and "Cannot write the report to" in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if "error" in line]) == 1
+
+
+def test_a_full_disk_while_writing_is_one_line(run_cli, tiny_run, tmp_path, monkeypatch):
+    import errno
+
+    import cnnlab.explain.files as files
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "x.png"))
+
+    monkeypatch.setattr(files, "write_atomic", full, raising=False)
+    monkeypatch.setattr(files, "image_report", full)
+    code, _, err = run_cli("explain", tiny_run, _image(tmp_path / "x.png"), "--out", tmp_path / "out")
+    assert code == 1 and "No space left on device" in err and "Traceback" not in err
+
+
+def test_summary_of_a_huge_spec_at_a_huge_size_allocates_nothing(run_cli):
+    code, out, err = run_cli("summary", "conv512-conv512-dense64", "--image-size", "2048")
+    assert code == 0, err
+    assert "(None, 512, 2046, 2046)" in out or "(None, 512, 2044, 2044)" in out

@@ -56,6 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CnnlabError as exc:
         print(f"cnnlab {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except (
+        OSError
+    ) as exc:  # a file system refusing a write (full disk, read-only, a file where a folder goes)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"cnnlab {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"cnnlab {args.command}: interrupted", file=sys.stderr)
         return 130

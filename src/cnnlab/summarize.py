@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 
 @dataclass
@@ -87,6 +88,11 @@ def _layer_flops(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int
     return 0
 
 
+def _under(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of ``tensors`` whose names start with ``prefix``, with the prefix dropped."""
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 def summary(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) -> Summary:
     """Summarise ``model`` (an ``nn.Sequential`` of named stages) for images of ``input_shape`` (C, H, W).
 
@@ -108,14 +114,19 @@ def summary(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) -> Sum
                     )
                 )
     was_training = model.training
-    param = next(model.parameters(), None)
-    x = torch.zeros(1, *input_shape, device=param.device if param is not None else "cpu")
+    # shapes and FLOPs come from a forward pass on the meta device: no activation is ever allocated, so a
+    # summary of a huge layer spec at a huge image size costs nothing (its real activations could not fit)
+    meta = {
+        k: torch.empty_like(v, device="meta") for k, v in [*model.named_parameters(), *model.named_buffers()]
+    }
+    x = torch.zeros(1, *input_shape, device="meta")
     rows = []
     model.eval()
     try:
         with torch.no_grad():
             for i, (name, stage) in enumerate(stages):
-                x = stage(x)
+                prefix = f"{name}." if stages[0][0] != "model" else ""
+                x = functional_call(stage, _under(meta, prefix), (x,))
                 rows.append(
                     StageRow(
                         name,

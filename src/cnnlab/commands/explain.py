@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from cnnlab.commands.args import INVERT, add_invert, port, positive_int
@@ -17,6 +18,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     run = load_run(args.run)
     out = Path(args.out) if args.out else run.path / "plots" / "explain"
+    _check_writable(out)  # before any work: a report that cannot be written is one line, now
     name = str(run.config.get("model", "model"))
     if args.layer is not None:  # fail before any work on a layer that is not there
         from cnnlab.explain.stages import find_stage
@@ -67,6 +69,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
         where = f" Grad-CAM on {rep.gradcam.layer};" if rep.gradcam else ""
         print(f"{len(rep.files)} files in {rep.folder} ({len(rep.acts.layers)} stages;{where} saliency)")
     return 0
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CnnlabError(
+            f"Cannot write the report to {out}: {exc.strerror or exc}; choose another --out"
+        ) from None
+    if not os.access(out, os.W_OK):
+        raise CnnlabError(f"Cannot write the report to {out}: permission denied; choose another --out")
 
 
 def _topk_table(title: str, top, image) -> None:
