@@ -1,5 +1,10 @@
-"""Models: a registry of named architectures and a layer-spec parser for your own."""
+"""Models: a registry of named architectures and a layer-spec parser for your own.
 
+Importing this package imports the catalogue (``zoo``), which registers the built-in models; the
+registry module itself is only the mechanism, so there is no import cycle.
+"""
+
+from cnnlab.models import zoo as _zoo  # noqa: F401  (the catalogue: registers the built-in models)
 from cnnlab.models.registry import (
     ModelInfo,
     count_params,

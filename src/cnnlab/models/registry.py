@@ -2,6 +2,9 @@
 
 Every model is an ``nn.Sequential`` of named stages taking pixels in 0..1, shape (B, C, H, W), and
 returning logits (B, num_classes). Input shape and class count come from the dataset.
+
+This module is only the mechanism; the built-in models are registered by the catalogue (``zoo.py``), which
+``cnnlab.models`` imports, so the registry never imports the modules that fill it.
 """
 
 from __future__ import annotations
@@ -63,12 +66,10 @@ def register_spec(name: str, spec: str, description: str) -> None:
 
 def list_models() -> list[ModelInfo]:
     """All registered models, in registration order."""
-    _load_zoo()
     return list(_REGISTRY.values())
 
 
 def is_registered(name: str) -> bool:
-    _load_zoo()
     return name in _REGISTRY
 
 
@@ -108,7 +109,6 @@ def create_model(
 def _create(
     name_or_spec: str, input_shape: tuple[int, int, int], num_classes: int, seed: int | None
 ) -> nn.Sequential:
-    _load_zoo()
     c, h, w = input_shape
     if seed is not None:
         torch.manual_seed(seed)
@@ -140,7 +140,3 @@ def _create(
 def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:
     """Number of parameters (all, or only those with ``requires_grad``)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def _load_zoo() -> None:
-    import cnnlab.models.zoo  # noqa: F401  (registers the built-in models on first use)
