@@ -177,3 +177,13 @@ def test_the_registry_is_full_whatever_module_is_imported_first():
     code = "from cnnlab.models.registry import list_models; print(','.join(m.name for m in list_models()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == ",".join(ALL)
+
+
+def test_list_models_can_name_the_timm_family_without_listing_it():
+    assert all(not m.family and ":" not in m.name for m in list_models())  # every name here builds
+    extra = list_models(families=True)
+    assert [m.name for m in extra[:-1]] == ALL
+    family = extra[-1]
+    assert family.name == "timm:NAME" and family.family and "timm:resnet18" in family.description
+    with pytest.raises(CnnlabError, match="timm:NAME stands for any timm backbone"):
+        cl.create_model("timm:NAME")
