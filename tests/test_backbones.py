@@ -77,6 +77,28 @@ def test_backbone_is_named_stages_computing_what_timm_computes(arch):
     assert all(p.grad is not None for p in model.parameters())
 
 
+@pytest.mark.slow  # a ViT at 224 px
+def test_a_backbone_that_is_not_a_chain_gets_features_pool_output(tmp_path):
+    shape = (3, 224, 224)
+    vit = create_model("timm:vit_tiny_patch16_224", input_shape=shape, num_classes=3, seed=4).eval()
+    assert [n for n, _ in vit.named_children()] == ["normalize", "features", "pool", "output"]
+    x = _x(1, shape)
+    with torch.no_grad():
+        assert torch.allclose(
+            vit(x),
+            _timm_net("vit_tiny_patch16_224", 4, num_classes=3)(_norm(x, "vit_tiny_patch16_224")),
+            atol=1e-5,
+        )
+    save_file(
+        vit.state_dict(), tmp_path / "vit.safetensors"
+    )  # each tensor once (safetensors refuses shared ones)
+    again = create_model(
+        "timm:vit_tiny_patch16_224", input_shape=shape, num_classes=3, pretrained=tmp_path / "vit.safetensors"
+    )
+    with torch.no_grad():
+        assert torch.equal(again.eval()(x), vit(x))
+
+
 def test_param_groups_split_the_new_classifier_from_the_backbone():
     model = create_model("timm:resnet18", input_shape=SHAPE, num_classes=5)
     groups = param_groups(model)
@@ -208,6 +230,7 @@ def test_pretrained_true_reads_the_hugging_face_cache_and_says_what_to_do_offlin
             "--pretrained needs a pretrained backbone, --model timm:NAME",
         ),
         ("conv8-dense4", {"pretrained": "w.safetensors"}, UsageError, "is trained from scratch"),
+        ("timm:vit_tiny_patch16_224", {}, CnnlabError, "trained at 224x224: try --image-size 224"),
     ],
 )
 def test_bad_backbone_requests_get_one_clear_error(name, kwargs, error, message):

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.models.pretrained import Pretrained, load_weights, pretrained_file
+from cnnlab.models.pretrained import Pretrained, load_weights, pretrained_file, timm_names
 from cnnlab.models.timm_config import backbone_config
 from cnnlab.models.timm_import import import_timm
 
@@ -38,23 +38,29 @@ def create_backbone(
         net = timm.create_model(cfg.name, pretrained=False, num_classes=num_classes, in_chans=c)
     except (TypeError, ValueError, RuntimeError, AssertionError) as exc:
         raise CnnlabError(f"timm cannot build {name!r} for input {c}x{h}x{w}: {exc}") from None
-    model = _as_stages(net, name, input_shape)
+    names = timm_names(net)  # before the classifier may move out of ``net``
+    model = _as_stages(net, name, input_shape, preferred=cfg.input_size[1])
     if pretrained is True:
         pretrained = str(pretrained_file(cfg))
     if pretrained:
-        load_weights(net, model, pretrained, cfg=cfg, in_chans=c)
+        load_weights(model, pretrained, names=names, cfg=cfg, in_chans=c)
     return model.train()
 
 
-def _as_stages(net: nn.Module, name: str, input_shape: tuple[int, int, int]) -> nn.Sequential:
+def _as_stages(
+    net: nn.Module, name: str, input_shape: tuple[int, int, int], *, preferred: int
+) -> nn.Sequential:
     """``net`` as named stages whose chain computes what ``net`` does (checked on one probe image)."""
     probe = torch.rand(1, *input_shape, generator=torch.Generator().manual_seed(0))
     net.eval()
     try:
         with torch.no_grad():
             expected = net(probe)
-    except RuntimeError as exc:  # an input too small for the network's downsampling
-        raise CnnlabError(f"Model {name!r} cannot take input of shape {tuple(input_shape)}: {exc}") from None
+    except (RuntimeError, AssertionError, ValueError) as exc:  # too small, or not the fixed size it needs
+        raise CnnlabError(
+            f"Model {name!r} cannot take input of shape {tuple(input_shape)} ({exc}); its weights were "
+            f"trained at {preferred}x{preferred}: try --image-size {preferred}"
+        ) from None
     for wrap in (_chain_of_children, _features_pool_head):  # in this order: the second changes ``net``
         stages = wrap(net)
         if stages is not None and _computes(stages, probe, expected):

@@ -54,40 +54,45 @@ def pretrained_file(cfg: BackboneConfig) -> Path:
     )
 
 
+def timm_names(net: nn.Module) -> dict[int, str]:
+    """timm's name of each tensor of ``net``, by identity (taken before the network becomes stages)."""
+    return {id(t): k for k, t in net.state_dict(keep_vars=True).items()}
+
+
 def load_weights(
-    net: nn.Module, model: nn.Sequential, path: str | os.PathLike, *, cfg: BackboneConfig, in_chans: int
+    model: nn.Sequential,
+    path: str | os.PathLike,
+    *,
+    names: dict[int, str],
+    cfg: BackboneConfig,
+    in_chans: int,
 ) -> None:
-    """Load the safetensors file at ``path`` into ``net`` (timm's network, whose modules ``model``, its
-    stages, shares). Every tensor must fit, except the classifier's, which is skipped when it does not."""
+    """Load the safetensors file at ``path`` into ``model`` (a backbone's stages; ``names`` from
+    `timm_names`). Every tensor must fit, except the classifier's, which is skipped when it does not."""
     state = _read(Path(path))
-    own = net.state_dict(keep_vars=True)
-    # cnnlab's stage names for the same tensors (a cnnlab run's weights file uses them)
-    by_identity = {id(t): k for k, t in own.items()}
-    aliases = {
-        k: by_identity[id(t)] for k, t in model.state_dict(keep_vars=True).items() if id(t) in by_identity
-    }
-    classifier = {k for k in own if cfg.classifier and k.startswith(cfg.classifier + ".")}
-    classifier |= (
-        {by_identity[id(p)] for p in model.output.parameters()} if hasattr(model, "output") else set()
-    )
+    own = model.state_dict(keep_vars=True)  # cnnlab's stage names (a cnnlab run's weights file uses them)
+    from_timm = {names[id(t)]: k for k, t in own.items() if id(t) in names}  # timm's (a hub file's)
+    to_timm = {v: k for k, v in from_timm.items()}
+    classifier = {k for k in own if k.startswith("output.")}
+    first_conv = from_timm.get(f"{cfg.first_conv}.weight")
     loaded: dict[str, torch.Tensor] = {}
     unexpected: list[str] = []
     misfit: dict[str, str] = {}
     for key, tensor in state.items():
         if key.startswith("normalize."):  # a cnnlab run's normalisation: set from the config, not here
             continue
-        name = key if key in own else aliases.get(key)
+        name = key if key in own else from_timm.get(key)
         if name is None:
             unexpected.append(key)
             continue
         want = own[name].shape
-        if name == f"{cfg.first_conv}.weight" and tensor.ndim == 4 and tensor.shape[1] != want[1]:
+        if name == first_conv and tensor.ndim == 4 and tensor.shape[1] != want[1]:
             tensor = _adapt_input_conv(tensor, in_chans)
         if tensor.shape == want:
             loaded[name] = tensor
         elif name not in classifier:  # a new classifier for other classes is expected; nothing else is
             misfit[name] = f"{key} is {tuple(tensor.shape)} in the file, {tuple(want)} in the model"
-    missing = [k for k in own if k not in loaded and k not in classifier and k not in misfit]
+    missing = [to_timm.get(k, k) for k in own if k not in loaded and k not in classifier and k not in misfit]
     _check(Path(path), cfg, list(misfit.values()), missing, unexpected)
     with torch.no_grad():
         for name, tensor in loaded.items():
