@@ -27,7 +27,8 @@ except CnnlabError:
         raise
     pytest.skip("timm is not installed (pip install 'cnnlab[timm]')", allow_module_level=True)
 
-BACKBONES = ["resnet18", "mobilenetv3_small_100", "efficientnet_b0"]
+# efficientnet_b0 is the slowest to build and run: it runs with the slow tests
+BACKBONES = ["resnet18", "mobilenetv3_small_100", pytest.param("efficientnet_b0", marks=pytest.mark.slow)]
 SHAPE = (3, 64, 64)
 
 
@@ -259,7 +260,7 @@ def test_explain_sees_every_stage_of_a_backbone():
     assert cam.values.shape == (64, 64) and cam.layer in names
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "mobilenetv3_small_100"])
+@pytest.mark.parametrize("arch", ["resnet18", pytest.param("mobilenetv3_small_100", marks=pytest.mark.slow)])
 def test_onnx_export_matches_pytorch(arch, tmp_path):
     from cnnlab.export import _export_onnx, parity
 
