@@ -155,3 +155,35 @@ def test_invalid_specs_say_what_is_allowed(spec, message):
 def test_unknown_model_lists_available():
     with pytest.raises(CnnlabError, match=r"Unknown model 'cnn5'. Available: mlp, cnn1, cnn2, cnn4"):
         cl.create_model("cnn5")
+
+
+@pytest.mark.parametrize("info", [m for m in list_models() if m.spec], ids=lambda m: m.name)
+def test_a_spec_and_its_registered_name_build_the_same_stages(info):
+    """With the same mean/std, a registered spec model and its spec string are the same network: the
+    same stage names and kinds (a ``normalize`` stage first for both) and, from one seed, the same weights."""
+    kwargs = dict(input_shape=(3, 32, 32), num_classes=5, seed=3, mean=[0.5, 0.4, 0.3], std=[0.2, 0.2, 0.25])
+    by_name, by_spec = cl.create_model(info.name, **kwargs), cl.create_model(info.spec, **kwargs)
+    kinds = [(n, type(m)) for n, m in by_name.named_children()]
+    assert kinds == [(n, type(m)) for n, m in by_spec.named_children()]
+    assert kinds[0][0] == "normalize"
+    a, b = by_name.state_dict(), by_spec.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_registry_is_full_whatever_module_is_imported_first():
+    import subprocess
+    import sys
+
+    code = "from cnnlab.models.registry import list_models; print(','.join(m.name for m in list_models()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == ",".join(ALL)
+
+
+def test_list_models_can_name_the_timm_family_without_listing_it():
+    assert all(not m.family and ":" not in m.name for m in list_models())  # every name here builds
+    extra = list_models(families=True)
+    assert [m.name for m in extra[:-1]] == ALL
+    family = extra[-1]
+    assert family.name == "timm:NAME" and family.family and "timm:resnet18" in family.description
+    with pytest.raises(CnnlabError, match="timm:NAME stands for any timm backbone"):
+        cl.create_model("timm:NAME")

@@ -2,6 +2,9 @@
 
 Every model is an ``nn.Sequential`` of named stages taking pixels in 0..1, shape (B, C, H, W), and
 returning logits (B, num_classes). Input shape and class count come from the dataset.
+
+This module is only the mechanism; the built-in models are registered by the catalogue (``zoo.py``), which
+``cnnlab.models`` imports, so the registry never imports the modules that fill it.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, NotFoundError, UsageError
+from cnnlab.models.backbones import create_backbone
 from cnnlab.models.normalize import with_normalization
+from cnnlab.models.pretrained import Pretrained
 from cnnlab.models.spec import build_from_spec, parse_spec
+from cnnlab.models.timm_config import FAMILY, FAMILY_DESCRIPTION, backbone_config, is_backbone
 
 Builder = Callable[[tuple[int, int, int], int], nn.Sequential]
 
@@ -26,6 +32,7 @@ class ModelInfo:
     builder: Builder
     spec: str | None = None  # the layer spec, for models that are one
     min_size: int = 1  # smallest input height/width the architecture accepts (checked with a clear message)
+    family: bool = False  # stands for many models (timm:NAME): listed, never built by this name
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -61,14 +68,25 @@ def register_spec(name: str, spec: str, description: str) -> None:
     )
 
 
-def list_models() -> list[ModelInfo]:
-    """All registered models, in registration order."""
-    _load_zoo()
-    return list(_REGISTRY.values())
+def list_models(*, families: bool = False) -> list[ModelInfo]:
+    """All registered models, in registration order; with ``families``, then one entry for the timm
+    backbones (``timm:NAME``, ``family=True``: a pattern to fill in, not a name to build).
+
+    Example:
+        >>> [m.name for m in list_models(families=True)][-3:]
+        ['resnet_s', 'resnet_w', 'timm:NAME']
+    """
+    infos = list(_REGISTRY.values())
+    if families:
+        infos.append(ModelInfo(FAMILY, FAMILY_DESCRIPTION, _family_builder, family=True))
+    return infos
+
+
+def _family_builder(input_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
+    return create_backbone(FAMILY, input_shape=input_shape, num_classes=num_classes)  # says: name one
 
 
 def is_registered(name: str) -> bool:
-    _load_zoo()
     return name in _REGISTRY
 
 
@@ -80,22 +98,42 @@ def create_model(
     seed: int | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    pretrained: Pretrained = None,
 ) -> nn.Sequential:
-    """Create a registered model by name, or build one from a layer spec.
+    """Create a registered model by name, a timm backbone, or a model from a layer spec.
 
     Args:
-        name_or_spec: ``"cnn2"`` or a spec such as ``"conv64-pool-drop.25-dense128"``.
+        name_or_spec: ``"cnn2"``, a timm backbone ``"timm:resnet18"`` (needs ``cnnlab[timm]``), or a spec
+            such as ``"conv64-pool-drop.25-dense128"``.
         input_shape: (channels, height, width) of the images, from the dataset.
-        num_classes: number of classes, from the dataset.
+        num_classes: number of classes, from the dataset (a timm backbone gets a new classifier).
         seed: if given, the weights are initialised from this seed (same seed, same weights).
-        mean, std: per-channel normalisation; when given, a ``normalize`` stage comes first.
+        mean, std: per-channel normalisation; when given, a ``normalize`` stage comes first. A timm
+            backbone always has one: the normalisation its weights were trained with, unless given.
+        pretrained: timm backbones only: ``True`` for its ImageNet weights (from the Hugging Face cache,
+            downloaded when online), or the path of a local safetensors file; the classifier is new.
 
     Example:
         >>> m = create_model("cnn2")
         >>> sum(p.numel() for p in m.parameters())
         485514
     """
-    model = _create(name_or_spec, tuple(input_shape), num_classes, seed)
+    input_shape = tuple(input_shape)
+    if is_backbone(name_or_spec):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = create_backbone(
+            name_or_spec, input_shape=input_shape, num_classes=num_classes, pretrained=pretrained
+        )
+        if mean is None or std is None:
+            mean, std = backbone_config(name_or_spec).mean_std(input_shape[0])
+    elif pretrained is not None and pretrained is not False:
+        raise UsageError(
+            f"--pretrained needs a pretrained backbone, --model timm:NAME (e.g. timm:resnet18); "
+            f"{name_or_spec!r} is trained from scratch"
+        )
+    else:
+        model = _create(name_or_spec, input_shape, num_classes, seed)
     if mean is not None and std is not None:
         if len(mean) != input_shape[0] or len(std) != input_shape[0]:
             raise CnnlabError(
@@ -108,7 +146,6 @@ def create_model(
 def _create(
     name_or_spec: str, input_shape: tuple[int, int, int], num_classes: int, seed: int | None
 ) -> nn.Sequential:
-    _load_zoo()
     c, h, w = input_shape
     if seed is not None:
         torch.manual_seed(seed)
@@ -131,8 +168,9 @@ def _create(
             if "unknown token" not in str(exc):
                 raise
             available = ", ".join(_REGISTRY)
-            raise CnnlabError(
-                f"Unknown model {name_or_spec!r}. Available: {available}; or a layer spec such as 'conv32-pool-dense64'"
+            raise NotFoundError(
+                f"Unknown model {name_or_spec!r}. Available: {available}; {FAMILY} for a timm backbone; "
+                "or a layer spec such as 'conv32-pool-dense64'"
             ) from None
     return build_from_spec(name_or_spec, input_shape=tuple(input_shape), num_classes=num_classes)
 
@@ -140,7 +178,3 @@ def _create(
 def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:
     """Number of parameters (all, or only those with ``requires_grad``)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def _load_zoo() -> None:
-    import cnnlab.models.zoo  # noqa: F401  (registers the built-in models on first use)

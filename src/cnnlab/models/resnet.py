@@ -4,6 +4,8 @@ block is one stage, so summaries, feature maps and the explainer treat it like a
 Why these designs: Fashion-MNIST is 28x28, so three resolutions (28, 14, 7) suffice; BatchNorm lets the
 one-cycle schedule use large learning rates; a global-average-pool head keeps the classifier tiny and
 makes the net indifferent to the input size (CIFAR-10's 32x32 works unchanged).
+
+The builders are registered (as ``resnet_s`` and ``resnet_w``) by the catalogue, ``zoo.py``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import torch
 from torch import nn
 
 from cnnlab.models.layers import Dropout, Flatten
-from cnnlab.models.registry import register_model
 
 
 def conv_bn(c_in: int, c_out: int, k: int = 3, stride: int = 1) -> nn.Sequential:
@@ -66,19 +67,11 @@ def _resnet(input_shape, num_classes, widths: tuple[int, int, int], drop: float)
     return nn.Sequential(stages)
 
 
-@register_model(
-    "resnet_s",
-    description="Small residual net (stem 24, blocks 32/64/128, BN, GAP): the fast recipe's model",
-    min_size=8,
-)
-def resnet_s(input_shape, num_classes) -> nn.Sequential:
+def resnet_s(input_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
+    """Stem 24, blocks 32/64/128: the fast recipe's model."""
     return _resnet(input_shape, num_classes, (24, 32, 64), drop=0.1)
 
 
-@register_model(
-    "resnet_w",
-    description="Wide residual net (stem 64, blocks 96/192/384, BN, GAP): the best recipe's model",
-    min_size=8,
-)
-def resnet_w(input_shape, num_classes) -> nn.Sequential:
+def resnet_w(input_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
+    """Stem 64, blocks 96/192/384: the best recipe's model."""
     return _resnet(input_shape, num_classes, (64, 96, 192), drop=0.2)

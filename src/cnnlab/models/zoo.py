@@ -1,10 +1,16 @@
-"""Built-in models. The tutorial's four are layer specs, so their structure reads as in the post's table:
-3x3 'valid' convolutions, ReLU, 2x2 max pooling, dropout 0.25, Dense 128, logits. The residual nets for
-the fast and best recipes live in resnet.py."""
+"""The catalogue of built-in models: it imports the registry (the mechanism) and the builders, and
+registers each under its name. ``cnnlab.models`` imports this module, so the registry is full whenever
+the package is imported, and no builder module needs to know the registry (no import cycle).
+
+The tutorial's four are layer specs, so their structure reads as in the post's table: 3x3 'valid'
+convolutions, ReLU, 2x2 max pooling, dropout 0.25, Dense 128, logits. The residual nets for the fast and
+best recipes are built in resnet.py. Registration order is the order `list_models()` shows.
+"""
 
 from __future__ import annotations
 
-from cnnlab.models.registry import register_spec
+from cnnlab.models.registry import register_model, register_spec
+from cnnlab.models.resnet import resnet_s, resnet_w
 
 register_spec(
     "mlp", "flatten-dense128", "Tutorial MLP: Flatten, Dense 128, Dense 10 (101,770 params on 28x28x1)"
@@ -29,5 +35,13 @@ register_spec(
     "conv32-bn-pool-conv64-bn-pool-dense128-drop.2",
     "Small BN CNN for the fast recipe on CPU: 91% of Fashion-MNIST in a few epochs",
 )
-
-import cnnlab.models.resnet  # noqa: E402, F401  (registers resnet_s, resnet_w after the tutorial's four)
+register_model(
+    "resnet_s",
+    description="Small residual net (stem 24, blocks 32/64/128, BN, GAP): the fast recipe's model",
+    min_size=8,
+)(resnet_s)
+register_model(
+    "resnet_w",
+    description="Wide residual net (stem 64, blocks 96/192/384, BN, GAP): the best recipe's model",
+    min_size=8,
+)(resnet_w)
