@@ -1,6 +1,6 @@
 // The explainer page: pick a model and an image, see every stage, open any stage to see how it computes.
 
-import { decodeTensor, getJSON, postForm } from "./api.js";
+import { decodeLayers, decodeTensor, getJSON, postForm } from "./api.js";
 import { drawHeat, drawRGB, drawMap, layerScale } from "./colors.js";
 import { cancelDetail, openDetail } from "./detail.js";
 import { drawLinks, highlightLinks, renderNetwork } from "./network.js";
@@ -131,7 +131,7 @@ function render(doc) {
   state.doc = doc;
   delete document.body.dataset.pending;
   $("error").hidden = true;
-  state.layers = doc.layers.map((l) => ({ ...l, data: decodeTensor(l.values) }));
+  state.layers = decodeLayers(doc);
   if (doc.input.source.startsWith("test:") && (!state.source || state.source.kind === "test")) {
     state.source = { kind: "test", index: Number(doc.input.source.slice(5)) };
   }

@@ -161,9 +161,18 @@ async function convDetail(box, ctx, layer, channel) {
       grid(prods, kh, kw, { title: `sum ${fmt(per[sel], 4)}` }),
     );
     sumLine.replaceChildren();
-    const ok = Math.abs(total - model) <= 1e-4 * Math.max(1, Math.abs(model));
+    // the inputs and the output travel with a stated precision (8-bit per map, errors uniform within half
+    // a step): the sum may differ from the shown output by the output's error plus 4 standard deviations
+    // of the summed input rounding (sqrt(sum (w * e)^2 / 3))
+    let variance = 0;
+    chans.forEach((c, k) => {
+      for (let i = 0; i < kh * kw; i++) variance += (W[k * kh * kw + i] * inp.errors[c]) ** 2 / 3;
+    });
+    const bound = layer.errors[channel] + 4 * Math.sqrt(variance) + 1e-4 * Math.max(1, Math.abs(model));
+    const ok = Math.abs(total - model) <= bound;
     sumLine.dataset.total = String(total);
     sumLine.dataset.output = String(model);
+    sumLine.dataset.bound = String(bound);
     sumLine.append(
       el("span", "", `(${y}, ${x}):  Σ over ${cinPer} channel${cinPer > 1 ? "s" : ""} = ${fmt(total - bias, 4)}`),
       el("span", "", ` + bias ${fmt(bias, 4)} = `),
