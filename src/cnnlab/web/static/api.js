@@ -47,13 +47,18 @@ export function decodeTensor(t) {
 
 // The stated precision of each slice of the first axis (half its uint8 step; 0 where exact).
 function sliceErrors(t, shape) {
-  const n = shape.length > 1 ? shape[0] : 1;
-  if (!t || t.dtype !== "uint8") return new Float32Array(n);
-  return Float32Array.from(t.scale.length === n ? t.scale : Array(n).fill(Math.max(...t.scale)), (s) => s / 2);
+  if (!t || t.dtype !== "uint8") return new Float32Array(shape.length > 1 ? shape[0] : 1);
+  return Float32Array.from(t.scale, (s) => s / 2);
+}
+
+// The stated precision of value i of a decoded layer.
+export function errorAt(layer, i) {
+  return layer.errors[Math.floor(i / layer.errPer)];
 }
 
 // Every layer of a document with its values decoded: `data` (Float32Array), `maxError` (the stated
-// largest distance from PyTorch's float32: 0 where exact) and `errors` (the same per channel). A derived
+// largest distance from PyTorch's float32: 0 where exact) and `errors` (the same per slice of `errPer`
+// values: per channel of a stage of maps, whatever shape a derived stage gives them). A derived
 // layer is recomputed from its source (identity: the same array; relu: max(x, 0)), as
 // cnnlab.explain.schema.decode_layers does.
 export function decodeLayers(doc) {
@@ -66,14 +71,14 @@ export function decodeLayers(doc) {
     if (l.derived) {
       const src = byName.get(l.derived.source);
       maxError = src.maxError;
-      errors = src.errors.length === (l.shape.length > 1 ? l.shape[0] : 1) ? src.errors : Float32Array.of(maxError);
+      errors = src.errors; // the same flat layout: slice k covers values [k * per, (k + 1) * per)
       data = l.derived.op === "relu" ? src.data.map((v) => (v > 0 ? v : 0)) : src.data;
     } else {
       data = decodeTensor(l.values);
       maxError = l.values ? l.values.max_error || 0 : 0;
       errors = sliceErrors(l.values, l.shape);
     }
-    const layer = { ...l, data, maxError, errors };
+    const layer = { ...l, data, maxError, errors, errPer: data ? data.length / errors.length : 1 };
     byName.set(l.name, layer);
     out.push(layer);
   }
