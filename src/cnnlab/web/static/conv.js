@@ -4,7 +4,7 @@
 import { colorOf, cssColor, fmt, layerScale, legend } from "./colors.js";
 import { plural, t } from "./i18n.js";
 import { barCell } from "./dense.js";
-import { bigMap, el, numberGrid, readout, startPos } from "./maps.js";
+import { bigMap, el, headCell, numberGrid, readout, startPos } from "./maps.js";
 
 const SPEEDS = { slow: 900, normal: 400, fast: 120 };
 
@@ -112,7 +112,7 @@ export async function convDetail(box, ctx, layer, channel) {
   const tableWrap = el("div", "ch-table-wrap");
   const table = el("table", "ch-table");
   const thead = el("tr");
-  for (const h of [t("conv.col.channel"), t("conv.col.triple"), t("conv.col.partial"), "", t("conv.col.running")]) thead.append(el("th", "", h));
+  for (const h of [t("conv.col.channel"), t("conv.col.triple"), t("conv.col.partial"), null, t("conv.col.running")]) thead.append(headCell(h));
   table.append(thead);
   const rows = chans.map((c, k) => {
     const tr = el("tr");

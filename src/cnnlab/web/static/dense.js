@@ -3,7 +3,7 @@
 // logits, whose own sources are the output layer's top contributions.
 import { colorOf, cssColor, fmt, layerScale, legend } from "./colors.js";
 import { plural, t } from "./i18n.js";
-import { drawChannel, el, readout } from "./maps.js";
+import { drawChannel, el, headCell, readout } from "./maps.js";
 
 const TOP = 10;
 
@@ -116,7 +116,7 @@ function contributions(ctx, layer, unit, weights, bias) {
   const table = el("table", "contrib-table");
   table.append(el("caption", "", t("dense.caption", { n: TOP, of: n, name: layer.name, unit })));
   const head = el("tr");
-  for (const h of [t("dense.col.input"), t("dense.col.from"), t("dense.col.x"), t("dense.col.w"), t("dense.col.wx"), ""]) head.append(el("th", "", h));
+  for (const h of [t("dense.col.input"), t("dense.col.from"), t("dense.col.x"), t("dense.col.w"), t("dense.col.wx"), null]) head.append(headCell(h));
   table.append(head);
   for (const i of top) {
     const tr = el("tr");
@@ -232,7 +232,7 @@ export async function softmaxDetail(box, ctx, layer, cls) {
   const table = el("table", "softmax");
   table.append(el("caption", "sr-only", t("softmax.caption")));
   const head = el("tr");
-  for (const h of [t("softmax.class"), t("softmax.logit"), t("softmax.exp"), t("softmax.p"), ""]) head.append(el("th", "", h));
+  for (const h of [t("softmax.class"), t("softmax.logit"), t("softmax.exp"), t("softmax.p"), null]) head.append(headCell(h));
   table.append(head);
   const sources = el("div", "sources");
   const output = ctx.layers[ctx.layers.length - 2];

@@ -205,3 +205,12 @@ export function startPos(ctx, layer, channel) {
   if (p && layer.shape.length === 3 && p[0] < layer.shape[1] && p[1] < layer.shape[2]) return p;
   return maxPosition(layer, channel);
 }
+
+// A table heading; null: the column of bars, named for screen readers only.
+export function headCell(text) {
+  const th = el("th");
+  th.scope = "col";
+  if (text === null) th.append(el("span", "sr-only", t("table.bars")));
+  else th.textContent = text;
+  return th;
+}

@@ -13,7 +13,7 @@ function mapButton(layer, channel, label) {
   b.type = "button";
   b.dataset.layer = layer.name;
   b.dataset.channel = channel === null ? "" : String(channel);
-  b.setAttribute("aria-label", label);
+  if (label) b.setAttribute("aria-label", label);
   b.tabIndex = -1;
   return b;
 }
@@ -27,10 +27,10 @@ function column(layer, state, { perStage, onSelect, onAll, onClass }) {
   head.type = "button";
   head.tabIndex = -1;
   head.dataset.layer = layer.name;
-  head.append(el("b", "", layer.name), el("span", "kind", t(`kind.${layer.kind}`)), el("span", "shape", shapeText(layer.shape)));
-  head.setAttribute("aria-label", t("net.head", { name: layer.name, kind: t(`kind.${layer.kind}`), shape: shapeText(layer.shape) }));
+  head.append(el("b", "", layer.name), " ", el("span", "kind", t(`kind.${layer.kind}`)), " ", el("span", "shape", shapeText(layer.shape)));
+  head.setAttribute("aria-describedby", "net-open-hint");
   head.addEventListener("click", () => onSelect(layer.name, layer.shape.length === 3 && layer.kind !== "input" ? 0 : layer.kind === "input" ? 0 : null));
-  col.setAttribute("aria-label", head.getAttribute("aria-label"));
+  col.setAttribute("aria-label", t("net.head", { name: layer.name, kind: t(`kind.${layer.kind}`), shape: shapeText(layer.shape) }));
   col.append(head);
   const scale = layerScale(layer);
   if (layer.kind !== "softmax") col.append(legend(scale, { compact: true }));
@@ -41,14 +41,15 @@ function column(layer, state, { perStage, onSelect, onAll, onClass }) {
     col.classList.add("vector");
     for (let i = 0; i < layer.data.length; i++) {
       const p = `${(100 * layer.data[i]).toFixed(1)}%`;
-      const bar = mapButton(layer, null, t("net.class", { label: classes[i], p }));
+      const bar = mapButton(layer, i, null);
       bar.className = "map bar" + (i === state.doc.prediction.index ? " top" : "");
       bar.dataset.index = String(i);
+      bar.setAttribute("aria-describedby", "net-class-hint");
       const fill = el("span", "bar-fill");
       fill.style.width = `${(100 * layer.data[i]).toFixed(1)}%`;
       const track = el("span", "bar-track");
       track.append(fill);
-      bar.append(el("span", "bar-label", classes[i]), track, el("span", "bar-value", p));
+      bar.append(el("span", "bar-label", classes[i]), " ", track, " ", el("span", "bar-value", p));
       bar.addEventListener("click", () => onClass(i));
       maps.append(bar);
     }
@@ -72,7 +73,7 @@ function column(layer, state, { perStage, onSelect, onAll, onClass }) {
       more.type = "button";
       more.tabIndex = -1;
       more.dataset.layer = layer.name;
-      more.setAttribute("aria-label", t("net.allLabel", { c, name: layer.name }));
+      more.setAttribute("aria-label", `${more.textContent} ${t("net.allLabel", { c, name: layer.name })}`);
       more.addEventListener("click", () => onAll(layer.name));
       col.append(more);
     }

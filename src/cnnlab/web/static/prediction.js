@@ -62,12 +62,12 @@ export function drawPrediction(state, { onClass }) {
     b.type = "button";
     b.dataset.index = String(s.index);
     b.setAttribute("aria-pressed", String(s.index === chosen));
-    b.setAttribute("aria-label", t("pred.bar", { label: s.label, p: (100 * s.probability).toFixed(1) }));
+    b.setAttribute("aria-describedby", "pred-hint");
     const fill = el("span", "pf");
     fill.style.width = `${(100 * s.probability).toFixed(1)}%`;
     const track = el("span", "pt");
     track.append(fill);
-    b.append(el("span", "pl", s.label), track, el("span", "pv", `${(100 * s.probability).toFixed(1)}%`));
+    b.append(el("span", "pl", s.label), " ", track, el("span", "pv", `${(100 * s.probability).toFixed(1)}%`));
     b.addEventListener("click", () => onClass(s.index));
     bars.append(b);
   }
