@@ -35,8 +35,10 @@ def test_page_end_to_end(page, server):
     img[8:34, 6:26] = 30  # a dark block on white, as a photo would be
     image = png(img)
     n = rendered(page)
-    page.set_input_files("#file", files=[{"name": "block.png", "mimeType": "image/png", "buffer": image}])
+    with page.expect_response(lambda r: r.url.endswith("/api/explain")) as answer:
+        page.set_input_files("#file", files=[{"name": "block.png", "mimeType": "image/png", "buffer": image}])
     wait_render(page, n)
+    assert len(answer.value.body()) < 150_000  # the compact wire format (it was 794 KB for cnn2)
     run = cl.load_run(root / "cnn2")
     columns = page.eval_on_selector_all("#network .col", "cols => cols.map(c => c.dataset.layer)")
     assert columns == stages(root, "cnn2")
@@ -214,6 +216,7 @@ def test_overview_layout_edges_and_all_maps(page, server):
     # into a stage that reads every map of the one before: through one hub, n + m curves, not n x m
     paths = page.eval_on_selector_all("#network path.link", "ps => ps.length")
     assert paths < 400, paths
+    assert page.locator("#network-card").bounding_box()["height"] < 1300  # it was a 3,300 px card
     # hovering a map lights its edges, and only some of them
     page.hover(".col[data-layer='conv2'] .map >> nth=2")
     hot = page.eval_on_selector_all("#network path.link.hot", "ps => ps.length")
