@@ -156,7 +156,7 @@ def test_dense_softmax_pool_and_batchnorm_views(page, server):
     bn = getattr(cl.load_run(root / "bn").model, bn_name)
     cells = page.locator("#detail table.bn-stats td").all_inner_texts()
     want = [bn.weight[3], bn.bias[3], bn.running_mean[3], bn.running_var[3]]
-    assert [float(c) for c in cells[:4]] == pytest.approx([float(v) for v in want], abs=6e-5)
+    assert [float(c) for c in cells[:4]] == pytest.approx([float(v.detach()) for v in want], abs=6e-5)
     assert "✓" in page.inner_text("#detail .sum")
     page.locator("#detail").screenshot(path=str(ARTIFACTS / "04-batchnorm.png"))
     assert page.errors == []

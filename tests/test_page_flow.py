@@ -172,6 +172,7 @@ def test_failed_upload_keeps_the_result_and_says_so_once(page, server):
     assert page.errors == []
 
 
+@pytest.mark.slow  # encoding and decoding a 24-megapixel JPEG takes a few seconds
 def test_big_phone_photo_is_scaled_down_in_the_browser(page, server):
     url, _ = server
     fresh(page, url)

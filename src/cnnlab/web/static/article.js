@@ -119,8 +119,15 @@ function strideWidget() {
 export function renderArticle(root, ctx, state) {
   const layers = state.layers;
   if (!layers.length) return;
-  const key = `${state.doc.model.id}|${getLang()}|${state.doc.prediction.index}`;
-  if (root.dataset.key === key) return; // the same model, language and answer: nothing to redo
+  const p = state.doc.prediction;
+  const answer = t("art.softmax2", { label: p.label, p: (100 * p.probability).toFixed(1), k: p.probabilities.length });
+  const key = `${state.doc.model.id}|${getLang()}`;
+  if (root.dataset.key === key) {
+    // the same model and language: only the sentence about this image's answer changes
+    const s = root.querySelector("#art-answer");
+    if (s) s.textContent = answer;
+    return;
+  }
   root.dataset.key = key;
   const name = state.doc.model.id;
   const conv = firstOf(layers, ["conv"]);
@@ -154,7 +161,8 @@ export function renderArticle(root, ctx, state) {
     const src = ctx.inputOf(flat.name);
     parts.push(section("flatten", t("art.flatten.h"), [t("art.flatten1"), t("art.flatten2", { name: flat.name, a: src.shape.join("×"), n: flat.shape[0] })], [showButton(ctx, flat)]));
   }
-  const p = state.doc.prediction;
-  parts.push(section("softmax", t("art.softmax.h"), [t("art.softmax1"), t("art.softmax2", { label: p.label, p: (100 * p.probability).toFixed(1), k: p.probabilities.length })], [showButton(ctx, soft, null)]));
+  const last = section("softmax", t("art.softmax.h"), [t("art.softmax1"), answer], [showButton(ctx, soft, null)]);
+  last.querySelectorAll("p")[1].id = "art-answer";
+  parts.push(last);
   root.replaceChildren(...parts);
 }

@@ -1,6 +1,6 @@
 // Drawing values on canvases (one canvas pixel per value; CSS scales it up) and the shared widgets of
 // the detail views: a big map that a pointer or the arrow keys move a window over, and number grids.
-import { colorOf, fmt, legend, paintCell } from "./colors.js";
+import { colorOf, fmt, legend, lutOf, paintCell } from "./colors.js";
 import { t } from "./i18n.js";
 
 export function el(tag, cls, text) {
@@ -20,12 +20,11 @@ export function drawMap(canvas, data, offset, h, w, scale) {
   canvas.height = h;
   const ctx = canvas.getContext("2d");
   const img = ctx.createImageData(w, h);
+  const px = new Uint32Array(img.data.buffer);
+  const { lut, lo, k } = lutOf(scale);
   for (let i = 0; i < h * w; i++) {
-    const c = colorOf(data[offset + i], scale);
-    img.data[4 * i] = c[0];
-    img.data[4 * i + 1] = c[1];
-    img.data[4 * i + 2] = c[2];
-    img.data[4 * i + 3] = 255;
+    const v = data[offset + i];
+    px[i] = v === v ? lut[Math.max(0, Math.min(255, Math.round((v - lo) * k)))] : lut[256];
   }
   ctx.putImageData(img, 0, 0);
 }

@@ -2,7 +2,7 @@
 // softmax as bars at the end. One tab stop for the whole network: the arrow keys move between maps
 // (up/down in a column, left/right across stages), Enter or Space opens the one in focus.
 import { legend, layerScale } from "./colors.js";
-import { plural, t } from "./i18n.js";
+import { getLang, plural, t } from "./i18n.js";
 import { drawChannel, drawVector, el, shapeText } from "./maps.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -92,7 +92,38 @@ function column(layer, state, { perStage, onSelect, onAll, onClass }) {
   return col;
 }
 
+// Redraw the values of an overview already built for this model and layout: no new elements, so no
+// layout work and no edges to re-route (what a new image costs).
+function updateNetwork(root, state) {
+  const cols = root.querySelectorAll(".col");
+  state.layers.forEach((layer, i) => {
+    const col = cols[i];
+    const scale = layerScale(layer);
+    const old = col.querySelector(":scope > .legend");
+    if (old) old.replaceWith(legend(scale, { compact: true }));
+    if (layer.kind === "softmax") {
+      for (const bar of col.querySelectorAll(".bar")) {
+        const k = Number(bar.dataset.index);
+        const p = `${(100 * layer.data[k]).toFixed(1)}%`;
+        bar.querySelector(".bar-fill").style.width = p;
+        bar.querySelector(".bar-value").textContent = p;
+        bar.classList.toggle("top", k === state.doc.prediction.index);
+      }
+    } else if (layer.shape.length === 3) {
+      for (const b of col.querySelectorAll(".maps > .map")) drawChannel(b.firstChild, layer, Number(b.dataset.channel), scale);
+    } else drawVector(col.querySelector(".maps > .map canvas"), layer.data, scale);
+  });
+}
+
 export function renderNetwork(root, state, opts) {
+  const key = `${state.doc.model.id}|${opts.perStage}|${getLang()}|${state.layers.map((l) => l.shape.join("x")).join(",")}`;
+  if (root.dataset.key === key && root.querySelector(".net-inner")) {
+    updateNetwork(root, state);
+    const wrap = root.querySelector(".net-inner");
+    highlightLinks(wrap.querySelector("svg.links"), state.selected?.layer, state.selected?.channel);
+    return wrap;
+  }
+  root.dataset.key = key;
   root.replaceChildren();
   const wrap = el("div", "net-inner");
   const svg = document.createElementNS(SVG, "svg");
