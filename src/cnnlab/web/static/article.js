@@ -23,6 +23,54 @@ function section(id, title, paragraphs, extra = []) {
   return s;
 }
 
+// The widget's picture: the padded input (padding cells gray, "0"), the kernel's window at output
+// position `cur.pos`, and the output grid beside it; the formula in words below.
+function drawArith(cv, formula, cur, o) {
+  const { n, k, p, s } = cur;
+  const N = n + 2 * p;
+  const cell = Math.max(14, Math.min(26, Math.floor(150 / N)));
+  const gap = 30;
+  cv.width = (N + Math.max(o, 1)) * cell + gap + 2;
+  cv.height = Math.max(N, 1) * cell + 2;
+  cv.style.width = `${cv.width}px`;
+  const g = cv.getContext("2d");
+  g.clearRect(0, 0, cv.width, cv.height);
+  g.font = `${Math.max(12, cell - 12)}px system-ui, sans-serif`;
+  g.textAlign = "center";
+  g.textBaseline = "middle";
+  for (let i = 0; i < N; i++) {
+    for (let j = 0; j < N; j++) {
+      const pad = i < p || j < p || i >= p + n || j >= p + n;
+      g.fillStyle = pad ? "#e4e1d8" : "#ffffff";
+      g.fillRect(1 + j * cell, 1 + i * cell, cell - 1, cell - 1);
+      if (pad) {
+        g.fillStyle = "#55524a";
+        g.fillText("0", 1 + j * cell + cell / 2, 1 + i * cell + cell / 2);
+      }
+    }
+  }
+  g.strokeStyle = "#8d8a80";
+  g.strokeRect(0.5 + p * cell, 0.5 + p * cell, n * cell, n * cell);
+  const x0 = N * cell + gap;
+  if (o >= 1) {
+    const pos = cur.pos % (o * o);
+    const oy = Math.floor(pos / o);
+    const ox = pos % o;
+    for (let i = 0; i < o; i++) {
+      for (let j = 0; j < o; j++) {
+        g.fillStyle = i === oy && j === ox ? "#f4a259" : "#fdf2e6";
+        g.fillRect(x0 + j * cell, 1 + i * cell, cell - 1, cell - 1);
+      }
+    }
+    g.strokeStyle = "#b4470c";
+    g.lineWidth = 3;
+    g.strokeRect(1.5 + ox * s * cell, 1.5 + oy * s * cell, k * cell - 2, k * cell - 2);
+    g.lineWidth = 1;
+    formula.textContent = t("arith.formula", { n, k, p, s, o, y: oy, x: ox, r0: oy * s - p, c0: ox * s - p });
+  } else formula.textContent = t("arith.none", { n, k, p });
+  cv.setAttribute("aria-label", t("arith.aria", { n, k, p, s, o }));
+}
+
 // Padding and stride: an n x n input (padding drawn around it), a k x k kernel stepping by s, and the
 // output size the formula gives; step through the positions with the buttons.
 function strideWidget() {
@@ -57,52 +105,7 @@ function strideWidget() {
   formula.setAttribute("aria-live", "polite");
   box.append(controls, cv, formula);
   const out = () => Math.floor((cur.n + 2 * cur.p - cur.k) / cur.s) + 1;
-  function draw() {
-    const { n, k, p, s } = cur;
-    const o = out();
-    const N = n + 2 * p;
-    const cell = Math.max(14, Math.min(26, Math.floor(150 / N)));
-    const gap = 30;
-    cv.width = (N + Math.max(o, 1)) * cell + gap + 2;
-    cv.height = Math.max(N, 1) * cell + 2;
-    cv.style.width = `${cv.width}px`;
-    const g = cv.getContext("2d");
-    g.clearRect(0, 0, cv.width, cv.height);
-    g.font = `${Math.max(11, cell - 12)}px system-ui, sans-serif`;
-    g.textAlign = "center";
-    g.textBaseline = "middle";
-    for (let i = 0; i < N; i++) {
-      for (let j = 0; j < N; j++) {
-        const pad = i < p || j < p || i >= p + n || j >= p + n;
-        g.fillStyle = pad ? "#e4e1d8" : "#ffffff";
-        g.fillRect(1 + j * cell, 1 + i * cell, cell - 1, cell - 1);
-        if (pad) {
-          g.fillStyle = "#55524a";
-          g.fillText("0", 1 + j * cell + cell / 2, 1 + i * cell + cell / 2);
-        }
-      }
-    }
-    g.strokeStyle = "#8d8a80";
-    g.strokeRect(0.5 + p * cell, 0.5 + p * cell, n * cell, n * cell);
-    const x0 = N * cell + gap;
-    if (o >= 1) {
-      const pos = cur.pos % (o * o);
-      const oy = Math.floor(pos / o);
-      const ox = pos % o;
-      for (let i = 0; i < o; i++) {
-        for (let j = 0; j < o; j++) {
-          g.fillStyle = i === oy && j === ox ? "#f4a259" : "#fdf2e6";
-          g.fillRect(x0 + j * cell, 1 + i * cell, cell - 1, cell - 1);
-        }
-      }
-      g.strokeStyle = "#b4470c";
-      g.lineWidth = 3;
-      g.strokeRect(1.5 + ox * s * cell, 1.5 + oy * s * cell, k * cell - 2, k * cell - 2);
-      g.lineWidth = 1;
-      formula.textContent = t("arith.formula", { n, k, p, s, o, y: oy, x: ox, r0: oy * s - p, c0: ox * s - p });
-    } else formula.textContent = t("arith.none", { n, k, p });
-    cv.setAttribute("aria-label", t("arith.aria", { n, k, p, s, o }));
-  }
+  const draw = () => drawArith(cv, formula, cur, out());
   prev.addEventListener("click", () => {
     const o = out();
     cur.pos = (cur.pos - 1 + o * o) % Math.max(1, o * o);

@@ -2,8 +2,8 @@
 // and every output value is taken apart: for each input channel the patch under the kernel times the
 // kernel, the channel's partial sum, their running total, the bias, and the model's own value.
 import { colorOf, cssColor, fmt, layerScale, legend } from "./colors.js";
-import { plural, t } from "./i18n.js";
 import { barCell } from "./dense.js";
+import { plural, t } from "./i18n.js";
 import { bigMap, el, headCell, numberGrid, readout, startPos } from "./maps.js";
 
 const SPEEDS = { slow: 900, normal: 400, fast: 120 };
@@ -55,8 +55,9 @@ function drawWaterfall(cv, per, bias, output) {
   g.fillRect(0, y(output) - 1, cv.width, 2);
 }
 
-export async function convDetail(box, ctx, layer, channel) {
-  const inp = ctx.inputOf(layer.name);
+// The window of one conv layer over its input: which input channels an output channel reads, and the
+// values under the kernel at output (y, x) (padding as 0 for zero padding, else NaN: "pad").
+function geometry(layer, inp, channel) {
   const p = layer.params;
   const [kh, kw] = p.kernel_size;
   const [sh, sw] = p.stride;
@@ -64,21 +65,28 @@ export async function convDetail(box, ctx, layer, channel) {
   const [top, , left] = p.padding;
   const cinPer = p.in_channels / p.groups;
   const group = Math.floor(channel / (p.out_channels / p.groups));
+  const [, H, W] = inp.shape;
+  const patchAt = (c, y, x) => {
+    const vals = new Array(kh * kw);
+    const y0 = y * sh - top;
+    const x0 = x * sw - left;
+    for (let i = 0; i < kh; i++) {
+      for (let j = 0; j < kw; j++) {
+        const yy = y0 + i * dh;
+        const xx = x0 + j * dw;
+        const inside = yy >= 0 && xx >= 0 && yy < H && xx < W;
+        vals[i * kw + j] = inside ? inp.data[c * H * W + yy * W + xx] : p.padding_mode === "zeros" ? 0 : NaN;
+      }
+    }
+    return { vals, y0, x0 };
+  };
   const chans = [...Array(cinPer).keys()].map((k) => group * cinPer + k);
-  const { weight: W, bias: B } = await ctx.weights(layer.name, channel);
-  const bias = B ? B[0] : 0;
-  const [, H, Wd] = inp.shape;
-  const [, oh, ow] = layer.shape;
-  const nk = kh * kw;
-  const sIn = layerScale(inp);
-  const sOut = layerScale(layer);
-  const sKern = symScale(W);
-  const chWord = plural(cinPer, [t("channel.one"), t("channel.few"), t("channel.many")]);
-  box.append(el("p", "explain", t("conv.text", { name: layer.name, channel, kh, kw, n: cinPer, chWord, s: sh, pad: top })));
+  return { kh, kw, sh, top, nk: kh * kw, span: [dh * (kh - 1) + 1, dw * (kw - 1) + 1], chans, H, W, patchAt };
+}
 
-  let sel = 0;
-  let timer = null;
-  const player = el("div", "player");
+// Play / pause / step buttons and a speed choice; `step(d)` moves the kernel d positions.
+function player(step, line) {
+  const box = el("div", "player");
   const mk = (text, label) => {
     const b = el("button", "ghost", text);
     b.type = "button";
@@ -98,22 +106,37 @@ export async function convDetail(box, ctx, layer, channel) {
   }
   speed.value = "normal";
   const where = el("span", "muted");
-  player.append(back, play, fwd, el("span", "", t("conv.speedLabel")), speed, where);
+  box.append(back, play, fwd, el("span", "", t("conv.speedLabel")), speed, where);
+  let timer = null;
+  const stop = () => {
+    if (timer === null) return;
+    clearInterval(timer);
+    timer = null;
+    play.textContent = "▶";
+    play.setAttribute("aria-label", t("conv.play"));
+    line.setAttribute("aria-live", "polite");
+  };
+  const start = () => {
+    line.setAttribute("aria-live", "off"); // no announcement per animation frame
+    play.textContent = "❚❚";
+    play.setAttribute("aria-label", t("conv.pause"));
+    timer = setInterval(() => (play.isConnected ? step(1) : stop()), SPEEDS[speed.value]);
+  };
+  play.addEventListener("click", () => (timer === null ? start() : stop()));
+  back.addEventListener("click", () => (stop(), step(-1)));
+  fwd.addEventListener("click", () => (stop(), step(1)));
+  speed.addEventListener("change", () => timer !== null && (stop(), start()));
+  return { box, where, stop };
+}
 
-  const row = el("div", "detail-row");
-  const inHolder = el("div");
-  const mid = el("div", "dot");
-  const line = readout();
-  const out = bigMap(layer, channel, sOut, { title: t("out.title", { name: layer.name, channel, h: oh, w: ow }), onMove: (y, x, why) => show(y, x, why), label: t("conv.mapLabel", { name: layer.name, channel }) });
-  row.append(inHolder, mid, out.fig);
-
-  const chHead = el("h3", "", t("conv.allTitle", { n: cinPer, chWord }));
-  const chNote = el("p", "muted small", t("conv.allNote"));
-  const tableWrap = el("div", "ch-table-wrap");
+// The table of every input channel at one position: patch x kernel, partial sum, running total; the
+// last row adds the bias. `onPick(k)` shows channel k's numbers in full.
+function channelTable(chans, onPick) {
+  const wrap = el("div", "ch-table-wrap");
   const table = el("table", "ch-table");
-  const thead = el("tr");
-  for (const h of [t("conv.col.channel"), t("conv.col.triple"), t("conv.col.partial"), null, t("conv.col.running")]) thead.append(headCell(h));
-  table.append(thead);
+  const head = el("tr");
+  for (const h of [t("conv.col.channel"), t("conv.col.triple"), t("conv.col.partial"), null, t("conv.col.running")]) head.append(headCell(h));
+  table.append(head);
   const rows = chans.map((c, k) => {
     const tr = el("tr");
     const th = el("th");
@@ -121,161 +144,139 @@ export async function convDetail(box, ctx, layer, channel) {
     const b = el("button", "linklike", String(c));
     b.type = "button";
     b.setAttribute("aria-label", t("conv.pick", { c }));
-    b.addEventListener("click", () => {
-      sel = k;
-      show(...out.pos, "pick");
-    });
+    b.addEventListener("click", () => onPick(k));
     th.append(b);
     const cv = el("canvas", "triple");
     cv.setAttribute("aria-hidden", "true");
     const tdc = el("td");
     tdc.append(cv);
-    const part = el("td", "num");
-    const bar = el("td", "barcell");
-    const running = el("td", "num");
-    tr.append(th, tdc, part, bar, running);
+    const row = { tr, cv, part: el("td", "num"), bar: el("td", "barcell"), running: el("td", "num") };
+    tr.append(th, tdc, row.part, row.bar, row.running);
     table.append(tr);
-    return { tr, cv, part, bar, running };
+    return row;
   });
   const biasRow = el("tr", "total");
   const biasCell = el("td", "num");
   biasRow.append(el("th", "", t("conv.bias")), el("td"), biasCell, el("td"), el("td"));
   table.append(biasRow);
-  tableWrap.append(table);
-  const fall = el("canvas", "waterfall");
-  fall.setAttribute("role", "img");
-  const toPg = el("button", "", t("conv.toPlayground"));
-  toPg.type = "button";
-  box.append(player, row, line, chHead, chNote, tableWrap, el("p", "muted small", t("conv.waterfall")), fall, toPg);
-
-  let inView = null;
-  function patchAt(c, y, x) {
-    const vals = new Array(nk);
-    const y0 = y * sh - top;
-    const x0 = x * sw - left;
-    for (let i = 0; i < kh; i++) {
-      for (let j = 0; j < kw; j++) {
-        const yy = y0 + i * dh;
-        const xx = x0 + j * dw;
-        const inside = yy >= 0 && xx >= 0 && yy < H && xx < Wd;
-        vals[i * kw + j] = inside ? inp.data[c * H * Wd + yy * Wd + xx] : p.padding_mode === "zeros" ? 0 : NaN;
-      }
-    }
-    return { vals, y0, x0 };
-  }
-  const kernelOf = (k) => Array.from(W.subarray(k * nk, (k + 1) * nk));
-
-  function show(y, x, why) {
-    if (why === "pointer" || why === "key") stop();
-    ctx.setPos(y, x);
-    const patches = chans.map((c) => patchAt(c, y, x).vals);
-    const prods = patches.map((vals, k) => vals.map((v, i) => (Number.isFinite(v) ? v : 0) * W[k * nk + i]));
-    const per = prods.map((pr) => pr.reduce((a, b) => a + b, 0));
-    const sum = per.reduce((a, b) => a + b, 0);
-    const total = sum + bias;
-    const model = layer.data[channel * oh * ow + y * ow + x];
-    if (!inView || inView.channel !== chans[sel]) {
-      inView = bigMap(inp, chans[sel], sIn, { title: t("in.title", { name: inp.name, channel: chans[sel], h: H, w: Wd }) });
-      inView.channel = chans[sel];
-      inHolder.replaceChildren(inView.fig);
-    }
-    const { y0, x0 } = patchAt(chans[sel], y, x);
-    inView.mark(y0, x0, dh * (kh - 1) + 1, dw * (kw - 1) + 1);
-    out.mark(y, x, 1, 1);
-    const sProd = symScale(prods[sel]);
-    const grid = (vals, scale, title, caption) => {
-      const f = numberGrid(vals, kh, kw, { scale, title, caption });
-      f.append(legend(scale));
-      return f;
-    };
-    mid.replaceChildren(
-      grid(patches[sel], sIn, t("conv.patch", { y: y0, x: x0, c: chans[sel] }), t("conv.patchCap")),
-      el("span", "operator", "⊙"),
-      grid(kernelOf(sel), sKern, t("conv.kernel", { o: channel, c: chans[sel] }), t("conv.kernelCap")),
-      el("span", "operator", "="),
-      grid(prods[sel], sProd, t("conv.sum", { s: fmt(per[sel], 4) }), t("conv.prodCap")),
-    );
-    // the inputs and the output travel with a stated precision (8-bit per map, errors uniform within half
-    // a step): the sum may differ from the shown output by the output's error plus 4 standard deviations
-    // of the summed input rounding (sqrt(sum (w * e)^2 / 3))
-    let variance = 0;
-    chans.forEach((c, k) => {
-      for (let i = 0; i < nk; i++) variance += (W[k * nk + i] * inp.errors[c]) ** 2 / 3;
-    });
-    const bound = layer.errors[channel] + 4 * Math.sqrt(variance) + 1e-4 * Math.max(1, Math.abs(model));
-    const ok = Math.abs(total - model) <= bound;
-    Object.assign(line.dataset, { total: String(total), output: String(model), bound: String(bound) });
-    const err = layer.errors[channel];
-    line.replaceChildren(
-      el("span", "", t("conv.line", { y, x, n: cinPer, chWord, sum: fmt(sum, 4), bias: fmt(bias, 4) })),
-      el("b", "", fmt(total, 4)),
-      el("span", ok ? "ok" : "bad", ` ${t("conv.model")}: ${fmt(model, 4)}${err ? ` (±${fmt(err, 4)})` : ""} ${ok ? "✓" : "✗"}`),
-    );
+  wrap.append(table);
+  const update = ({ patches, kernels, prods, per, bias, total, sel, g, scales }) => {
     let run = 0;
     const sPer = symScale(per);
     per.forEach((s, k) => {
       run += s;
       const r = rows[k];
-      drawTriple(r.cv, patches[k], kernelOf(k), prods[k], kh, kw, [sIn, sKern, symScale(prods[k])]);
+      drawTriple(r.cv, patches[k], kernels[k], prods[k], g.kh, g.kw, [scales.in, scales.kern, symScale(prods[k])]);
       r.part.textContent = fmt(s, 4);
       r.bar.replaceWith((r.bar = barCell(s, sPer.m)));
       r.running.textContent = fmt(run, 4);
       r.tr.classList.toggle("on", k === sel);
     });
     biasCell.textContent = `${fmt(bias, 4)} → ${fmt(total, 4)}`;
+  };
+  return { wrap, update };
+}
+
+// patch ⊙ kernel = products, as three number grids with their legends.
+function dotProduct(patch, kernel, prods, sum, { g, scales, y0, x0, o, c }) {
+  const grid = (vals, scale, title, caption) => {
+    const f = numberGrid(vals, g.kh, g.kw, { scale, title, caption });
+    f.append(legend(scale));
+    return f;
+  };
+  return [
+    grid(patch, scales.in, t("conv.patch", { y: y0, x: x0, c }), t("conv.patchCap")),
+    el("span", "operator", "⊙"),
+    grid(kernel, scales.kern, t("conv.kernel", { o, c }), t("conv.kernelCap")),
+    el("span", "operator", "="),
+    grid(prods, symScale(prods), t("conv.sum", { s: fmt(sum, 4) }), t("conv.prodCap")),
+  ];
+}
+
+// How far the sum of decoded inputs may stray from the model's value: the output's stated error plus 4
+// standard deviations of the inputs' rounding (uniform within their stated precision).
+function tolerance(W, g, inp, outError, model) {
+  let variance = 0;
+  g.chans.forEach((c, k) => {
+    for (let i = 0; i < g.nk; i++) variance += (W[k * g.nk + i] * inp.errors[c]) ** 2 / 3;
+  });
+  return outError + 4 * Math.sqrt(variance) + 1e-4 * Math.max(1, Math.abs(model));
+}
+
+export async function convDetail(box, ctx, layer, channel) {
+  const inp = ctx.inputOf(layer.name);
+  const g = geometry(layer, inp, channel);
+  const { kh, kw, nk, chans } = g;
+  const { weight: W, bias: B } = await ctx.weights(layer.name, channel);
+  const bias = B ? B[0] : 0;
+  const [, oh, ow] = layer.shape;
+  const scales = { in: layerScale(inp), out: layerScale(layer), kern: symScale(W) };
+  const chWord = plural(chans.length, [t("channel.one"), t("channel.few"), t("channel.many")]);
+  box.append(el("p", "explain", t("conv.text", { name: layer.name, channel, kh, kw, n: chans.length, chWord, s: g.sh, pad: g.top })));
+  let sel = 0;
+  let inView = null;
+  const line = readout();
+  const row = el("div", "detail-row");
+  const inHolder = el("div");
+  const mid = el("div", "dot");
+  const out = bigMap(layer, channel, scales.out, { title: t("out.title", { name: layer.name, channel, h: oh, w: ow }), onMove: (y, x, why) => show(y, x, why), label: t("conv.mapLabel", { name: layer.name, channel }) });
+  row.append(inHolder, mid, out.fig);
+  const play = player((d) => {
+    const i = (out.pos[0] * ow + out.pos[1] + d + oh * ow) % (oh * ow);
+    out.moveTo(Math.floor(i / ow), i % ow, "step");
+  }, line);
+  const table = channelTable(chans, (k) => {
+    sel = k;
+    show(...out.pos, "pick");
+  });
+  const fall = el("canvas", "waterfall");
+  fall.setAttribute("role", "img");
+  const toPg = el("button", "", t("conv.toPlayground"));
+  toPg.type = "button";
+  box.append(play.box, row, line, el("h3", "", t("conv.allTitle", { n: chans.length, chWord })), el("p", "muted small", t("conv.allNote")), table.wrap, el("p", "muted small", t("conv.waterfall")), fall, toPg);
+  const kernelOf = (k) => Array.from(W.subarray(k * nk, (k + 1) * nk));
+  const kernels = chans.map((_, k) => kernelOf(k));
+
+  function show(y, x, why) {
+    if (why === "pointer" || why === "key") play.stop();
+    ctx.setPos(y, x);
+    const patches = chans.map((c) => g.patchAt(c, y, x).vals);
+    const prods = patches.map((vals, k) => vals.map((v, i) => (Number.isFinite(v) ? v : 0) * W[k * nk + i]));
+    const per = prods.map((pr) => pr.reduce((a, b) => a + b, 0));
+    const sum = per.reduce((a, b) => a + b, 0);
+    const total = sum + bias;
+    const model = layer.data[channel * oh * ow + y * ow + x];
+    if (!inView || inView.channel !== chans[sel]) {
+      inView = bigMap(inp, chans[sel], scales.in, { title: t("in.title", { name: inp.name, channel: chans[sel], h: g.H, w: g.W }) });
+      inView.channel = chans[sel];
+      inHolder.replaceChildren(inView.fig);
+    }
+    const { y0, x0 } = g.patchAt(chans[sel], y, x);
+    inView.mark(y0, x0, ...g.span);
+    out.mark(y, x, 1, 1);
+    mid.replaceChildren(...dotProduct(patches[sel], kernels[sel], prods[sel], per[sel], { g, scales, y0, x0, o: channel, c: chans[sel] }));
+    const err = layer.errors[channel];
+    const bound = tolerance(W, g, inp, err, model);
+    const ok = Math.abs(total - model) <= bound;
+    Object.assign(line.dataset, { total: String(total), output: String(model), bound: String(bound) });
+    line.replaceChildren(
+      el("span", "", t("conv.line", { y, x, n: chans.length, chWord, sum: fmt(sum, 4), bias: fmt(bias, 4) })),
+      el("b", "", fmt(total, 4)),
+      el("span", ok ? "ok" : "bad", ` ${t("conv.model")}: ${fmt(model, 4)}${err ? ` (±${fmt(err, 4)})` : ""} ${ok ? "✓" : "✗"}`),
+    );
+    table.update({ patches, kernels, prods, per, bias, total, sel, g, scales });
     drawWaterfall(fall, per, bias, model);
-    fall.setAttribute("aria-label", t("conv.fallLabel", { n: cinPer, chWord, sum: fmt(sum, 4), bias: fmt(bias, 4), total: fmt(total, 4) }));
-    where.textContent = t("conv.where", { y, x, oh, ow });
+    fall.setAttribute("aria-label", t("conv.fallLabel", { n: chans.length, chWord, sum: fmt(sum, 4), bias: fmt(bias, 4), total: fmt(total, 4) }));
+    play.where.textContent = t("conv.where", { y, x, oh, ow });
   }
 
-  function step(d) {
-    let [y, x] = out.pos;
-    let i = y * ow + x + d;
-    i = (i + oh * ow) % (oh * ow);
-    [y, x] = [Math.floor(i / ow), i % ow];
-    out.moveTo(y, x, "step");
-  }
-  function stop() {
-    if (timer === null) return;
-    clearInterval(timer);
-    timer = null;
-    play.textContent = "▶";
-    play.setAttribute("aria-label", t("conv.play"));
-    line.setAttribute("aria-live", "polite");
-  }
-  function start() {
-    line.setAttribute("aria-live", "off"); // no announcement per animation frame
-    play.textContent = "❚❚";
-    play.setAttribute("aria-label", t("conv.pause"));
-    timer = setInterval(() => {
-      if (!play.isConnected) return stop();
-      step(1);
-    }, SPEEDS[speed.value]);
-  }
-  play.addEventListener("click", () => (timer === null ? start() : stop()));
-  back.addEventListener("click", () => {
-    stop();
-    step(-1);
-  });
-  fwd.addEventListener("click", () => {
-    stop();
-    step(1);
-  });
-  speed.addEventListener("change", () => {
-    if (timer !== null) {
-      stop();
-      start();
-    }
-  });
   toPg.addEventListener("click", () => {
-    const k = kernelOf(sel);
+    const k = kernels[sel];
     ctx.sendKernel(Array.from({ length: kh }, (_, i) => k.slice(i * kw, (i + 1) * kw)), `${layer.name}[${channel}, ${chans[sel]}]`);
   });
-
   // start on the input channel that contributes most at the strongest (or the URL's) position
   const pos0 = startPos(ctx, layer, channel);
-  const first = chans.map((c, k) => patchAt(c, ...pos0).vals.reduce((a, v, i) => a + (Number.isFinite(v) ? v : 0) * W[k * nk + i], 0));
+  const first = chans.map((c, k) => g.patchAt(c, ...pos0).vals.reduce((a, v, i) => a + (Number.isFinite(v) ? v : 0) * W[k * nk + i], 0));
   sel = first.reduce((b, v, k) => (Math.abs(v) > Math.abs(first[b]) ? k : b), 0);
   out.moveTo(...pos0, "start");
-  return { stop };
 }

@@ -5,33 +5,20 @@ import { fmt, legend } from "./colors.js";
 import { t } from "./i18n.js";
 import { drawMap, el } from "./maps.js";
 
-export async function makePlayground(root, { currentImage }) {
-  const { kernels } = await getJSON("/api/kernels");
-  const presets = kernels.filter((k) => k.matrix.length <= 7 && k.matrix.length === k.matrix[0].length);
-  const q = (sel) => root.querySelector(sel);
-  const gridBox = q("#kernel-grid");
-  const presetSel = q("#kernel-preset");
-  const sizeSel = q("#kernel-size");
-  const opSel = q("#kernel-op");
-  const srcSel = q("#kernel-image");
-  const norm = q("#kernel-normalize");
-  const status = q("#filter-status");
-  const inCv = q("#filter-input");
-  const outCv = q("#filter-output");
+// A cell's number: an empty cell is 0; anything but a finite decimal number is null (invalid).
+function cellValue(text) {
+  const v = text.trim();
+  if (v === "") return 0;
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(v)) return null;
+  const n = Number(v);
+  return Number.isFinite(n) ? n : null;
+}
+
+// The editable kernel: `build(matrix)` lays out its cells, `read()` gives the rows and the cells that
+// are not numbers (marked aria-invalid); `onEdit` runs on every keystroke.
+function kernelGrid(gridBox, sizeSel, onEdit) {
   let size = 3;
-  let from = null; // the model layer a kernel came from, while it is unedited
-  let timer = null;
-  let inputKey = null;
-  let seq = 0; // the latest request: an older answer arriving late is dropped
-
-  for (const k of presets) {
-    const o = el("option", "", `${k.name} (${k.matrix.length}×${k.matrix.length})`);
-    o.value = k.name;
-    o.title = k.description;
-    presetSel.append(o);
-  }
-
-  function buildGrid(matrix) {
+  function build(matrix) {
     size = matrix.length;
     if (![...sizeSel.options].some((o) => o.value === String(size))) {
       const o = el("option", "", `${size}×${size}`);
@@ -51,27 +38,12 @@ export async function makePlayground(root, { currentImage }) {
         inp.autocomplete = "off";
         inp.setAttribute("aria-label", t("pg.cell", { r: i + 1, c: j + 1 }));
         inp.value = String(+matrix[i][j].toFixed(4));
-        inp.addEventListener("input", () => {
-          presetSel.value = "";
-          from = null;
-          schedule();
-        });
+        inp.addEventListener("input", onEdit);
         gridBox.append(inp);
       }
     }
   }
-
-  // A cell's number: an empty cell is 0; anything but a finite decimal number is null (invalid).
-  function cellValue(text) {
-    const t = text.trim();
-    if (t === "") return 0;
-    if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(t)) return null;
-    const v = Number(t);
-    return Number.isFinite(v) ? v : null;
-  }
-
-  // The kernel as rows, or null after marking the cells that are not numbers.
-  function matrix() {
+  function read() {
     const inputs = [...gridBox.querySelectorAll("input")];
     const cells = inputs.map((c) => cellValue(c.value));
     const bad = [];
@@ -83,30 +55,68 @@ export async function makePlayground(root, { currentImage }) {
         bad.push(t("pg.badCell", { r: Math.floor(k / size) + 1, c: (k % size) + 1, v: c.value.trim().slice(0, 12) }));
       } else c.removeAttribute("aria-invalid");
     });
-    if (bad.length) {
-      status.textContent = t("pg.bad", { cells: bad.join("; ") });
-      status.classList.add("error");
-      return null;
-    }
-    return Array.from({ length: size }, (_, i) => cells.slice(i * size, (i + 1) * size));
+    return { rows: Array.from({ length: size }, (_, i) => cells.slice(i * size, (i + 1) * size)), bad };
+  }
+  return { build, read };
+}
+
+function drawGray(canvas, tensor, data) {
+  const [h, w] = tensor.shape;
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const v of data) {
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  const scale = { kind: "gray", lo, hi: hi > lo ? hi : lo + 1 };
+  drawMap(canvas, data, 0, h, w, scale);
+  return scale;
+}
+
+export async function makePlayground(root, { currentImage }) {
+  const { kernels } = await getJSON("/api/kernels");
+  const presets = kernels.filter((k) => k.matrix.length <= 7 && k.matrix.length === k.matrix[0].length);
+  const q = (sel) => root.querySelector(sel);
+  const gridBox = q("#kernel-grid");
+  const presetSel = q("#kernel-preset");
+  const sizeSel = q("#kernel-size");
+  const opSel = q("#kernel-op");
+  const srcSel = q("#kernel-image");
+  const norm = q("#kernel-normalize");
+  const status = q("#filter-status");
+  const inCv = q("#filter-input");
+  const outCv = q("#filter-output");
+  let from = null; // the model layer a kernel came from, while it is unedited
+  let timer = null;
+  let inputKey = null;
+  let seq = 0; // the latest request: an older answer arriving late is dropped
+
+  for (const k of presets) {
+    const o = el("option", "", `${k.name} (${k.matrix.length}×${k.matrix.length})`);
+    o.value = k.name;
+    o.title = k.description;
+    presetSel.append(o);
+  }
+
+  const grid = kernelGrid(gridBox, sizeSel, () => {
+    presetSel.value = "";
+    from = null;
+    schedule();
+  });
+  const buildGrid = grid.build;
+
+  // The kernel as rows, or null after marking the cells that are not numbers.
+  function matrix() {
+    const { rows, bad } = grid.read();
+    if (!bad.length) return rows;
+    status.textContent = t("pg.bad", { cells: bad.join("; ") });
+    status.classList.add("error");
+    return null;
   }
 
   function schedule() {
     clearTimeout(timer);
     timer = setTimeout(run, 120);
-  }
-
-  function drawGray(canvas, tensor, data) {
-    const [h, w] = tensor.shape;
-    let lo = Infinity;
-    let hi = -Infinity;
-    for (const v of data) {
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
-    }
-    const scale = { kind: "gray", lo, hi: hi > lo ? hi : lo + 1 };
-    drawMap(canvas, data, 0, h, w, scale);
-    return scale;
   }
 
   async function run() {

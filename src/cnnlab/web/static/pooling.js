@@ -19,6 +19,28 @@ function windowOf(layer, inp) {
   return { adaptive: false, op: p.op, kh, kw, sh, sw, ph, pw };
 }
 
+// The input values under output (y, x)'s window (NaN in padding), and where the window is.
+function windowAt(win, inp, layer, channel, y, x) {
+  const [, H, W] = inp.shape;
+  const [, oh, ow] = layer.shape;
+  let [y0, x0, rows, cols] = [y * win.sh - win.ph, x * win.sw - win.pw, win.kh, win.kw];
+  if (win.adaptive) {
+    y0 = Math.floor((y * H) / oh);
+    x0 = Math.floor((x * W) / ow);
+    rows = Math.ceil(((y + 1) * H) / oh) - y0;
+    cols = Math.ceil(((x + 1) * W) / ow) - x0;
+  }
+  const vals = [];
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) {
+      const yy = y0 + i;
+      const xx = x0 + j;
+      vals.push(yy >= 0 && xx >= 0 && yy < H && xx < W ? inp.data[channel * H * W + yy * W + xx] : NaN);
+    }
+  }
+  return { y0, x0, rows, cols, vals };
+}
+
 export function poolDetail(box, ctx, layer, channel) {
   const inp = ctx.inputOf(layer.name);
   const [, H, W] = inp.shape;
@@ -48,27 +70,7 @@ export function poolDetail(box, ctx, layer, channel) {
   if (lostR > 0 || lostC > 0) box.append(el("p", "muted small", t("pool.legendLost")));
 
   function show(y, x) {
-    let y0;
-    let x0;
-    let rows = kh;
-    let cols = kw;
-    if (win.adaptive) {
-      y0 = Math.floor((y * H) / oh);
-      x0 = Math.floor((x * W) / ow);
-      rows = Math.ceil(((y + 1) * H) / oh) - y0;
-      cols = Math.ceil(((x + 1) * W) / ow) - x0;
-    } else {
-      y0 = y * sh - ph;
-      x0 = x * sw - pw;
-    }
-    const vals = [];
-    for (let i = 0; i < rows; i++) {
-      for (let j = 0; j < cols; j++) {
-        const yy = y0 + i;
-        const xx = x0 + j;
-        vals.push(yy >= 0 && xx >= 0 && yy < H && xx < W ? inp.data[channel * H * W + yy * W + xx] : NaN);
-      }
-    }
+    const { y0, x0, rows, cols, vals } = windowAt(win, inp, layer, channel, y, x);
     let best = -1;
     vals.forEach((v, i) => {
       if (Number.isFinite(v) && (best < 0 || v > vals[best])) best = i;
