@@ -1,6 +1,7 @@
 // Where the image comes from, and how it travels to a model: a test image by its index (to the model whose
 // test set it is) or by its pixels (to any other model of the same dataset, so models can be compared on
 // one image); an upload, scaled down in the browser when it is too big to send; the sketch pad.
+import { drawMap, drawRGB } from "./maps.js";
 
 // The server refuses more than 16 megapixels or 8 MiB: a phone photo (24 MP, 10 MB) is scaled here first,
 // to at most this many pixels on its longer side (far more than any model's input).
@@ -48,19 +49,8 @@ export async function prepareUpload(file) {
 export function pixelsBlob(layer) {
   const [c, h, w] = layer.shape;
   const cv = document.createElement("canvas");
-  cv.width = w;
-  cv.height = h;
-  const g = cv.getContext("2d");
-  const img = g.createImageData(w, h);
-  const n = h * w;
-  for (let i = 0; i < n; i++) {
-    for (let k = 0; k < 3; k++) {
-      const v = layer.data[(c === 3 ? k : 0) * n + i];
-      img.data[4 * i + k] = Math.round(255 * Math.min(1, Math.max(0, v)));
-    }
-    img.data[4 * i + 3] = 255;
-  }
-  g.putImageData(img, 0, 0);
+  if (c === 3) drawRGB(cv, layer.data, h, w);
+  else drawMap(cv, layer.data, 0, h, w, { kind: "gray", lo: 0, hi: 1 }); // value k/255 -> byte k
   return canvasBlob(cv);
 }
 
