@@ -1,7 +1,7 @@
 // Compare: the models side by side on the same image (the tutorial's own experiment, an MLP against
 // CNNs), each with its top classes and where it looked. Each card is one /api/explain call on the image
 // the page shows, sent to every model the same way (see source.js).
-import { heat } from "./colors.js";
+import { heat, legend } from "./colors.js";
 import { t } from "./i18n.js";
 import { decodeTensor } from "./api.js";
 import { drawHeat, drawRGB, drawMap, el } from "./maps.js";
@@ -72,7 +72,7 @@ export function renderCompare(root, { state, explainFor, onOpen, onToggle, canUs
   }
   root.append(fs);
   const cards = el("div", "cmp-cards");
-  root.append(cards);
+  root.append(cards, legend({ kind: "heat", lo: 0, hi: 1 }, { label: t("heat.scale") }));
   if (!state.doc) return;
   cards.append(card(state.doc, state.layers[0], { current: true }));
   for (const id of state.compare) {
