@@ -54,13 +54,69 @@ def test_every_registered_model_stage_by_stage(info):
     assert np.array_equal(acts.prediction.logits, logits)
     assert np.isclose(acts.layers[-1].values.sum(), 1.0, atol=1e-6)
     assert acts.prediction.index == int(np.argmax(logits))
-    # the document validates against the one schema and decodes back bit-exactly
+    # the compact document validates against the one schema and decodes back to within its stated
+    # precision; the exact one decodes back bit-exactly
     doc = acts.to_json()
     assert doc["schema"] == cl.explain.SCHEMA_VERSION
     parsed = schema.ActivationsDoc.model_validate(doc)
+    decoded = schema.decode_layers(parsed)
+    errors = schema.stated_errors(parsed)
     for layer, stage in zip(parsed.layers, acts.layers, strict=True):
         assert layer.shape == list(stage.shape)
+        bound = errors[stage.name]
+        assert np.abs(decoded[stage.name] - stage.values).max() <= bound * (1 + 1e-6) + 1e-7, stage.name
+        assert decoded[stage.name].dtype == np.float32 and decoded[stage.name].shape == stage.shape
+    for name in ("input", parsed.layers[-2].name, "softmax"):  # the image, the logits, the probabilities
+        assert np.array_equal(decoded[name], acts[name].values)
+    exact = schema.ActivationsDoc.model_validate(acts.to_json(precision="exact"))
+    for layer, stage in zip(exact.layers, acts.layers, strict=True):
         assert np.array_equal(schema.decode_tensor(layer.values), stage.values)
+
+
+def test_compact_wire_format_is_small_and_within_its_stated_precision():
+    acts = cl.explain.activations(cl.create_model("cnn2", seed=0), _image(5))
+    compact, exact = acts.to_schema(), acts.to_schema(precision="exact")
+    size = len(compact.model_dump_json(by_alias=True))
+    assert size < 0.2 * len(exact.model_dump_json(by_alias=True)) and size < 150_000
+    kinds = {x.name: (x.values.dtype if x.values else x.derived.op) for x in compact.layers}
+    assert kinds["input"] == "float32" and kinds["conv1"] == "uint8" and kinds["output"] == "float32"
+    assert kinds["relu1"] == "relu" and kinds["drop1"] == "identity" and kinds["flatten"] == "identity"
+    conv = compact.layers[1].values
+    assert len(conv.scale) == len(conv.zero_point) == 64  # one step per feature map
+    # per map: every decoded value within half that map's step of PyTorch's float32, and 0 exact
+    got = schema.decode_tensor(conv)
+    want = acts["conv1"].values
+    steps = np.asarray(conv.scale)[:, None, None]
+    assert (np.abs(got - want) <= steps / 2 * (1 + 1e-9) + 1e-7).all()
+    relu = schema.decode_layers(compact)["relu1"]
+    assert (relu[acts["relu1"].values == 0] == 0).all()  # what ReLU zeroed is exactly 0 on the page too
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.zeros(2000, np.float32),
+        np.full(2000, 3.5, np.float32),
+        -np.linspace(0.001, 7, 3000, dtype=np.float32),
+        np.random.default_rng(0).standard_normal((5, 40, 40)).astype(np.float32)
+        * [[[1e-6]], [[1]], [[1e3]], [[0]], [[5]]],
+    ],
+    ids=["zeros", "constant", "negative", "mixed-scales"],
+)
+def test_encode_compact_never_clips(values):
+    t = cl.explain.encode_compact(values)
+    got = schema.decode_tensor(t)
+    steps = np.asarray(t.scale).reshape(-1, *([1] * (values.ndim - 1)))
+    assert (np.abs(got - values) <= steps / 2 * (1 + 1e-9) + 1e-12).all()
+    assert np.abs(got - values).max() <= t.max_error * (1 + 1e-9) + 1e-12
+
+
+def test_non_finite_values_stay_float32():
+    values = np.linspace(-1, 1, 2000, dtype=np.float32)
+    values[7] = np.nan
+    t = cl.explain.encode_compact(values)
+    assert t.dtype == "float32" and t.max_error == 0
+    assert np.array_equal(schema.decode_tensor(t), values, equal_nan=True)
 
 
 def test_list_encoding_and_no_values():

@@ -8,7 +8,7 @@ Example:
     >>> [(s.name, s.kind, s.shape) for s in acts.layers][:3]
     [('input', 'input', (1, 28, 28)), ('conv1', 'conv', (64, 26, 26)), ('relu1', 'relu', (64, 26, 26))]
     >>> acts.to_json()["schema"]
-    'cnnlab.activations/1'
+    'cnnlab.activations/2'
 
 Names are imported on first use (PEP 562). ``explain`` never imports the training engine.
 """
@@ -25,6 +25,8 @@ _EXPORTS = {
     "PredictionDoc": "schema",
     "encode_tensor": "schema",
     "decode_tensor": "schema",
+    "decode_layers": "schema",
+    "encode_compact": "wire",
     "json_schema": "schema",
     "Activations": "stagewise",
     "Stage": "stagewise",
@@ -52,7 +54,7 @@ _EXPORTS = {
     "write_dataset_report": "files",
     "run_test_split": "data",
 }
-_SUBMODULES = ("schema", "figures")
+_SUBMODULES = ("schema", "figures", "wire")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])
 

@@ -54,7 +54,7 @@ def image_report(
     # still stands; a named layer that cannot be used is an error
     cam, sal = gradcam_and_saliency(model, image, layer=layer, classes=classes)
     files = []
-    doc = acts.to_json(top_k=top_k, gradcam=cam, saliency=sal)
+    doc = acts.to_json(top_k=top_k, gradcam=cam, saliency=sal, precision="exact")  # files: every digit
     files.append(folder / "prediction.json")
     write_atomic(files[-1], json.dumps(doc) + "\n")
     files.append(figures.save(figures.topk_figure(acts.prediction, top_k), folder / "topk.png"))

@@ -104,12 +104,27 @@ def stage_params(module: nn.Module) -> dict:
     if kind == "normalize":
         return {"mean": module.mean.flatten().tolist(), "std": module.std.flatten().tolist()}
     if kind == "batchnorm":
-        return {"num_features": module.num_features, "eps": module.eps}
+        return {"num_features": module.num_features, "eps": module.eps, **_batchnorm_tensors(module)}
     if kind == "activation":
         return {"function": type(module).__name__}
     if kind == "block":
         return {"module": type(module).__name__, "weights": sum(p.numel() for p in module.parameters())}
     return {}
+
+
+def _batchnorm_tensors(module: nn.Module) -> dict:
+    """gamma, beta and the running statistics a batch norm uses at evaluation (per channel): what the
+    page needs to spell out y = gamma * (x - mean) / sqrt(var + eps) + beta."""
+
+    def values(t) -> list[float] | None:
+        return [float(v) for v in t.detach().cpu().float().flatten()] if t is not None else None
+
+    return {
+        "gamma": values(module.weight),
+        "beta": values(module.bias),
+        "running_mean": values(module.running_mean),
+        "running_var": values(module.running_var),
+    }
 
 
 def named_stages(model: nn.Module) -> list[tuple[str, nn.Module]]:

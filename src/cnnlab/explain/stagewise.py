@@ -18,6 +18,7 @@ from cnnlab.errors import CnnlabError, NotFoundError
 from cnnlab.explain import schema
 from cnnlab.explain.inputs import PreparedInput, prepare_input
 from cnnlab.explain.stages import eval_mode, model_device, named_stages, stage_kind, stage_params
+from cnnlab.explain.wire import wire_values
 
 
 @dataclass
@@ -34,7 +35,18 @@ class Stage:
     def shape(self) -> tuple[int, ...]:
         return tuple(self.values.shape)
 
-    def to_schema(self, encoding: str | None = "base64") -> schema.Layer:
+    def to_schema(
+        self, encoding: str | None = "base64", *, precision: str = "exact", previous: Stage | None = None
+    ) -> schema.Layer:
+        """This stage as the schema's `Layer`; ``precision="compact"`` may send it as uint8 or as
+        derived from ``previous`` (see `cnnlab.explain.wire`)."""
+        values, op = wire_values(
+            self.values,
+            previous.values if previous is not None else None,
+            kind=self.kind,
+            encoding=encoding,
+            precision=precision,
+        )
         return schema.Layer(
             name=self.name,
             kind=self.kind,
@@ -42,7 +54,8 @@ class Stage:
             module=self.module,
             params=self.params,
             stats=schema.stats_of(self.values),
-            values=schema.encode_tensor(self.values, encoding) if encoding else None,
+            values=values,
+            derived=schema.Derived(source=previous.name, op=op) if op else None,
         )
 
 
@@ -115,16 +128,23 @@ class Activations:
         self,
         *,
         encoding: str | None = "base64",
+        precision: str = "compact",
         top_k: int = 5,
         model_id: str | None = None,
         gradcam=None,
         saliency=None,
     ) -> schema.ActivationsDoc:
-        """The JSON document (see `cnnlab.explain.schema`); ``encoding=None`` leaves out the values."""
+        """The JSON document (see `cnnlab.explain.schema`). ``encoding=None`` leaves out the values;
+        ``precision="compact"`` (base64 only) sends big stages as uint8 and repeated ones as derived,
+        ``"exact"`` sends every stage as float32; ``encoding="list"`` is always exact."""
+        prev = [None, *self.layers[:-1]]
         return schema.ActivationsDoc(
             model=self.model_info(model_id),
             input=schema.InputInfo(**self.input.info()),
-            layers=[s.to_schema(encoding) for s in self.layers],
+            layers=[
+                s.to_schema(encoding, precision=precision, previous=p)
+                for s, p in zip(self.layers, prev, strict=True)
+            ],
             prediction=self.prediction.to_schema(top_k),
             gradcam=gradcam.to_schema() if gradcam is not None else None,
             saliency=saliency.to_schema() if saliency is not None else None,

@@ -1,11 +1,18 @@
-// The explainer page: pick a model and an image, see every stage, open any stage to see how it computes.
-
-import { decodeTensor, getJSON, postForm } from "./api.js";
-import { drawHeat, drawRGB, drawMap, layerScale } from "./colors.js";
+// The explainer page: pick a model and an image, see every stage, open any stage to see how it computes,
+// compare models on the same image, read the short article beside it. State lives in `state` (and in
+// the URL); every number comes from /api/explain.
+import { decodeLayers, decodeTensor, errorAt, getJSON, postForm } from "./api.js";
+import { renderArticle } from "./article.js";
+import { renderCompare } from "./compare.js";
 import { cancelDetail, openDetail } from "./detail.js";
+import { LANGS, applyStatic, getLang, initLang, onLangChange, setLang, t } from "./i18n.js";
 import { drawLinks, highlightLinks, renderNetwork } from "./network.js";
 import { makePlayground } from "./playground.js";
+import { clearPrediction, drawInput, drawPrediction } from "./prediction.js";
 import { makeSketch } from "./sketch.js";
+import { pixelsBlob, prepareUpload, sourceFields, travels } from "./source.js";
+import { readUrl, writeUrl } from "./urlstate.js";
+import { wireControls } from "./controls.js";
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -13,46 +20,25 @@ const state = {
   model: null,
   doc: null,
   layers: [],
-  source: null, // {kind: "upload", blob} | {kind: "test", index} | {kind: "sketch"}
+  source: null, // {kind: "test", index, label, model, data, blob} | {kind: "upload", blob, scaledFrom} | {kind: "sketch"}
   perStage: 8,
-  scaleMode: "layer",
   weights: new Map(),
   seq: 0,
-  selected: null, // {layer, channel}
+  selected: null, // {layer, channel, pos, unit}
+  classIndex: null, // the class Grad-CAM and saliency explain (null: the predicted one)
+  compare: new Set(),
+  opener: null, // the element that opened the detail panel: focus goes back to it on close
 };
 let sketch = null;
 let playground = null;
 let wrapEl = null;
+let pendingUrl = null;
 window.cnnlab = state; // for the curious (and the browser tests): everything the page shows
 
-function setStatus(text, isError = false) {
+export function setStatus(text, isError = false) {
   const s = $("status");
   s.textContent = text;
   s.classList.toggle("error", isError);
-}
-
-// A failed request must not leave the previous result on screen under the new model or image:
-// the error goes in a banner by the inputs and every result panel is emptied.
-function showFailure(message) {
-  state.doc = null;
-  state.layers = [];
-  delete document.body.dataset.pending;
-  const box = $("error");
-  box.textContent = message;
-  box.hidden = false;
-  box.scrollIntoView({ block: "nearest" });
-  setStatus(message, true);
-  const cv = $("input-view");
-  cv.getContext("2d").clearRect(0, 0, cv.width, cv.height);
-  $("overlay-note").textContent = "";
-  $("pred-label").textContent = "—";
-  $("pred-prob").textContent = "";
-  $("pred-truth").textContent = "no result: see the error above";
-  $("pred-bars").replaceChildren();
-  $("network").replaceChildren();
-  wrapEl = null;
-  closeDetail();
-  if (playground) playground.inputChanged();
 }
 
 const ctx = {
@@ -62,14 +48,14 @@ const ctx = {
   get layers() {
     return state.layers;
   },
-  layer(name) {
-    return state.layers.find((l) => l.name === name);
+  get pos() {
+    return state.selected?.pos || null;
   },
+  layer: (name) => state.layers.find((l) => l.name === name),
   inputOf(name) {
     const i = state.layers.findIndex((l) => l.name === name);
     return state.layers[Math.max(0, i - 1)];
   },
-  closeDetail: () => closeDetail(),
   heat(hm) {
     if (!hm._data) hm._data = decodeTensor(hm.values);
     return hm._data;
@@ -83,105 +69,117 @@ const ctx = {
     }
     return state.weights.get(key);
   },
+  // how far a weighted sum of decoded inputs may stray from the model's value (4 standard deviations of
+  // the inputs' rounding, uniform within their stated precision)
+  tolerance(layer, weights) {
+    const inp = ctx.inputOf(layer.name);
+    let v = 0;
+    for (let i = 0; i < weights.length; i++) v += (weights[i] * errorAt(inp, i)) ** 2 / 3;
+    return 4 * Math.sqrt(v) + 1e-4;
+  },
+  setPos(y, x) {
+    if (state.selected) state.selected.pos = [y, x];
+    writeUrl(state);
+  },
+  setUnit(i) {
+    if (state.selected) state.selected.unit = i;
+    writeUrl(state);
+  },
+  select: (layer, channel, pos = null, unit = null) => select(layer, channel, { pos, unit }),
+  closeDetail: () => closeDetail(),
+  explainClass: (i) => explainClass(i),
+  sendKernel: (matrix, name) => playground && playground.useKernel(matrix, name),
 };
 
-async function sourceFields() {
-  const s = state.source;
-  if (!s) return { random: true };
-  if (s.kind === "upload") return { file: s.blob, invert: $("invert").value };
-  if (s.kind === "sketch") return { file: await sketch.blob(), invert: "false" };
-  return { test_index: s.index };
+// A failed request leaves the current result on screen (it is still true) and says what went wrong once,
+// in the banner; a model switch that failed goes back to the model whose result is shown.
+function showFailure(message, previous) {
+  delete document.body.dataset.pending;
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = false;
+  setStatus(t("status.failed"), true);
+  if (previous) Object.assign(state, previous);
+  if (state.doc && state.doc.model.id !== state.model.id) {
+    state.model = state.models.find((m) => m.id === state.doc.model.id);
+    $("model").value = state.model.id;
+    describeModel();
+  }
+  if (!state.doc) clearPrediction(t("pred.none"));
+  writeUrl(state);
 }
 
-async function explain() {
+async function explain(previous = null) {
   if (!state.model) return;
+  if (state.source && state.source.kind === "sketch" && !sketch.dirty) {
+    clearPrediction(t("sketch.empty"));
+    return;
+  }
   const seq = ++state.seq;
-  setStatus("computing…");
+  setStatus(t("status.computing"));
   const t0 = performance.now();
   try {
-    const fields = { model: state.model.id, top_k: 5, ...(await sourceFields()) };
+    const fields = { model: state.model.id, top_k: 5, ...(await sourceFields(state.source, state.model, { invert: $("invert").value, sketchBlob: () => sketch.blob() })) };
+    if (state.classIndex !== null) fields.class_index = state.classIndex;
     const doc = await postForm("/api/explain", fields);
     if (seq !== state.seq) return; // a newer request is on its way
+    const t1 = performance.now();
     render(doc);
-    const ms = performance.now() - t0;
-    setStatus(`${doc.layers.length - 2} stages of ${doc.model.name} in ${ms.toFixed(0)} ms`);
+    window.cnnlabLastRender = { server: t1 - t0, render: performance.now() - t1 };
+    setStatus(t("status.done", { n: doc.layers.length - 2, name: doc.model.id, ms: (performance.now() - t0).toFixed(0) }));
   } catch (err) {
     if (seq !== state.seq) return;
-    if (state.source && state.source.kind === "test") state.source = null; // e.g. another model's test set
-    showFailure(err.message);
+    showFailure(err.message, previous);
   }
-}
-
-function drawInput() {
-  const input = state.layers[0];
-  const cv = $("input-view");
-  const [c, h, w] = input.shape;
-  if (c === 3) drawRGB(cv, input.data, h, w);
-  else drawMap(cv, input.data, 0, h, w, layerScale(input.stats, "input"));
-  const which = $("overlay").value;
-  const hm = which === "gradcam" ? state.doc.gradcam : which === "saliency" ? state.doc.saliency : null;
-  if (hm) drawHeat(cv, ctx.heat(hm), h, w, 0.55);
-  $("overlay-note").textContent = hm
-    ? `${hm.method}${hm.layer ? " on " + hm.layer : ""}: where the model looked for '${hm.label}'`
-    : "";
 }
 
 function render(doc) {
-  const fresh = doc !== state.doc; // false when only the view options changed
+  const fresh = doc !== state.doc;
   state.doc = doc;
   delete document.body.dataset.pending;
   $("error").hidden = true;
-  state.layers = doc.layers.map((l) => ({ ...l, data: decodeTensor(l.values) }));
-  if (doc.input.source.startsWith("test:") && (!state.source || state.source.kind === "test")) {
-    state.source = { kind: "test", index: Number(doc.input.source.slice(5)) };
+  state.layers = decodeLayers(doc);
+  const src = doc.input.source;
+  if (src.startsWith("test:") && (!state.source || state.source.kind === "test")) {
+    const index = Number(src.slice(5));
+    if (!state.source || state.source.index !== index || state.source.model !== doc.model.id) {
+      state.source = { kind: "test", index, label: doc.input.label, model: doc.model.id, data: state.model.data, blob: null };
+    }
   }
-  drawInput();
-  const p = doc.prediction;
-  $("pred-label").textContent = p.label;
-  $("pred-prob").textContent = `${(100 * p.probability).toFixed(1)}%`;
-  const truth = doc.input.label;
-  let src = doc.input.source.startsWith("test:") ? `test image #${doc.input.source.slice(5)}` : "your image";
-  if (state.source && state.source.kind === "sketch") src = "your drawing";
-  const notes = [];
-  if (doc.input.resized) notes.push(`resized from ${doc.input.original_size[1]}×${doc.input.original_size[0]}`);
-  if (doc.input.inverted) notes.push("inverted");
-  if (notes.length) src += ` (${notes.join(", ")})`;
-  $("pred-truth").textContent =
-    truth !== null && truth !== undefined
-      ? `${src}; true class: ${doc.model.classes[truth]} ${truth === p.index ? "✓" : "✗"}`
-      : src;
-  const bars = $("pred-bars");
-  bars.replaceChildren();
-  for (const t of p.top) {
-    const row = document.createElement("div");
-    row.className = "pbar-row";
-    row.innerHTML = `<span class="pl"></span><span class="pt"><span class="pf"></span></span><span class="pv"></span>`;
-    row.querySelector(".pl").textContent = t.label;
-    row.querySelector(".pf").style.width = `${(100 * t.probability).toFixed(1)}%`;
-    row.querySelector(".pv").textContent = `${(100 * t.probability).toFixed(1)}%`;
-    bars.append(row);
-  }
-  wrapEl = renderNetwork($("network"), state, { perStage: state.perStage, onSelect: select, scaleMode: state.scaleMode });
+  drawInput(state, ctx.heat);
+  drawPrediction(state, { onClass: explainClass });
+  const focused = document.activeElement && document.activeElement.closest("#network") ? document.activeElement : null;
+  const key = focused && focused.dataset.layer ? `[data-layer="${CSS.escape(focused.dataset.layer)}"][data-channel="${focused.dataset.channel ?? ""}"]` : null;
+  wrapEl = renderNetwork($("network"), state, {
+    perStage: state.perStage, onSelect: (l, c) => select(l, c), onAll: (l) => select(l, "all"),
+    onClass: (i) => select(state.layers[state.layers.length - 1].name, i), focusKey: key,
+  });
+  if (key && wrapEl.querySelector(key)) wrapEl.querySelector(key).focus();
   document.body.dataset.rendered = String(Number(document.body.dataset.rendered || 0) + 1);
   if (!window.cnnlabFirstRenderMs) window.cnnlabFirstRenderMs = performance.now();
-  // keep the detail view open on the new result only where its stage and channel exist (another model
-  // may lack the stage or have fewer channels); otherwise it would show numbers of the old result
-  const sel = state.selected;
-  if (sel && hasChannel(ctx.layer(sel.layer), sel.channel)) select(sel.layer, sel.channel, false);
-  else closeDetail();
+  const want = pendingUrl || state.selected;
+  pendingUrl = null;
+  if (want && hasChannel(ctx.layer(want.layer), want.channel)) select(want.layer, want.channel, { pos: want.pos, unit: want.unit, focus: false });
+  else closeDetail(false);
+  if (!$("compare").hidden) drawCompare();
+  renderArticle($("article-body"), ctx, state);
   if (fresh && playground) playground.inputChanged();
+  writeUrl(state);
 }
 
 function hasChannel(layer, channel) {
   if (!layer) return false;
-  if (channel === null || channel === undefined) return layer.shape.length !== 3 || layer.kind === "input";
+  if (channel === "all") return layer.shape.length === 3 && layer.kind !== "input";
+  if (channel === null || channel === undefined) return true;
+  if (layer.kind === "softmax" || layer.shape.length === 1) return channel < layer.shape[0];
   return layer.shape.length === 3 && (layer.kind === "input" || channel < layer.shape[0]);
 }
 
-function closeDetail() {
+function closeDetail(restoreFocus = true) {
   cancelDetail();
   state.selected = null;
   const box = $("detail");
+  const wasOpen = !box.hidden;
   box.hidden = true;
   box.replaceChildren();
   delete box.dataset.layer;
@@ -189,111 +187,145 @@ function closeDetail() {
   for (const c of document.querySelectorAll(".map.selected")) c.classList.remove("selected");
   const svg = document.querySelector("#network svg.links");
   if (svg) highlightLinks(svg, null, null);
+  writeUrl(state);
+  if (wasOpen && restoreFocus && state.opener && state.opener.isConnected) state.opener.focus();
 }
 
-async function select(layer, channel, scroll = true) {
-  state.selected = { layer, channel };
+async function select(layer, channel, { pos = null, unit = null, focus = true } = {}) {
+  const same = state.selected && state.selected.layer === layer && state.selected.channel === channel;
+  state.selected = { layer, channel, pos: pos || (same ? state.selected.pos : null), unit: unit ?? (same ? state.selected.unit : null) };
+  if (focus && document.activeElement && document.activeElement !== document.body && !document.activeElement.closest("#detail")) {
+    state.opener = document.activeElement;
+  }
   for (const c of document.querySelectorAll(".map.selected")) c.classList.remove("selected");
-  const sel = document.querySelector(`.map[data-layer="${CSS.escape(layer)}"][data-channel="${channel ?? ""}"]`);
+  const key = `[data-layer="${CSS.escape(layer)}"][data-channel="${channel ?? ""}"]`;
+  const sel = document.querySelector(`#network .map${key}`);
   if (sel) sel.classList.add("selected");
   const svg = document.querySelector("#network svg.links");
-  if (svg) highlightLinks(svg, layer, channel);
+  if (svg) highlightLinks(svg, layer, channel === "all" ? null : channel);
+  writeUrl(state);
   const box = $("detail");
   try {
-    await openDetail(box, ctx, layer, channel);
-    if (!scroll) box.scrollIntoView({ block: "nearest" });
+    const shown = await openDetail(box, ctxView(), layer, channel);
+    if (shown && focus) {
+      box.querySelector("#detail-title").focus({ preventScroll: true });
+      box.scrollIntoView({ behavior: "instant", block: "nearest" });
+    }
   } catch (err) {
     setStatus(err.message, true);
   }
 }
 
-function chooseModel(id) {
-  state.model = state.models.find((m) => m.id === id);
-  // a test index names an image of one run's test set: the new model gets a random image of its own
-  // (an upload or a drawing is simply explained again by the new model)
-  if (state.source && state.source.kind === "test") state.source = null;
-  // until the new model answers, the old model's result is greyed out rather than shown as the new one's
+// The context a detail view gets: ctx plus the position it should start at.
+function ctxView() {
+  return Object.create(ctx, { pos: { value: state.selected?.pos || null } });
+}
+
+// Where the model looks for class i: Grad-CAM and saliency for that class (one /api/explain call).
+async function explainClass(i) {
+  state.classIndex = i === state.doc?.prediction.index ? null : i;
+  if ($("overlay").value === "none") $("overlay").value = state.doc?.gradcam ? "gradcam" : "saliency";
+  const seq = ++state.seq;
+  try {
+    const fields = { model: state.model.id, class_index: i, ...(await sourceFields(state.source, state.model, { invert: $("invert").value, sketchBlob: () => sketch.blob() })) };
+    const doc = await postForm("/api/explain", fields);
+    if (seq !== state.seq) return;
+    state.doc.gradcam = doc.gradcam;
+    state.doc.saliency = doc.saliency;
+    drawInput(state, ctx.heat);
+    drawPrediction(state, { onClass: explainClass });
+    writeUrl(state);
+  } catch (err) {
+    if (seq === state.seq) showFailure(err.message);
+  }
+}
+
+function describeModel() {
+  const m = state.model;
+  const acc = m.test_accuracy !== null && m.test_accuracy !== undefined ? t("model.acc", { a: (100 * m.test_accuracy).toFixed(1) }) : "";
+  const params = m.params ? ` · ${m.params.toLocaleString()} ${t("model.params")}` : "";
+  $("model-info").textContent = `${m.name} · ${m.data} · ${m.input_shape.join("×")}${params}${acc}`;
+  const rgb = m.input_shape[0] === 3;
+  const onBlack = !rgb && /^(fashion_mnist|mnist)$/.test(m.data);
+  $("invert-row").hidden = rgb;
+  $("source-note").textContent = t(rgb ? "source.rgb" : onBlack ? "source.onBlack" : "source.gray", { w: m.input_shape[2], h: m.input_shape[1] });
+  const side = Math.min(64, m.input_shape[1] || 28);
+  sketch.configure({ size: side, colour: rgb });
+  $("sketch-size").textContent = `${side}×${side}`;
+  $("sketch-colour-row").hidden = !rgb;
+  $("sketch-note").textContent = t(rgb ? "sketch.noteRGB" : "sketch.note");
+}
+
+async function chooseModel(id) {
+  const previous = { model: state.model, source: state.source, classIndex: state.classIndex };
+  const next = state.models.find((m) => m.id === id);
+  if (!next) return;
+  // a test image goes along by its pixels to another model of the same dataset; else a random one
+  const s = state.source;
+  if (s && s.kind === "test" && s.model !== next.id) {
+    if (s.data === next.data && state.layers.length) {
+      if (!s.blob) s.blob = await pixelsBlob(state.layers[0]);
+    } else state.source = null;
+  }
+  if (state.model && state.model.classes.join("|") !== next.classes.join("|")) state.classIndex = null;
+  state.model = next;
+  state.compare.delete(next.id);
   if (state.doc) document.body.dataset.pending = "1";
   state.weights.clear();
-  const m = state.model;
-  const acc = m.test_accuracy !== null && m.test_accuracy !== undefined ? `, test accuracy ${(100 * m.test_accuracy).toFixed(1)}%` : "";
-  const params = m.params ? ` · ${m.params.toLocaleString()} params` : "";
-  $("model-info").textContent = `${m.name} on ${m.data} · ${m.input_shape.join("×")}${params}${acc}`;
-  const side = Math.min(64, m.input_shape[1] || 28);
-  sketch.setSize(side);
-  $("sketch-size").textContent = `${side}×${side}`;
-  explain();
+  describeModel();
+  await explain(previous);
 }
 
-function useFile(file) {
+async function useFile(file) {
   if (!file) return;
-  state.source = { kind: "upload", blob: file };
-  explain();
+  const previous = { source: state.source, classIndex: state.classIndex };
+  setStatus(t("status.reading"));
+  const { blob, scaledFrom } = await prepareUpload(file);
+  state.source = { kind: "upload", blob, scaledFrom };
+  state.classIndex = null;
+  explain(previous);
 }
 
-async function currentImage() {
-  if (!state.layers.length) return null;
-  const input = state.layers[0];
-  const cv = document.createElement("canvas");
-  const [c, h, w] = input.shape;
-  if (c === 3) drawRGB(cv, input.data, h, w);
-  else drawMap(cv, input.data, 0, h, w, { kind: "gray", lo: 0, hi: 1 });
-  return new Promise((resolve) => cv.toBlob((b) => resolve(b), "image/png"));
+function drawCompare() {
+  renderCompare($("compare"), {
+    state,
+    canUse: (m) => travels(state.source, m) || (state.source?.kind === "test" && state.source.data === m.data),
+    onToggle: (id, on) => {
+      if (on) state.compare.add(id);
+      else state.compare.delete(id);
+      writeUrl(state);
+      drawCompare();
+    },
+    onOpen: (id) => {
+      $("model").value = id;
+      chooseModel(id);
+    },
+    explainFor: async (m) => {
+      if (state.source?.kind === "test" && !state.source.blob) state.source.blob = await pixelsBlob(state.layers[0]);
+      const fields = { model: m.id, top_k: 3, ...(await sourceFields(state.source, m, { invert: $("invert").value, sketchBlob: () => sketch.blob() })) };
+      const doc = await postForm("/api/explain", fields);
+      return { doc, layer0: decodeLayers({ layers: [doc.layers[0]] })[0] };
+    },
+  });
 }
 
 async function init() {
+  initLang();
+  const url = readUrl();
   sketch = makeSketch($("sketch"), {
     onChange: () => {
       state.source = { kind: "sketch" };
+      state.classIndex = null;
       explain();
     },
   });
-  $("sketch-clear").addEventListener("click", () => {
-    sketch.clear();
-    if (state.source && state.source.kind === "sketch") explain();
-  });
-  $("random").addEventListener("click", () => {
-    state.source = null;
-    explain();
-  });
-  $("file").addEventListener("change", (ev) => {
-    useFile(ev.target.files[0]);
-    ev.target.value = ""; // choosing the same file again must fire "change" again
-  });
-  const drop = $("drop");
-  drop.addEventListener("click", () => $("file").click());
-  drop.addEventListener("keydown", (ev) => {
-    if (ev.key !== "Enter" && ev.key !== " ") return;
-    ev.preventDefault(); // Space would scroll the page
-    $("file").click();
-  });
-  for (const t of ["dragenter", "dragover"]) {
-    document.addEventListener(t, (ev) => {
-      ev.preventDefault();
-      drop.classList.add("over");
-    });
-  }
-  document.addEventListener("dragleave", () => drop.classList.remove("over"));
-  document.addEventListener("drop", (ev) => {
-    ev.preventDefault();
-    drop.classList.remove("over");
-    useFile(ev.dataTransfer.files[0]);
-  });
-  $("invert").addEventListener("change", () => state.source && state.source.kind === "upload" && explain());
-  $("overlay").addEventListener("change", () => state.doc && drawInput());
-  $("per-stage").addEventListener("change", (ev) => {
-    state.perStage = Number(ev.target.value);
+  wireControls({ state, sketch, explain, useFile, chooseModel, closeDetail, drawCompare, render, explainClass, setLang, getLang, LANGS });
+  onLangChange(() => {
+    applyStatic();
+    if (state.model) describeModel();
     if (state.doc) render(state.doc);
   });
-  $("scale-mode").addEventListener("change", (ev) => {
-    state.scaleMode = ev.target.value;
-    if (state.doc) render(state.doc);
-  });
-  $("model").addEventListener("change", (ev) => chooseModel(ev.target.value));
-  window.addEventListener("resize", () => {
-    if (wrapEl) drawLinks(wrapEl, wrapEl.querySelector("svg.links"));
-  });
-
+  window.addEventListener("resize", () => wrapEl && drawLinks(wrapEl, wrapEl.querySelector("svg.links")));
   try {
     const { models } = await getJSON("/api/models");
     state.models = models;
@@ -306,18 +338,35 @@ async function init() {
     }
     document.body.dataset.ready = "1";
     window.cnnlabInteractiveMs = performance.now();
-    if (!models.length) {
-      setStatus("No runs in this folder yet: train one with `cnnlab train --out RUNS_DIR/cnn2`, then reload.", true);
-    } else chooseModel(models[0].id);
+    if (!models.length) return setStatus(t("status.noRuns"), true);
+    const first = models.find((m) => m.id === (url.from || url.model)) || models[0];
+    for (const id of url.compare) if (models.some((m) => m.id === id)) state.compare.add(id);
+    if (state.compare.size) $("compare").hidden = false;
+    $("compare-toggle").setAttribute("aria-expanded", String(!$("compare").hidden));
+    state.classIndex = url.classIndex;
+    if (url.stage) pendingUrl = { layer: url.stage, channel: url.channel, pos: url.pos, unit: url.unit };
+    if (url.test !== null) state.source = { kind: "test", index: url.test, model: first.id, data: first.data, blob: null };
+    sel.value = first.id;
+    state.model = first;
+    describeModel();
+    await explain();
+    const target = models.find((m) => m.id === url.model);
+    if (url.from && target && target.id !== first.id) {
+      pendingUrl = url.stage ? { layer: url.stage, channel: url.channel, pos: url.pos, unit: url.unit } : null;
+      sel.value = target.id;
+      await chooseModel(target.id);
+    }
   } catch (err) {
     setStatus(err.message, true);
   }
-  makePlayground($("playground"), { currentImage }).then((pg) => {
-    playground = pg;
-    return pg.run();
-  }).catch((err) => {
-    $("filter-status").textContent = err.message;
-  });
+  makePlayground($("playground"), { currentImage: () => (state.layers.length ? pixelsBlob(state.layers[0]) : null) })
+    .then((pg) => {
+      playground = pg;
+      return pg.run();
+    })
+    .catch((err) => {
+      $("filter-status").textContent = err.message;
+    });
 }
 
 init();

@@ -1,127 +1,184 @@
-// The overview: one column per stage, feature maps as small canvases, columns linked left to right,
-// the softmax as bars at the end. Everything drawn from the decoded activations document.
-
-import { colorOf, drawMap, drawRGB, layerScale } from "./colors.js";
+// The overview: one column per stage, feature maps as small canvases, columns linked left to right, the
+// softmax as bars at the end. One tab stop for the whole network: the arrow keys move between maps
+// (up/down in a column, left/right across stages), Enter or Space opens the one in focus.
+import { legend, layerScale } from "./colors.js";
+import { getLang, plural, t } from "./i18n.js";
+import { drawChannel, drawVector, el, shapeText } from "./maps.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const ELEMENTWISE = new Set(["relu", "activation", "maxpool", "avgpool", "dropout", "batchnorm", "normalize", "globalpool"]);
 
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
+function mapButton(layer, channel, label) {
+  const b = el("button", "map");
+  b.type = "button";
+  b.dataset.layer = layer.name;
+  b.dataset.channel = channel === null ? "" : String(channel);
+  if (label) b.setAttribute("aria-label", label);
+  b.tabIndex = -1;
+  return b;
 }
 
-export function shapeText(shape) {
-  return shape.join("×");
-}
-
-// Draw a vector of n values as a column of cells (wrapped into several columns when long).
-export function drawVector(canvas, data, scale, rows = 128) {
-  const n = data.length;
-  const r = Math.max(1, Math.min(n, rows));
-  const c = Math.max(1, Math.ceil(n / r));
-  canvas.width = c;
-  canvas.height = r;
-  const ctx = canvas.getContext("2d");
-  const img = ctx.createImageData(c, r);
-  for (let row = 0; row < r; row++) {
-    for (let col = 0; col < c; col++) {
-      const k = col * r + row;
-      const rgb = k < n ? colorOf(data[k], scale) : [240, 240, 240];
-      img.data.set([rgb[0], rgb[1], rgb[2], 255], 4 * (row * c + col));
+function column(layer, state, { perStage, onSelect, onAll, onClass }) {
+  const col = el("div", `col kind-${layer.kind}`);
+  col.dataset.layer = layer.name;
+  col.dataset.kind = layer.kind;
+  col.setAttribute("role", "group");
+  const head = el("button", "col-head");
+  head.type = "button";
+  head.tabIndex = -1;
+  head.dataset.layer = layer.name;
+  head.append(el("b", "", layer.name), " ", el("span", "kind", t(`kind.${layer.kind}`)), " ", el("span", "shape", shapeText(layer.shape)));
+  head.setAttribute("aria-describedby", "net-open-hint");
+  head.addEventListener("click", () => onSelect(layer.name, layer.shape.length === 3 && layer.kind !== "input" ? 0 : layer.kind === "input" ? 0 : null));
+  col.setAttribute("aria-label", t("net.head", { name: layer.name, kind: t(`kind.${layer.kind}`), shape: shapeText(layer.shape) }));
+  col.append(head);
+  const scale = layerScale(layer);
+  if (layer.kind !== "softmax") col.append(legend(scale, { compact: true }));
+  const maps = el("div", "maps");
+  col.append(maps);
+  if (layer.kind === "softmax") {
+    const classes = state.doc.model.classes;
+    col.classList.add("vector");
+    for (let i = 0; i < layer.data.length; i++) {
+      const p = `${(100 * layer.data[i]).toFixed(1)}%`;
+      const bar = mapButton(layer, i, null);
+      bar.className = "map bar" + (i === state.doc.prediction.index ? " top" : "");
+      bar.dataset.index = String(i);
+      bar.setAttribute("aria-describedby", "net-class-hint");
+      const fill = el("span", "bar-fill");
+      fill.style.width = `${(100 * layer.data[i]).toFixed(1)}%`;
+      const track = el("span", "bar-track");
+      track.append(fill);
+      bar.append(el("span", "bar-label", classes[i]), " ", track, " ", el("span", "bar-value", p));
+      bar.addEventListener("click", () => onClass(i));
+      maps.append(bar);
     }
+  } else if (layer.shape.length === 3) {
+    const [c, h, w] = layer.shape;
+    const shown = layer.kind === "input" ? 1 : Math.min(c, perStage);
+    for (let ch = 0; ch < shown; ch++) {
+      const label = layer.kind === "input"
+        ? t("net.input", { shape: shapeText(layer.shape) })
+        : t("net.map", { name: layer.name, ch, c, h, w });
+      const b = mapButton(layer, ch, label);
+      const cv = el("canvas");
+      cv.setAttribute("aria-hidden", "true");
+      drawChannel(cv, layer, ch, scale);
+      b.append(cv);
+      b.addEventListener("click", () => onSelect(layer.name, ch));
+      maps.append(b);
+    }
+    if (layer.kind !== "input" && c > 1) {
+      const more = el("button", "more", c > shown ? t("net.more", { n: c - shown, c }) : t("net.all", { c }));
+      more.type = "button";
+      more.tabIndex = -1;
+      more.dataset.layer = layer.name;
+      more.setAttribute("aria-label", `${more.textContent} ${t("net.allLabel", { c, name: layer.name })}`);
+      more.addEventListener("click", () => onAll(layer.name));
+      col.append(more);
+    }
+  } else {
+    const b = mapButton(layer, null, t("net.vector", { name: layer.name, n: layer.shape[0], units: plural(layer.shape[0], [t("unit.one"), t("unit.few"), t("unit.many")]) }));
+    b.classList.add("vec");
+    const cv = el("canvas");
+    cv.setAttribute("aria-hidden", "true");
+    const { cols } = drawVector(cv, layer.data, scale);
+    cv.style.width = `${Math.min(48, 12 * cols)}px`;
+    b.append(cv);
+    b.addEventListener("click", () => onSelect(layer.name, null));
+    maps.append(b);
+    col.classList.add("vector");
   }
-  ctx.putImageData(img, 0, 0);
-  return { rows: r, cols: c };
+  return col;
 }
 
-// Per-map scale: each map centred on 0 and stretched to its own largest |value| (shows every map's
-// pattern; the layer scale keeps maps of one stage comparable).
-function mapScale(data, offset, n) {
-  let m = 0;
-  for (let i = 0; i < n; i++) m = Math.max(m, Math.abs(data[offset + i]) || 0);
-  return { kind: "div", m: m || 1 };
+// Redraw the values of an overview already built for this model and layout: no new elements, so no
+// layout work and no edges to re-route (what a new image costs).
+function updateNetwork(root, state) {
+  const cols = root.querySelectorAll(".col");
+  state.layers.forEach((layer, i) => {
+    const col = cols[i];
+    const scale = layerScale(layer);
+    const old = col.querySelector(":scope > .legend");
+    if (old) old.replaceWith(legend(scale, { compact: true }));
+    if (layer.kind === "softmax") {
+      for (const bar of col.querySelectorAll(".bar")) {
+        const k = Number(bar.dataset.index);
+        const p = `${(100 * layer.data[k]).toFixed(1)}%`;
+        bar.querySelector(".bar-fill").style.width = p;
+        bar.querySelector(".bar-value").textContent = p;
+        bar.classList.toggle("top", k === state.doc.prediction.index);
+      }
+    } else if (layer.shape.length === 3) {
+      for (const b of col.querySelectorAll(".maps > .map")) drawChannel(b.firstChild, layer, Number(b.dataset.channel), scale);
+    } else drawVector(col.querySelector(".maps > .map canvas"), layer.data, scale);
+  });
 }
 
-export function renderNetwork(root, state, { perStage, onSelect, scaleMode = "layer" }) {
+export function renderNetwork(root, state, opts) {
+  const key = `${state.doc.model.id}|${opts.perStage}|${getLang()}|${state.layers.map((l) => l.shape.join("x")).join(",")}`;
+  if (root.dataset.key === key && root.querySelector(".net-inner")) {
+    updateNetwork(root, state);
+    const wrap = root.querySelector(".net-inner");
+    highlightLinks(wrap.querySelector("svg.links"), state.selected?.layer, state.selected?.channel);
+    return wrap;
+  }
+  root.dataset.key = key;
   root.replaceChildren();
   const wrap = el("div", "net-inner");
   const svg = document.createElementNS(SVG, "svg");
   svg.classList.add("links");
-  wrap.append(svg);
+  svg.setAttribute("aria-hidden", "true");
   const row = el("div", "columns");
-  wrap.append(row);
+  wrap.append(svg, row);
   root.append(wrap);
-  const classes = state.doc.model.classes;
-  const pred = state.doc.prediction;
-
-  for (const layer of state.layers) {
-    const col = el("div", `col kind-${layer.kind}`);
-    col.dataset.layer = layer.name;
-    col.dataset.kind = layer.kind;
-    const head = el("div", "col-head");
-    head.append(el("b", "", layer.name), el("span", "kind", layer.kind), el("span", "shape", shapeText(layer.shape)));
-    col.append(head);
-    const maps = el("div", "maps");
-    col.append(maps);
-    const scale = layerScale(layer.stats, layer.kind);
-    if (layer.kind === "softmax") {
-      const order = [...layer.data.keys()];
-      for (const i of order) {
-        const bar = el("div", "bar" + (i === pred.index ? " top" : ""));
-        bar.dataset.index = i;
-        bar.dataset.layer = layer.name;
-        bar.dataset.channel = "";
-        const label = el("span", "bar-label", classes[i]);
-        const track = el("span", "bar-track");
-        const fill = el("span", "bar-fill");
-        fill.style.width = `${(100 * layer.data[i]).toFixed(1)}%`;
-        track.append(fill);
-        bar.append(label, track, el("span", "bar-value", `${(100 * layer.data[i]).toFixed(1)}%`));
-        bar.addEventListener("click", () => onSelect(layer.name, null));
-        maps.append(bar);
-      }
-      col.classList.add("vector");
-    } else if (layer.shape.length === 3) {
-      const [c, h, w] = layer.shape;
-      const shown = layer.kind === "input" ? 1 : Math.min(c, perStage);
-      for (let ch = 0; ch < shown; ch++) {
-        const cv = el("canvas", "map");
-        cv.dataset.layer = layer.name;
-        cv.dataset.channel = layer.kind === "input" ? "0" : String(ch);
-        cv.title = layer.kind === "input" ? `input ${shapeText(layer.shape)}` : `${layer.name} channel ${ch}`;
-        if (layer.kind === "input" && c === 3) drawRGB(cv, layer.data, h, w);
-        else {
-          const s = scaleMode === "map" ? mapScale(layer.data, ch * h * w, h * w) : scale;
-          drawMap(cv, layer.data, ch * h * w, h, w, s);
-        }
-        cv.addEventListener("click", () => onSelect(layer.name, Number(cv.dataset.channel)));
-        maps.append(cv);
-      }
-      if (layer.kind !== "input" && c > shown) col.append(el("div", "more", `+${c - shown} more`));
-    } else {
-      const cv = el("canvas", "map vec");
-      cv.dataset.layer = layer.name;
-      cv.dataset.channel = "";
-      cv.title = `${layer.name}: ${layer.shape[0]} values`;
-      const { cols } = drawVector(cv, layer.data, scale);
-      cv.style.width = `${Math.min(64, 12 * cols)}px`;
-      cv.addEventListener("click", () => onSelect(layer.name, null));
-      maps.append(cv);
-      col.classList.add("vector");
-    }
-    col.addEventListener("mouseenter", () => svg.classList.add("dim"));
-    col.addEventListener("mouseleave", () => svg.classList.remove("dim"));
-    row.append(col);
-  }
-  requestAnimationFrame(() => drawLinks(wrap, svg));
+  for (const layer of state.layers) row.append(column(layer, state, opts));
+  rovingFocus(row, opts.focusKey);
+  // hovering or focusing a map lights its edges; leaving shows the selected map's again
+  const light = (ev) => {
+    const m = ev.target.closest(".map");
+    if (m) highlightLinks(svg, m.dataset.layer, m.dataset.channel);
+  };
+  const restore = () => highlightLinks(svg, state.selected?.layer, state.selected?.channel);
+  row.addEventListener("pointerover", light);
+  row.addEventListener("focusin", light);
+  row.addEventListener("pointerleave", restore);
+  row.addEventListener("focusout", restore);
+  drawLinks(wrap, svg);
+  restore();
   return wrap;
 }
 
-// Lines from each column's maps to the next column's: one-to-one for element-wise stages, all-to-all
-// (faint) into a conv layer, fan-in into vectors.
+// Roving tabindex over every button of the network: columns are lists, stages are side by side.
+function rovingFocus(row, focusKey) {
+  const cols = () => [...row.querySelectorAll(".col")].map((c) => [...c.querySelectorAll("button")]);
+  const all = row.querySelectorAll("button");
+  const start = (focusKey && row.querySelector(focusKey)) || row.querySelector(".col .map") || all[0];
+  if (start) start.tabIndex = 0;
+  row.addEventListener("keydown", (ev) => {
+    const grid = cols();
+    const ci = grid.findIndex((c) => c.includes(ev.target));
+    if (ci < 0) return;
+    const ri = grid[ci].indexOf(ev.target);
+    let next = null;
+    if (ev.key === "ArrowDown") next = grid[ci][ri + 1];
+    else if (ev.key === "ArrowUp") next = grid[ci][ri - 1];
+    else if (ev.key === "ArrowRight" || ev.key === "ArrowLeft") {
+      const to = grid[ci + (ev.key === "ArrowRight" ? 1 : -1)];
+      if (to) next = to[Math.min(ri, to.length - 1)];
+    } else if (ev.key === "Home") next = grid[0][0];
+    else if (ev.key === "End") next = grid[grid.length - 1][0];
+    if (!next) return;
+    ev.preventDefault();
+    for (const b of row.querySelectorAll("button[tabindex='0']")) b.tabIndex = -1;
+    next.tabIndex = 0;
+    next.focus();
+    next.scrollIntoView({ block: "nearest", inline: "nearest" });
+  });
+}
+
+// Edges between neighbouring stages: one-to-one for element-wise stages; into a stage that reads every
+// map of the one before (a conv, a dense layer) through one hub, so n + m curves instead of n x m.
 export function drawLinks(wrap, svg) {
   const box = wrap.getBoundingClientRect();
   svg.setAttribute("width", wrap.scrollWidth);
@@ -129,34 +186,48 @@ export function drawLinks(wrap, svg) {
   svg.replaceChildren();
   const cols = [...wrap.querySelectorAll(".col")];
   const anchors = (col, side) =>
-    [...col.querySelectorAll(".maps > canvas, .maps > .bar")].map((m) => {
+    [...col.querySelectorAll(".maps > .map")].map((m) => {
       const r = m.getBoundingClientRect();
-      return { x: (side === "out" ? r.right : r.left) - box.left, y: r.top + r.height / 2 - box.top, el: m };
+      return { x: (side === "out" ? r.right : r.left) - box.left, y: r.top + r.height / 2 - box.top, key: `${m.dataset.layer}:${m.dataset.channel}` };
     });
+  const curve = (p, q, attrs) => {
+    const path = document.createElementNS(SVG, "path");
+    const mx = (p.x + q.x) / 2;
+    path.setAttribute("d", `M${p.x},${p.y} C${mx},${p.y} ${mx},${q.y} ${q.x},${q.y}`);
+    path.setAttribute("class", "link");
+    for (const [k, v] of Object.entries(attrs)) path.dataset[k] = v;
+    svg.append(path);
+  };
   for (let i = 0; i + 1 < cols.length; i++) {
     const a = anchors(cols[i], "out");
     const b = anchors(cols[i + 1], "in");
-    const kind = cols[i + 1].dataset.kind;
-    const pairs = [];
-    if (ELEMENTWISE.has(kind) && a.length === b.length) a.forEach((p, k) => pairs.push([p, b[k]]));
-    else for (const p of a) for (const q of b) pairs.push([p, q]);
-    const faint = pairs.length > 16;
-    for (const [p, q] of pairs) {
-      const path = document.createElementNS(SVG, "path");
-      const mx = (p.x + q.x) / 2;
-      path.setAttribute("d", `M${p.x},${p.y} C${mx},${p.y} ${mx},${q.y} ${q.x},${q.y}`);
-      path.setAttribute("class", faint ? "link faint" : "link");
-      path.dataset.from = p.el.dataset.layer + ":" + (p.el.dataset.channel ?? "");
-      path.dataset.to = q.el.dataset.layer + ":" + (q.el.dataset.channel ?? "");
-      svg.append(path);
+    if (!a.length || !b.length) continue;
+    if (ELEMENTWISE.has(cols[i + 1].dataset.kind) && a.length === b.length) {
+      a.forEach((p, k) => curve(p, b[k], { from: p.key, to: b[k].key }));
+      continue;
     }
+    const ys = b.map((q) => q.y);
+    const hubKey = `hub:${i}`;
+    const hub = { x: a[0].x + (b[0].x - a[0].x) * 0.55, y: (Math.min(...ys) + Math.max(...ys)) / 2, key: hubKey };
+    for (const p of a) curve(p, { ...hub, x: hub.x }, { from: p.key, to: hubKey, hub: hubKey, side: "in" });
+    for (const q of b) curve({ ...hub }, q, { from: hubKey, to: q.key, hub: hubKey, side: "out" });
   }
 }
 
+// Light the edges that feed the map (layer, channel) and those it feeds.
 export function highlightLinks(svg, layer, channel) {
-  const key = `${layer}:${channel ?? ""}`;
-  for (const p of svg.querySelectorAll("path.link")) {
-    p.classList.toggle("hot", p.dataset.from === key || p.dataset.to === key);
+  const key = layer ? `${layer}:${channel ?? ""}` : null;
+  const paths = [...svg.querySelectorAll("path.link")];
+  const inHubs = new Set();
+  const outHubs = new Set();
+  for (const p of paths) {
+    if (p.dataset.to === key && p.dataset.hub) inHubs.add(p.dataset.hub);
+    if (p.dataset.from === key && p.dataset.hub) outHubs.add(p.dataset.hub);
   }
+  for (const p of paths) {
+    const d = p.dataset;
+    const hot = key !== null && (d.from === key || d.to === key || (d.side === "in" && inHubs.has(d.hub)) || (d.side === "out" && outHubs.has(d.hub)));
+    p.classList.toggle("hot", hot);
+  }
+  svg.classList.toggle("lit", key !== null && paths.some((p) => p.classList.contains("hot")));
 }
-

@@ -1,13 +1,76 @@
 // The filter playground: edit a kernel, see the feature map (server-side `cnnlab.filters.apply`).
 
 import { decodeTensor, getJSON, postForm } from "./api.js";
-import { drawMap, fmt } from "./colors.js";
+import { fmt, legend } from "./colors.js";
+import { t } from "./i18n.js";
+import { drawMap, el } from "./maps.js";
 
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
+// A cell's number: an empty cell is 0; anything but a finite decimal number is null (invalid).
+function cellValue(text) {
+  const v = text.trim();
+  if (v === "") return 0;
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(v)) return null;
+  const n = Number(v);
+  return Number.isFinite(n) ? n : null;
+}
+
+// The editable kernel: `build(matrix)` lays out its cells, `read()` gives the rows and the cells that
+// are not numbers (marked aria-invalid); `onEdit` runs on every keystroke.
+function kernelGrid(gridBox, sizeSel, onEdit) {
+  let size = 3;
+  function build(matrix) {
+    size = matrix.length;
+    if (![...sizeSel.options].some((o) => o.value === String(size))) {
+      const o = el("option", "", `${size}×${size}`);
+      o.value = String(size);
+      sizeSel.append(o);
+    }
+    sizeSel.value = String(size);
+    gridBox.replaceChildren();
+    gridBox.style.gridTemplateColumns = `repeat(${size}, 3.6em)`;
+    for (let i = 0; i < size; i++) {
+      for (let j = 0; j < size; j++) {
+        // a text field, not type=number: a number field reports "abc" or "1e400" as an empty value,
+        // which would silently become 0; here the typed text is checked and marked when it is no number
+        const inp = el("input", "kcell");
+        inp.type = "text";
+        inp.inputMode = "decimal";
+        inp.autocomplete = "off";
+        inp.setAttribute("aria-label", t("pg.cell", { r: i + 1, c: j + 1 }));
+        inp.value = String(+matrix[i][j].toFixed(4));
+        inp.addEventListener("input", onEdit);
+        gridBox.append(inp);
+      }
+    }
+  }
+  function read() {
+    const inputs = [...gridBox.querySelectorAll("input")];
+    const cells = inputs.map((c) => cellValue(c.value));
+    const bad = [];
+    inputs.forEach((c, k) => {
+      const invalid = cells[k] === null;
+      c.classList.toggle("invalid", invalid);
+      if (invalid) {
+        c.setAttribute("aria-invalid", "true");
+        bad.push(t("pg.badCell", { r: Math.floor(k / size) + 1, c: (k % size) + 1, v: c.value.trim().slice(0, 12) }));
+      } else c.removeAttribute("aria-invalid");
+    });
+    return { rows: Array.from({ length: size }, (_, i) => cells.slice(i * size, (i + 1) * size)), bad };
+  }
+  return { build, read };
+}
+
+function drawGray(canvas, tensor, data) {
+  const [h, w] = tensor.shape;
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const v of data) {
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  const scale = { kind: "gray", lo, hi: hi > lo ? hi : lo + 1 };
+  drawMap(canvas, data, 0, h, w, scale);
+  return scale;
 }
 
 export async function makePlayground(root, { currentImage }) {
@@ -23,7 +86,7 @@ export async function makePlayground(root, { currentImage }) {
   const status = q("#filter-status");
   const inCv = q("#filter-input");
   const outCv = q("#filter-output");
-  let size = 3;
+  let from = null; // the model layer a kernel came from, while it is unedited
   let timer = null;
   let inputKey = null;
   let seq = 0; // the latest request: an older answer arriving late is dropped
@@ -35,74 +98,25 @@ export async function makePlayground(root, { currentImage }) {
     presetSel.append(o);
   }
 
-  function buildGrid(matrix) {
-    size = matrix.length;
-    sizeSel.value = String(size);
-    gridBox.replaceChildren();
-    gridBox.style.gridTemplateColumns = `repeat(${size}, 3.6em)`;
-    for (let i = 0; i < size; i++) {
-      for (let j = 0; j < size; j++) {
-        // a text field, not type=number: a number field reports "abc" or "1e400" as an empty value,
-        // which would silently become 0; here the typed text is checked and marked when it is no number
-        const inp = el("input", "kcell");
-        inp.type = "text";
-        inp.inputMode = "decimal";
-        inp.autocomplete = "off";
-        inp.setAttribute("aria-label", `kernel row ${i + 1}, column ${j + 1}`);
-        inp.value = String(+matrix[i][j].toFixed(4));
-        inp.addEventListener("input", () => {
-          presetSel.value = "";
-          schedule();
-        });
-        gridBox.append(inp);
-      }
-    }
-  }
-
-  // A cell's number: an empty cell is 0; anything but a finite decimal number is null (invalid).
-  function cellValue(text) {
-    const t = text.trim();
-    if (t === "") return 0;
-    if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(t)) return null;
-    const v = Number(t);
-    return Number.isFinite(v) ? v : null;
-  }
+  const grid = kernelGrid(gridBox, sizeSel, () => {
+    presetSel.value = "";
+    from = null;
+    schedule();
+  });
+  const buildGrid = grid.build;
 
   // The kernel as rows, or null after marking the cells that are not numbers.
   function matrix() {
-    const inputs = [...gridBox.querySelectorAll("input")];
-    const cells = inputs.map((c) => cellValue(c.value));
-    const bad = [];
-    inputs.forEach((c, k) => {
-      const invalid = cells[k] === null;
-      c.classList.toggle("invalid", invalid);
-      if (invalid) {
-        c.setAttribute("aria-invalid", "true");
-        bad.push(`row ${Math.floor(k / size) + 1}, column ${(k % size) + 1}: '${c.value.trim().slice(0, 12)}'`);
-      } else c.removeAttribute("aria-invalid");
-    });
-    if (bad.length) {
-      status.textContent = `not a number in ${bad.join("; ")}; the feature map is for the last valid kernel`;
-      status.classList.add("error");
-      return null;
-    }
-    return Array.from({ length: size }, (_, i) => cells.slice(i * size, (i + 1) * size));
+    const { rows, bad } = grid.read();
+    if (!bad.length) return rows;
+    status.textContent = t("pg.bad", { cells: bad.join("; ") });
+    status.classList.add("error");
+    return null;
   }
 
   function schedule() {
     clearTimeout(timer);
     timer = setTimeout(run, 120);
-  }
-
-  function drawGray(canvas, t, data) {
-    const [h, w] = t.shape;
-    let lo = Infinity;
-    let hi = -Infinity;
-    for (const v of data) {
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
-    }
-    drawMap(canvas, data, 0, h, w, { kind: "gray", lo, hi: hi > lo ? hi : lo + 1 });
   }
 
   async function run() {
@@ -119,9 +133,10 @@ export async function makePlayground(root, { currentImage }) {
     if (srcSel.value === "current") {
       const blob = await currentImage();
       if (blob) fields.file = blob;
-      else note = "; no current input, so the cat photo";
+      else note = t("pg.noCurrent");
     }
     status.textContent = "…";
+    if (from) note += t("pg.from", { name: from });
     try {
       const doc = await postForm("/api/filter", fields);
       if (mine !== seq) return;
@@ -130,8 +145,9 @@ export async function makePlayground(root, { currentImage }) {
         drawGray(inCv, doc.input, decodeTensor(doc.input));
         inputKey = key;
       }
-      drawGray(outCv, doc.output, decodeTensor(doc.output));
-      status.textContent = `${doc.output.shape[1]}×${doc.output.shape[0]} feature map, values ${fmt(doc.stats.min, 2)} … ${fmt(doc.stats.max, 2)}, server ${(1000 * doc.seconds).toFixed(0)} ms${note}`;
+      const scale = drawGray(outCv, doc.output, decodeTensor(doc.output));
+      q("#filter-legend").replaceChildren(legend(scale, { label: t("pg.legend") }));
+      status.textContent = t("pg.status", { w: doc.output.shape[1], h: doc.output.shape[0], lo: fmt(doc.stats.min, 2), hi: fmt(doc.stats.max, 2), ms: (1000 * doc.seconds).toFixed(0) }) + note;
       status.classList.remove("error");
       root.dataset.updated = String(Date.now());
     } catch (err) {
@@ -144,12 +160,14 @@ export async function makePlayground(root, { currentImage }) {
   presetSel.addEventListener("change", () => {
     const k = presets.find((p) => p.name === presetSel.value);
     if (k) buildGrid(k.matrix);
+    from = null;
     schedule();
   });
   sizeSel.addEventListener("change", () => {
     const n = Number(sizeSel.value);
     const m = Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => (i === (n >> 1) && j === (n >> 1) ? 1 : 0)));
     presetSel.value = "";
+    from = null;
     buildGrid(m);
     schedule();
   });
@@ -164,5 +182,19 @@ export async function makePlayground(root, { currentImage }) {
     if (srcSel.value === "current") schedule();
   }
 
-  return { run, inputChanged };
+  // A learned kernel from the model (one input channel's weights): filtered like a CNN layer does it
+  // (cross-correlation, no flip), on the image the network is explaining.
+  function useKernel(matrix, name) {
+    presetSel.value = "";
+    buildGrid(matrix);
+    opSel.value = "corr";
+    srcSel.value = "current";
+    norm.checked = false;
+    from = name;
+    root.scrollIntoView({ behavior: "instant", block: "start" });
+    gridBox.querySelector("input").focus({ preventScroll: true });
+    schedule();
+  }
+
+  return { run, inputChanged, useKernel };
 }

@@ -1,14 +1,17 @@
-// The sketch pad: draw with the mouse (or a finger) in white on black, like a Fashion-MNIST image;
-// the drawing is sent at the model's resolution while you draw.
+// The sketch pad: draw with the mouse, a pen or a finger. For a grayscale model it draws white on black,
+// like a Fashion-MNIST image; for an RGB model it draws in a chosen colour on white. The drawing is sent
+// at the model's resolution while you draw; a cleared (empty) pad sends nothing.
 
 export function makeSketch(canvas, { onChange, size = 28 }) {
   const ctx = canvas.getContext("2d");
-  const state = { size, drawing: false, last: null, dirty: false, timer: null };
+  const state = { size, colour: false, pen: "#1f4fa0", drawing: false, last: null, dirty: false, timer: null };
 
   function clear() {
-    ctx.fillStyle = "#000";
+    ctx.fillStyle = state.colour ? "#fff" : "#000";
     ctx.fillRect(0, 0, canvas.width, canvas.height);
     state.dirty = false;
+    clearTimeout(state.timer);
+    state.timer = null;
   }
 
   function point(ev) {
@@ -17,7 +20,7 @@ export function makeSketch(canvas, { onChange, size = 28 }) {
   }
 
   function stroke(a, b) {
-    ctx.strokeStyle = "#fff";
+    ctx.strokeStyle = state.colour ? state.pen : "#fff";
     ctx.lineCap = "round";
     ctx.lineJoin = "round";
     ctx.lineWidth = canvas.width / 11;
@@ -69,10 +72,18 @@ export function makeSketch(canvas, { onChange, size = 28 }) {
     get dirty() {
       return state.dirty;
     },
-    setSize(n) {
+    // the model's input size, and colour (RGB model) or white-on-black (grayscale model)
+    configure({ size: n, colour }) {
       state.size = n;
+      if (colour !== state.colour) {
+        state.colour = colour;
+        clear();
+      }
     },
-    // The drawing scaled down to size x size (smoothly, so strokes become soft gray edges), as PNG.
+    setColour(css) {
+      state.pen = css;
+    },
+    // The drawing scaled down to size x size (smoothly, so strokes become soft edges), as PNG.
     blob() {
       const small = document.createElement("canvas");
       small.width = state.size;

@@ -1,0 +1,282 @@
+// The conv view: the kernel slides over the input (by pointer, arrow keys, or played as an animation),
+// and every output value is taken apart: for each input channel the patch under the kernel times the
+// kernel, the channel's partial sum, their running total, the bias, and the model's own value.
+import { colorOf, cssColor, fmt, layerScale, legend } from "./colors.js";
+import { barCell } from "./dense.js";
+import { plural, t } from "./i18n.js";
+import { bigMap, el, headCell, numberGrid, readout, startPos } from "./maps.js";
+
+const SPEEDS = { slow: 900, normal: 400, fast: 120 };
+
+function symScale(values) {
+  let m = 0;
+  for (const v of values) if (Number.isFinite(v)) m = Math.max(m, Math.abs(v));
+  return { kind: "div", m: m || 1, min: -m, max: m };
+}
+
+// One row's picture: patch | kernel | products, kh x (3 kw + 2) canvas pixels.
+function drawTriple(cv, patch, kern, prods, kh, kw, scales) {
+  cv.width = 3 * kw + 2;
+  cv.height = kh;
+  const g = cv.getContext("2d");
+  g.fillStyle = "#fff";
+  g.fillRect(0, 0, cv.width, cv.height);
+  [patch, kern, prods].forEach((vals, b) => {
+    for (let i = 0; i < kh * kw; i++) {
+      g.fillStyle = cssColor(colorOf(Number.isFinite(vals[i]) ? vals[i] : 0, scales[b]));
+      g.fillRect(b * (kw + 1) + (i % kw), Math.floor(i / kw), 1, 1);
+    }
+  });
+}
+
+// Partial sums adding up, channel by channel, then the bias: the running total ends at the output.
+function drawWaterfall(cv, per, bias, output) {
+  const n = per.length + 1;
+  const bw = Math.max(3, Math.min(14, Math.floor(640 / n)));
+  cv.width = bw * n + 4;
+  cv.height = 130;
+  const g = cv.getContext("2d");
+  const run = [0];
+  for (const s of per) run.push(run[run.length - 1] + s);
+  run.push(run[run.length - 1] + bias);
+  const lo = Math.min(0, ...run, output);
+  const hi = Math.max(0, ...run, output);
+  const y = (v) => 6 + ((hi - v) / (hi - lo || 1)) * (cv.height - 12);
+  g.clearRect(0, 0, cv.width, cv.height);
+  g.fillStyle = "#5b6170";
+  g.fillRect(0, y(0), cv.width, 1);
+  for (let i = 0; i < n; i++) {
+    const a = run[i];
+    const b = run[i + 1];
+    g.fillStyle = i === n - 1 ? "#1f2430" : b >= a ? "#c2500f" : "#1f5f9e";
+    g.fillRect(2 + i * bw, Math.min(y(a), y(b)), Math.max(1, bw - 1), Math.max(1, Math.abs(y(a) - y(b))));
+  }
+  g.fillStyle = "#1d7a43";
+  g.fillRect(0, y(output) - 1, cv.width, 2);
+}
+
+// The window of one conv layer over its input: which input channels an output channel reads, and the
+// values under the kernel at output (y, x) (padding as 0 for zero padding, else NaN: "pad").
+function geometry(layer, inp, channel) {
+  const p = layer.params;
+  const [kh, kw] = p.kernel_size;
+  const [sh, sw] = p.stride;
+  const [dh, dw] = p.dilation;
+  const [top, , left] = p.padding;
+  const cinPer = p.in_channels / p.groups;
+  const group = Math.floor(channel / (p.out_channels / p.groups));
+  const [, H, W] = inp.shape;
+  const patchAt = (c, y, x) => {
+    const vals = new Array(kh * kw);
+    const y0 = y * sh - top;
+    const x0 = x * sw - left;
+    for (let i = 0; i < kh; i++) {
+      for (let j = 0; j < kw; j++) {
+        const yy = y0 + i * dh;
+        const xx = x0 + j * dw;
+        const inside = yy >= 0 && xx >= 0 && yy < H && xx < W;
+        vals[i * kw + j] = inside ? inp.data[c * H * W + yy * W + xx] : p.padding_mode === "zeros" ? 0 : NaN;
+      }
+    }
+    return { vals, y0, x0 };
+  };
+  const chans = [...Array(cinPer).keys()].map((k) => group * cinPer + k);
+  return { kh, kw, sh, top, nk: kh * kw, span: [dh * (kh - 1) + 1, dw * (kw - 1) + 1], chans, H, W, patchAt };
+}
+
+// Play / pause / step buttons and a speed choice; `step(d)` moves the kernel d positions.
+function player(step, line) {
+  const box = el("div", "player");
+  const mk = (text, label) => {
+    const b = el("button", "ghost", text);
+    b.type = "button";
+    b.setAttribute("aria-label", label);
+    return b;
+  };
+  const back = mk(t("conv.backText"), t("conv.back"));
+  const play = mk("▶", t("conv.play"));
+  play.classList.add("play");
+  const fwd = mk(t("conv.fwdText"), t("conv.fwd"));
+  const speed = el("select");
+  speed.setAttribute("aria-label", t("conv.speed"));
+  for (const k of Object.keys(SPEEDS)) {
+    const o = el("option", "", t(`speed.${k}`));
+    o.value = k;
+    speed.append(o);
+  }
+  speed.value = "normal";
+  const where = el("span", "muted");
+  box.append(back, play, fwd, el("span", "", t("conv.speedLabel")), speed, where);
+  let timer = null;
+  const stop = () => {
+    if (timer === null) return;
+    clearInterval(timer);
+    timer = null;
+    play.textContent = "▶";
+    play.setAttribute("aria-label", t("conv.play"));
+    line.setAttribute("aria-live", "polite");
+  };
+  const start = () => {
+    line.setAttribute("aria-live", "off"); // no announcement per animation frame
+    play.textContent = "❚❚";
+    play.setAttribute("aria-label", t("conv.pause"));
+    timer = setInterval(() => (play.isConnected ? step(1) : stop()), SPEEDS[speed.value]);
+  };
+  play.addEventListener("click", () => (timer === null ? start() : stop()));
+  back.addEventListener("click", () => (stop(), step(-1)));
+  fwd.addEventListener("click", () => (stop(), step(1)));
+  speed.addEventListener("change", () => timer !== null && (stop(), start()));
+  return { box, where, stop };
+}
+
+// The table of every input channel at one position: patch x kernel, partial sum, running total; the
+// last row adds the bias. `onPick(k)` shows channel k's numbers in full.
+function channelTable(chans, onPick) {
+  const wrap = el("div", "ch-table-wrap");
+  const table = el("table", "ch-table");
+  const head = el("tr");
+  for (const h of [t("conv.col.channel"), t("conv.col.triple"), t("conv.col.partial"), null, t("conv.col.running")]) head.append(headCell(h));
+  table.append(head);
+  const rows = chans.map((c, k) => {
+    const tr = el("tr");
+    const th = el("th");
+    th.scope = "row";
+    const b = el("button", "linklike", String(c));
+    b.type = "button";
+    b.setAttribute("aria-label", t("conv.pick", { c }));
+    b.addEventListener("click", () => onPick(k));
+    th.append(b);
+    const cv = el("canvas", "triple");
+    cv.setAttribute("aria-hidden", "true");
+    const tdc = el("td");
+    tdc.append(cv);
+    const row = { tr, cv, part: el("td", "num"), bar: el("td", "barcell"), running: el("td", "num") };
+    tr.append(th, tdc, row.part, row.bar, row.running);
+    table.append(tr);
+    return row;
+  });
+  const biasRow = el("tr", "total");
+  const biasCell = el("td", "num");
+  biasRow.append(el("th", "", t("conv.bias")), el("td"), biasCell, el("td"), el("td"));
+  table.append(biasRow);
+  wrap.append(table);
+  const update = ({ patches, kernels, prods, per, bias, total, sel, g, scales }) => {
+    let run = 0;
+    const sPer = symScale(per);
+    per.forEach((s, k) => {
+      run += s;
+      const r = rows[k];
+      drawTriple(r.cv, patches[k], kernels[k], prods[k], g.kh, g.kw, [scales.in, scales.kern, symScale(prods[k])]);
+      r.part.textContent = fmt(s, 4);
+      r.bar.replaceWith((r.bar = barCell(s, sPer.m)));
+      r.running.textContent = fmt(run, 4);
+      r.tr.classList.toggle("on", k === sel);
+    });
+    biasCell.textContent = `${fmt(bias, 4)} → ${fmt(total, 4)}`;
+  };
+  return { wrap, update };
+}
+
+// patch ⊙ kernel = products, as three number grids with their legends.
+function dotProduct(patch, kernel, prods, sum, { g, scales, y0, x0, o, c }) {
+  const grid = (vals, scale, title, caption) => {
+    const f = numberGrid(vals, g.kh, g.kw, { scale, title, caption });
+    f.append(legend(scale));
+    return f;
+  };
+  return [
+    grid(patch, scales.in, t("conv.patch", { y: y0, x: x0, c }), t("conv.patchCap")),
+    el("span", "operator", "⊙"),
+    grid(kernel, scales.kern, t("conv.kernel", { o, c }), t("conv.kernelCap")),
+    el("span", "operator", "="),
+    grid(prods, symScale(prods), t("conv.sum", { s: fmt(sum, 4) }), t("conv.prodCap")),
+  ];
+}
+
+// How far the sum of decoded inputs may stray from the model's value: the output's stated error plus 4
+// standard deviations of the inputs' rounding (uniform within their stated precision).
+function tolerance(W, g, inp, outError, model) {
+  let variance = 0;
+  g.chans.forEach((c, k) => {
+    for (let i = 0; i < g.nk; i++) variance += (W[k * g.nk + i] * inp.errors[c]) ** 2 / 3;
+  });
+  return outError + 4 * Math.sqrt(variance) + 1e-4 * Math.max(1, Math.abs(model));
+}
+
+export async function convDetail(box, ctx, layer, channel) {
+  const inp = ctx.inputOf(layer.name);
+  const g = geometry(layer, inp, channel);
+  const { kh, kw, nk, chans } = g;
+  const { weight: W, bias: B } = await ctx.weights(layer.name, channel);
+  const bias = B ? B[0] : 0;
+  const [, oh, ow] = layer.shape;
+  const scales = { in: layerScale(inp), out: layerScale(layer), kern: symScale(W) };
+  const chWord = plural(chans.length, [t("channel.one"), t("channel.few"), t("channel.many")]);
+  box.append(el("p", "explain", t("conv.text", { name: layer.name, channel, kh, kw, n: chans.length, chWord, s: g.sh, pad: g.top })));
+  let sel = 0;
+  let inView = null;
+  const line = readout();
+  const row = el("div", "detail-row");
+  const inHolder = el("div");
+  const mid = el("div", "dot");
+  const out = bigMap(layer, channel, scales.out, { title: t("out.title", { name: layer.name, channel, h: oh, w: ow }), onMove: (y, x, why) => show(y, x, why), label: t("conv.mapLabel", { name: layer.name, channel }) });
+  row.append(inHolder, mid, out.fig);
+  const play = player((d) => {
+    const i = (out.pos[0] * ow + out.pos[1] + d + oh * ow) % (oh * ow);
+    out.moveTo(Math.floor(i / ow), i % ow, "step");
+  }, line);
+  const table = channelTable(chans, (k) => {
+    sel = k;
+    show(...out.pos, "pick");
+  });
+  const fall = el("canvas", "waterfall");
+  fall.setAttribute("role", "img");
+  const toPg = el("button", "", t("conv.toPlayground"));
+  toPg.type = "button";
+  box.append(play.box, row, line, el("h3", "", t("conv.allTitle", { n: chans.length, chWord })), el("p", "muted small", t("conv.allNote")), table.wrap, el("p", "muted small", t("conv.waterfall")), fall, toPg);
+  const kernelOf = (k) => Array.from(W.subarray(k * nk, (k + 1) * nk));
+  const kernels = chans.map((_, k) => kernelOf(k));
+
+  function show(y, x, why) {
+    if (why === "pointer" || why === "key") play.stop();
+    ctx.setPos(y, x);
+    const patches = chans.map((c) => g.patchAt(c, y, x).vals);
+    const prods = patches.map((vals, k) => vals.map((v, i) => (Number.isFinite(v) ? v : 0) * W[k * nk + i]));
+    const per = prods.map((pr) => pr.reduce((a, b) => a + b, 0));
+    const sum = per.reduce((a, b) => a + b, 0);
+    const total = sum + bias;
+    const model = layer.data[channel * oh * ow + y * ow + x];
+    if (!inView || inView.channel !== chans[sel]) {
+      inView = bigMap(inp, chans[sel], scales.in, { title: t("in.title", { name: inp.name, channel: chans[sel], h: g.H, w: g.W }) });
+      inView.channel = chans[sel];
+      inHolder.replaceChildren(inView.fig);
+    }
+    const { y0, x0 } = g.patchAt(chans[sel], y, x);
+    inView.mark(y0, x0, ...g.span);
+    out.mark(y, x, 1, 1);
+    mid.replaceChildren(...dotProduct(patches[sel], kernels[sel], prods[sel], per[sel], { g, scales, y0, x0, o: channel, c: chans[sel] }));
+    const err = layer.errors[channel];
+    const bound = tolerance(W, g, inp, err, model);
+    const ok = Math.abs(total - model) <= bound;
+    Object.assign(line.dataset, { total: String(total), output: String(model), bound: String(bound) });
+    line.replaceChildren(
+      el("span", "", t("conv.line", { y, x, n: chans.length, chWord, sum: fmt(sum, 4), bias: fmt(bias, 4) })),
+      el("b", "", fmt(total, 4)),
+      el("span", ok ? "ok" : "bad", ` ${t("conv.model")}: ${fmt(model, 4)}${err ? ` (±${fmt(err, 4)})` : ""} ${ok ? "✓" : "✗"}`),
+    );
+    table.update({ patches, kernels, prods, per, bias, total, sel, g, scales });
+    drawWaterfall(fall, per, bias, model);
+    fall.setAttribute("aria-label", t("conv.fallLabel", { n: chans.length, chWord, sum: fmt(sum, 4), bias: fmt(bias, 4), total: fmt(total, 4) }));
+    play.where.textContent = t("conv.where", { y, x, oh, ow });
+  }
+
+  toPg.addEventListener("click", () => {
+    const k = kernels[sel];
+    ctx.sendKernel(Array.from({ length: kh }, (_, i) => k.slice(i * kw, (i + 1) * kw)), `${layer.name}[${channel}, ${chans[sel]}]`);
+  });
+  // start on the input channel that contributes most at the strongest (or the URL's) position
+  const pos0 = startPos(ctx, layer, channel);
+  const first = chans.map((c, k) => g.patchAt(c, ...pos0).vals.reduce((a, v, i) => a + (Number.isFinite(v) ? v : 0) * W[k * nk + i], 0));
+  sel = first.reduce((b, v, k) => (Math.abs(v) > Math.abs(first[b]) ? k : b), 0);
+  out.moveTo(...pos0, "start");
+}
