@@ -16,8 +16,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 import cnnlab as cl
+from cnnlab.engine import param_groups
 from cnnlab.errors import CnnlabError, NotFoundError, UsageError
-from cnnlab.models import backbone_config, create_model, param_groups
+from cnnlab.models import backbone_config, create_model
 from cnnlab.models.timm_import import import_timm
 
 try:

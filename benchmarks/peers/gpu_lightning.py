@@ -20,7 +20,13 @@ import time
 import warnings
 from pathlib import Path
 
-import lightning as L
+try:
+    import lightning as L
+except RuntimeError:  # torchmetrics imports PyPI's CUDA-built torchvision, which fails beside a CPU torch
+    from cnnlab.models.timm_import import import_torchvision  # the same narrow shim cnnlab uses for timm
+
+    import_torchvision()
+    import lightning as L
 import torch
 import torch.nn.functional as F
 from gpu_plain import (

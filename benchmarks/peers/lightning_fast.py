@@ -30,7 +30,8 @@ Timing: a ``Callback`` takes ``time.perf_counter()`` at ``on_train_epoch_start``
 the first epoch whose test accuracy reaches 91% / 93% (null if none does).
 
 Runs in the project's .venv with ``lightning`` installed beside torch (requirements-lightning.txt); imports
-nothing from cnnlab.
+nothing from cnnlab's training code (only, where PyPI's torchvision cannot load beside a CPU-only torch,
+cnnlab's one-function import shim, so that torchmetrics imports).
 """
 
 from __future__ import annotations
@@ -42,7 +43,13 @@ import sys
 import time
 import warnings
 
-import lightning as L
+try:
+    import lightning as L
+except RuntimeError:  # torchmetrics imports PyPI's CUDA-built torchvision, which fails beside a CPU torch
+    from cnnlab.models.timm_import import import_torchvision  # the same narrow shim cnnlab uses for timm
+
+    import_torchvision()
+    import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F

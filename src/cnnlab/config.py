@@ -44,6 +44,7 @@ class Option:
     each: tuple[str, ...] | None = None
     none: str | None = None
     metavar: str | None = None
+    const: str | None = None  # the value of the flag given without one (``--pretrained`` alone)
 
 
 def option(default: Any, help: str, group: str, **kw: Any) -> Any:
@@ -94,6 +95,15 @@ class TrainConfig:
     normalize: bool = option(
         False, "per-channel mean/std of the training split inside the model", "model", recipe=True
     )
+    pretrained: str | None = option(
+        None,
+        "start a timm:NAME backbone from weights: alone (or 'imagenet') its ImageNet weights from the Hugging "
+        "Face cache, or the path of a .safetensors file",
+        "model",
+        recipe=True,
+        const="imagenet",
+        metavar="PATH",
+    )
     # how (the tutorial's recipe by default: Keras' Adam, batch 32, early stopping on val_loss, patience 5)
     epochs: int = option(100, "maximum epochs", "training", recipe=True, low=1)
     min_steps: int = option(
@@ -121,11 +131,55 @@ class TrainConfig:
         0.0, "label smoothing of the training loss", "training", recipe=True, low=0, high=1, high_open=True
     )
     augment_translate: int = option(
-        0, "random shifts of up to N pixels", "training", recipe=True, low=0, metavar="PIXELS"
+        0, "random shifts of up to N pixels", "training", recipe=True, low=0, high=64, metavar="PIXELS"
     )
     augment_flip: str = option("none", "horizontal flips", "training", recipe=True, choices=FLIPS)
     augment_erasing: float = option(
         0.0, "random-erasing probability per image", "training", recipe=True, low=0, high=1, metavar="P"
+    )
+    augment_crop: float = option(
+        0.0,
+        "random-resized crop: the smallest share of the image's area kept, e.g. 0.4 (0: off)",
+        "training",
+        recipe=True,
+        low=0,
+        high=1,
+        metavar="AREA",
+    )
+    augment_crop_ratio: float = option(
+        4 / 3, "random-resized crop: the largest aspect ratio", "training", recipe=True, low=1, high=10,
+        metavar="RATIO",
+    )  # fmt: skip
+    augment_rotate: float = option(
+        0.0,
+        "random rotation of up to this many degrees",
+        "training",
+        recipe=True,
+        low=0,
+        high=180,
+        metavar="DEG",
+    )
+    augment_jitter: float = option(
+        0.0,
+        "colour jitter strength: brightness, contrast and (RGB) saturation by up to this factor",
+        "training",
+        recipe=True,
+        low=0,
+        high=1,
+        metavar="S",
+    )
+    backbone_lr: float = option(
+        1.0,
+        "fine-tuning: the learning rate of everything but the classifier, as a fraction of --lr",
+        "training",
+        recipe=True,
+        low=0,
+        high=1,
+        low_open=True,
+        metavar="FRACTION",
+    )
+    freeze_epochs: int = option(
+        0, "fine-tuning: train only the classifier for the first N epochs", "training", recipe=True, low=0
     )
     ema: float | None = option(
         None,

@@ -22,7 +22,7 @@ from cnnlab.engine.determinism import reproducibility
 from cnnlab.engine.distributed import Distributed, init_from_env
 from cnnlab.engine.snapshot import Checkpointer
 from cnnlab.errors import CnnlabError
-from cnnlab.models import count_params, create_model, is_registered
+from cnnlab.models import backbone_config, count_params, create_model, is_backbone, is_registered
 from cnnlab.models.normalize import Normalize
 from cnnlab.recipes import check_fits
 from cnnlab.runs import ensure_new_run_dir, environment, save_run, write_atomic, write_json
@@ -87,6 +87,7 @@ def train(
     elif resume is not None:
         ckpt = _checked(load_checkpoint(_auto_needs_out(resume)), config, ddp=ddp, force=force)
     if data is None:
+        config = with_backbone_size(config)
         data = load_config_data(config, data_dir=data_dir)
     config = config.sized_for(len(data.train))
     if progress and ddp.is_main:
@@ -135,6 +136,18 @@ def describe_plan(config: TrainConfig, data: Dataset) -> str:
     )
 
 
+def with_backbone_size(config: TrainConfig) -> TrainConfig:
+    """A pretrained backbone trained on your folder sees images at the size its weights were trained on,
+    unless --image-size says otherwise (built-in datasets keep their native size)."""
+    from dataclasses import replace
+
+    from cnnlab.data import BUILTIN_NAMES
+
+    if config.image_size is not None or not is_backbone(config.model) or config.data in BUILTIN_NAMES:
+        return config
+    return replace(config, image_size=int(backbone_config(config.model).input_size[-1]))
+
+
 def load_config_data(config: TrainConfig, *, data_dir: str | os.PathLike | None = None, **kw) -> Dataset:
     """The dataset ``config`` names, split and sized as it says."""
     return load_data(
@@ -153,7 +166,7 @@ def build_model(config: TrainConfig, data: Dataset) -> torch.nn.Module:
     a ``normalize`` stage when ``config.normalize`` (the dataset's published ones where it has them)."""
     mean: Sequence[float] | None = None
     std: Sequence[float] | None = None
-    if config.normalize:
+    if config.normalize and not is_backbone(config.model):  # a backbone normalises as its weights expect
         mean, std = (data.mean, data.std) if data.mean is not None else channel_stats(data.train.images)
     return create_model(
         config.model,
@@ -162,6 +175,7 @@ def build_model(config: TrainConfig, data: Dataset) -> torch.nn.Module:
         seed=config.seed,
         mean=mean,
         std=std,
+        pretrained=True if config.pretrained == "imagenet" else config.pretrained,
     )
 
 

@@ -123,10 +123,40 @@ RECIPES: dict[str, Recipe] = {
                 batch_size=32,
                 epochs=10,
                 min_steps=400,
-                augment_translate=4,
+                augment_crop=0.6,
+                augment_rotate=10.0,
+                augment_jitter=0.2,
             ),
             cpu=dict(amp="bf16"),
             cuda=dict(batch_size=64, min_steps=600, amp="bf16"),
+        ),
+        Recipe(
+            "finetune",
+            "Fine-tune a pretrained backbone: ImageNet weights, a new classifier trained alone for an epoch, "
+            "then all of it with the backbone at a tenth of the learning rate, photo augmentation",
+            common=dict(
+                split="default",
+                model="timm:resnet18",
+                pretrained="imagenet",
+                optimizer="adamw",
+                lr=1e-3,
+                backbone_lr=0.1,
+                freeze_epochs=1,
+                weight_decay=0.05,
+                schedule="onecycle",
+                label_smoothing=0.1,
+                patience=None,
+                monitor="val_accuracy",
+                batch_size=32,
+                epochs=6,
+                min_steps=150,
+                augment_crop=0.5,
+                augment_rotate=10.0,
+                augment_jitter=0.2,
+                augment_flip="random",
+            ),
+            cpu=dict(amp="bf16"),
+            cuda=dict(amp="bf16", batch_size=64),
         ),
     )
 }
@@ -150,7 +180,15 @@ def get_recipe(name: str) -> Recipe:
 
 
 def check_fits(config) -> None:
-    """Refuse combinations that would silently train something wrong."""
+    """Refuse combinations that would silently train something wrong (before any data is loaded)."""
+    from cnnlab.errors import UsageError
+    from cnnlab.models import is_backbone
+
+    if config.pretrained is not None and not is_backbone(config.model):
+        raise UsageError(
+            f"--pretrained needs a pretrained backbone, --model timm:NAME (e.g. timm:resnet18); "
+            f"{config.model!r} is trained from scratch"
+        )
     if config.augment_flip != "none" and config.data in FLIP_SENSITIVE:
         raise CnnlabError(
             f"Recipe {config.recipe!r} flips images horizontally, which changes what {config.data} digits mean; "

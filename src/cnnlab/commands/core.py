@@ -33,8 +33,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from cnnlab.models import GRAMMAR, count_params, create_model, list_models
 
-    infos = list_models()
-    params = {m.name: count_params(create_model(m.name)) for m in infos}  # built once: a number for --json
+    infos = list_models(families=True)
+    # built once: a number for --json; a family (timm:NAME) is many models, built only when named
+    params = {m.name: None if m.family else count_params(create_model(m.name)) for m in infos}
     if args.json:
         print_json(
             [
@@ -48,7 +49,15 @@ def cmd_models(args: argparse.Namespace) -> int:
             ]
         )
         return 0
-    rows = [[m.name, f"{params[m.name]:,}", m.spec or "(code)", m.description] for m in infos]
+    rows = [
+        [
+            m.name,
+            "-" if m.family else f"{params[m.name]:,}",
+            "(timm)" if m.family else m.spec or "(code)",
+            m.description,
+        ]
+        for m in infos
+    ]
     table(
         "Registered models (params for 28x28x1, 10 classes)", ["name", "params", "spec", "description"], rows
     )

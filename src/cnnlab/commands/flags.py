@@ -47,6 +47,7 @@ def _help(opt, default: Any) -> str:
     allowed = f"; items of {','.join(opt.each)}" if opt.each else ""
     shown = opt.none if default is None and opt.none else default
     shown = "" if default is None else ("on" if shown is True else "off" if shown is False else shown)
+    shown = f"{shown:g}" if isinstance(shown, float) else shown
     return f"{opt.help}{allowed}" + (f" [{shown}]" if shown != "" else "")
 
 
@@ -60,6 +61,9 @@ def add_option_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, 
         base, _ = _kind(annotation)
         kw: dict[str, Any] = {"dest": name, "help": _help(opt, default)}
         kw["default"] = None if opt.recipe else default
+        if opt.const is not None:
+            kw["nargs"] = "?"
+            kw["const"] = opt.const
         if base is bool:
             kw["action"] = argparse.BooleanOptionalAction
         else:

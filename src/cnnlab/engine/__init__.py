@@ -10,7 +10,7 @@ from cnnlab.engine.history import History
 from cnnlab.engine.inference import evaluate, predict
 from cnnlab.engine.loop import fit
 from cnnlab.engine.progress import ProgressBar
-from cnnlab.engine.setup import OPTIMIZERS, SCHEDULES, resolve_device
+from cnnlab.engine.setup import OPTIMIZERS, SCHEDULES, ParamGroups, param_groups, resolve_device
 from cnnlab.engine.tta import VIEWS, tta_probs
 
 __all__ = [
@@ -26,11 +26,13 @@ __all__ = [
     "EarlyStopping",
     "History",
     "NonFiniteGuard",
+    "ParamGroups",
     "ProgressBar",
     "TrainState",
     "epoch_permutation",
     "evaluate",
     "fit",
+    "param_groups",
     "predict",
     "resolve_device",
     "to_float",

@@ -10,15 +10,13 @@ Geometry (random-resized crop and rotation) is one affine matrix per image and o
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 
-from cnnlab.errors import CnnlabError
+from cnnlab.config import check_value, options
 from cnnlab.seeds import derive_seed
-
-FLIPS = ("none", "random", "alternating")
 
 
 @dataclass(frozen=True)
@@ -55,23 +53,11 @@ class Augment:
     jitter: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.flip not in FLIPS:
-            raise CnnlabError(f"Unknown --augment-flip {self.flip!r}. Available: {', '.join(FLIPS)}")
-        checks = [
-            ("translate", self.translate, 0, 64, "pixels"),
-            ("erasing", self.erasing, 0.0, 1.0, "(a probability)"),
-            ("crop", self.crop, 0.0, 1.0, "(the smallest area fraction; 0 = off)"),
-            ("crop-ratio", self.crop_ratio, 1.0, 10.0, "(the largest aspect ratio)"),
-            ("rotate", self.rotate, 0.0, 180.0, "degrees"),
-            ("jitter", self.jitter, 0.0, 1.0, "(strength)"),
-        ]
-        for name, value, low, high, unit in checks:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                raise CnnlabError(
-                    f"--augment-{name} must be a number from {low} to {high} {unit}, got {value!r}"
-                )
-        if not isinstance(self.translate, int):
-            raise CnnlabError(f"--augment-translate must be a whole number of pixels, got {self.translate!r}")
+        # each field is the training option augment_<field>: one declaration (cnnlab.config) checks both
+        for f in fields(self):
+            name = "augment_" + f.name
+            opt, _, annotation = options()[name]
+            check_value(name, getattr(self, f.name), annotation, opt)
 
     @property
     def active(self) -> bool:

@@ -1,5 +1,6 @@
-"""EMA of the weights as a callback: updated after every optimizer step; validation, early stopping and
-the final model use the average."""
+"""Callbacks that shape which weights train and which are kept: an EMA of the weights (updated after
+every optimizer step; validation, early stopping and the final model use the average), and frozen
+backbone epochs for fine-tuning."""
 
 from __future__ import annotations
 
@@ -53,3 +54,23 @@ class EMA(Callback):
 
     def on_train_end(self, state: TrainState) -> None:
         state.model.load_state_dict(state.ema.module.state_dict())
+
+
+class FreezeBackbone(Callback):
+    """Train only the classifier (the last stage with parameters) for the first ``epochs`` epochs, then
+    everything: the usual start of fine-tuning a pretrained backbone. A function of the epoch alone, so a
+    resumed run freezes exactly as the original did."""
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+
+    def on_epoch_begin(self, state: TrainState) -> None:
+        from cnnlab.engine.setup import param_groups
+
+        frozen = state.epoch <= self.epochs
+        for p in param_groups(state.model).backbone:  # type: ignore[arg-type]
+            p.requires_grad_(not frozen)
+
+    def on_train_end(self, state: TrainState) -> None:
+        for p in state.model.parameters():
+            p.requires_grad_(True)

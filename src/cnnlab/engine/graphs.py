@@ -34,10 +34,16 @@ from cnnlab.errors import UsageError
 WARMUP_STEPS = 3  # eager steps on a side stream before capture (allocations, cuDNN/cuBLAS autotuning)
 
 
-def use_graphs(mode: str, device: torch.device, ddp) -> bool:
+def use_graphs(mode: str, device: torch.device, ddp, cfg=None) -> bool:
     """Whether ``fit`` captures its step: ``auto`` on a single CUDA device; ``on`` insists (a clear error
-    where it cannot); ``off`` never."""
+    where it cannot); ``off`` never. Fine-tuning options (a backbone learning rate of its own, frozen
+    epochs) change the step's parameters or learning rates mid-run, which one captured graph cannot."""
     if mode == "off":
+        return False
+    tuning = cfg is not None and (cfg.backbone_lr != 1.0 or cfg.freeze_epochs > 0)
+    if tuning:
+        if mode == "on":
+            raise UsageError("--cuda-graphs on does not combine with --backbone-lr or --freeze-epochs")
         return False
     if device.type != "cuda":
         if mode == "on":

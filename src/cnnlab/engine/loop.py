@@ -24,7 +24,7 @@ from cnnlab.engine.callbacks import Callback, CallbackList, TrainState
 from cnnlab.engine.checkpoint import Checkpoint
 from cnnlab.engine.checkpointing import Checkpointing
 from cnnlab.engine.distributed import Distributed
-from cnnlab.engine.ema import EMA
+from cnnlab.engine.ema import EMA, FreezeBackbone
 from cnnlab.engine.graphs import GraphedStep, use_graphs
 from cnnlab.engine.guard import NonFiniteGuard
 from cnnlab.engine.history import History
@@ -72,7 +72,7 @@ def fit(
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(device=dev, memory_format=mf)  # type: ignore[call-overload]  # Module.to takes memory_format
     torch.manual_seed(cfg.seed if ddp.rank == 0 else derive_seed(cfg.seed, ddp.rank))  # dropout, per rank
-    graphs = use_graphs(cfg.cuda_graphs, dev, ddp)  # fixed shapes: the last short batch is dropped
+    graphs = use_graphs(cfg.cuda_graphs, dev, ddp, cfg)  # fixed shapes: the last short batch is dropped
     train = DeviceBatches(
         data.train.images,
         data.train.labels,
@@ -101,6 +101,7 @@ def fit(
     )
     edges = CallbackList(
         [NonFiniteGuard(checkpoints), *([EMA(cfg.ema)] if cfg.ema else []), history]
+        + ([FreezeBackbone(cfg.freeze_epochs)] if cfg.freeze_epochs else [])
         + ([ProgressBar()] if progress and ddp.is_main else [])
         + list(callbacks)
         + (

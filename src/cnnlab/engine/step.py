@@ -39,7 +39,9 @@ class TrainStep:
         self.net = ddp.wrap(net, device)  # DDP averages the gradients over ranks during backward
 
     def _make_optimizer(self, model: nn.Module, cfg, device: torch.device) -> torch.optim.Optimizer:
-        return make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, device)
+        return make_optimizer(
+            model, cfg.optimizer, cfg.lr, cfg.weight_decay, device, backbone_lr=cfg.backbone_lr
+        )
 
     def _make_schedule(self, cfg, steps_per_epoch: int):
         return make_schedule(self.optimizer, cfg.schedule, cfg.epochs * steps_per_epoch)

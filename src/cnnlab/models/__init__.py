@@ -5,7 +5,6 @@ registry module itself is only the mechanism, so there is no import cycle.
 """
 
 from cnnlab.models import zoo as _zoo  # noqa: F401  (the catalogue: registers the built-in models)
-from cnnlab.models.backbones import ParamGroups, param_groups
 from cnnlab.models.registry import (
     ModelInfo,
     count_params,
@@ -22,7 +21,6 @@ __all__ = [
     "GRAMMAR",
     "BackboneConfig",
     "ModelInfo",
-    "ParamGroups",
     "backbone_config",
     "build_from_spec",
     "count_params",
@@ -30,7 +28,6 @@ __all__ = [
     "is_backbone",
     "is_registered",
     "list_models",
-    "param_groups",
     "parse_spec",
     "register_model",
     "register_spec",

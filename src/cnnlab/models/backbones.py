@@ -14,7 +14,6 @@ timm is imported on first use only (see ``timm_import.py``).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -121,25 +120,3 @@ def _computes(stages: nn.Sequential, probe: torch.Tensor, expected: torch.Tensor
     except (RuntimeError, TypeError):
         return False
     return got.shape == expected.shape and torch.allclose(got, expected, rtol=1e-4, atol=1e-5)
-
-
-class ParamGroups(NamedTuple):
-    """A model's parameters split for fine-tuning: the new classifier (``head``) and the rest."""
-
-    backbone: list[nn.Parameter]
-    head: list[nn.Parameter]
-
-
-def param_groups(model: nn.Sequential) -> ParamGroups:
-    """The last stage that has parameters (the classifier, ``output``) vs all the others.
-
-    Example:
-        >>> groups = param_groups(create_model("timm:resnet18", num_classes=3))  # doctest: +SKIP
-        >>> opt = torch.optim.AdamW([{"params": groups.backbone, "lr": 1e-4}, {"params": groups.head, "lr": 1e-3}])  # doctest: +SKIP
-    """
-    with_params = [m for m in model.children() if any(True for _ in m.parameters())]
-    if not with_params:
-        return ParamGroups([], [])
-    head_ids = {id(p) for p in with_params[-1].parameters()}
-    params = list(model.parameters())
-    return ParamGroups([p for p in params if id(p) not in head_ids], [p for p in params if id(p) in head_ids])

@@ -27,7 +27,7 @@ def import_timm() -> ModuleType:
         >>> timm.create_model("resnet18", num_classes=3)  # doctest: +SKIP
     """
     try:
-        _import_torchvision()
+        import_torchvision()
         import timm
     except CnnlabError:
         raise
@@ -36,7 +36,7 @@ def import_timm() -> ModuleType:
     return timm
 
 
-def _import_torchvision() -> None:
+def import_torchvision() -> None:
     """Import torchvision (timm imports it for a few layers and transforms).
 
     A narrow compatibility shim: PyPI's torchvision wheels are built against the CUDA build of torch.
