@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models.layers import Dropout, Flatten, ReLU
@@ -115,12 +116,13 @@ def parse_spec(spec: str) -> list[Token]:
 
 
 class _Builder:
-    """Appends named stages while tracking the output shape with a real (tiny) forward pass."""
+    """Appends named stages while tracking the output shape with a forward pass on the meta device (shapes
+    only: a huge layer at a huge image size allocates no activation)."""
 
     def __init__(self, input_shape: tuple[int, ...]):
         self.stages: dict[str, nn.Module] = {}
         self.counts: dict[str, int] = {}
-        self.probe = torch.zeros(1, *input_shape)
+        self.probe = torch.zeros(1, *input_shape, device="meta")
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -130,8 +132,12 @@ class _Builder:
         self.counts[kind] = self.counts.get(kind, 0) + 1
         name = f"{kind}{self.counts[kind]}" if numbered else kind
         module.eval()
+        meta = {
+            k: torch.empty_like(v, device="meta")
+            for k, v in [*module.named_parameters(), *module.named_buffers()]
+        }
         with torch.no_grad():
-            self.probe = module(self.probe)
+            self.probe = functional_call(module, meta, (self.probe,))
         self.stages[name] = module
 
     def check_size(self, spec: str, new_params: int) -> None:
