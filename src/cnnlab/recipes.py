@@ -70,14 +70,17 @@ RECIPES: dict[str, Recipe] = {
                 augment_flip="none",
                 amp="bf16",
             ),
+            # the GPU: a wider VGG-style net (the shape a plain script reaches 93.8% in 10 epochs with), large
+            # batches, flip test-time views; the step is captured in a CUDA graph (--cuda-graphs auto)
             cuda=dict(
-                model="resnet_s",
+                model="speednet",
                 optimizer="nesterov",
                 lr=0.2,
                 weight_decay=5e-4,
                 batch_size=512,
-                epochs=12,
+                epochs=10,
                 augment_translate=2,
+                tta="identity,flip",
                 amp="bf16",
             ),
         ),

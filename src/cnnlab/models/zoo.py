@@ -35,6 +35,12 @@ register_spec(
     "conv32-bn-pool-conv64-bn-pool-dense128-drop.2",
     "Small BN CNN for the fast recipe on CPU: 91% of Fashion-MNIST in a few epochs",
 )
+register_spec(
+    "speednet",
+    "conv64psame-bn-gelu-conv64psame-bn-gelu-pool-conv128psame-bn-gelu-conv128psame-bn-gelu-pool"
+    "-conv256psame-bn-gelu-conv256psame-bn-gelu-pool-gap",
+    "Three stages of two conv-BN-GELU and a max-pool, 64/128/256 wide, GAP: the fast recipe's GPU model",
+)
 register_model(
     "resnet_s",
     description="Small residual net (stem 24, blocks 32/64/128, BN, GAP): the fast recipe's model",
