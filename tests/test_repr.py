@@ -9,12 +9,12 @@ import re
 
 import numpy as np
 import pytest
-from conftest import synthetic_dataset
 from PIL import Image
 
 import cnnlab as cl
 from cnnlab import notebook
 from cnnlab.engine import History
+from conftest import synthetic_dataset
 
 EVIL = '<img src=x onerror="alert(1)">'
 
@@ -38,7 +38,9 @@ def data():
 @pytest.fixture(scope="module")
 def trained(data):
     model = cl.create_model("conv4-pool-dense8", input_shape=data.input_shape, num_classes=10, seed=0)
-    history = cl.fit(model, data, epochs=3, batch_size=25, progress=False, callbacks=[cl.EarlyStopping(patience=5)])
+    history = cl.fit(
+        model, data, epochs=3, batch_size=25, progress=False, callbacks=[cl.EarlyStopping(patience=5)]
+    )
     return model, history
 
 
@@ -93,9 +95,17 @@ def test_run_result_and_saved_run_show_settings_results_and_curves(trained, data
 
 def test_compare_returns_a_list_that_renders_the_error_table(data):
     results = cl.compare(
-        ["mlp", "conv4-pool-dense8"], cl.TrainConfig(epochs=1, batch_size=25), out=None, data=data, progress=False
+        ["mlp", "conv4-pool-dense8"],
+        cl.TrainConfig(epochs=1, batch_size=25),
+        out=None,
+        data=data,
+        progress=False,
     )
-    assert isinstance(results, list) and len(results) == 2 and [r.name for r in results] == ["mlp", "conv4-pool-dense8"]
+    assert (
+        isinstance(results, list)
+        and len(results) == 2
+        and [r.name for r in results] == ["mlp", "conv4-pool-dense8"]
+    )
     html = results._repr_html_()
     for r in results:
         assert f">{r.name}<" in html and f">{notebook.fmt(r.row()['error_pct'])}<" in html
