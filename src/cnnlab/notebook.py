@@ -139,13 +139,10 @@ def side_by_side(*parts: str) -> str:
 
 
 def figure_png(fig, *, dpi: int = SCREEN_DPI, tight: bool = True) -> bytes:
-    """A matplotlib figure as PNG bytes (matplotlib renders PNGs with Agg whatever the figure's canvas);
-    ``tight``: margins trimmed, as Jupyter's inline backend shows figures."""
-    import io
+    """A figure as a PNG at screen resolution (`cnnlab.plots.figure_png`), margins trimmed."""
+    from cnnlab.plots import figure_png as render
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
-    return buf.getvalue()
+    return render(fig, dpi=dpi, tight=tight)
 
 
 def curves_png(histories: Mapping[str, Any]) -> bytes | None:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from cnnlab.engine.history import History
+# Histories are duck-typed (`cnnlab.engine.History`: h["epoch"], h["val_loss"], h.best_epoch), so this
+# module imports nothing from the engine: a History's notebook view draws its curves through here.
+History = Any
 
 
 def learning_curves_figure(histories: Mapping[str, History], *, figsize=(12, 4.5)):
@@ -41,10 +44,19 @@ def learning_curves_figure(histories: Mapping[str, History], *, figsize=(12, 4.5
     return fig
 
 
+def figure_png(fig, *, dpi: int = 110, tight: bool = False) -> bytes:
+    """A matplotlib figure as PNG bytes (matplotlib renders PNGs with Agg whatever the figure's canvas);
+    ``tight``: margins trimmed, as Jupyter's inline backend shows figures."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
+    return buf.getvalue()
+
+
 def learning_curves(histories: Mapping[str, History], path: Path) -> Path:
     """Write `learning_curves_figure` to ``path`` as a PNG (atomically)."""
     from cnnlab.atomic import write_atomic
-    from cnnlab.notebook import figure_png
 
-    write_atomic(Path(path), figure_png(learning_curves_figure(histories), dpi=110, tight=False))
+    write_atomic(Path(path), figure_png(learning_curves_figure(histories)))
     return Path(path)
