@@ -13,6 +13,12 @@ class CnnlabError(Exception):
     exit_code = 1
     http_status = 422
 
+    def _render_traceback_(self) -> list[str]:
+        """How IPython and Jupyter show it: the one line the CLI prints, not a traceback through cnnlab's
+        internals (the message says what to change; where cnnlab noticed is no help to a reader).
+        ``traceback.print_exc()`` still gives the whole story."""
+        return [f"cnnlab: error: {self}"]
+
 
 class UsageError(CnnlabError):
     """Options that cannot be parsed or do not go together. Exit code 2 (as argparse), HTTP 400."""

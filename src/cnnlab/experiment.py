@@ -23,9 +23,8 @@ from cnnlab.engine.distributed import Distributed, init_from_env
 from cnnlab.engine.snapshot import Checkpointer
 from cnnlab.errors import CnnlabError
 from cnnlab.models import backbone_config, count_params, create_model, is_backbone, is_registered
-from cnnlab.models.normalize import Normalize
 from cnnlab.recipes import check_fits
-from cnnlab.runs import ensure_new_run_dir, environment, save_run, write_atomic, write_json
+from cnnlab.runs import ensure_new_run_dir, environment, normalization_of, save_run, write_atomic, write_json
 from cnnlab.summarize import summary
 
 
@@ -48,6 +47,22 @@ class RunResult:
             "test_accuracy": round(self.test["accuracy"], 4),
             "error_pct": round(self.test["error_pct"], 2),
         }
+
+    def _repr_html_(self) -> str:
+        """In Jupyter: what was trained, the final-set numbers and the learning curves."""
+        from cnnlab.notebook import result_html
+
+        return result_html(self)
+
+
+class Comparison(list):
+    """What `compare` returns: a list of `RunResult` (one per model, in order) that shows itself in
+    Jupyter as the tutorial's error % table with every model's learning curves."""
+
+    def _repr_html_(self) -> str:
+        from cnnlab.notebook import comparison_html
+
+        return comparison_html(self)
 
 
 def train(
@@ -183,7 +198,7 @@ def _save(
     out, config: TrainConfig, model, history: History, data: Dataset, env: dict, test: dict, data_dir
 ) -> Path:
     """Write the run folder: what rebuilds the model and repeats the run, and what it measured."""
-    norm = next((m for m in model.modules() if isinstance(m, Normalize)), None)
+    mean, std = normalization_of(model)
     params = count_params(model)
     saved = {
         **config.to_dict(),
@@ -194,8 +209,8 @@ def _save(
         "params": params,
         "dataset": data.describe(),
         "data_dir": str(data_dir or os.environ.get("CNNLAB_DATA_DIR") or "") or None,
-        "mean": norm.mean.flatten().tolist() if norm is not None else None,
-        "std": norm.std.flatten().tolist() if norm is not None else None,
+        "mean": mean,
+        "std": std,
         "preprocessing": "pixels / 255 (0..1), shape (N, C, H, W); mean/std applied by the model's normalize stage",
     }
     path = save_run(
@@ -304,7 +319,7 @@ def compare(
     progress: bool = True,
     resume: str | None = None,
     on_result=None,
-) -> list[RunResult]:
+) -> Comparison:
     """Train each model under the same protocol (same data, split, seed and recipe), evaluate each once
     on the final set, and write ``results.md``, ``results.csv`` and ``learning_curves.png`` to ``out``
     (one run folder per model beneath it).
@@ -333,7 +348,7 @@ def compare(
         data = load_config_data(base, data_dir=data_dir)
     for m in models:  # a typo in the last model must not cost the first ones' training
         create_model(m, input_shape=data.input_shape, num_classes=data.num_classes)
-    results = []
+    results = Comparison()
     for name in models:
         cfg = TrainConfig.from_dict({**base.to_dict(), "model": name})
         sub = root / _safe_name(name) if root is not None else None

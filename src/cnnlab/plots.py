@@ -1,26 +1,29 @@
-"""Figures shared by runs and comparisons (matplotlib, Agg backend: files only)."""
+"""Figures shared by runs and comparisons (matplotlib, Agg backend: files only).
+
+Built on `matplotlib.figure.Figure`, never pyplot and never `matplotlib.use`: switching the global
+backend from inside a library would stop a notebook's own `plt.show()` from drawing anything.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from cnnlab.engine.history import History
+# Histories are duck-typed (`cnnlab.engine.History`: h["epoch"], h["val_loss"], h.best_epoch), so this
+# module imports nothing from the engine: a History's notebook view draws its curves through here.
+History = Any
 
 
-def learning_curves(histories: Mapping[str, History], path: Path) -> Path:
+def learning_curves_figure(histories: Mapping[str, History], *, figsize=(12, 4.5)):
     """Train (dashed) vs validation (solid) accuracy and loss per epoch, one colour per model; the
     best epoch is marked. The tutorial's figure, for one model or several. Both losses are the training
     loss function (label smoothing included, as Keras reports them), so the curves compare like with like."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    from cnnlab.atomic import write_atomic
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig = Figure(figsize=figsize)
+    axes = fig.subplots(1, 2)
     for i, (name, h) in enumerate(histories.items()):
         color = f"C{i}"
         ep = h["epoch"]
@@ -38,10 +41,22 @@ def learning_curves(histories: Mapping[str, History], path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def figure_png(fig, *, dpi: int = 110, tight: bool = False) -> bytes:
+    """A matplotlib figure as PNG bytes (matplotlib renders PNGs with Agg whatever the figure's canvas);
+    ``tight``: margins trimmed, as Jupyter's inline backend shows figures."""
     import io
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    write_atomic(Path(path), buf.getvalue())
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
+    return buf.getvalue()
+
+
+def learning_curves(histories: Mapping[str, History], path: Path) -> Path:
+    """Write `learning_curves_figure` to ``path`` as a PNG (atomically)."""
+    from cnnlab.atomic import write_atomic
+
+    write_atomic(Path(path), figure_png(learning_curves_figure(histories)))
     return Path(path)

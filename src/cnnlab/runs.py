@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import platform
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,24 +94,38 @@ def save_run(
     model: nn.Module,
     history: History,
     *,
-    config: dict,
+    data=None,
+    config=None,
     env: dict | None = None,
     results: dict | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write a run folder (see the module docstring). ``config`` must hold what ``load_run`` needs to
-    rebuild the model: ``model``, ``input_shape``, ``classes``. The weights' sha256 goes to
-    ``model.safetensors.sha256``, checked by ``load_run``.
+    """Write a run folder (see the module docstring) that `load_run`, `cnnlab eval`, `predict`, `export`,
+    `explain` and the web page can all use.
+
+    Args:
+        data: the `Dataset` the model was trained on. It fills in what finds the run's test images again
+            (dataset name, split, seed, limit; size and channels of a folder dataset) and what rebuilds
+            the model (input shape, class names). Without it, ``config`` must hold ``input_shape`` and
+            ``classes``, and ``data``/``split``/``seed`` for `cnnlab eval` and `export` to find the test set.
+        config: the model's name or layer spec, what `create_model` was given: a dict such as
+            ``{"model": "cnn2"}`` (more keys are kept as they are), or the `TrainConfig` it was trained with.
+        env: versions and device (default: this machine's, CPU). results: extra keys for results.json.
+
+    A ``normalize`` stage in the model is recorded (its mean/std), so the rebuilt model has it too. The
+    weights' sha256 goes to ``model.safetensors.sha256``, checked by ``load_run``.
+
+    Raises:
+        CnnlabError: no model name, no input shape or classes, or an output folder that holds files.
 
     Example:
-        >>> cl.save_run("runs/cnn2", model, history, config={...})  # doctest: +SKIP
+        >>> history = cl.fit(model, data, epochs=5)  # doctest: +SKIP
+        >>> cl.save_run("runs/cnn2", model, history, data=data, config={"model": "cnn2"})  # doctest: +SKIP
     """
     from safetensors.torch import save
 
     p = ensure_new_run_dir(path, overwrite=overwrite)
-    for key in ("model", "input_shape", "classes"):
-        if key not in config:
-            raise ValueError(f"config needs {key!r} to rebuild the model")
+    config = run_config(model, config, data)
     p.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     # one metadata key: safetensors writes a map's keys in no fixed order, and a run's weights should be
@@ -138,6 +153,52 @@ def save_run(
     return p
 
 
+def normalization_of(model: nn.Module) -> tuple[list[float] | None, list[float] | None]:
+    """The (mean, std) of the model's ``normalize`` stage, or (None, None) when it has none."""
+    from cnnlab.models.normalize import Normalize
+
+    norm = next((m for m in model.modules() if isinstance(m, Normalize)), None)
+    if norm is None:
+        return None, None
+    return norm.mean.flatten().tolist(), norm.std.flatten().tolist()
+
+
+def run_config(model: nn.Module, config=None, data=None) -> dict:
+    """config.json of `save_run`: ``config`` (a dict or a `TrainConfig`) completed from the dataset and
+    the model, checked for what rebuilding the model and finding its test set need."""
+    cfg = dict(config.to_dict() if hasattr(config, "to_dict") else (config or {}))
+    if data is not None:  # the dataset trained on is the truth about where the test images are
+        c, h, w = data.input_shape
+        cfg.update(data=data.name, split=data.split, seed=data.seed, limit=data.limit)
+        cfg.update(input_shape=[c, h, w], classes=list(data.classes), num_classes=data.num_classes)
+        cfg.setdefault("dataset", data.describe())
+        if data.split_files() is not None:  # a folder or CSV: decode its test images as they trained
+            cfg["image_size"] = cfg.get("image_size") or h
+            cfg["channels"] = cfg.get("channels") or c
+        elif cfg.get("data_dir") is None and os.environ.get("CNNLAB_DATA_DIR"):
+            cfg["data_dir"] = os.environ["CNNLAB_DATA_DIR"]
+    if cfg.get("mean") is None:
+        cfg["mean"], cfg["std"] = normalization_of(model)
+    if not cfg.get("model"):
+        raise CnnlabError(
+            "save_run needs the model's name or layer spec, as create_model was given it: "
+            "config={'model': 'cnn2'} (or the TrainConfig it was trained with)"
+        )
+    missing = [k for k in ("input_shape", "classes") if k not in cfg]
+    if missing:
+        raise CnnlabError(
+            f"save_run needs the model's {' and '.join(missing)}: pass data= (the Dataset it was trained "
+            "on), or give them in config"
+        )
+    if cfg.get("data") is None:
+        warnings.warn(
+            "save_run: no dataset recorded (pass data=, the Dataset the model was trained on); "
+            "`cnnlab eval` and the export's parity check will not find this run's test images",
+            stacklevel=3,
+        )
+    return cfg
+
+
 @dataclass
 class Run:
     path: Path
@@ -147,6 +208,12 @@ class Run:
     results: dict
     verified: bool | None = None  # the weights matched their recorded sha256; None: none was recorded
     notes: list[str] = field(default_factory=list)  # what was damaged or unchecked, but not fatal
+
+    def _repr_html_(self) -> str:
+        """In Jupyter: settings, final-set results and learning curves."""
+        from cnnlab.notebook import run_html
+
+        return run_html(self)
 
     @property
     def classes(self) -> list[str]:

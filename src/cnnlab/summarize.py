@@ -52,6 +52,11 @@ class Summary:
             "flops_per_image": self.flops,
         }
 
+    def _repr_html_(self) -> str:
+        from cnnlab.notebook import summary_html
+
+        return summary_html(self)
+
     def __str__(self) -> str:
         head = ("Layer (type)", "Output Shape", "Param #")
         body = [(f"{r.name} ({r.kind})", str((None, *r.output_shape)), f"{r.params:,}") for r in self.rows]

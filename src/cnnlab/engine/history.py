@@ -63,6 +63,12 @@ class History(Callback):
             rows.append({k: (int(v) if k == "epoch" else float(v)) for k, v in r.items() if v != ""})
         return cls(rows, best_epoch=best_epoch)
 
+    def _repr_html_(self) -> str:
+        """In Jupyter: the epochs as a table (the best in bold) and the learning curves."""
+        from cnnlab.notebook import history_html
+
+        return history_html(self)
+
     def as_dict(self) -> dict:
         return {
             "rows": self.rows,

@@ -39,6 +39,12 @@ class Animation:
         """(width, height) of each frame in pixels."""
         return self.frames[0].shape[1], self.frames[0].shape[0]
 
+    def _repr_html_(self) -> str:
+        """In Jupyter: the animated GIF, captioned."""
+        from cnnlab.notebook import animation_html
+
+        return animation_html(self)
+
     def gif(self, duration_ms: int = 700) -> bytes:
         from PIL import Image
 

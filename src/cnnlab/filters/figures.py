@@ -20,9 +20,9 @@ def _new_figure(figsize: tuple[float, float], pyplot: bool):
         import matplotlib.pyplot as plt
 
         return plt.figure(figsize=figsize)
-    from matplotlib.figure import Figure
+    from cnnlab.notebook import figure_class
 
-    return Figure(figsize=figsize)
+    return figure_class()(figsize=figsize)  # a Figure that draws itself when a notebook cell returns it
 
 
 def display_range(feature: np.ndarray) -> np.ndarray:

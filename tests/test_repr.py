@@ -1,0 +1,163 @@
+"""What cnnlab's objects show in Jupyter: `_repr_html_` tables with the numbers they hold, inline images
+that are real PNGs/GIFs, all text escaped (cnnlab.notebook)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import cnnlab as cl
+from cnnlab import notebook
+from cnnlab.engine import History
+from conftest import synthetic_dataset
+
+EVIL = '<img src=x onerror="alert(1)">'
+
+
+def images_in(html: str) -> list[Image.Image]:
+    """Every inline data: image of an HTML fragment, decoded (and checked to be a whole file)."""
+    found = []
+    for mime, b64 in re.findall(r'src="data:image/(png|gif);base64,([A-Za-z0-9+/=]+)"', html):
+        img = Image.open(io.BytesIO(base64.b64decode(b64)))
+        img.load()
+        assert img.format == mime.upper()
+        found.append(img)
+    return found
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_dataset(n_train=100, n_val=50, n_test=50)
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    model = cl.create_model("conv4-pool-dense8", input_shape=data.input_shape, num_classes=10, seed=0)
+    history = cl.fit(
+        model, data, epochs=3, batch_size=25, progress=False, callbacks=[cl.EarlyStopping(patience=5)]
+    )
+    return model, history
+
+
+def test_summary_is_a_table_of_every_stage_with_its_numbers():
+    s = cl.summary(cl.create_model("cnn2"), (1, 28, 28))
+    html = s._repr_html_()
+    for row in s.rows:
+        assert f">{row.name}<" in html and f">{row.params:,}<" in html
+    assert ">485,514<" in html and ">64x26x26<" in html and html.count("<tr>") == len(s.rows) + 4 + 1
+
+
+def test_history_shows_every_epoch_the_best_in_bold_and_curves(trained):
+    _, history = trained
+    html = history._repr_html_()
+    assert html.count("<tr>") == 1 + history.epochs  # header + one row per epoch
+    for r in history.rows:
+        assert f">{notebook.fmt(r['val_loss'])}<" in html
+    best = re.findall(r'font-weight:bold">(\d+)</td>', html)
+    assert best[0] == str(history.best_epoch)
+    (curves,) = images_in(html)
+    assert curves.size[0] > 400 and curves.size[1] > 150
+
+
+def test_long_tables_are_elided_but_keep_the_best_row():
+    rows = [{"epoch": i, "loss": 1.0 / i, "accuracy": 0.5} for i in range(1, 41)]
+    html = History(rows, best_epoch=20)._repr_html_()
+    assert "… " in html and "more</td>" in html
+    assert html.count("<tr>") < 25 and 'font-weight:bold">20<' in html
+
+
+def test_empty_history_says_so():
+    assert "No epochs yet" in History()._repr_html_() and not images_in(History()._repr_html_())
+
+
+def test_run_result_and_saved_run_show_settings_results_and_curves(trained, data, tmp_path):
+    model, history = trained
+    path = cl.save_run(
+        tmp_path / "run",
+        model,
+        history,
+        data=data,
+        config={"model": "conv4-pool-dense8"},
+        results={"test": cl.evaluate(model, data.test)},
+    )
+    run = cl.load_run(path)
+    html = run._repr_html_()
+    test = run.results["test"]
+    assert ">conv4-pool-dense8<" in html and ">synthetic<" in html
+    assert f">{notebook.fmt(round(test['error_pct'], 2))}<" in html and ">Error %<" in html
+    assert len(images_in(html)) == 1
+
+
+def test_compare_returns_a_list_that_renders_the_error_table(data):
+    results = cl.compare(
+        ["mlp", "conv4-pool-dense8"],
+        cl.TrainConfig(epochs=1, batch_size=25),
+        out=None,
+        data=data,
+        progress=False,
+    )
+    assert (
+        isinstance(results, list)
+        and len(results) == 2
+        and [r.name for r in results] == ["mlp", "conv4-pool-dense8"]
+    )
+    html = results._repr_html_()
+    for r in results:
+        assert f">{r.name}<" in html and f">{notebook.fmt(r.row()['error_pct'])}<" in html
+    best = min(results, key=lambda r: r.test["error_pct"])
+    assert f'font-weight:bold">{best.name}<' in html and ">error %<" in html
+    assert len(images_in(html)) == 1
+    one = results[0]._repr_html_()
+    assert ">mlp<" in one and ">101,770<" in one and len(images_in(one)) == 1
+
+
+def test_text_is_escaped(tmp_path):
+    model = cl.create_model("mlp", num_classes=2, seed=0)
+    history = History([{"epoch": 1, "loss": 0.5, "accuracy": 0.5}], best_epoch=1)
+    config = {"model": "mlp", "input_shape": [1, 28, 28], "classes": [EVIL, "b"], "data": EVIL}
+    run = cl.load_run(cl.save_run(tmp_path / "r<b>", model, history, config=config))
+    html = run._repr_html_()
+    assert EVIL not in html and "&lt;img src=x" in html and "r&lt;b&gt;" in html
+    table = notebook.table([EVIL], [[EVIL]], caption=EVIL)
+    assert "<img" not in table and table.count("&lt;img") == 3
+
+
+def test_animation_is_an_inline_gif_with_every_frame():
+    anim = cl.filters.animate(5, 3, padding=1, stride=2)
+    html = anim._repr_html_()
+    (gif,) = images_in(html)
+    assert gif.format == "GIF" and gif.n_frames == len(anim.frames) == 9
+    assert "3x3 output" in html
+
+
+def test_filter_figures_draw_themselves_as_png():
+    img = cl.filters.sample_image(gray=True)[:60, :80]
+    fig = cl.filters.tutorial_figure(img, cl.filters.apply(img, "outline"), "outline")
+    png = Image.open(io.BytesIO(fig._repr_png_()))
+    assert png.format == "PNG" and png.size[0] > 2 * png.size[1] > 200
+    grid = cl.filters.grid_figure(img, [("blur", cl.filters.get_kernel("blur"), img)])
+    assert Image.open(io.BytesIO(grid._repr_png_())).format == "PNG"
+
+
+def test_dataset_view_has_split_sizes_and_one_image_per_class(data):
+    html = notebook.dataset_html(data)
+    assert ">train<" in html and ">100<" in html and ">50<" in html and "9: angle9" in html
+    (strip,) = images_in(html)
+    assert strip.size == (10 * (28 + 2) * 2, 28 * 2)
+
+
+def test_explain_views_for_the_lead_to_attach(trained, data):
+    """The renderers the explain objects' reprs will call (cnnlab.explain is being rewritten)."""
+    model, _ = trained
+    image = data.test.images[0, 0].numpy()
+    acts = cl.explain.activations(model, image, classes=data.classes)
+    html = notebook.activations_html(acts)
+    assert f">{acts.prediction.label}<" in html and ">conv1<" in html and len(images_in(html)) == 1
+    cam = cl.explain.gradcam(model, image, classes=data.classes)
+    png = Image.open(io.BytesIO(notebook.heatmap_png(cam, acts["input"].values)))
+    assert png.format == "PNG" and np.asarray(png).std() > 0
