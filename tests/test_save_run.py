@@ -81,3 +81,14 @@ def test_what_is_missing_is_said_plainly(tmp_path):
             cl.History(),
             config={"model": "mlp", "input_shape": [1, 28, 28], "classes": list("abcdefghij")},
         )
+
+
+def test_eval_of_a_run_that_records_no_dataset_is_one_line(run_cli, tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        config = {"model": "mlp", "input_shape": [1, 28, 28], "classes": [str(i) for i in range(10)]}
+        cl.save_run(tmp_path / "r", cl.create_model("mlp", seed=0), cl.History(), config=config)
+    code, _, err = run_cli("eval", tmp_path / "r")
+    assert code == 1 and "does not record its dataset" in err and "Traceback" not in err

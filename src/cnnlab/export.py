@@ -241,23 +241,11 @@ def _export_torchscript(model: nn.Module, path: Path, meta: dict) -> None:
 def _parity_inputs(run, n: int, data_dir) -> tuple[torch.Tensor, str]:
     """The first `n` test images of the run's dataset as 0..1 floats (topped up with val and train images
     when the test split is smaller), else uniform random pixels."""
-    from cnnlab.config import TrainConfig
-    from cnnlab.data import load_data
-
     cfg = run.config
     c, h, w = (int(v) for v in run.input_shape)
-    saved_dir = cfg.get("data_dir") if cfg.get("data_dir") and os.path.isdir(cfg["data_dir"]) else None
     why = ""
     try:
-        data = load_data(
-            cfg["data"],
-            split=cfg.get("split", "default"),
-            seed=cfg.get("seed", 0),
-            data_dir=data_dir or saved_dir,
-            limit=cfg.get("limit"),
-            download=False,
-            **TrainConfig.from_dict(cfg).data_options(),
-        )
+        data = run.load_dataset(data_dir=data_dir)
         # The test split first; a small dataset's test split is topped up with val, then train images.
         parts, counts, left = [], [], n
         for name in ("test", "val", "train"):
@@ -271,7 +259,7 @@ def _parity_inputs(run, n: int, data_dir) -> tuple[torch.Tensor, str]:
             what = "test images" if len(counts) == 1 else f"images ({' + '.join(counts)})"
             return images.float() / 255.0, f"{len(images)} {what} of {cfg['data']}"
         why = "its images do not fit the model"
-    except (CnnlabError, KeyError, TypeError) as exc:
+    except CnnlabError as exc:
         why = str(exc)
     g = torch.Generator().manual_seed(0)
     return torch.rand(n, c, h, w, generator=g), f"random pixels ({n} images; dataset not available: {why})"

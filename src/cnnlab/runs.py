@@ -223,6 +223,12 @@ class Run:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.config["input_shape"])
 
+    def load_dataset(self, *, data_dir: str | os.PathLike | None = None, download: bool = False):
+        """The dataset this run trained on, cut and decoded as it was (see ``cnnlab.data.load_recorded``)."""
+        from cnnlab.data import load_recorded
+
+        return load_recorded(self.config, data_dir=data_dir, download=download)
+
     @property
     def image_options(self) -> dict:
         """How an image file becomes this model's input; predict, explain and the page all use these.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from cnnlab.commands.args import positive_int, print_json, table
 from cnnlab.commands.flags import add_data_args, add_recipe_args, config_from_args
@@ -109,24 +108,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from cnnlab.config import TrainConfig
-    from cnnlab.data import load_data
     from cnnlab.engine import evaluate
     from cnnlab.runs import load_run
 
     run = load_run(args.run)
     cfg = run.config
     config = TrainConfig.from_dict(cfg)
-    data_dir = args.data_dir or (
-        cfg.get("data_dir") if cfg.get("data_dir") and os.path.isdir(cfg["data_dir"]) else None
-    )
-    data = load_data(
-        cfg["data"],
-        split=cfg["split"],
-        seed=cfg["seed"],
-        data_dir=data_dir,
-        limit=cfg.get("limit"),
-        **config.data_options(),
-    )
+    data = run.load_dataset(data_dir=args.data_dir)
     # as training's own look at the test set: the run's test-time views and autocast
     m = evaluate(run.model, data.test, tta=config.tta_views or None, amp=config.amp)
     if args.json:

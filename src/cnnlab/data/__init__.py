@@ -21,7 +21,7 @@ from cnnlab.data.decode import decode_image, decode_images
 from cnnlab.data.download import download_file
 from cnnlab.data.folder import decode_folder, load_folder
 from cnnlab.data.idx import read_idx
-from cnnlab.data.load import BUILTIN_NAMES, list_datasets, load_data
+from cnnlab.data.load import BUILTIN_NAMES, list_datasets, load_data, load_recorded
 from cnnlab.data.mnist import DATASETS, LIGHT_ON_DARK
 from cnnlab.data.split import SPLITS
 from cnnlab.data.stats import channel_stats
@@ -43,6 +43,7 @@ __all__ = [
     "list_datasets",
     "load_cifar10",
     "load_data",
+    "load_recorded",
     "load_folder",
     "read_cifar_batch",
     "read_idx",

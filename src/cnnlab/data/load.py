@@ -103,3 +103,32 @@ def _unknown(name: object) -> CnnlabError:
         f"Unknown dataset {name!r}. Available: {', '.join(BUILTIN_NAMES)}, or a folder with one "
         "sub-folder per class, or a CSV of path,label."
     )
+
+
+IMAGE_OPTIONS = ("image_size", "channels", "resize", "bad_images")  # how training turned files into tensors
+
+
+def load_recorded(config: dict, *, data_dir: str | os.PathLike | None = None, download: bool = False):
+    """The dataset a run's ``config`` (its config.json) names, with its split protocol, seed, limit and image options (a
+    folder run's images are decoded at the size, channels and resize mode it trained on).
+
+    The data folder is ``data_dir``, else the one recorded in the run (when it still exists), else
+    ``$CNNLAB_DATA_DIR`` / the user cache (see `cnnlab.load_data`); nothing is downloaded unless
+    ``download``. One clear error when the run does not record its dataset.
+    """
+    if not config.get("data"):
+        raise CnnlabError(
+            "the run does not record its dataset (a run saved with cl.save_run(..., data=data) does); "
+            "its final-set images cannot be rebuilt"
+        )
+    recorded = config.get("data_dir")
+    folder = data_dir or (recorded if recorded and os.path.isdir(recorded) else None)
+    return load_data(
+        config["data"],
+        split=config.get("split", "default"),
+        seed=config.get("seed", 0),
+        data_dir=folder,
+        limit=config.get("limit"),
+        download=download,
+        **{k: config[k] for k in IMAGE_OPTIONS if config.get(k) is not None},
+    )

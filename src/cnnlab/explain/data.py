@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 
-from cnnlab.errors import CnnlabError
-
-IMAGE_OPTIONS = ("image_size", "channels", "resize", "bad_images")  # how training turned files into tensors
+from cnnlab.data.load import IMAGE_OPTIONS  # noqa: F401  (the web's test-set cache keys on them)
 
 
 def run_test_split(config: dict, *, data_dir: str | os.PathLike | None = None, download: bool = False):
@@ -20,19 +18,7 @@ def run_test_split(config: dict, *, data_dir: str | os.PathLike | None = None, d
     Returns:
         ``(split, classes)``: the split (``.images`` uint8 (N, C, H, W), ``.labels``) and class names.
     """
-    from cnnlab.data import load_data
+    from cnnlab.data import load_recorded
 
-    if "data" not in config:
-        raise CnnlabError("the run's config.json does not name its dataset")
-    recorded = config.get("data_dir")
-    folder = data_dir or (recorded if recorded and os.path.isdir(recorded) else None)
-    data = load_data(
-        config["data"],
-        split=config.get("split", "default"),
-        seed=config.get("seed", 0),
-        data_dir=folder,
-        limit=config.get("limit"),
-        download=download,
-        **{k: config[k] for k in IMAGE_OPTIONS if config.get(k) is not None},
-    )
+    data = load_recorded(config, data_dir=data_dir, download=download)
     return data.test, list(data.classes)
