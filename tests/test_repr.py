@@ -145,7 +145,7 @@ def test_filter_figures_draw_themselves_as_png():
 
 
 def test_dataset_view_has_split_sizes_and_one_image_per_class(data):
-    html = notebook.dataset_html(data)
+    html = data._repr_html_()
     assert ">train<" in html and ">100<" in html and ">50<" in html and "9: angle9" in html
     (strip,) = images_in(html)
     assert strip.size == (10 * (28 + 2) * 2, 28 * 2)

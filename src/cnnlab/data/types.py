@@ -112,6 +112,12 @@ class Dataset:
     std: tuple[float, ...] | None = None
     split_description: str | None = None
 
+    def _repr_html_(self) -> str:
+        """In Jupyter: split sizes, classes and one training image of each class."""
+        from cnnlab.notebook import dataset_html
+
+        return dataset_html(self)
+
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of one image, what a model's first layer needs."""

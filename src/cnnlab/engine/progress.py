@@ -4,6 +4,7 @@ support)."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
 from typing import Any, TextIO
@@ -48,12 +49,17 @@ class ProgressBar(Callback):
         self._bar: Any = None  # a rich Progress while a live bar is shown
         self._task: Any = None
         self._last = 0.0
+        self._jupyter = False
 
     def on_train_begin(self, state: TrainState) -> None:
         from rich.console import Console
 
         console = Console(file=self.stream)
-        live = self.live if self.live is not None else console.is_terminal or console.is_jupyter
+        # in Jupyter rich draws its live bar as a widget: only with ipywidgets, refreshed by us (its own
+        # refresh thread can swallow the epoch lines printed beside it)
+        self._jupyter = console.is_jupyter
+        widgets = importlib.util.find_spec("ipywidgets") is not None
+        live = self.live if self.live is not None else console.is_terminal or (self._jupyter and widgets)
         if live:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -65,6 +71,7 @@ class ProgressBar(Callback):
                 TimeRemainingColumn(),
                 console=console,
                 transient=True,
+                auto_refresh=not self._jupyter,
             )
             state.resources.enter_context(self._bar)
 
@@ -85,6 +92,8 @@ class ProgressBar(Callback):
         if self._bar is not None:
             if state.step % self.every_steps == 1 or last:
                 self._bar.update(self._task, completed=state.step, metrics=self._metrics(state))
+                if self._jupyter:
+                    self._bar.refresh()
         elif not last and time.monotonic() - self._last >= self.every_seconds:
             self._last = time.monotonic()
             seconds = time.perf_counter() - state.epoch_t0
@@ -99,6 +108,9 @@ class ProgressBar(Callback):
         line = format_row(state.logs, state.epochs)
         if self._bar is not None:
             self._bar.remove_task(self._task)
-            self._bar.console.print(line)
-        else:
-            print(line, file=self.stream, flush=True)
+            if self._jupyter:
+                self._bar.refresh()
+            else:
+                self._bar.console.print(line)
+                return
+        print(line, file=self.stream, flush=True)  # plain text: no escape codes in a log or a notebook
