@@ -1,6 +1,6 @@
 """The web API: every endpoint, every kind of bad input (a 4xx JSON error in under 100 ms, never a 5xx,
 and the server keeps serving), fidelity (the API's values equal the Python API's and the PyTorch model's,
-bit for bit), and the security rules (runs found by scanning, safetensors only, no path traversal)."""
+within the precision each document states: bit for bit with ``precision=exact``), and the security rules (runs found by scanning, safetensors only, no path traversal)."""
 
 from __future__ import annotations
 
@@ -223,9 +223,14 @@ def test_explain_values_equal_python_api_and_pytorch(client, runs_dir, model_id)
         run.model, image, input_shape=run.input_shape, invert="auto", classes=run.classes
     )
     assert [layer.name for layer in doc.layers] == [s.name for s in acts.layers]
+    # the compact wire form: every stage within the precision the document states for it
+    decoded, stated = schema.decode_layers(doc), schema.stated_errors(doc)
     for layer, stage in zip(doc.layers, acts.layers, strict=True):
-        assert layer.kind == stage.kind
-        assert np.array_equal(schema.decode_tensor(layer.values), stage.values), layer.name
+        assert layer.kind == stage.kind and decoded[layer.name].shape == stage.values.shape
+        bound = stated[layer.name] * (1 + 1e-6) + 1e-7
+        error = float(np.abs(decoded[layer.name] - stage.values).max(initial=0.0))
+        assert error <= bound, (layer.name, error, stated[layer.name])
+    assert stated["input"] == 0 and np.array_equal(decoded["input"], acts.layers[0].values)
     # and the page's input, run through the PyTorch model directly, gives the same logits
     x = torch.from_numpy(schema.decode_tensor(doc.layers[0].values))[None]
     with torch.no_grad():
