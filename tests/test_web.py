@@ -162,6 +162,10 @@ def test_health_models_and_page(client):
         spec["paths"]
     )
     assert "ActivationsDoc" in spec["components"]["schemas"]
+    # a bodiless GET documents no body errors; the uploads do
+    weights = set(spec["paths"]["/api/weights"]["get"]["responses"])
+    assert {"404", "409", "422", "503", "504"} <= weights and not weights & {"400", "408", "413", "415"}
+    assert {"400", "408", "413", "415"} <= set(spec["paths"]["/api/predict"]["post"]["responses"])
     assert client.get("/docs").status_code == 200
 
 

@@ -34,6 +34,8 @@ ERRORS = {
         504: "the request did not finish within the server's deadline",
     }.items()
 }
+# what a GET can answer: no body, so no form framing (400), body deadline (408), size (413) or type (415)
+GET_ERRORS = {c: v for c, v in ERRORS.items() if c not in (400, 408, 413, 415)}
 
 
 def _json(doc) -> Response:
@@ -89,7 +91,7 @@ def list_kernels():
     return _json(docs.KernelsDoc(kernels=entries, max_size=MAX_WEB_KERNEL))
 
 
-@router.get("/api/weights", response_model=docs.WeightsDoc, responses=ERRORS, summary="A layer's weights")
+@router.get("/api/weights", response_model=docs.WeightsDoc, responses=GET_ERRORS, summary="A layer's weights")
 async def weights(
     request: Request,
     model: str = Query(..., max_length=300, description="a model id from /api/models"),
