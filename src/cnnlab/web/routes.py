@@ -206,7 +206,12 @@ def _explain(registry, form: ExplainForm, upload) -> Response:
         want_saliency=form.saliency,
     )
     doc = acts.to_schema(
-        encoding=form.encoding, top_k=form.top_k, model_id=form.model, gradcam=cam, saliency=sal
+        encoding=form.encoding,
+        precision=form.precision,
+        top_k=form.top_k,
+        model_id=form.model,
+        gradcam=cam,
+        saliency=sal,
     )
     doc.model = _model_info(run, form.model)
     return _json(doc)
