@@ -1,6 +1,7 @@
 """Where the server's CPU work runs: a fixed set of worker threads beside the event loop.
 
-Parsing an upload, decoding an image and a model's forward pass all run here, so the event loop only
+Parsing an upload, decoding an image and a model's forward pass all run here (but /api/predict's forward
+passes, which run batched on each model's own thread: `cnnlab.web.batching`), so the event loop only
 moves bytes and answers `/healthz` at once whatever is being computed. At most ``workers`` jobs run at
 the same time (the `limits.Limiter` in front keeps the queue short). A job that has not finished by its
 deadline is answered with 504; if it had not started yet it never starts, and if it had, its result is
@@ -112,13 +113,19 @@ class ComputePool:
         loop = asyncio.get_running_loop()
         job = _Job(fn, loop, loop.create_future())
         self._jobs.put(job)
-        seconds = deadline or self.deadline
         try:
-            return await asyncio.wait_for(job.future, timeout=seconds)
-        except asyncio.TimeoutError:
-            raise DeadlineExceeded(
-                f"the server could not finish this request within {seconds:g} s; try again later "
-                "or with a smaller image"
-            ) from None
+            return await within(job.future, deadline or self.deadline)
         finally:
             job.dropped = True
+
+
+async def within(future: asyncio.Future, seconds: float, *, limit: float | None = None) -> Any:
+    """The future's value, or `DeadlineExceeded` if it is not done in ``seconds`` (the request's whole
+    ``limit``, when only what is left of it is given, names the deadline in the message)."""
+    try:
+        return await asyncio.wait_for(future, timeout=max(seconds, 0.0))
+    except asyncio.TimeoutError:
+        raise DeadlineExceeded(
+            f"the server could not finish this request within {limit or seconds:g} s; try again later "
+            "or with a smaller image"
+        ) from None
