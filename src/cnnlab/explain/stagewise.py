@@ -82,8 +82,8 @@ class Prediction:
         order = np.argsort(-self.probabilities, kind="stable")[: max(1, k)]
         return [(int(i), self.classes[i], float(self.probabilities[i])) for i in order]
 
-    def to_schema(self, top_k: int = 5) -> schema.Prediction:
-        return schema.Prediction(
+    def to_schema(self, top_k: int = 5) -> schema.PredictionSchema:
+        return schema.PredictionSchema(
             index=self.index,
             label=self.label,
             probability=self.probability,
@@ -153,8 +153,8 @@ class Activations:
     def to_json(self, **kwargs) -> dict:
         return self.to_schema(**kwargs).model_dump(mode="json", by_alias=True)
 
-    def model_info(self, model_id: str | None = None) -> schema.ModelInfo:
-        return schema.ModelInfo(
+    def model_info(self, model_id: str | None = None) -> schema.ModelSchema:
+        return schema.ModelSchema(
             id=model_id,
             name=self.model_name,
             input_shape=list(self.input.tensor.shape[1:]),
@@ -169,12 +169,6 @@ def _classes(classes: Sequence[str] | None, k: int) -> list[str]:
     if len(classes) != k:
         raise CnnlabError(f"the model returns {k} scores but {len(classes)} class names were given")
     return [str(c) for c in classes]
-
-
-def infer_input_shape(model: nn.Module) -> tuple[int, int, int] | None:
-    """(C, H, W) recorded on a model, if any (``input_shape`` attribute); else None."""
-    shape = getattr(model, "input_shape", None)
-    return tuple(shape) if shape is not None else None
 
 
 def softmax(logits) -> np.ndarray:

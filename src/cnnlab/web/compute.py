@@ -31,7 +31,7 @@ class DeadlineExceeded(CnnlabError):
     http_status = 504
 
 
-class _Job:
+class _PoolJob:
     __slots__ = ("fn", "loop", "future", "dropped")
 
     def __init__(self, fn: Callable[[], Any], loop: asyncio.AbstractEventLoop, future: asyncio.Future):
@@ -61,7 +61,7 @@ class ComputePool:
         if workers < 1 or deadline <= 0:
             raise ValueError("workers must be >= 1 and deadline > 0")
         self.deadline = deadline
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_PoolJob | None] = queue.SimpleQueue()
         self._idle = threading.Condition()
         self._running = 0
         self._closed = False
@@ -111,7 +111,7 @@ class ComputePool:
         if self._closed:
             raise DeadlineExceeded("the server is shutting down; try again in a moment")
         loop = asyncio.get_running_loop()
-        job = _Job(fn, loop, loop.create_future())
+        job = _PoolJob(fn, loop, loop.create_future())
         self._jobs.put(job)
         try:
             return await within(job.future, deadline or self.deadline)

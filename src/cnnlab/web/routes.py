@@ -190,9 +190,9 @@ def _input(registry, form: ImageForm, upload):
 
 
 def _model_info(run, model_id: str):
-    from cnnlab.explain.schema import ModelInfo
+    from cnnlab.explain.schema import ModelSchema
 
-    return ModelInfo(
+    return ModelSchema(
         id=model_id,
         name=str(run.config.get("model")),
         input_shape=list(run.input_shape),
