@@ -20,14 +20,6 @@ from cnnlab.explain.reports import DatasetReport
 CLASSES = ("bars", "dots", "plain")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def folder_run(tmp_path_factory) -> Path:
     """A folder of 3 x 10 generated 16x16 images and a one-epoch run on it (a few seconds)."""

@@ -29,6 +29,8 @@ from collections import OrderedDict, deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from cnnlab.web.compute import settle_from_thread
+
 if TYPE_CHECKING:
     import torch
 
@@ -49,18 +51,8 @@ class BatchItem:
         self.dropped = False  # set by the request when it gave up: the batcher skips it if not started
 
     def settle(self, result: Any = None, error: BaseException | None = None) -> None:
-        """Resolve the future from any thread (a closed loop means the server is gone: nothing to do)."""
-        with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(_settle, self.future, result, error)
-
-
-def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
-    if future.done():  # the request already gave up
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+        """Resolve the future from the batcher's thread."""
+        settle_from_thread(self.loop, self.future, result, error)
 
 
 class Batcher:

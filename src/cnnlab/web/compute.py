@@ -48,6 +48,15 @@ def _settle(future: asyncio.Future, result: Any, error: BaseException | None) ->
         future.set_result(result)
 
 
+def settle_from_thread(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future, result: Any, error: BaseException | None = None
+) -> None:
+    """Give a request's future its result (or error) from a worker thread, on the future's event loop.
+    A future already done (the request gave up) is left alone; a closed loop means the server is gone."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_settle, future, result, error)
+
+
 class ComputePool:
     """``await pool.run(fn)`` runs ``fn()`` on one of ``workers`` threads, within ``deadline`` seconds.
 
@@ -90,8 +99,7 @@ class ComputePool:
                 with self._idle:
                     self._running -= 1
                     self._idle.notify_all()
-            with contextlib.suppress(RuntimeError):  # a closed event loop: the server is shutting down
-                job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+            settle_from_thread(job.loop, job.future, result, error)
 
     @property
     def closed(self) -> bool:
