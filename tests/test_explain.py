@@ -287,6 +287,26 @@ def test_prepare_input_resizes_inverts_and_converts():
         prep(np.full((28, 28), np.nan), (1, 28, 28))
 
 
+@pytest.mark.parametrize("resize", ["pad", "crop", "stretch"])
+@pytest.mark.parametrize("fill", ["black", "border"])
+def test_an_array_is_fitted_as_its_file_is(tmp_path, resize, fill):
+    """One image geometry (`cnnlab.data.fit`): the array of an image and its PNG file, prepared for the
+    same model, differ by the file's uint8 rounding at most (the array is resized in float)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    a = np.full((30, 44, 3), 235, dtype=np.uint8)  # a light border around a textured object
+    a[6:26, 9:35] = rng.integers(0, 160, (20, 26, 3))
+    path = tmp_path / "x.png"
+    Image.fromarray(a).save(path)
+    for shape in [(1, 16, 16), (3, 12, 12)]:
+        opts = {"invert": False, "resize": resize, "fill": fill}
+        from_file = cl.explain.prepare_input(path, shape, **opts).tensor
+        from_array = cl.explain.prepare_input(a, shape, **opts).tensor
+        assert from_file.shape == from_array.shape == (1, *shape)
+        assert float((from_file - from_array).abs().max()) <= 1.01 / 255, (shape, resize, fill)
+
+
 # ---- Grad-CAM and saliency ---------------------------------------------------------------------------
 
 

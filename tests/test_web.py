@@ -1,6 +1,7 @@
 """The web API: every endpoint, every kind of bad input (a 4xx JSON error in under 100 ms, never a 5xx,
 and the server keeps serving), fidelity (the API's values equal the Python API's and the PyTorch model's,
-bit for bit), and the security rules (runs found by scanning, safetensors only, no path traversal)."""
+within the precision each document states; bit for bit with ``precision=exact``), and the security
+rules (runs found by scanning, safetensors only, no path traversal)."""
 
 from __future__ import annotations
 
@@ -162,6 +163,10 @@ def test_health_models_and_page(client):
         spec["paths"]
     )
     assert "ActivationsDoc" in spec["components"]["schemas"]
+    # a bodiless GET documents no body errors; the uploads do
+    weights = set(spec["paths"]["/api/weights"]["get"]["responses"])
+    assert {"404", "409", "422", "503", "504"} <= weights and not weights & {"400", "408", "413", "415"}
+    assert {"400", "408", "413", "415"} <= set(spec["paths"]["/api/predict"]["post"]["responses"])
     assert client.get("/docs").status_code == 200
 
 
@@ -223,9 +228,14 @@ def test_explain_values_equal_python_api_and_pytorch(client, runs_dir, model_id)
         run.model, image, input_shape=run.input_shape, invert="auto", classes=run.classes
     )
     assert [layer.name for layer in doc.layers] == [s.name for s in acts.layers]
+    # the compact wire form: every stage within the precision the document states for it
+    decoded, stated = schema.decode_layers(doc), schema.stated_errors(doc)
     for layer, stage in zip(doc.layers, acts.layers, strict=True):
-        assert layer.kind == stage.kind
-        assert np.array_equal(schema.decode_tensor(layer.values), stage.values), layer.name
+        assert layer.kind == stage.kind and decoded[layer.name].shape == stage.values.shape
+        bound = stated[layer.name] * (1 + 1e-6) + 1e-7
+        error = float(np.abs(decoded[layer.name] - stage.values).max(initial=0.0))
+        assert error <= bound, (layer.name, error, stated[layer.name])
+    assert stated["input"] == 0 and np.array_equal(decoded["input"], acts.layers[0].values)
     # and the page's input, run through the PyTorch model directly, gives the same logits
     x = torch.from_numpy(schema.decode_tensor(doc.layers[0].values))[None]
     with torch.no_grad():
@@ -241,6 +251,32 @@ def test_explain_values_equal_python_api_and_pytorch(client, runs_dir, model_id)
         cam = cl.explain.gradcam(run.model, image, input_shape=run.input_shape, invert="auto")
         assert doc.gradcam.layer == cam.layer
         assert np.array_equal(schema.decode_tensor(doc.gradcam.values), cam.values)
+
+
+def test_explain_precision_exact_is_bit_for_bit(client, runs_dir):
+    """``precision=exact``: every stage float32 with no stated error, bit-identical to the Python API;
+    ``compact`` (the default) is the smaller document; anything else is a 422."""
+    image = shoe(5)
+    sent = {"model": "cnn2", "precision": "exact"}
+    r = client.post("/api/explain", data=sent, files={"file": ("s.png", image, "image/png")})
+    assert r.status_code == 200, r.text
+    doc = schema.ActivationsDoc.model_validate(r.json())
+    assert all(layer.derived is None and layer.values.dtype == "float32" for layer in doc.layers)
+    assert set(schema.stated_errors(doc).values()) == {0.0}
+    run = cl.load_run(runs_dir / "cnn2")
+    acts = cl.explain.activations(
+        run.model, image, input_shape=run.input_shape, invert="auto", classes=run.classes
+    )
+    decoded = schema.decode_layers(doc)
+    for stage in acts.layers:
+        assert np.array_equal(decoded[stage.name], stage.values), stage.name
+    compact = client.post(
+        "/api/explain", data={"model": "cnn2"}, files={"file": ("s.png", image, "image/png")}
+    )
+    assert compact.status_code == 200 and len(compact.content) < len(r.content) / 3
+    assert any(layer["derived"] for layer in compact.json()["layers"])
+    r = client.post("/api/explain", data={**sent, "precision": "fp16"})
+    assert r.status_code == 422 and "precision" in r.json()["error"]
 
 
 def test_explain_options(client):

@@ -18,17 +18,20 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     run = load_run(args.run)
     out = Path(args.out) if args.out else run.path / "plots" / "explain"
-    _check_writable(out)  # before any work: a report that cannot be written is one line, now
     name = str(run.config.get("model", "model"))
     if args.layer is not None:  # fail before any work on a layer that is not there
         from cnnlab.explain.stages import find_stage
 
         find_stage(run.model, args.layer)
     if not args.images:
-        from cnnlab.explain.data import run_test_split
+        from cnnlab.explain.data import recorded_test_files, run_test_split
 
+        recorded = recorded_test_files(run.path)  # a folder run's test files, to name its images
+        _check_writable(out)  # before any work: a report that cannot be written is one line, now
         split, classes = run_test_split(run.config, data_dir=args.data_dir, download=True)
-        rep, files = write_dataset_report(run.model, split, out / "dataset", classes=classes)
+        rep, files = write_dataset_report(
+            run.model, split, out / "dataset", classes=classes, recorded_files=recorded
+        )
         summary = {"run": str(run.path), "out": str(out / "dataset"), **rep.summary()}
         if args.json:
             print(json.dumps(summary, indent=2))
@@ -42,6 +45,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         prepared.append(
             (path, prepare_input(path, run.input_shape, invert=invert, source=str(path), **run.image_options))
         )
+    _check_writable(out)  # after the images (a bad one leaves nothing behind), before any work
     results = []
     taken: set[str] = set()
     for path, image in prepared:
@@ -121,6 +125,23 @@ def _dataset_table(summary: dict) -> None:
     for r in summary["most_confused"][:5]:
         m.add_row(r["true"], r["predicted"], str(r["count"]), f"{r['share_of_true']:.1%}")
     console.print(m)
+    wrong = summary["confidently_wrong"][:5]
+    if wrong:
+        by_file = wrong[0]["file"] is not None  # folder and CSV runs name files; built-ins, split indices
+        w = Table(title="most confidently wrong")
+        w.add_column("file" if by_file else "test index", justify="left" if by_file else "right")
+        for c in ("true", "predicted", "probability"):
+            w.add_column(c, justify="right" if c == "probability" else "left")
+        for r in wrong:
+            w.add_row(
+                r["file"] if by_file else str(r["index"]),
+                r["true"],
+                r["predicted"],
+                f"{r['probability']:.1%}",
+            )
+        console.print(w)
+    for note in summary["notes"]:
+        print(f"Note: {note}")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -1,10 +1,17 @@
-"""The images a run was tested on: its dataset's final (official test) split, rebuilt from config.json."""
+"""The images a run was tested on: its dataset's final (official test) split, rebuilt from config.json,
+and for folder and CSV runs the files that split held when the run was tested (splits.json)."""
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 from cnnlab.data.load import IMAGE_OPTIONS  # noqa: F401  (the web's test-set cache keys on them)
+from cnnlab.errors import RunFileError
+
+SPLITS_FILE = "splits.json"
+SPLITS_MAX_BYTES = 256 << 20  # ~50 bytes per file name: millions of images
 
 
 def run_test_split(config: dict, *, data_dir: str | os.PathLike | None = None, download: bool = False):
@@ -22,3 +29,27 @@ def run_test_split(config: dict, *, data_dir: str | os.PathLike | None = None, d
 
     data = load_recorded(config, data_dir=data_dir, download=download)
     return data.test, list(data.classes)
+
+
+def recorded_test_files(run_folder: str | os.PathLike) -> list[str] | None:
+    """The test split's files, in split order, as the run recorded them in splits.json (paths relative
+    to the dataset folder); None for a run without one (built-in datasets). A damaged file is a
+    `RunFileError`."""
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+    from cnnlab.userfiles import UserFileNotFound, read_user_bytes
+
+    class Splits(BaseModel):  # the part of splits.json a report reads; the rest passes unchecked
+        model_config = ConfigDict(strict=True, extra="allow")
+        test: list[str] = Field(max_length=50_000_000)
+
+    path = Path(run_folder) / SPLITS_FILE
+    try:
+        data = read_user_bytes(path, max_bytes=SPLITS_MAX_BYTES, what="splits file")
+    except UserFileNotFound:
+        return None
+    try:
+        return Splits.model_validate(json.loads(data)).test
+    except (ValueError, RecursionError, ValidationError) as exc:
+        why = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)[:200]
+        raise RunFileError(f"{path} is damaged ({why}); delete it to report without file names") from None

@@ -262,10 +262,16 @@ def wrong_grid(report: DatasetReport, images: np.ndarray, cases: Sequence[dict])
     for i, case in enumerate(cases):
         ax = fig.add_subplot(rows, cols, i + 1)
         ax.imshow(_image(images[case["index"]].astype(np.float32) / 255.0), cmap="gray", vmin=0, vmax=1)
+        name = f"#{case['index']}" if case.get("file") is None else _short(case["file"])
         ax.set_title(
-            f"#{case['index']} true: {case['true']}\npred: {case['predicted']} ({case['probability']:.1%})",
-            fontsize=8,
+            f"{name} true: {case['true']}\npred: {case['predicted']} ({case['probability']:.1%})", fontsize=8
         )
         _off(ax)
     fig.suptitle("most confidently wrong", fontsize=11)
     return fig
+
+
+def _short(file: str, most: int = 28) -> str:
+    """A file's name for a title: the last part of its path, cut in the middle when long."""
+    name = file.replace("\\", "/").rsplit("/", 1)[-1]
+    return name if len(name) <= most else name[: most // 2 - 1] + "..." + name[-(most // 2 - 2) :]

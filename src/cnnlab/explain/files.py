@@ -83,40 +83,29 @@ def write_dataset_report(
     *,
     classes: Sequence[str],
     n_wrong: int = 16,
+    recorded_files: Sequence[str] | None = None,
 ) -> tuple[DatasetReport, list[Path]]:
     """Write ``confusion_matrix.png``, ``confusion_matrix.csv`` (counts), ``confusion_matrix_normalized.csv``,
-    ``per_class.csv`` (precision, recall, F1, support), ``most_confused.csv``, ``confidently_wrong.png``
-    and ``report.json`` to ``out``."""
+    ``per_class.csv`` (precision, recall, F1, support), ``most_confused.csv``, ``confidently_wrong.csv``
+    and ``.png`` (by index in the split and, for folder and CSV datasets, by file) and ``report.json`` to
+    ``out``. ``recorded_files``: the run's splits.json test files (see `dataset_report`)."""
     folder = Path(out)
-    rep = dataset_report(model, split, classes=classes)
+    rep = dataset_report(model, split, classes=classes, recorded_files=recorded_files)
     files = [figures.save(figures.confusion_figure(rep), folder / "confusion_matrix.png")]
     for name, text in (
         ("confusion_matrix.csv", rep.confusion_csv()),
         ("confusion_matrix_normalized.csv", rep.confusion_csv(normalize=True)),
         ("per_class.csv", rep.per_class_csv()),
-        (
-            "most_confused.csv",
-            _rows_csv(rep.most_confused(), ["true", "predicted", "count", "share_of_true"]),
-        ),
+        ("most_confused.csv", rep.most_confused_csv()),
+        ("confidently_wrong.csv", rep.confidently_wrong_csv(n_wrong)),
     ):
         write_atomic(folder / name, text)
         files.append(folder / name)
-    wrong = rep.confidently_wrong(n_wrong)
-    if wrong:
+    summary = rep.summary(n_wrong)
+    if summary["confidently_wrong"]:
         images = split.images.cpu().numpy() if hasattr(split.images, "cpu") else np.asarray(split.images)
-        files.append(figures.save(figures.wrong_grid(rep, images, wrong), folder / "confidently_wrong.png"))
-    summary = {**rep.summary(), "confidently_wrong": wrong}
+        grid = figures.wrong_grid(rep, images, summary["confidently_wrong"])
+        files.append(figures.save(grid, folder / "confidently_wrong.png"))
     write_atomic(folder / "report.json", json.dumps(summary, indent=2) + "\n")
     files.append(folder / "report.json")
     return rep, files
-
-
-def _rows_csv(rows: list[dict], columns: list[str]) -> str:
-    import csv
-    import io
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()

@@ -33,8 +33,8 @@ class Heatmap:
     values: np.ndarray  # (H, W) at the input's size, 0..1
     raw: np.ndarray  # Grad-CAM at the layer's resolution before scaling (saliency: same as values)
 
-    def to_schema(self, encoding: str = "base64") -> schema.Heatmap:
-        return schema.Heatmap(
+    def to_schema(self, encoding: str = "base64") -> schema.HeatmapSchema:
+        return schema.HeatmapSchema(
             method=self.method,
             layer=self.layer,
             class_index=self.class_index,

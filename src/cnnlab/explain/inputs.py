@@ -3,12 +3,13 @@
 An image file (a path or its bytes) is decoded exactly as `cnnlab predict` and folder datasets decode it
 (`cnnlab.data.decode`: same grayscale conversion, resize mode and uint8 rounding), so explain, the page
 and predict give the same probabilities for the same file; pass a run's ``image_options``. Arrays and
-tensors are resized the same way in float. Grayscale uses the tutorial's weights (0.299 R + 0.587 G +
-0.114 B); a gray image for an RGB model is repeated on the three channels. ``fill`` pads a resized image
-with black (what folder datasets train on) or with its own border colour (for models trained on images
-that were never padded). Fashion-MNIST and MNIST show light objects on black, while photos and drawings
-are usually dark on white, so for models trained on such data (``light_on_dark``) ``invert="auto"``
-inverts a grayscale image whose border is mostly bright (``True``/``False`` force it).
+tensors are resized in float with the same geometry and filter (`cnnlab.data.fit.fit_array`). Grayscale
+uses the tutorial's weights (0.299 R + 0.587 G + 0.114 B); a gray image for an RGB model is repeated on
+the three channels. ``fill`` pads a resized image with black (what folder datasets train on) or with its
+own border colour (for models trained on images that were never padded). Fashion-MNIST and MNIST show
+light objects on black, while photos and drawings are usually dark on white, so for models trained on
+such data (``light_on_dark``) ``invert="auto"`` inverts a grayscale image whose border is mostly bright
+(``True``/``False`` force it).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from cnnlab.data.decode import border_median, decode_image
+from cnnlab.data.decode import decode_image
+from cnnlab.data.fit import border_median, fit_array
 from cnnlab.errors import CnnlabError
 from cnnlab.images import MAX_PIXELS, load_image, to_gray
 
@@ -47,32 +48,8 @@ class PreparedInput:
 
 
 def _border(x: torch.Tensor) -> torch.Tensor:
-    """Per-channel background colour of (..., C, H, W) images (`cnnlab.data.decode.border_median`)."""
+    """Per-channel background colour of (..., C, H, W) images (`cnnlab.data.fit.border_median`)."""
     return torch.from_numpy(border_median(x.detach().cpu().numpy()))
-
-
-def _resample(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    return F.interpolate(x[None], size=(h, w), mode="bilinear", antialias=True, align_corners=False)[
-        0
-    ].clamp_(0, 1)
-
-
-def _fit(x: torch.Tensor, h: int, w: int, resize: str = "pad", fill: str = "border") -> torch.Tensor:
-    """Scale (C, h0, w0) to (h, w) as `cnnlab.data.decode` does for files: pad, crop or stretch."""
-    c, h0, w0 = x.shape
-    if resize == "stretch":
-        return _resample(x, h, w)
-    scale = (max if resize == "crop" else min)(h / h0, w / w0)
-    nh, nw = max(1, round(h0 * scale)), max(1, round(w0 * scale))
-    small = _resample(x, nh, nw)
-    if resize == "crop":
-        top, left = (nh - h) // 2, (nw - w) // 2
-        return small[:, top : top + h, left : left + w].contiguous()
-    colour = _border(small) if fill == "border" else torch.zeros(c)
-    out = colour.view(c, 1, 1).expand(c, h, w).clone()
-    top, left = (h - nh) // 2, (w - nw) // 2
-    out[:, top : top + nh, left : left + nw] = small
-    return out
 
 
 def auto_invert(images: torch.Tensor) -> torch.Tensor:
@@ -163,8 +140,8 @@ def prepare_input(
                 t = t.expand(c, -1, -1).contiguous()
             else:
                 raise CnnlabError(f"the model takes {c} channels; the image has {t.shape[0]}")
-        if tuple(t.shape[1:]) != (h, w):
-            t = _fit(t, h, w, resize, fill)
+        if tuple(t.shape[1:]) != (h, w):  # the geometry image files get (`cnnlab.data.fit`)
+            t = torch.from_numpy(fit_array(t.numpy(), (h, w), resize, fill))
             resized = True
     return _finish(
         t, original, input_shape, invert, light_on_dark, source=source, label=label, resized=resized

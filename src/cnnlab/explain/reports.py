@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -35,6 +35,8 @@ class DatasetReport:
     classes: list[str]
     labels: np.ndarray  # (N,) true classes
     probabilities: np.ndarray  # (N, K)
+    files: list[str] | None = None  # folder and CSV datasets: each image's file, relative to the dataset
+    notes: list[str] = field(default_factory=list)  # what a reader should know (e.g. the folder changed)
 
     @property
     def predictions(self) -> np.ndarray:
@@ -70,7 +72,8 @@ class DatasetReport:
         ]
 
     def confidently_wrong(self, n: int = 16) -> list[dict]:
-        """Misclassified images, the most confident mistakes first: index, true, predicted, probability."""
+        """Misclassified images, the most confident mistakes first: index in the split, its file (for a
+        folder or CSV dataset; None for a built-in one), true class, predicted class, probability."""
         pred = self.predictions
         wrong = np.flatnonzero(pred != self.labels)
         conf = self.probabilities[wrong, pred[wrong]]
@@ -78,12 +81,16 @@ class DatasetReport:
         return [
             {
                 "index": int(i),
+                "file": self.files[i] if self.files is not None else None,
                 "true": self.classes[self.labels[i]],
                 "predicted": self.classes[pred[i]],
                 "probability": float(self.probabilities[i, pred[i]]),
             }
             for i in order
         ]
+
+    def confidently_wrong_csv(self, n: int = 16) -> str:
+        return _csv(self.confidently_wrong(n), ["index", "file", "true", "predicted", "probability"])
 
     def per_class(self) -> list[dict]:
         """Precision, recall, F1 and support of each class (0 where undefined)."""
@@ -107,13 +114,10 @@ class DatasetReport:
         return rows
 
     def per_class_csv(self) -> str:
-        buf = io.StringIO()
-        w = csv.DictWriter(
-            buf, fieldnames=["class", "precision", "recall", "f1", "support"], lineterminator="\n"
-        )
-        w.writeheader()
-        w.writerows(self.per_class())
-        return buf.getvalue()
+        return _csv(self.per_class(), ["class", "precision", "recall", "f1", "support"])
+
+    def most_confused_csv(self, n: int = 10) -> str:
+        return _csv(self.most_confused(n), ["true", "predicted", "count", "share_of_true"])
 
     def confusion_csv(self, *, normalize: bool = False) -> str:
         cm = self.confusion(normalize=normalize)
@@ -124,21 +128,40 @@ class DatasetReport:
             w.writerow([name, *(f"{v:.4f}" if normalize else int(v) for v in row)])
         return buf.getvalue()
 
-    def summary(self) -> dict:
+    def summary(self, n_wrong: int = 16) -> dict:
         return {
             "n": int(len(self.labels)),
             "accuracy": round(self.accuracy, 4),
             "error_pct": round(100 * (1 - self.accuracy), 2),
             "most_confused": self.most_confused(),
             "per_class": self.per_class(),
+            "confidently_wrong": self.confidently_wrong(n_wrong),
+            "notes": list(self.notes),
         }
 
 
+def _csv(rows: list[dict], columns: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
 def dataset_report(
-    model: nn.Module, split, *, classes: Sequence[str], batch_size: int = 500
+    model: nn.Module,
+    split,
+    *,
+    classes: Sequence[str],
+    batch_size: int = 500,
+    recorded_files: Sequence[str] | None = None,
 ) -> DatasetReport:
-    """Predict every image of ``split`` (``.images`` uint8 (N, C, H, W), ``.labels``) and keep what the
-    report needs.
+    """Predict every image of ``split`` (``.images`` uint8 (N, C, H, W), ``.labels``, ``.files`` when the
+    images come from files) and keep what the report needs.
+
+    Images are named by the split's own ``.files`` (those the report was computed on). A run keeps the
+    files of the split it was tested on (splits.json): given as ``recorded_files``, they are compared, and
+    a dataset changed since training is said in the report's ``notes``.
 
     Example:
         >>> rep = cl.explain.dataset_report(run.model, data.test, classes=data.classes)  # doctest: +SKIP
@@ -150,4 +173,20 @@ def dataset_report(
     probs = split_probabilities(model, split.images, batch_size=batch_size)
     if probs.shape[1] != len(classes):
         raise CnnlabError(f"the model returns {probs.shape[1]} scores but there are {len(classes)} classes")
-    return DatasetReport(list(classes), labels.astype(np.int64), probs)
+    files, notes = _names(getattr(split, "files", None), recorded_files)
+    return DatasetReport(list(classes), labels.astype(np.int64), probs, files, notes)
+
+
+def _names(found: Sequence[str] | None, recorded: Sequence[str] | None) -> tuple[list[str] | None, list[str]]:
+    """The images' file names, and a note when the run's record of its test split disagrees with them."""
+    if found is None:
+        return None, []
+    found = list(found)
+    if recorded is None or list(recorded) == found:
+        return found, []
+    new, gone = len(set(found) - set(recorded)), len(set(recorded) - set(found))
+    what = f"{new} new and {gone} missing files" if new or gone else "the same files in another order"
+    return found, [
+        f"the test split is not the one this run was tested on (splits.json: {what}); the dataset "
+        "changed since training, and images are named as found now"
+    ]

@@ -121,7 +121,7 @@ class ClassScore(BaseModel):
     probability: float
 
 
-class Prediction(BaseModel):
+class PredictionSchema(BaseModel):
     index: int
     label: str
     probability: float
@@ -130,7 +130,7 @@ class Prediction(BaseModel):
     top: list[ClassScore]
 
 
-class Heatmap(BaseModel):
+class HeatmapSchema(BaseModel):
     method: Literal["gradcam", "saliency"]
     layer: str | None = Field(description="the stage Grad-CAM looked at (None for saliency)")
     class_index: int
@@ -147,7 +147,7 @@ class InputInfo(BaseModel):
     label: int | None = Field(None, description="the true class, when the image comes from a dataset")
 
 
-class ModelInfo(BaseModel):
+class ModelSchema(BaseModel):
     id: str | None = None
     name: str
     input_shape: list[int]
@@ -159,12 +159,12 @@ class ActivationsDoc(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     schema_: str = Field(SCHEMA_VERSION, alias="schema")
-    model: ModelInfo
+    model: ModelSchema
     input: InputInfo
     layers: list[Layer]
-    prediction: Prediction
-    gradcam: Heatmap | None = None
-    saliency: Heatmap | None = None
+    prediction: PredictionSchema
+    gradcam: HeatmapSchema | None = None
+    saliency: HeatmapSchema | None = None
 
 
 class PredictionDoc(BaseModel):
@@ -173,9 +173,9 @@ class PredictionDoc(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     schema_: str = Field(SCHEMA_VERSION, alias="schema")
-    model: ModelInfo
+    model: ModelSchema
     input: InputInfo
-    prediction: Prediction
+    prediction: PredictionSchema
 
 
 def encode_tensor(values: Any, encoding: str = "base64") -> TensorData:

@@ -82,8 +82,8 @@ class Prediction:
         order = np.argsort(-self.probabilities, kind="stable")[: max(1, k)]
         return [(int(i), self.classes[i], float(self.probabilities[i])) for i in order]
 
-    def to_schema(self, top_k: int = 5) -> schema.Prediction:
-        return schema.Prediction(
+    def to_schema(self, top_k: int = 5) -> schema.PredictionSchema:
+        return schema.PredictionSchema(
             index=self.index,
             label=self.label,
             probability=self.probability,
@@ -153,8 +153,8 @@ class Activations:
     def to_json(self, **kwargs) -> dict:
         return self.to_schema(**kwargs).model_dump(mode="json", by_alias=True)
 
-    def model_info(self, model_id: str | None = None) -> schema.ModelInfo:
-        return schema.ModelInfo(
+    def model_info(self, model_id: str | None = None) -> schema.ModelSchema:
+        return schema.ModelSchema(
             id=model_id,
             name=self.model_name,
             input_shape=list(self.input.tensor.shape[1:]),
@@ -169,12 +169,6 @@ def _classes(classes: Sequence[str] | None, k: int) -> list[str]:
     if len(classes) != k:
         raise CnnlabError(f"the model returns {k} scores but {len(classes)} class names were given")
     return [str(c) for c in classes]
-
-
-def infer_input_shape(model: nn.Module) -> tuple[int, int, int] | None:
-    """(C, H, W) recorded on a model, if any (``input_shape`` attribute); else None."""
-    shape = getattr(model, "input_shape", None)
-    return tuple(shape) if shape is not None else None
 
 
 def softmax(logits) -> np.ndarray:
@@ -263,6 +257,27 @@ def activations(
     )
 
 
+def forward_logits(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """Logits of a batch of prepared inputs, (B, C, H, W) -> float32 (B, K): one plain forward pass in
+    evaluation mode (batch norm on its running statistics, dropout off), so each row depends on its own
+    image only. What `predict_image` runs on one image and the web server on a micro-batch."""
+    with eval_mode(model), torch.inference_mode():
+        try:
+            logits = model(x.to(model_device(model)))
+        except RuntimeError as exc:
+            raise CnnlabError(
+                f"the model cannot take an input of shape {tuple(x.shape[1:])}: {exc}"
+            ) from None
+    if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
+        raise CnnlabError(f"the model returns shape {tuple(logits.shape)}; expected logits (batch, K)")
+    return logits.float().cpu().numpy()
+
+
+def prediction(logits: np.ndarray, classes: Sequence[str] | None = None) -> Prediction:
+    """A `Prediction` from one image's logits (K,)."""
+    return Prediction(logits, softmax(logits), _classes(classes, len(logits)))
+
+
 def predict_image(
     model: nn.Module,
     image,
@@ -273,11 +288,4 @@ def predict_image(
 ) -> tuple[Prediction, PreparedInput]:
     """Only the prediction (one plain forward pass): what /api/predict answers."""
     prepared = image if isinstance(image, PreparedInput) else prepare_input(image, input_shape, invert=invert)
-    with eval_mode(model), torch.inference_mode():
-        try:
-            logits = model(prepared.tensor.to(model_device(model)))[0].float().cpu().numpy()
-        except RuntimeError as exc:
-            raise CnnlabError(
-                f"the model cannot take an input of shape {tuple(prepared.tensor.shape[1:])}: {exc}"
-            ) from None
-    return Prediction(logits, softmax(logits), _classes(classes, len(logits))), prepared
+    return prediction(forward_logits(model, prepared.tensor)[0], classes), prepared

@@ -14,11 +14,12 @@ import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from cnnlab.web import limits
+from cnnlab.web import batching, limits
 from cnnlab.web.limits import public_message
 
 STATIC = Path(__file__).parent / "static"
-COMPUTE_PATHS = ("/api/predict", "/api/explain", "/api/filter", "/api/weights")
+COMPUTE_PATHS = ("/api/explain", "/api/filter", "/api/weights")
+BATCHED_PATHS = ("/api/predict",)  # its forward passes are shared (`batching`): a batch's worth at once
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
@@ -146,6 +147,8 @@ def create_app(
     max_waiting: int = 32,
     wait_seconds: float = 5.0,
     max_models: int = 4,
+    max_batch: int = batching.MAX_BATCH,
+    batch_window: float = batching.WINDOW_SECONDS,
     max_body_bytes: int = limits.MAX_BODY_BYTES,
     body_seconds: float = limits.BODY_SECONDS,
     request_seconds: float = limits.REQUEST_SECONDS,
@@ -160,6 +163,10 @@ def create_app(
         max_concurrent, max_waiting, wait_seconds: the concurrency limiter (see `cnnlab.web.limits`);
             ``max_concurrent`` is also the number of compute threads.
         max_models: loaded models kept in the LRU cache.
+        max_batch, batch_window: /api/predict runs the images of concurrent requests for one model as one
+            forward pass of up to ``max_batch`` images, waiting at most ``batch_window`` seconds for
+            requests still being decoded (`cnnlab.web.batching`); as many predict requests as a batch
+            holds are admitted at once (1: no batching).
         max_body_bytes, body_seconds: a request body larger than this is refused (413), one that has not
             arrived within ``body_seconds`` too (408).
         request_seconds: the compute deadline: parsing, decoding and the model together (else 504).
@@ -179,6 +186,10 @@ def create_app(
     from cnnlab.web.routes import router
 
     registry = RunRegistry(runs_dir, max_models=max_models, data_dir=data_dir)
+    # predict admits a batch's worth at once, and no more requests in all than the others (their bodies
+    # are held in memory while they wait)
+    batched = max(max_concurrent, max_batch)
+    batched_waiting = max(max_concurrent + max_waiting - batched, 0)
     # python-multipart logs every malformed body it meets; the client gets a 400 saying so, and a server
     # log line per hostile request would only let a stranger fill the log
     logging.getLogger("python_multipart").setLevel(logging.ERROR)
@@ -190,10 +201,12 @@ def create_app(
     async def lifespan(app):
         if app.state.pool.closed:  # the app is served again after a shutdown (tests do that)
             app.state.pool = new_pool()
+            app.state.batchers = batching.Batchers(max_models, max_batch=max_batch, window=batch_window)
         if warm:
             threading.Thread(target=_warm, args=(registry,), daemon=True, name="cnnlab-warm").start()
         yield
         # after uvicorn's drain: let work already inside torch finish (bounded), start nothing new
+        app.state.batchers.close()
         await asyncio.to_thread(app.state.pool.close, limits.CLOSE_SECONDS)
 
     app = FastAPI(
@@ -206,23 +219,26 @@ def create_app(
             "Every layer of any model cnnlab trained. Limits: request body <= "
             f"{max_body_bytes // 2**20} MiB; images PNG, JPEG, GIF, BMP or WebP, at most "
             f"{limits.MAX_PIXELS / 1e6:g} megapixels and at least {limits.MIN_SIDE}x{limits.MIN_SIDE}; "
-            f"{max_concurrent} requests computed at once, then 503; a request not done in "
+            f"{max_concurrent} explain/filter/weights requests computed at once and {max_waiting} more "
+            f"waiting, {batched} predict requests at once (their forward passes batched) and "
+            f"{batched + batched_waiting} in all, then 503; a request not done in "
             f"{request_seconds:g} s: 504. Errors are JSON: "
             '{"error": "...", "status": 4xx}.'
         ),
     )
     app.state.registry = registry
     app.state.pool = new_pool()  # here too: an app driven without lifespan events needs one
+    app.state.batchers = batching.Batchers(max_models, max_batch=max_batch, window=batch_window)
     _error_handlers(app, registry.root)
     app.include_router(router)
     _pages(app)
-    app.add_middleware(
-        limits.Limiter,
-        paths=COMPUTE_PATHS,
-        max_concurrent=max_concurrent,
-        max_waiting=max_waiting,
-        wait_seconds=wait_seconds,
-    )
+    for paths, most, waiting in (
+        (COMPUTE_PATHS, max_concurrent, max_waiting),
+        (BATCHED_PATHS, batched, batched_waiting),
+    ):
+        app.add_middleware(
+            limits.Limiter, paths=paths, max_concurrent=most, max_waiting=waiting, wait_seconds=wait_seconds
+        )
     app.add_middleware(limits.BodyLimit, max_bytes=max_body_bytes, seconds=body_seconds)
     app.add_middleware(Headers)
     return app

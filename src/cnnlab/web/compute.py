@@ -1,6 +1,7 @@
 """Where the server's CPU work runs: a fixed set of worker threads beside the event loop.
 
-Parsing an upload, decoding an image and a model's forward pass all run here, so the event loop only
+Parsing an upload, decoding an image and a model's forward pass all run here (but /api/predict's forward
+passes, which run batched on each model's own thread: `cnnlab.web.batching`), so the event loop only
 moves bytes and answers `/healthz` at once whatever is being computed. At most ``workers`` jobs run at
 the same time (the `limits.Limiter` in front keeps the queue short). A job that has not finished by its
 deadline is answered with 504; if it had not started yet it never starts, and if it had, its result is
@@ -30,7 +31,7 @@ class DeadlineExceeded(CnnlabError):
     http_status = 504
 
 
-class _Job:
+class _PoolJob:
     __slots__ = ("fn", "loop", "future", "dropped")
 
     def __init__(self, fn: Callable[[], Any], loop: asyncio.AbstractEventLoop, future: asyncio.Future):
@@ -47,6 +48,15 @@ def _settle(future: asyncio.Future, result: Any, error: BaseException | None) ->
         future.set_result(result)
 
 
+def settle_from_thread(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future, result: Any, error: BaseException | None = None
+) -> None:
+    """Give a request's future its result (or error) from a worker thread, on the future's event loop.
+    A future already done (the request gave up) is left alone; a closed loop means the server is gone."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_settle, future, result, error)
+
+
 class ComputePool:
     """``await pool.run(fn)`` runs ``fn()`` on one of ``workers`` threads, within ``deadline`` seconds.
 
@@ -60,7 +70,7 @@ class ComputePool:
         if workers < 1 or deadline <= 0:
             raise ValueError("workers must be >= 1 and deadline > 0")
         self.deadline = deadline
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_PoolJob | None] = queue.SimpleQueue()
         self._idle = threading.Condition()
         self._running = 0
         self._closed = False
@@ -89,8 +99,7 @@ class ComputePool:
                 with self._idle:
                     self._running -= 1
                     self._idle.notify_all()
-            with contextlib.suppress(RuntimeError):  # a closed event loop: the server is shutting down
-                job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+            settle_from_thread(job.loop, job.future, result, error)
 
     @property
     def closed(self) -> bool:
@@ -110,15 +119,21 @@ class ComputePool:
         if self._closed:
             raise DeadlineExceeded("the server is shutting down; try again in a moment")
         loop = asyncio.get_running_loop()
-        job = _Job(fn, loop, loop.create_future())
+        job = _PoolJob(fn, loop, loop.create_future())
         self._jobs.put(job)
-        seconds = deadline or self.deadline
         try:
-            return await asyncio.wait_for(job.future, timeout=seconds)
-        except asyncio.TimeoutError:
-            raise DeadlineExceeded(
-                f"the server could not finish this request within {seconds:g} s; try again later "
-                "or with a smaller image"
-            ) from None
+            return await within(job.future, deadline or self.deadline)
         finally:
             job.dropped = True
+
+
+async def within(future: asyncio.Future, seconds: float, *, limit: float | None = None) -> Any:
+    """The future's value, or `DeadlineExceeded` if it is not done in ``seconds`` (the request's whole
+    ``limit``, when only what is left of it is given, names the deadline in the message)."""
+    try:
+        return await asyncio.wait_for(future, timeout=max(seconds, 0.0))
+    except asyncio.TimeoutError:
+        raise DeadlineExceeded(
+            f"the server could not finish this request within {limit or seconds:g} s; try again later "
+            "or with a smaller image"
+        ) from None

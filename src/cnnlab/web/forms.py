@@ -230,6 +230,11 @@ class ExplainForm(ImageForm):
     saliency: bool = Field(True, description="include the gradient saliency map")
     class_index: int | None = Field(None, ge=0, description="class for Grad-CAM / saliency [predicted]")
     encoding: Literal["base64", "list"] = Field("base64", description="how tensors are written")
+    precision: Literal["compact", "exact"] = Field(
+        "compact",
+        description="compact: big stages as uint8 within their stated max_error, repeated ones derived "
+        "(the page's choice); exact: every stage as float32, bit for bit (list encoding is always exact)",
+    )
 
 
 class FilterForm(_Form):

@@ -9,7 +9,8 @@ Limits (documented in the README and on /docs):
 - image size: at most `MAX_PIXELS` (16 megapixels), read from the header before any pixel is decoded, so
   a decompression bomb (a small file claiming 30000x30000) costs nothing -> 422; at least `MIN_SIDE`
   (8) pixels on each side -> 422;
-- work: at most `max_concurrent` requests computed at once and `max_waiting` queued for at most
+- work: at most `max_concurrent` requests computed at once (for /api/predict, whose forward passes are
+  batched, as many as a batch holds: `cnnlab.web.batching`) and `max_waiting` queued for at most
   `wait_seconds`; beyond that, 503 with Retry-After at once, never an unbounded queue;
 - time: parsing, decoding and the model together within `REQUEST_SECONDS` -> else 504
   (`cnnlab.web.compute`).

@@ -17,6 +17,7 @@ import { wireControls } from "./controls.js";
 const $ = (id) => document.getElementById(id);
 const state = {
   models: [],
+  unavailable: [], // runs found but not loadable: {id, error}
   model: null,
   doc: null,
   layers: [],
@@ -240,6 +241,23 @@ async function explainClass(i) {
   }
 }
 
+// Runs found in RUNS_DIR that cannot be loaded (a damaged config.json or weights file): a short note by the
+// model picker with each one's reason, so a run missing from the list is explained.
+function showUnavailable() {
+  const box = $("unavailable");
+  const list = state.unavailable || [];
+  box.hidden = !list.length;
+  if (!list.length) return;
+  box.querySelector("summary").textContent = t("unavailable.summary", { n: list.length });
+  box.querySelector("ul").replaceChildren(
+    ...list.map((u) => {
+      const li = document.createElement("li");
+      li.textContent = `${u.id}: ${u.error}`;
+      return li;
+    }),
+  );
+}
+
 function describeModel() {
   const m = state.model;
   const acc = m.test_accuracy !== null && m.test_accuracy !== undefined ? t("model.acc", { a: (100 * m.test_accuracy).toFixed(1) }) : "";
@@ -322,13 +340,16 @@ async function init() {
   wireControls({ state, sketch, explain, useFile, chooseModel, closeDetail, drawCompare, render, explainClass, setLang, getLang, LANGS });
   onLangChange(() => {
     applyStatic();
+    showUnavailable();
     if (state.model) describeModel();
     if (state.doc) render(state.doc);
   });
   window.addEventListener("resize", () => wrapEl && drawLinks(wrapEl, wrapEl.querySelector("svg.links")));
   try {
-    const { models } = await getJSON("/api/models");
+    const { models, unavailable } = await getJSON("/api/models");
     state.models = models;
+    state.unavailable = unavailable || [];
+    showUnavailable();
     const sel = $("model");
     for (const m of models) {
       const o = document.createElement("option");

@@ -68,6 +68,7 @@ export default {
   "status.reading": "reading the image…",
   "status.done": "{n} stages of {name} in {ms} ms",
   "status.failed": "The last request failed (see the message above); the result shown is the previous one.",
+  "unavailable.summary": "runs that cannot be loaded: {n}",
   "status.noRuns": "No runs in this folder yet: train one with `cnnlab train --out RUNS_DIR/cnn2`, then reload.",
   "model.acc": ", test accuracy {a}%",
   "model.params": "params",

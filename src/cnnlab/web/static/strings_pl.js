@@ -69,6 +69,7 @@ export default {
   "status.reading": "czytam obraz…",
   "status.done": "{n} etapów modelu {name} w {ms} ms",
   "status.failed": "Ostatnie zapytanie się nie powiodło (komunikat wyżej); widoczny wynik jest poprzedni.",
+  "unavailable.summary": "modele, których nie można wczytać: {n}",
   "status.noRuns": "W tym folderze nie ma jeszcze modeli: wytrenuj jeden poleceniem `cnnlab train --out RUNS_DIR/cnn2` i odśwież stronę.",
   "model.acc": ", trafność na teście {a}%",
   "model.params": "parametrów",
