@@ -124,8 +124,10 @@ def server(sync_playwright, runs_root, fmnist_dir):
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(sync_playwright):
+    # per module: Playwright's sync API keeps an event loop running in this thread while it is open, and
+    # later tests that start their own (asyncio.run) must not find one
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield b

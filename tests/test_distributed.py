@@ -144,6 +144,7 @@ def worker_pids(launcher: int) -> dict[int, int]:
     return pids
 
 
+@pytest.mark.slow  # four processes and a torchrun launcher: ~13 s
 def test_nproc_torchrun_killed_rank_and_distributed_resume(cnnlab_process, fmnist_dir, tmp_path):  # noqa: F811
     # 1. `cnnlab train --nproc 2`: the launcher wraps torchrun's; rank 0 alone writes the run
     whole = tmp_path / "whole"

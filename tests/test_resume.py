@@ -138,6 +138,7 @@ def reference(cnnlab_process, fmnist_dir, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow  # ten killed processes: ~11 s
 def test_kill_9_at_ten_random_steps_then_resume_is_bit_identical(
     cnnlab_process, fmnist_dir, tmp_path, reference
 ):
