@@ -100,7 +100,9 @@ def test_deep_huge_and_special_config_files_are_refused_fast(run, tmp_path):
         t0 = time.perf_counter()
         with pytest.raises(RunFileError) as info:
             load_run(run)
-        assert time.perf_counter() - t0 < 0.1, name
+        # refused without reading or waiting (a FIFO would block forever, /dev/zero never end); the
+        # 100 ms figure is measured alone on the machine by benchmarks/fuzz_api.py, not in a unit test
+        assert time.perf_counter() - t0 < 2.0, name
         assert "\n" not in str(info.value) and "config.json" in str(info.value), (name, info.value)
 
 

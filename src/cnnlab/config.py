@@ -102,6 +102,7 @@ class TrainConfig:
         "model",
         recipe=True,
         const="imagenet",
+        none="none",
         metavar="PATH",
     )
     # how (the tutorial's recipe by default: Keras' Adam, batch 32, early stopping on val_loss, patience 5)
