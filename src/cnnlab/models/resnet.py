@@ -10,6 +10,7 @@ The builders are registered (as ``resnet_s`` and ``resnet_w``) by the catalogue,
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import torch
@@ -50,21 +51,26 @@ class ResidualBlock(nn.Module):
         return torch.relu(y + self.shortcut(x))
 
 
-def _resnet(input_shape, num_classes, widths: tuple[int, int, int], drop: float) -> nn.Sequential:
+def _resnet(
+    input_shape, num_classes, widths: tuple[int, int, int], drop: float, *, reduce: int = 0
+) -> nn.Sequential:
+    """``reduce``: max-pool by 2 this many times after the stem, so a larger input comes down to the size
+    the blocks were designed for and the last block still sees whole objects."""
     c, w1, w2 = input_shape[0], widths[1], widths[2]
-    stages = OrderedDict(
-        stem=conv_bn(c, widths[0]),  # (B, w0, H, W)
-        block1=ResidualBlock(widths[0], w1),
-        pool1=nn.MaxPool2d(2),  # (B, w1, H/2, W/2)
-        block2=ResidualBlock(w1, w2),
-        pool2=nn.MaxPool2d(2),  # (B, w2, H/4, W/4)
-        block3=ResidualBlock(w2, 2 * w2),
-        gap=nn.AdaptiveAvgPool2d(1),
-        flatten=Flatten(),  # (B, 2*w2)
-        drop1=Dropout(drop),
-        output=nn.Linear(2 * w2, num_classes),
-    )
-    return nn.Sequential(stages)
+    stages: list[tuple[str, nn.Module]] = [("stem", conv_bn(c, widths[0]))]  # (B, w0, H, W)
+    stages += [(f"pool0{'abcdefgh'[i]}" if reduce > 1 else "pool0", nn.MaxPool2d(2)) for i in range(reduce)]
+    stages += [
+        ("block1", ResidualBlock(widths[0], w1)),
+        ("pool1", nn.MaxPool2d(2)),  # (B, w1, H/2, W/2)
+        ("block2", ResidualBlock(w1, w2)),
+        ("pool2", nn.MaxPool2d(2)),  # (B, w2, H/4, W/4)
+        ("block3", ResidualBlock(w2, 2 * w2)),
+        ("gap", nn.AdaptiveAvgPool2d(1)),
+        ("flatten", Flatten()),  # (B, 2*w2)
+        ("drop1", Dropout(drop)),
+        ("output", nn.Linear(2 * w2, num_classes)),
+    ]
+    return nn.Sequential(OrderedDict(stages))
 
 
 def resnet_s(input_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
@@ -75,3 +81,11 @@ def resnet_s(input_shape: tuple[int, int, int], num_classes: int) -> nn.Sequenti
 def resnet_w(input_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
     """Stem 64, blocks 96/192/384: the best recipe's model."""
     return _resnet(input_shape, num_classes, (64, 96, 192), drop=0.2)
+
+
+def resnet_f(input_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
+    """resnet_s for your own folders: inputs larger than 32 pixels are max-pooled down to 32 or less after
+    the stem (64 px: once), so objects that fill the picture stay inside the last block's view, and a
+    64 px image costs what a 32 px one does."""
+    reduce = max(0, math.ceil(math.log2(max(input_shape[1:]) / 32))) if max(input_shape[1:]) > 32 else 0
+    return _resnet(input_shape, num_classes, (24, 32, 64), drop=0.1, reduce=reduce)

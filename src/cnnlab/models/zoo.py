@@ -10,7 +10,7 @@ best recipes are built in resnet.py. Registration order is the order `list_model
 from __future__ import annotations
 
 from cnnlab.models.registry import register_model, register_spec
-from cnnlab.models.resnet import resnet_s, resnet_w
+from cnnlab.models.resnet import resnet_f, resnet_s, resnet_w
 
 register_spec(
     "mlp", "flatten-dense128", "Tutorial MLP: Flatten, Dense 128, Dense 10 (101,770 params on 28x28x1)"
@@ -51,3 +51,9 @@ register_model(
     description="Wide residual net (stem 64, blocks 96/192/384, BN, GAP): the best recipe's model",
     min_size=8,
 )(resnet_w)
+register_model(
+    "resnet_f",
+    description="resnet_s for your own folders: max-pooled to at most 32 px after the stem, so the last "
+    "block sees whole objects (the folder recipe's model)",
+    min_size=8,
+)(resnet_f)
