@@ -27,6 +27,7 @@ import json
 import os
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import machine, machine_line  # noqa: E402
+
+from cnnlab.engine import Callback  # noqa: E402
+from cnnlab.engine.snapshot import Checkpointer  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "own_data.json"
 FINETUNE_BACKBONE = "timm:resnet18"
@@ -251,6 +255,75 @@ def augment_cost(batch: int = 32, size: int = 64, repeats: int = 20) -> dict:
 # ---- the run -------------------------------------------------------------------------------------------
 
 
+class EpochClock(Callback):
+    """Per epoch, the wall time spent outside the training steps: from the end of an epoch's last step to
+    the start of the next epoch's first (validation, callbacks, the checkpoint)."""
+
+    def __init__(self):
+        self.outside: list[float] = []
+        self._last_step_end: float | None = None
+
+    def on_train_batch_end(self, state) -> None:
+        self._last_step_end = time.perf_counter()
+
+    def on_epoch_begin(self, state) -> None:
+        if self._last_step_end is not None:
+            self.outside.append(time.perf_counter() - self._last_step_end)
+
+    def on_train_end(self, state) -> None:
+        self.outside.append(time.perf_counter() - self._last_step_end)
+
+
+def pipeline_overhead(folder: Path, epochs: int = 6) -> dict:
+    """Does training from a folder cost what its model costs? The folder recipe's model trained on the
+    folder (decoded once, 64 px RGB) against the same model on in-memory tensors of the same shape and
+    count, and the time an epoch spends outside its training steps (validation, checkpoint, logs) in a
+    real `cnnlab train` run of that folder."""
+    import dataclasses
+
+    import torch
+
+    import cnnlab as cl
+    from cnnlab.data import Split
+
+    data = cl.load_data(str(folder), split="default", seed=0)
+    cfg = cl.TrainConfig.from_recipe(
+        "folder", device_type="cpu", data=str(folder), epochs=epochs, min_steps=0
+    )
+    cfg = cfg.sized_for(len(data.train))
+    g = torch.Generator().manual_seed(0)
+
+    def tensors(split: Split) -> Split:  # the same shape and labels, made in memory (no file behind them)
+        return Split(
+            torch.randint(0, 256, split.images.shape, dtype=torch.uint8, generator=g), split.labels.clone()
+        )
+
+    memory = dataclasses.replace(
+        data, train=tensors(data.train), val=tensors(data.val), test=tensors(data.test)
+    )
+    rates: dict[str, float] = {}
+    for name, d in 2 * (("folder", data), ("in-memory tensors", memory)):  # interleaved, best of two
+        model = cl.build_model(cfg, d)
+        h = cl.fit(model, d, **cfg.fit_options(), progress=False, device="cpu", validate=False)
+        seconds = sum(h["seconds"][1:])  # after the first epoch (warm-up)
+        rates[name] = max(rates.get(name, 0.0), len(d.train) * (epochs - 1) / seconds)
+    clock = EpochClock()
+    with tempfile.TemporaryDirectory() as tmp:  # as `cnnlab train` runs it: validation, checkpoints, logs
+        model = cl.build_model(cfg, data)
+        checkpoints = Checkpointer(Path(tmp) / "checkpoints", every=1000, keep=3)
+        cl.fit(model, data, **cfg.fit_options(), progress=False, device="cpu", checkpoints=checkpoints,
+               callbacks=[cl.EarlyStopping(cfg.monitor, patience=None), clock])  # fmt: skip
+    return {
+        "model": cfg.model,
+        "images": len(data.train),
+        "input_shape": list(data.input_shape),
+        "batch_size": cfg.batch_size,
+        "images_per_s": {k: round(v, 1) for k, v in rates.items()},
+        "folder_vs_memory": round(rates["folder"] / rates["in-memory tensors"], 3),
+        "epoch_overhead_s": round(statistics.median(clock.outside[1:]), 4),
+    }
+
+
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated [{','.join(DATASETS)}]")
@@ -269,6 +342,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--keep", type=Path, default=None, help="build the folders here and keep them")
     ap.add_argument("--seed", type=int, default=0, help="seed of the generated images [0]")
     ap.add_argument("--no-augment-cost", dest="augment_cost", action="store_false")
+    ap.add_argument(
+        "--no-overhead", dest="overhead", action="store_false", help="skip the folder-vs-memory measurement"
+    )
     ap.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results [{RESULTS}]")
     return ap.parse_args()
 
@@ -320,9 +396,12 @@ def main() -> None:
                     )
                 print(_line(rows[-1]), flush=True)
         cost = augment_cost(repeats=3 if args.smoke else 20) if args.augment_cost else None
+        overhead = (
+            pipeline_overhead(root / names[0], epochs=2 if args.smoke else 6) if args.overhead else None
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    report(rows, cost, args)
+    report(rows, cost, overhead, args)
 
 
 def _line(r: dict) -> str:
@@ -336,7 +415,7 @@ def _line(r: dict) -> str:
     return f"{head} {acc} {r['wall_s']:7.1f} {ips}   {r['command']}"
 
 
-def report(rows: list[dict], cost: dict | None, args: argparse.Namespace) -> None:
+def report(rows: list[dict], cost: dict | None, overhead: dict | None, args: argparse.Namespace) -> None:
     print()
     print(f"Own small folders, `cnnlab train` as a subprocess. Machine: {machine_line()}")
     print(
@@ -352,6 +431,14 @@ def report(rows: list[dict], cost: dict | None, args: argparse.Namespace) -> Non
         )
         for k, v in ms.items():
             print(f"  {k:36s} {v:8.2f} ms")
+    if overhead:
+        rate = overhead["images_per_s"]
+        print(
+            f"\nTraining {overhead['model']} on {overhead['images']} images {overhead['input_shape']}: "
+            f"{rate['folder']:.0f} images/s from the folder, {rate['in-memory tensors']:.0f} from in-memory "
+            f"tensors (ratio {overhead['folder_vs_memory']:.2f}); time per epoch outside the training "
+            f"steps (validation, checkpoint, logs): {overhead['epoch_overhead_s']:.3f} s"
+        )
     result = {
         "benchmark": "own small folders",
         "machine": machine(),
@@ -361,6 +448,7 @@ def report(rows: list[dict], cost: dict | None, args: argparse.Namespace) -> Non
         "load_average": os.getloadavg()[0],
         "rows": rows,
         "augment_cost": cost,
+        "pipeline_overhead": overhead,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".json.tmp")
