@@ -9,10 +9,26 @@ _ENV = "CNNLAB_SERVE_CONFIG"  # how `serve` hands its settings to worker process
 DRAIN_SECONDS = 3  # on SIGTERM / Ctrl+C: requests in flight get this long, then the process exits
 
 
+def bound_malloc_arenas(arenas: int = 2) -> bool:
+    """Ask glibc for at most ``arenas`` malloc arenas. By default every thread that allocates gets its own
+    (up to 8 per core), and a server whose pool threads each decode images and run models keeps all of
+    them, so its memory grows with the number of threads that ever ran rather than with its work. A no-op
+    (False) where the C library is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-8, arenas))  # -8: M_ARENA_MAX
+    except (OSError, AttributeError):
+        return False
+
+
 def app_from_env():
     """App factory for uvicorn's worker processes: settings come from ``$CNNLAB_SERVE_CONFIG``."""
     import torch
 
+    bound_malloc_arenas()
     from cnnlab.web.app import create_app
 
     cfg = json.loads(os.environ[_ENV])
@@ -70,5 +86,6 @@ def serve(
 
         from cnnlab.web.app import create_app
 
+        bound_malloc_arenas()
         torch.set_num_threads(cfg.pop("threads"))
         uvicorn.run(create_app(cfg.pop("runs_dir"), **cfg), **options)
