@@ -119,6 +119,21 @@ def test_non_finite_values_stay_float32():
     assert np.array_equal(schema.decode_tensor(t), values, equal_nan=True)
 
 
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ({"shape": [2], "encoding": "base64", "data": [1.0, 2.0]}, "must be a string"),
+        (
+            {"dtype": "uint8", "shape": [2], "encoding": "base64", "data": "AAE="},
+            "needs scale and zero_point",
+        ),
+    ],
+)
+def test_decode_tensor_refuses_inconsistent_documents_in_one_line(doc, message):
+    with pytest.raises(ValueError, match=message):
+        schema.decode_tensor(doc)
+
+
 def test_list_encoding_and_no_values():
     acts = cl.explain.activations(cl.create_model("cnn1", seed=0), _image(2))
     listed = acts.to_json(encoding="list")

@@ -140,6 +140,17 @@ def test_grayscale_model_gets_converted_images(tmp_path, images):
     assert r.resized == 2
 
 
+def test_invert_given_as_1_or_0_is_read_as_true_or_false(tmp_path, images):
+    # 1 == True passes the argument check; the inversion mask must still be a bool mask
+    run = make_run(tmp_path / "run", shape=(1, 12, 12), normalize=False)
+    files = [images / "good.png", images / "big.jpg"]
+    for number, flag in ((1, True), (0, False)):
+        got = predict_files(run, files, top_k=3, invert=number)
+        want = predict_files(run, files, top_k=3, invert=flag)
+        assert got.inverted == want.inverted == (2 if flag else 0)
+        assert [p.top for p in got.predictions] == [p.top for p in want.predictions]
+
+
 def test_errors(tmp_path, images):
     run = make_run(tmp_path / "run")
     with pytest.raises(CnnlabError, match=r"No readable image to predict \(2 skipped"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
@@ -26,7 +27,7 @@ _COMMAND_MODULES = (
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line and exit 2, not argparse's usage dump
+    def error(self, message: str) -> NoReturn:  # one line and exit 2, not argparse's usage dump
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 

@@ -149,7 +149,7 @@ def predict_files(
         if invert == "auto":
             flip = auto_invert(x) & (c == 1 and options["light_on_dark"])
         else:
-            flip = torch.full((len(x),), invert)
+            flip = torch.full((len(x),), bool(invert))  # a bool mask, also for invert=1 or 0
         x = torch.where(flip.view(-1, 1, 1, 1), 255 - x, x)
         result.inverted += int(flip.sum())
         probs = predict(run.model, x, batch_size=batch_size)

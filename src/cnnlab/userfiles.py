@@ -181,7 +181,7 @@ def open_user_file(path: str | os.PathLike[str], *, max_bytes: int, what: str = 
     except BaseException:
         os.close(fd)
         raise
-    return io.BufferedReader(_Capped(raw, max_bytes, p, what))  # type: ignore[return-value]
+    return io.BufferedReader(_Capped(raw, max_bytes, p, what))
 
 
 def read_user_bytes(path: str | os.PathLike[str], *, max_bytes: int, what: str = "file") -> bytes:
@@ -224,4 +224,4 @@ class _OutputCap(io.RawIOBase):
 def limit_output(stream, *, max_bytes: int, error: CnnlabError) -> BinaryIO:
     """Wrap a decompressing reader (`gzip.GzipFile`, ...) so that producing more than `max_bytes` raises
     `error`: decompression bombs cost at most `max_bytes` of work, in bounded memory."""
-    return io.BufferedReader(_OutputCap(stream, max_bytes, error), buffer_size=_CHUNK)  # type: ignore[return-value]
+    return io.BufferedReader(_OutputCap(stream, max_bytes, error), buffer_size=_CHUNK)

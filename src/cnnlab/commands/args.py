@@ -91,7 +91,7 @@ def table(title: str, columns: list[str], rows: list[list]) -> None:
 # ---- handlers -------------------------------------------------------------------------------------
 
 
-INVERT = {"auto": "auto", "yes": True, "no": False}
+INVERT: dict[str, bool | str] = {"auto": "auto", "yes": True, "no": False}
 
 
 def add_invert(p: argparse.ArgumentParser) -> None:

@@ -29,10 +29,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         recorded = recorded_test_files(run.path)  # a folder run's test files, to name its images
         _check_writable(out)  # before any work: a report that cannot be written is one line, now
         split, classes = run_test_split(run.config, data_dir=args.data_dir, download=True)
-        rep, files = write_dataset_report(
+        report, files = write_dataset_report(
             run.model, split, out / "dataset", classes=classes, recorded_files=recorded
         )
-        summary = {"run": str(run.path), "out": str(out / "dataset"), **rep.summary()}
+        summary = {"run": str(run.path), "out": str(out / "dataset"), **report.summary()}
         if args.json:
             print(json.dumps(summary, indent=2))
             return 0

@@ -93,7 +93,7 @@ def default_workers() -> int:
 
 
 def decode_image(
-    source: str | os.PathLike[str] | bytes,
+    source: str | os.PathLike[str] | bytes | bytearray | memoryview,
     *,
     size: int,
     channels: int = 3,
@@ -119,11 +119,15 @@ def decode_image(
         (1, 28, 28)
     """
     hw = np.zeros(2, dtype=np.int64)
-    data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else None
-    label = name or ("the image" if data is not None else f"'{os.fspath(source)}'")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data: str | bytes = bytes(source)
+        label = name or "the image"
+    else:
+        data = os.fspath(source)
+        label = name or f"'{data}'"
     try:
         options = _Options(size, channels, resize, fill, max_pixels, min_side)
-        arr = _decode(data if data is not None else os.fspath(source), options, hw)
+        arr = _decode(data, options, hw)
     except _BadImageError as exc:
         raise CnnlabError(f"{label}: {exc}") from None
     return (arr, (int(hw[0]), int(hw[1]))) if return_size else arr

@@ -97,7 +97,8 @@ def folder_split(
         parts[1].append(members[:n_val])
         parts[2].append(members[n_val : n_val + n_test])
         parts[0].append(members[n_val + n_test :])
-    return tuple(rng.permutation(np.concatenate(p)).astype(np.int64) for p in parts)  # type: ignore[return-value]
+    train, val, test = (rng.permutation(np.concatenate(p)).astype(np.int64) for p in parts)
+    return train, val, test
 
 
 def check_class_counts(

@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from cnnlab.data.folder_source import FolderSource, scan_source
 from cnnlab.data.store import cache_dir
 from cnnlab.errors import CnnlabError
 from cnnlab.userfiles import UserFileError, read_user_text
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 __all__ = ["DEFAULT_CHANNELS", "DEFAULT_IMAGE_SIZE", "FolderImages", "decode_folder"]
 
@@ -215,14 +219,14 @@ class _progress_bar:
     def __init__(self, enabled: bool, total: int, label: str):
         self.enabled = enabled and sys.stderr.isatty() and total > 0
         self.total, self.label = total, label
-        self.bar = None
+        self.bar: Progress | None = None
 
     def update(self, done: int) -> None:
         if self.bar is None:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.bar = Progress(
+            bar = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
@@ -230,8 +234,9 @@ class _progress_bar:
                 console=Console(stderr=True),
                 transient=True,
             )
-            self.bar.__enter__()
-            self.task = self.bar.add_task(self.label, total=self.total)
+            bar.__enter__()
+            self.task = bar.add_task(self.label, total=self.total)
+            self.bar = bar
         self.bar.update(self.task, completed=done)
 
     def __enter__(self):

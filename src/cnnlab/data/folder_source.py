@@ -74,9 +74,9 @@ def _scan_folder(root: Path) -> FolderSource:
     subdirs = sorted(d for d in root.iterdir() if d.is_dir() and _visible(d))
     if not subdirs:
         loose = sum(1 for f in root.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
-        found = f" (it holds {loose} images directly)" if loose else ""
+        held = f" (it holds {loose} images directly)" if loose else ""
         raise CnnlabError(
-            f"'{root}' has no class sub-folders{found}: put each class's images in its own folder "
+            f"'{root}' has no class sub-folders{held}: put each class's images in its own folder "
             f"({root.name}/cat/1.jpg, {root.name}/dog/2.jpg) or pass a CSV of path,label."
         )
     if len(subdirs) == 1:

@@ -25,7 +25,7 @@ MAX_IDX_BYTES = 1 << 30
 
 # IDX type code -> big-endian numpy dtype. MNIST-style files only use 0x08 (uint8); the rest are part of
 # the format and cost nothing to support.
-_DTYPES = {
+_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype("u1"),
     0x09: np.dtype("i1"),
     0x0B: np.dtype(">i2"),

@@ -68,7 +68,7 @@ class FreezeBackbone(Callback):
         from cnnlab.engine.setup import param_groups
 
         frozen = state.epoch <= self.epochs
-        for p in param_groups(state.model).backbone:  # type: ignore[arg-type]
+        for p in param_groups(state.model).backbone:
             p.requires_grad_(not frozen)
 
     def on_train_end(self, state: TrainState) -> None:

@@ -18,7 +18,7 @@ from cnnlab.explain import figures
 from cnnlab.explain.heatmaps import Heatmap, gradcam_and_saliency
 from cnnlab.explain.inputs import PreparedInput
 from cnnlab.explain.reports import DatasetReport, dataset_report
-from cnnlab.explain.stages import named_stages, stage_kind
+from cnnlab.explain.stages import named_stages
 from cnnlab.explain.stagewise import Activations, activations
 
 
@@ -63,15 +63,16 @@ def image_report(
         path = folder / "stages" / f"{i:02d}_{safe_name(stage.name)}.png"
         files.append(figures.save(figures.stage_grid(stage), path))
     for name, module in named_stages(model):
-        if stage_kind(module) == "conv":
+        if isinstance(module, nn.Conv2d):  # stage_kind "conv"
             w = module.weight.detach().cpu().float().numpy()
             files.append(
                 figures.save(figures.kernels_figure(w, name), folder / f"kernels_{safe_name(name)}.png")
             )
     img = acts.layers[0].values
     if cam is not None:
-        path = folder / f"gradcam_{safe_name(cam.layer)}.png"
+        path = folder / f"gradcam_{safe_name(cam.layer or '')}.png"  # a Grad-CAM always has a layer
         files.append(figures.save(figures.overlay(img, cam), path))
+    assert sal is not None  # saliency needs no layer: always computed here
     files.append(figures.save(figures.overlay(img, sal), folder / "saliency.png"))
     return ImageReport(folder, acts, cam, sal, files)
 

@@ -152,11 +152,12 @@ def gradcam_and_saliency(
         grads = list(torch.autograd.grad(logits[0, target], wanted))
     names = list(classes) if classes is not None else [str(i) for i in range(logits.shape[1])]
     cam = sal = None
-    if want_gradcam:
+    if feats is not None:  # Grad-CAM wanted and its layer reached: its gradient comes first
         g = grads.pop(0)
         weights = g[0].mean(dim=(1, 2))  # (C,) how much each map matters to the class
         raw = torch.relu((weights[:, None, None] * feats[0]).sum(0)).detach()  # (h, w)
-        cam = Heatmap("gradcam", layer, target, names[target], _scaled(raw, shape[1:]), raw.cpu().numpy())
+        values = _scaled(raw, (shape[1], shape[2]))  # at the input's (H, W)
+        cam = Heatmap("gradcam", layer, target, names[target], values, raw.cpu().numpy())
     if want_saliency:
         m = grads.pop(0)[0].abs().amax(dim=0)  # |d score / d pixel|, max over channels
         top = float(m.max())
@@ -189,6 +190,7 @@ def gradcam(
     cam, _ = gradcam_and_saliency(
         model, prepared, layer=layer, class_index=class_index, classes=classes, want_saliency=False
     )
+    assert cam is not None  # a layer was resolved above, so Grad-CAM ran
     return cam
 
 
@@ -207,4 +209,5 @@ def saliency(
         model, image, class_index=class_index, classes=classes, input_shape=input_shape, invert=invert,
         want_gradcam=False,
     )  # fmt: skip
+    assert sal is not None  # saliency needs no layer: it always runs when wanted
     return sal

@@ -200,9 +200,14 @@ def decode_tensor(t: TensorData | dict) -> np.ndarray:
     """`TensorData` (or its JSON dict) -> float32 array of its shape."""
     if isinstance(t, dict):
         t = TensorData.model_validate(t)
+    arr: np.ndarray
     if t.encoding == "list":
         arr = np.asarray([np.nan if v is None else v for v in t.data], dtype=np.float32)
+    elif not isinstance(t.data, str):
+        raise ValueError("a base64 tensor's data must be a string")
     elif t.dtype == "uint8":
+        if t.scale is None or t.zero_point is None:
+            raise ValueError("a uint8 tensor needs scale and zero_point")
         q = np.frombuffer(base64.b64decode(t.data), dtype=np.uint8).astype(np.float64)
         q = q.reshape(len(t.scale), -1)  # one row per slice of the first axis
         # (q - zp) * scale in float64, then rounded once to float32: what the page computes too

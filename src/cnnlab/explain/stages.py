@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import cast
 
 import torch
 from torch import nn
@@ -61,17 +62,18 @@ def stage_params(module: nn.Module) -> dict:
     """The hyper-parameters of a stage as plain JSON values."""
     kind = stage_kind(module)
     if kind == "conv":
+        conv = cast(nn.Conv2d, module)  # stage_kind checked the class
         return {
-            "in_channels": module.in_channels,
-            "out_channels": module.out_channels,
-            "kernel_size": _pair(module.kernel_size),
-            "stride": _pair(module.stride),
-            "padding": conv_padding(module),
-            "dilation": _pair(module.dilation),
-            "groups": module.groups,
-            "bias": module.bias is not None,
-            "padding_mode": module.padding_mode,
-            "weights": int(module.weight.numel() + (module.bias.numel() if module.bias is not None else 0)),
+            "in_channels": conv.in_channels,
+            "out_channels": conv.out_channels,
+            "kernel_size": _pair(conv.kernel_size),
+            "stride": _pair(conv.stride),
+            "padding": conv_padding(conv),
+            "dilation": _pair(conv.dilation),
+            "groups": conv.groups,
+            "bias": conv.bias is not None,
+            "padding_mode": conv.padding_mode,
+            "weights": int(conv.weight.numel() + (conv.bias.numel() if conv.bias is not None else 0)),
         }
     if kind in ("maxpool", "avgpool"):
         p = {
@@ -93,16 +95,18 @@ def stage_params(module: nn.Module) -> dict:
             "output_size": _pair(size if size is not None else 1),
         }
     if kind == "dense":
+        dense = cast(nn.Linear, module)
         return {
-            "in_features": module.in_features,
-            "out_features": module.out_features,
-            "bias": module.bias is not None,
-            "weights": int(module.weight.numel() + (module.bias.numel() if module.bias is not None else 0)),
+            "in_features": dense.in_features,
+            "out_features": dense.out_features,
+            "bias": dense.bias is not None,
+            "weights": int(dense.weight.numel() + (dense.bias.numel() if dense.bias is not None else 0)),
         }
     if kind == "dropout":
-        return {"p": float(module.p), "at_eval": "identity"}
+        return {"p": float(cast(nn.Dropout | nn.Dropout2d, module).p), "at_eval": "identity"}
     if kind == "normalize":
-        return {"mean": module.mean.flatten().tolist(), "std": module.std.flatten().tolist()}
+        norm = cast(Normalize, module)
+        return {"mean": norm.mean.flatten().tolist(), "std": norm.std.flatten().tolist()}
     if kind == "batchnorm":
         return {"num_features": module.num_features, "eps": module.eps, **_batchnorm_tensors(module)}
     if kind == "activation":

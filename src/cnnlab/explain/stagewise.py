@@ -55,7 +55,8 @@ class Stage:
             params=self.params,
             stats=schema.stats_of(self.values),
             values=values,
-            derived=schema.Derived(source=previous.name, op=op) if op else None,
+            # an op is found only against a previous stage's values
+            derived=schema.Derived(source=previous.name, op=op) if op and previous is not None else None,
         )
 
 

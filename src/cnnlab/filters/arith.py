@@ -47,7 +47,7 @@ def output_size(
         >>> output_size(5, 3, padding=1), output_size(5, 3), output_size(5, 3, padding=1, stride=2)
         (5, 3, 3)
     """
-    pads = (padding, padding) if isinstance(padding, int) else tuple(padding)
+    pads = (padding, padding) if isinstance(padding, int) else (padding[0], padding[1])
     _check(n, k, stride, dilation, pads)
     return (n + pads[0] + pads[1] - dilation * (k - 1) - 1) // stride + 1
 

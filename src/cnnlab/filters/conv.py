@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -39,7 +39,12 @@ from cnnlab.errors import CnnlabError
 from cnnlab.filters.kernels import normalize_kernel, parse_kernel
 from cnnlab.images import MAX_PIXELS
 
-BOUNDARIES = {"symm": "symmetric", "reflect": "reflect", "wrap": "wrap", "fill": "constant"}
+BOUNDARIES: dict[str, Literal["symmetric", "reflect", "wrap", "constant"]] = {
+    "symm": "symmetric",
+    "reflect": "reflect",
+    "wrap": "wrap",
+    "fill": "constant",
+}
 """Boundary name -> `numpy.pad` mode. `symm` mirrors including the edge pixel (SciPy's and the
 tutorial's), `reflect` mirrors without repeating it, `wrap` is circular, `fill` pads with `fillvalue`."""
 MODES = ("same", "valid", "full")

@@ -14,6 +14,7 @@ timm is imported on first use only (see ``timm_import.py``).
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Protocol, cast
 
 import torch
 from torch import nn
@@ -22,6 +23,19 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models.pretrained import Pretrained, load_weights, pretrained_file, timm_names
 from cnnlab.models.timm_config import backbone_config
 from cnnlab.models.timm_import import import_timm
+
+
+class _TimmApi(Protocol):
+    """The methods every timm model has beyond ``nn.Module`` (timm gives them no common base class)."""
+
+    def get_classifier(self) -> nn.Module: ...
+    def reset_classifier(self, num_classes: int) -> None: ...
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor: ...
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+def _timm(net: nn.Module) -> _TimmApi:
+    return cast(_TimmApi, net)
 
 
 def create_backbone(
@@ -69,7 +83,7 @@ def _as_stages(
 
 def _chain_of_children(net: nn.Module) -> nn.Sequential | None:
     """timm's top-level modules in order, a container of stages opened, the classifier named ``output``."""
-    classifier = net.get_classifier()
+    classifier = _timm(net).get_classifier()
     stages: OrderedDict[str, nn.Module] = OrderedDict()
     for child_name, child in net.named_children():
         if child is classifier:
@@ -93,23 +107,25 @@ class _Features(nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_features(x)
+        return _timm(self.net).forward_features(x)
 
 
 class _Pool(nn.Module):
     """timm's ``forward_head`` without the classifier (pooling, flatten, norm) as one stage."""
+
+    net: nn.Module  # not a submodule: see __init__
 
     def __init__(self, net: nn.Module):
         super().__init__()
         self.__dict__["net"] = net  # a plain reference: the weights belong to ``features`` (saved once)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_head(x)
+        return _timm(self.net).forward_head(x)
 
 
 def _features_pool_head(net: nn.Module) -> nn.Sequential:
-    classifier = net.get_classifier()
-    net.reset_classifier(0)  # the classifier becomes its own stage; timm puts an Identity in its place
+    classifier = _timm(net).get_classifier()
+    _timm(net).reset_classifier(0)  # the classifier becomes its own stage; timm puts an Identity in its place
     return nn.Sequential(OrderedDict(features=_Features(net), pool=_Pool(net), output=classifier))
 
 

@@ -12,6 +12,9 @@ from torch import nn
 
 
 class Normalize(nn.Module):
+    mean: torch.Tensor  # registered as buffers below; declared so type checkers know them
+    std: torch.Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
         if len(mean) != len(std) or any(s <= 0 for s in std):

@@ -118,7 +118,8 @@ def create_model(
         >>> sum(p.numel() for p in m.parameters())
         485514
     """
-    input_shape = tuple(input_shape)
+    c, h, w = input_shape  # a list is accepted too: hand on a tuple
+    input_shape = (c, h, w)
     if is_backbone(name_or_spec):
         if seed is not None:
             torch.manual_seed(seed)
@@ -156,10 +157,10 @@ def _create(
                 f"Model {info.name!r} needs images of at least {info.min_size}x{info.min_size}, got {h}x{w}"
             )
         try:
-            return info.builder(tuple(input_shape), num_classes)
+            return info.builder(input_shape, num_classes)
         except RuntimeError as exc:  # a shape that does not fit the architecture
             raise CnnlabError(
-                f"Model {info.name!r} cannot take input of shape {tuple(input_shape)}: {exc}"
+                f"Model {info.name!r} cannot take input of shape {input_shape}: {exc}"
             ) from None
     if "-" not in name_or_spec:
         try:
@@ -172,7 +173,7 @@ def _create(
                 f"Unknown model {name_or_spec!r}. Available: {available}; {FAMILY} for a timm backbone; "
                 "or a layer spec such as 'conv32-pool-dense64'"
             ) from None
-    return build_from_spec(name_or_spec, input_shape=tuple(input_shape), num_classes=num_classes)
+    return build_from_spec(name_or_spec, input_shape=input_shape, num_classes=num_classes)
 
 
 def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:

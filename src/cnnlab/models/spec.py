@@ -212,8 +212,9 @@ def build_from_spec(spec: str, *, input_shape: tuple[int, int, int], num_classes
             if i < len(tokens) and tokens[i].kind == "act":
                 act = tokens[i].args[0]
                 i += 1
-            if ACTIVATIONS[act] is not None:
-                b.add(act, ACTIVATIONS[act]())
+            factory = ACTIVATIONS[act]
+            if factory is not None:
+                b.add(act, factory())
     if len(b.shape) != 1:
         b.add("flatten", Flatten(), numbered=False)
     b.check_size(spec, (b.shape[0] + 1) * num_classes)

@@ -50,6 +50,12 @@ class BatchItem:
         self.x: torch.Tensor | None = None
         self.dropped = False  # set by the request when it gave up: the batcher skips it if not started
 
+    def input(self) -> torch.Tensor:
+        """The input `Batcher.submit` gave it (an item is queued only once it has one)."""
+        if self.x is None:
+            raise RuntimeError("this BatchItem has no input yet: queue it with Batcher.submit")
+        return self.x
+
     def settle(self, result: Any = None, error: BaseException | None = None) -> None:
         """Resolve the future from the batcher's thread."""
         settle_from_thread(self.loop, self.future, result, error)
@@ -129,7 +135,7 @@ class Batcher:
             batch = [item for item in batch if not item.dropped]
             by_shape: dict[tuple, list[BatchItem]] = {}
             for item in batch:  # one model takes one input shape; anything else runs apart (and fails)
-                by_shape.setdefault(tuple(item.x.shape[1:]), []).append(item)
+                by_shape.setdefault(tuple(item.input().shape[1:]), []).append(item)
             for items in by_shape.values():
                 self._run(items)
 
@@ -139,7 +145,7 @@ class Batcher:
         from cnnlab.explain.stagewise import forward_logits
 
         try:
-            logits = forward_logits(self.model, torch.cat([item.x for item in items]))
+            logits = forward_logits(self.model, torch.cat([item.input() for item in items]))
         except BaseException as exc:  # noqa: BLE001 - handed to the request(s), which report it
             if len(items) > 1:  # find the image that fails alone; the others get their answers
                 for item in items:

@@ -16,13 +16,16 @@ the first byte that breaks one. Limits:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cnnlab.errors import CnnlabError
 from cnnlab.web.uploads import BadUpload
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 MAX_PARTS = 32
 MAX_FIELD_BYTES = 64 * 1024
@@ -51,10 +54,10 @@ class _Collector:
         self._header_value = bytearray()
         self._headers: dict[str, bytes] = {}
         self._data = bytearray()
-        self._limit = MAX_FIELD_BYTES
+        self._limit: int | None = MAX_FIELD_BYTES  # None: the file part (the body cap bounds it)
         self._name = ""
 
-    def callbacks(self) -> dict:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self.part_begin,
             "on_header_field": lambda d, s, e: self._header_name.extend(d[s:e]),
@@ -164,8 +167,8 @@ def parse_form(body: bytes, content_type: str) -> tuple[dict[str, str], FilePart
     """
     from python_multipart.multipart import parse_options_header
 
-    kind, params = parse_options_header(content_type or "")
-    kind = kind.decode("latin-1").lower()
+    raw_kind, params = parse_options_header(content_type or "")
+    kind = raw_kind.decode("latin-1").lower()
     if kind == "application/x-www-form-urlencoded":
         try:
             pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_PARTS)

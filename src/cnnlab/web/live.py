@@ -71,6 +71,8 @@ class LiveServer:
 
     def rss_bytes(self) -> int:
         """The server process's resident memory (Linux /proc)."""
+        if self.process is None:
+            raise RuntimeError("the server has not been started (use `with LiveServer(...)`)")
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
@@ -78,13 +80,14 @@ class LiveServer:
 
     def stop(self, sig: int = signal.SIGTERM, wait: float = 30.0) -> float:
         """Send ``sig`` and return how many seconds the process took to exit (killed after ``wait``)."""
-        if not self.alive:
+        process = self.process
+        if process is None or process.poll() is not None:
             return 0.0
         t0 = time.monotonic()
-        self.process.send_signal(sig)
+        process.send_signal(sig)
         try:
-            self.process.wait(wait)
+            process.wait(wait)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            process.kill()
+            process.wait()
         return time.monotonic() - t0

@@ -106,10 +106,12 @@ def scan_runs(root: Path, *, depth: int = SCAN_DEPTH) -> tuple[dict[str, RunEntr
 class RunRegistry:
     """Run lookup, an LRU of loaded models and an LRU of test sets, safe to use from many threads."""
 
-    def __init__(self, root: str | os.PathLike, *, max_models: int = 4, data_dir: str | None = None):
+    def __init__(
+        self, root: str | os.PathLike, *, max_models: int = 4, data_dir: str | os.PathLike | None = None
+    ):
         self.root = Path(root)
         self.max_models = max_models
-        self.data_dir = data_dir
+        self.data_dir = os.fspath(data_dir) if data_dir is not None else None  # a str: part of cache keys
         self._lock = threading.Lock()
         self._runs: dict[str, RunEntry] = {}
         self._broken: dict[str, str] = {}

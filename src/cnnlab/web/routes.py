@@ -7,6 +7,7 @@ import asyncio
 import json
 import math
 import time
+from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -23,7 +24,7 @@ from cnnlab.web.uploads import BadUpload, check_content_type, model_input, read_
 router = APIRouter()
 
 MAX_WEB_KERNEL = 15  # largest playground kernel side (the CLI takes up to 63)
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {  # FastAPI's `responses` type
     c: {"model": docs.ErrorDoc, "description": d}
     for c, d in {
         400: "malformed form body (multipart framing, part headers, boundary)",
@@ -38,7 +39,9 @@ ERRORS = {
     }.items()
 }
 # what a GET can answer: no body, so no form framing (400), body deadline (408), size (413) or type (415)
-GET_ERRORS = {c: v for c, v in ERRORS.items() if c not in (400, 408, 413, 415)}
+GET_ERRORS: dict[int | str, dict[str, Any]] = {
+    c: v for c, v in ERRORS.items() if c not in (400, 408, 413, 415)
+}
 
 
 def _json(doc) -> Response:
@@ -106,12 +109,14 @@ async def weights(
 
 
 def _weights(registry, model: str, layer: str, channel: int | None) -> Response:
+    from torch import nn
+
     from cnnlab.explain.stages import find_stage, stage_kind, stage_params
 
     run = registry.run(model)
     _, module = find_stage(run.model, layer)
     kind = stage_kind(module)
-    if kind not in ("conv", "dense"):
+    if not isinstance(module, (nn.Conv2d, nn.Linear)):  # the kinds "conv" and "dense"
         raise CnnlabError(f"layer {layer!r} is a {kind} stage; weights are shown for conv and dense layers")
     w, b = module.weight.detach().cpu(), module.bias
     if channel is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+from typing import Any
 
 _ENV = "CNNLAB_SERVE_CONFIG"  # how `serve` hands its settings to worker processes
 DRAIN_SECONDS = 3  # on SIGTERM / Ctrl+C: requests in flight get this long, then the process exits
@@ -58,19 +59,13 @@ def serve(
     """
     import uvicorn
 
-    cfg = {
-        "runs_dir": os.fspath(runs_dir),
-        "data_dir": os.fspath(data_dir) if data_dir else None,
-        "threads": threads,
-        "max_concurrent": max_concurrent,
-    }
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"Warning: serving on {host}: anyone who can reach this address can use the page and API")
     shown = f"[{host}]" if ":" in host else host
     print(f"cnnlab explainer: http://{shown}:{port}/  (API docs: http://{shown}:{port}/docs)  Ctrl+C stops")
     from cnnlab.web.protocol import MAX_HEAD_BYTES, JsonErrorsH11
 
-    options = {
+    options: dict[str, Any] = {  # uvicorn.run's keyword arguments, of many types
         "host": host,
         "port": port,
         "log_level": "warning",
@@ -79,7 +74,14 @@ def serve(
         "http": JsonErrorsH11,  # malformed framing answered as JSON too
         "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
     }
+    data_dir = os.fspath(data_dir) if data_dir else None
     if workers > 1:
+        cfg = {
+            "runs_dir": os.fspath(runs_dir),
+            "data_dir": data_dir,
+            "threads": threads,
+            "max_concurrent": max_concurrent,
+        }
         os.environ[_ENV] = json.dumps(cfg)
         uvicorn.run("cnnlab.web.server:app_from_env", factory=True, workers=workers, **options)
     else:
@@ -88,7 +90,7 @@ def serve(
         from cnnlab.web.app import create_app
 
         bound_malloc_arenas()
-        torch.set_num_threads(cfg.pop("threads"))
-        app = create_app(cfg.pop("runs_dir"), **cfg)
+        torch.set_num_threads(threads)
+        app = create_app(runs_dir, data_dir=data_dir, max_concurrent=max_concurrent)
         gc.freeze()  # the libraries' objects, loaded once, leave the collector's scans (shorter pauses)
         uvicorn.run(app, **options)

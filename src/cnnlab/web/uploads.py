@@ -58,10 +58,10 @@ def read_image(data: bytes, *, gray: bool, name: str = "upload"):
 
 def parse_invert(value: str | None) -> bool | str:
     v = (value or "auto").strip().lower()
-    table = {"auto": "auto", "true": True, "yes": True, "1": True, "on": True}
+    table: dict[str, bool | str] = {"auto": "auto", "true": True, "yes": True, "1": True, "on": True}
     table |= {"false": False, "no": False, "0": False, "off": False}
     if v not in table:
-        raise CnnlabError(f"invert must be auto, true or false, got {value[:40]!r}")
+        raise CnnlabError(f"invert must be auto, true or false, got {(value or '')[:40]!r}")
     return table[v]
 
 
