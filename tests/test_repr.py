@@ -151,13 +151,15 @@ def test_dataset_view_has_split_sizes_and_one_image_per_class(data):
     assert strip.size == (10 * (28 + 2) * 2, 28 * 2)
 
 
-def test_explain_views_for_the_lead_to_attach(trained, data):
-    """The renderers the explain objects' reprs will call (cnnlab.explain is being rewritten)."""
+def test_explanations_show_themselves(trained, data):
+    """Activations, their prediction, heat maps and explain's figures render in a notebook."""
     model, _ = trained
     image = data.test.images[0, 0].numpy()
     acts = cl.explain.activations(model, image, classes=data.classes)
-    html = notebook.activations_html(acts)
+    html = acts._repr_html_()
     assert f">{acts.prediction.label}<" in html and ">conv1<" in html and len(images_in(html)) == 1
+    assert f">{acts.prediction.label}<" in acts.prediction._repr_html_()
     cam = cl.explain.gradcam(model, image, classes=data.classes)
-    png = Image.open(io.BytesIO(notebook.heatmap_png(cam, acts["input"].values)))
+    assert Image.open(io.BytesIO(cam._repr_png_())).format == "PNG"
+    png = Image.open(io.BytesIO(notebook.heatmap_png(cam, acts["input"].values)))  # over the input
     assert png.format == "PNG" and np.asarray(png).std() > 0

@@ -18,9 +18,9 @@ DPI = 100
 
 
 def _figure(w: float, h: float):
-    from matplotlib.figure import Figure
+    from cnnlab.notebook import figure_class  # a Figure that draws itself in Jupyter (_repr_png_)
 
-    return Figure(figsize=(w, h), dpi=DPI)
+    return figure_class()(figsize=(w, h), dpi=DPI)
 
 
 def save(fig, path: Path) -> Path:

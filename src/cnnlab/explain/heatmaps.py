@@ -33,6 +33,12 @@ class Heatmap:
     values: np.ndarray  # (H, W) at the input's size, 0..1
     raw: np.ndarray  # Grad-CAM at the layer's resolution before scaling (saliency: same as values)
 
+    def _repr_png_(self) -> bytes:
+        """In Jupyter: the heat map as a picture."""
+        from cnnlab.notebook import heatmap_png
+
+        return heatmap_png(self)
+
     def to_schema(self, encoding: str = "base64") -> schema.HeatmapSchema:
         return schema.HeatmapSchema(
             method=self.method,

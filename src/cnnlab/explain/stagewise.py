@@ -66,6 +66,12 @@ class Prediction:
     probabilities: np.ndarray  # (K,) float32, softmax of the logits
     classes: list[str]
 
+    def _repr_html_(self) -> str:
+        """In Jupyter: the most probable classes as a table."""
+        from cnnlab.notebook import prediction_table
+
+        return prediction_table(self)
+
     @property
     def index(self) -> int:
         return int(np.argmax(self.logits))
@@ -110,6 +116,12 @@ class Activations:
     input: PreparedInput
     model_name: str = "model"
     params: int = 0
+
+    def _repr_html_(self) -> str:
+        """In Jupyter: the network as columns of feature maps, and what it predicted."""
+        from cnnlab.notebook import activations_html
+
+        return activations_html(self)
 
     def __getitem__(self, name: str) -> Stage:
         for s in self.layers:
