@@ -163,3 +163,15 @@ def test_explanations_show_themselves(trained, data):
     assert Image.open(io.BytesIO(cam._repr_png_())).format == "PNG"
     png = Image.open(io.BytesIO(notebook.heatmap_png(cam, acts["input"].values)))  # over the input
     assert png.format == "PNG" and np.asarray(png).std() > 0
+
+
+def test_activations_are_a_read_only_mapping_named_by_the_run(trained, data, tmp_path):
+    model, _ = trained
+    cl.save_run(tmp_path / "r", model, cl.History(), data=data, config={"model": "conv4-pool-dense8"})
+    run = cl.load_run(tmp_path / "r")
+    acts = cl.explain.activations(run.model, data.test.images[0, 0].numpy())  # no classes= given
+    assert acts.prediction.classes == list(data.classes)  # the run's own class names
+    assert len(acts) == len(acts.layers) and list(acts)[0] == "input" and list(acts)[-1] == "softmax"
+    assert "conv1" in acts and "nope" not in acts and acts.get("nope") is None
+    with pytest.raises(cl.CnnlabError, match="Unknown layer 'nope'"):
+        acts["nope"]

@@ -17,7 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
-SCREEN_DPI = 72  # curves shown in a notebook: sharp enough on screen, ~60 KB a figure
+from cnnlab.pictures import SCREEN_DPI
+
 MAX_ROWS = 16  # longer tables show their head and tail around an elision row
 _STYLE = "border-collapse:collapse;font-variant-numeric:tabular-nums;margin:0.3em 0"
 
@@ -140,7 +141,7 @@ def side_by_side(*parts: str) -> str:
 
 def figure_png(fig, *, dpi: int = SCREEN_DPI, tight: bool = True) -> bytes:
     """A figure as a PNG at screen resolution (`cnnlab.plots.figure_png`), margins trimmed."""
-    from cnnlab.plots import figure_png as render
+    from cnnlab.pictures import figure_png as render
 
     return render(fig, dpi=dpi, tight=tight)
 
@@ -160,30 +161,6 @@ def curves_png(histories: Mapping[str, Any]) -> bytes | None:
 def _curves(histories: Mapping[str, Any], what: str) -> str:
     png = curves_png(histories)
     return image(png, f"learning curves of {what}") if png else ""
-
-
-def _figure_class():
-    from matplotlib.figure import Figure
-
-    class NotebookFigure(Figure):
-        """A matplotlib Figure that shows itself in Jupyter (a bare Figure only prints its repr there)."""
-
-        def _repr_png_(self) -> bytes:
-            return figure_png(self)
-
-    return NotebookFigure
-
-
-_FIGURE = None
-
-
-def figure_class():
-    """The Figure subclass cnnlab's figures are made of: a `_repr_png_`, so returning one from a
-    notebook cell draws it. Created on first use (importing matplotlib costs ~0.3 s)."""
-    global _FIGURE
-    if _FIGURE is None:
-        _FIGURE = _figure_class()
-    return _FIGURE
 
 
 # ---- cnnlab objects ------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cnnlab.pictures import figure_png
+
 # Histories are duck-typed (`cnnlab.engine.History`: h["epoch"], h["val_loss"], h.best_epoch), so this
 # module imports nothing from the engine: a History's notebook view draws its curves through here.
 History = Any
@@ -42,16 +44,6 @@ def learning_curves_figure(histories: Mapping[str, History], *, figsize=(12, 4.5
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
-
-
-def figure_png(fig, *, dpi: int = 110, tight: bool = False) -> bytes:
-    """A matplotlib figure as PNG bytes (matplotlib renders PNGs with Agg whatever the figure's canvas);
-    ``tight``: margins trimmed, as Jupyter's inline backend shows figures."""
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
-    return buf.getvalue()
 
 
 def learning_curves(histories: Mapping[str, History], path: Path) -> Path:

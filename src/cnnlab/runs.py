@@ -287,6 +287,8 @@ def load_run(path: str | os.PathLike, *, device: str | torch.device = "cpu", ver
     notes += more + most
     for note in notes:
         log.warning("cnnlab: note: %s", note)
+    # explanations then name the classes untold (torch's stub types Module attributes as Tensor | Module)
+    model.classes = list(config["classes"])  # type: ignore[assignment]
     return Run(p, model, config, history, results, verified=verified, notes=notes)
 
 

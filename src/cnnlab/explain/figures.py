@@ -7,18 +7,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-
-from cnnlab.explain.heatmaps import Heatmap
-from cnnlab.explain.reports import DatasetReport
-from cnnlab.explain.stagewise import Activations, Prediction, Stage
 
 DPI = 100
 
 
 def _figure(w: float, h: float):
-    from cnnlab.notebook import figure_class  # a Figure that draws itself in Jupyter (_repr_png_)
+    from cnnlab.pictures import figure_class  # a Figure that draws itself in Jupyter (_repr_png_)
 
     return figure_class()(figsize=(w, h), dpi=DPI)
 
@@ -66,7 +63,7 @@ def _diverging_cmap():
     return matplotlib.colormaps["RdBu_r"].with_extremes(bad="white")
 
 
-def stage_grid(stage: Stage, *, max_maps: int = 64):
+def stage_grid(stage: Any, *, max_maps: int = 64):
     """One stage's output: a labelled grid of its feature maps (each on its own scale, centred on 0:
     red positive, blue negative, white zero), or for a vector stage (flatten, dense, softmax) bars."""
     v = stage.values
@@ -114,7 +111,7 @@ def _nearest(m: np.ndarray, size: int) -> np.ndarray:
     return m[(np.arange(size) * h) // size][:, (np.arange(size) * w) // size]
 
 
-def overview(acts: Activations, *, per_stage: int = 6, tile: int = 32, gap: int = 6):
+def overview(acts: Any, *, per_stage: int = 6, tile: int = 32, gap: int = 6):
     """The network as columns of feature maps, one column per stage (the page's overview, as a file).
     Composed into one RGB image, so it costs one imshow however many stages there are."""
     import matplotlib
@@ -193,7 +190,7 @@ def kernels_figure(weight: np.ndarray, name: str, *, max_filters: int = 64):
     return fig
 
 
-def overlay(image: np.ndarray, heat: Heatmap, *, title: str | None = None):
+def overlay(image: np.ndarray, heat: Any, *, title: str | None = None):
     """Input, heat map, and the heat map over the input."""
     fig = _figure(7.5, 2.8)
     img = _image(image)
@@ -215,7 +212,7 @@ def overlay(image: np.ndarray, heat: Heatmap, *, title: str | None = None):
     return fig
 
 
-def topk_figure(pred: Prediction, k: int = 5):
+def topk_figure(pred: Any, k: int = 5):
     top = pred.top(k)[::-1]
     fig = _figure(5, 0.4 * len(top) + 0.8)
     ax = fig.add_subplot(1, 1, 1)
@@ -227,7 +224,7 @@ def topk_figure(pred: Prediction, k: int = 5):
     return fig
 
 
-def confusion_figure(report: DatasetReport):
+def confusion_figure(report: Any):
     """Counts and row-normalised confusion matrices side by side, class names on both axes."""
     k = len(report.classes)
     size = max(5.0, 0.55 * k + 2)
@@ -252,7 +249,7 @@ def confusion_figure(report: DatasetReport):
     return fig
 
 
-def wrong_grid(report: DatasetReport, images: np.ndarray, cases: Sequence[dict]):
+def wrong_grid(report: Any, images: np.ndarray, cases: Sequence[dict]):
     """The most confidently wrong images with true / predicted / probability. ``images`` is the split's
     uint8 (N, C, H, W) array."""
     n = max(1, len(cases))

@@ -22,6 +22,7 @@ from cnnlab.errors import CnnlabError, NotFoundError
 from cnnlab.explain import schema
 from cnnlab.explain.inputs import PreparedInput, prepare_input
 from cnnlab.explain.stages import eval_mode, model_device, named_stages, stage_kind
+from cnnlab.explain.stagewise import model_classes
 
 
 @dataclass
@@ -156,6 +157,7 @@ def gradcam_and_saliency(
         target = _target(logits, class_index)
         wanted = [t for t in (feats, x if want_saliency else None) if t is not None]
         grads = list(torch.autograd.grad(logits[0, target], wanted))
+    classes = model_classes(model, classes)
     names = list(classes) if classes is not None else [str(i) for i in range(logits.shape[1])]
     cam = sal = None
     if feats is not None:  # Grad-CAM wanted and its layer reached: its gradient comes first

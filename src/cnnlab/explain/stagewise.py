@@ -7,7 +7,7 @@ explained by several threads at once (the web server does).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,9 +100,18 @@ class Prediction:
         )
 
 
-@dataclass
-class Activations:
-    """Every stage's output for one image, the input first and the softmax last.
+class UnknownLayer(NotFoundError, KeyError):
+    """A stage name the model does not have: a `NotFoundError` (one line, HTTP 404) and a ``KeyError``
+    (so `Activations` behaves as a mapping: ``in``, ``.get``)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(eq=False)
+class Activations(Mapping):
+    """Every stage's output for one image, the input first and the softmax last: a read-only mapping
+    from stage name to `Stage`, in the order the image flows (``len``, ``list``, ``in``, ``items()``).
 
     Example:
         >>> import cnnlab as cl
@@ -127,7 +136,13 @@ class Activations:
         for s in self.layers:
             if s.name == name:
                 return s
-        raise NotFoundError(f"Unknown layer {name!r}. Available: {', '.join(s.name for s in self.layers)}")
+        raise UnknownLayer(f"Unknown layer {name!r}. Available: {', '.join(s.name for s in self.layers)}")
+
+    def __iter__(self) -> Iterator[str]:
+        return (s.name for s in self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
 
     def input_of(self, name: str) -> Stage:
         """The stage whose output feeds stage ``name``."""
@@ -174,6 +189,11 @@ class Activations:
             classes=list(self.prediction.classes),
             params=self.params,
         )
+
+
+def model_classes(model: nn.Module, classes: Sequence[str] | None) -> Sequence[str] | None:
+    """The class names given, else the ones a loaded run's model carries (``cl.load_run`` names them)."""
+    return classes if classes is not None else getattr(model, "classes", None)
 
 
 def _classes(classes: Sequence[str] | None, k: int) -> list[str]:
@@ -223,7 +243,8 @@ def activations(
     Args:
         model: an ``nn.Sequential`` of named stages returning logits (any registered model).
         image: what `prepare_input` takes: a path, bytes, an (H, W[, C]) array or a (C, H, W) tensor.
-        classes: class names in label order (default "0", "1", ...).
+        classes: class names in label order (default: those of a run's model from ``cl.load_run``, else
+            "0", "1", ...).
         input_shape: the model's (C, H, W); images of another size or channel count are adapted.
         invert: invert the image (``"auto"``: when a grayscale image has a bright border).
 
@@ -260,7 +281,7 @@ def activations(
     taken = {s.name for s in layers}
     soft_name = "softmax" if "softmax" not in taken else "softmax_"
     layers.append(Stage(soft_name, "softmax", probs, "softmax(logits): exp(z_i) / sum_j exp(z_j)"))
-    pred = Prediction(logits, probs, _classes(classes, len(logits)))
+    pred = Prediction(logits, probs, _classes(model_classes(model, classes), len(logits)))
     return Activations(
         layers,
         pred,

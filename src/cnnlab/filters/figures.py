@@ -20,7 +20,7 @@ def _new_figure(figsize: tuple[float, float], pyplot: bool):
         import matplotlib.pyplot as plt
 
         return plt.figure(figsize=figsize)
-    from cnnlab.notebook import figure_class
+    from cnnlab.pictures import figure_class
 
     return figure_class()(figsize=figsize)  # a Figure that draws itself when a notebook cell returns it
 
