@@ -73,6 +73,17 @@ def test_protocol_names_a_limited_test_set_a_subset(tiny):
     assert "a subset of the official test set" in text
 
 
+def test_protocol_calls_a_whole_test_set_official_even_under_a_large_limit(tiny):
+    import torch
+
+    from cnnlab.data import Split
+
+    test = Split(torch.zeros(10_000, 1, 28, 28, dtype=torch.uint8), torch.zeros(10_000, dtype=torch.int64))
+    whole = dataclasses.replace(tiny, name="fashion_mnist", test=test)
+    text = protocol(cl.TrainConfig(limit=15_000), whole)
+    assert "(the official test set)" in text and "subset" not in text
+
+
 def test_progress_prints_lines_when_not_on_a_terminal(tiny):
     out = io.StringIO()
     model = cl.create_model("mlp", seed=0)

@@ -390,12 +390,13 @@ def protocol(config: TrainConfig, data: Dataset) -> str:
     """What was done, in words, as it was done: split sizes, recipe, stopping rule, which set is scored."""
     from cnnlab.data import list_datasets
 
-    if data.name not in {d["name"] for d in list_datasets()}:
+    official = {d["name"]: d["test_size"] for d in list_datasets()}
+    if data.name not in official:
         final = "the held-out test split"
+    elif len(data.test) < official[data.name]:
+        final = "a subset of the official test set (--limit)"
     else:
-        final = (
-            "the official test set" if config.limit is None else "a subset of the official test set (--limit)"
-        )
+        final = "the official test set"
     sizes = f"{len(data.train):,} train / {len(data.val):,} validation / {len(data.test):,} final ({final})"
     if config.patience is None:
         stop = f"all {config.epochs} epochs, keeping the epoch with the best {config.monitor}"
