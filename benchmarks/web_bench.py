@@ -28,9 +28,7 @@ import io
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +39,7 @@ import numpy as np
 from _machine import machine  # noqa: E402
 
 import cnnlab
+from cnnlab.web.live import LiveServer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "web.json"
 CHROMIUM = "/usr/bin/chromium"
@@ -52,12 +51,6 @@ TARGETS = {
     "click_to_redraw_ms": 50.0,
     "axe_serious_or_critical": 0,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 MODELS = ("cnn2", "fastcnn")
@@ -86,24 +79,6 @@ def image_png(seed: int = 0) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(a).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def start_server(runs: Path, port: int, data_dir: str | None, extra: list[str]) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "cnnlab", "serve", str(runs), "--port", str(port), *extra]
-    if data_dir:
-        cmd += ["--data-dir", data_dir]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    import httpx
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"the server did not start: {proc.stderr.read().decode()[-2000:]}")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -357,20 +332,17 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         runs = Path(tmp) / "runs"
         make_runs(args.runs, runs)
-        port = free_port()
         extra = ["--max-concurrent", str(args.max_concurrent)] if args.max_concurrent else []
         extra += ["--workers", str(args.workers)] if args.workers else []
-        proc = start_server(runs, port, args.data_dir, extra)
-        base = f"http://127.0.0.1:{port}"
-        try:
+        extra += ["--data-dir", args.data_dir] if args.data_dir else []
+        with LiveServer(runs, *extra, start_seconds=60) as server:
+            base = server.url
             explain = bench_explain(base, "cnn2", n_explain)
             one_process = not args.workers or args.workers == 1  # workers' CPU is not visible in /proc/<pid>
-            predict = bench_predict(base, "fastcnn", 20, per_client, proc.pid if one_process else None)
+            pid = server.process.pid if one_process and server.process else None
+            predict = bench_predict(base, "fastcnn", 20, per_client, pid)
             page = bench_page(base, page_runs, clicks)
             axe = None if args.no_axe else bench_axe(base)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
     results = {
         "machine": info,
         "server": "cnnlab serve (uvicorn, 1 torch thread per request)"

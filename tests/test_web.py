@@ -652,3 +652,47 @@ def test_limiter_answers_503_fast_when_over_capacity():
     a, b, health = asyncio.run(timeout_case())
     assert sorted([a.status_code, b.status_code]) == [200, 503]  # waited 50 ms, then gave up
     assert health.status_code == 200  # paths outside the limit are never held
+
+
+FIRST_REQUESTS = r"""
+import io, json, sys
+from PIL import Image
+import cnnlab as cl
+from cnnlab.engine import History
+from cnnlab.runs import save_run
+from cnnlab.web import create_app
+from fastapi.testclient import TestClient
+
+classes = [str(i) for i in range(10)]
+config = {"model": "cnn1", "input_shape": [1, 28, 28], "classes": classes, "data": "fashion_mnist"}
+save_run(sys.argv[1] + "/cnn1", cl.create_model("cnn1", seed=0), History(), config=config)
+app = create_app(sys.argv[1], warm=False)
+buf = io.BytesIO()
+Image.new("L", (28, 28), 200).save(buf, format="WEBP")
+image = {"file": ("x.webp", buf.getvalue(), "image/webp")}
+before = set(sys.modules)
+with TestClient(app) as c:
+    codes = [
+        c.post("/api/predict", data={"model": "cnn1"}, files=image).status_code,
+        c.post("/api/explain", data={"model": "cnn1"}, files=image).status_code,
+        c.post("/api/filter", data={"kernel": "outline"}, files=image).status_code,
+        c.get("/api/weights", params={"model": "cnn1", "layer": "conv1"}).status_code,
+    ]
+new = sorted(m for m in set(sys.modules) - before if m.startswith(("cnnlab", "PIL", "torch", "numpy")))
+print(json.dumps({"codes": codes, "new": new}))
+"""
+
+
+def test_requests_import_nothing_the_app_did_not_import_at_start(tmp_path):
+    # The first requests run on several threads at once (and beside the warm-up thread): any module they
+    # imported on first use could be handed to one of them half initialised (an ImportError under load).
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", FIRST_REQUESTS, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["codes"] == [200, 200, 200, 200]
+    assert result["new"] == []

@@ -7,6 +7,7 @@ and never a server-side absolute path in the message."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import threading
@@ -54,6 +55,26 @@ class Headers:
             await send(message)
 
         return await self.app(scope, receive, send_with_headers)
+
+
+# what requests and the warm-up import on first use: the image formats' plugins, the filter playground's
+# SciPy convolutions, the explainer's modules, run loading
+PRELOAD = (
+    "PIL.Image", "scipy.fft", "scipy.ndimage", "cnnlab.data", "cnnlab.explain.data", "cnnlab.explain.heatmaps",
+    "cnnlab.explain.inputs", "cnnlab.explain.stages", "cnnlab.explain.stagewise", "cnnlab.explain.wire",
+    "cnnlab.filters.conv", "cnnlab.filters.kernels", "cnnlab.runs",
+)  # fmt: skip
+
+
+def preload() -> None:
+    """Import, on the calling thread, every module that requests and the warm-up import on first use.
+
+    Otherwise the first concurrent requests (on the compute threads) and the warm-up thread import them at
+    the same moment, and when two threads' imports wait on each other Python's import locks hand one of them
+    a partly initialised module: an ImportError (a 500) under load, seen on a fresh server."""
+    for name in PRELOAD:
+        importlib.import_module(name)
+    importlib.import_module("PIL.Image").init()  # every format's plugin (Image.open imports them lazily)
 
 
 def _warm(registry) -> None:
@@ -185,6 +206,7 @@ def create_app(
     from cnnlab.web.registry import RunRegistry
     from cnnlab.web.routes import router
 
+    preload()
     registry = RunRegistry(runs_dir, max_models=max_models, data_dir=data_dir)
     # predict admits a batch's worth at once, and no more requests in all than the others (their bodies
     # are held in memory while they wait)
