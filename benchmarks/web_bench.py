@@ -327,7 +327,7 @@ def main() -> int:
     parser.add_argument("--no-axe", action="store_true", help="skip the axe-core part")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
-    n_explain, per_client, page_runs, clicks = (5, 2, 2, 3) if args.quick else (100, 25, 7, 30)
+    n_explain, per_client, page_runs, clicks = (5, 2, 2, 3) if args.quick else (100, 50, 7, 30)
     info = {**machine(), "load_average_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0}
     with tempfile.TemporaryDirectory() as tmp:
         runs = Path(tmp) / "runs"

@@ -77,8 +77,8 @@ def test_batched_rows_equal_one_image_predictions_whatever_the_batch():
         # the first image again, with other companions: its row does not depend on them
         others = batched(batcher, [xs[0], *images(12, seed=5)])
         assert batcher.forwards == 2
-        for one, logits in [*zip(alone, together, strict=True), (alone[0], others[0])]:
-            probs = cl.explain.softmax(logits)
+        for one, (logits, probs) in [*zip(alone, together, strict=True), (alone[0], others[0])]:
+            np.testing.assert_array_equal(probs, cl.explain.softmax(logits))  # a batch's softmax, row by row
             np.testing.assert_allclose(probs, one.probabilities, atol=1e-6, rtol=0)
             assert int(np.argmax(logits)) == one.index
         assert model.training  # evaluation mode only for the pass: the model is left as it was
@@ -102,8 +102,8 @@ def test_a_failing_image_fails_alone():
         good, bad = torch.rand(1, 1, 4, 4), -torch.rand(1, 1, 4, 4)
         results = batched(batcher, [good, bad, good * 0.5])
         assert isinstance(results[1], CnnlabError) and "negative pixels" in str(results[1])
-        np.testing.assert_array_equal(results[0], good.flatten()[:3].numpy())
-        np.testing.assert_array_equal(results[2], (good * 0.5).flatten()[:3].numpy())
+        np.testing.assert_array_equal(results[0][0], good.flatten()[:3].numpy())
+        np.testing.assert_array_equal(results[2][0], (good * 0.5).flatten()[:3].numpy())
         # a different input shape in the same batch runs apart (and, here, fails apart)
         results = batched(batcher, [good, torch.rand(1, 1, 4, 2)])
         assert isinstance(results[1], CnnlabError) and not isinstance(results[0], Exception)
@@ -154,7 +154,7 @@ def test_a_model_pushed_out_of_the_cache_still_answers():
     assert batchers.get("a", a) is first
     batchers.get("b", b)  # "a" is closed: a request already holding it still gets its answer
     x = torch.rand(1, 1, 4, 4)
-    assert np.array_equal(batched(first, [x])[0], x.flatten()[:3].numpy())
+    assert np.array_equal(batched(first, [x])[0][0], x.flatten()[:3].numpy())
     assert batchers.get("a", a) is not first and set(batchers.stats()) == {"a"}
     batchers.close()
 
@@ -250,3 +250,68 @@ def test_predict_admits_a_batch_at_once_and_no_more_in_all(runs):
     assert "32 predict requests at once" in app.description and "36 in all" in app.description
     app.state.pool.close()
     app.state.batchers.close()
+
+
+def test_small_upload_is_read_by_its_header_alone():
+    from cnnlab.web.uploads import INLINE_BYTES, INLINE_PIXELS, small_upload
+
+    def blank(side: int) -> bytes:  # few bytes, however many pixels
+        buf = io.BytesIO()
+        Image.new("L", (side, side), 90).save(buf, format="PNG")
+        return buf.getvalue()
+
+    side = int(INLINE_PIXELS**0.5)
+    assert small_upload(png(0)) and small_upload(blank(side))
+    assert not small_upload(blank(side + 1))
+    assert len(blank(4000)) < INLINE_BYTES and not small_upload(blank(4000))  # would take long to decode
+    assert not small_upload(png(0, 400))  # over INLINE_BYTES
+    assert not small_upload(b"GIF89a not really") and not small_upload(b"\x00" * 100)
+
+
+def test_registry_loaded_is_the_cache_only(runs, tmp_path):
+    import shutil
+
+    from cnnlab.web.registry import RunRegistry
+
+    shutil.copytree(runs / "fast", tmp_path / "fast")
+    registry = RunRegistry(tmp_path)
+    assert registry.loaded("fast") is None  # not loaded: the caller must load it (off the event loop)
+    run = registry.run("fast")
+    assert registry.loaded("fast") is run and registry.loaded("nope") is None
+    (tmp_path / "fast" / "model.safetensors").touch()  # retrained: the next scan sees a new stamp
+    registry.runs(refresh=True)
+    assert registry.loaded("fast") is None
+
+
+def test_small_uploads_are_answered_while_the_compute_pool_is_busy(runs):
+    # A small image for a loaded model is read on the event loop, so a predict is not queued behind slow
+    # work (explanations of large images) in the compute pool; a large image still waits for a thread.
+    from cnnlab.web import create_app
+
+    app = create_app(runs, warm=False, max_concurrent=1)
+    pool = app.state.pool
+    try:
+
+        async def main():
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=30) as c:
+
+                async def predict(body: bytes) -> tuple[int, float]:
+                    t0 = time.perf_counter()
+                    files = {"file": ("x.png", body, "image/png")}
+                    r = await c.post("/api/predict", data={"model": "fast"}, files=files)
+                    return r.status_code, time.perf_counter() - t0
+
+                assert (await predict(png(0)))[0] == 200  # loads the model (in the pool)
+                busy = asyncio.ensure_future(pool.run(lambda: time.sleep(1.5)))
+                await asyncio.sleep(0.05)
+                small, large = await asyncio.gather(predict(png(1)), predict(png(0, 300)))
+                await busy
+                return small, large
+
+        (small_code, small_s), (large_code, large_s) = asyncio.run(main())
+        assert small_code == large_code == 200
+        assert small_s < 1.0 < large_s  # the large one waited for the busy thread
+    finally:
+        app.state.batchers.close()
+        pool.close()

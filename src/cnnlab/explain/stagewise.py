@@ -307,9 +307,12 @@ def forward_logits(model: nn.Module, x: torch.Tensor) -> np.ndarray:
     return logits.float().cpu().numpy()
 
 
-def prediction(logits: np.ndarray, classes: Sequence[str] | None = None) -> Prediction:
-    """A `Prediction` from one image's logits (K,)."""
-    return Prediction(logits, softmax(logits), _classes(classes, len(logits)))
+def prediction(
+    logits: np.ndarray, classes: Sequence[str] | None = None, probabilities: np.ndarray | None = None
+) -> Prediction:
+    """A `Prediction` from one image's logits (K,), and their `softmax` when already computed."""
+    probs = softmax(logits) if probabilities is None else probabilities
+    return Prediction(logits, probs, _classes(classes, len(logits)))
 
 
 def predict_image(

@@ -7,6 +7,7 @@ and never a server-side absolute path in the message."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import os
@@ -86,6 +87,10 @@ def _warm(registry) -> None:
             registry.test_split(first)
     except Exception:  # noqa: BLE001 - warming is an optimisation; the request will report the problem
         log.debug("warm-up failed", exc_info=True)
+    # What is loaded by now (libraries, the server's own objects, a model) stays for the process's life:
+    # frozen, it leaves the collector's full scans. Unfrozen, those 120,000 objects made each full collection
+    # a 20-90 ms pause of every request (predict's p99 100+ ms under load).
+    gc.freeze()
 
 
 def json_error(status: int, message: str, root: Path, headers: dict | None = None):
@@ -224,6 +229,7 @@ def create_app(
         if app.state.pool.closed:  # the app is served again after a shutdown (tests do that)
             app.state.pool = new_pool()
             app.state.batchers = batching.Batchers(max_models, max_batch=max_batch, window=batch_window)
+        gc.freeze()  # see _warm
         if warm:
             threading.Thread(target=_warm, args=(registry,), daemon=True, name="cnnlab-warm").start()
         yield

@@ -6,7 +6,8 @@ model gets a `Batcher`: a request parses its form and decodes its image in the c
 then hands its prepared (1, C, H, W) input and a future to the model's batcher, whose own thread stacks
 what has arrived (up to `MAX_BATCH` images), runs one forward pass
 (`cnnlab.explain.stagewise.forward_logits`: evaluation mode, ``torch.inference_mode``) and resolves each
-future with its own row of logits. The request then builds its own answer. Nothing is shared but the
+future with its own row of logits and of probabilities (the softmax too runs once per batch, off the
+server's event loop). The request then builds its own answer. Nothing is shared but the
 forward pass: a bad upload fails in its own decode, before it reaches a batch.
 
 How long a batch waits: not at all when no other request for the model is being decoded (a lone user pays
@@ -38,9 +39,15 @@ MAX_BATCH = 32
 WINDOW_SECONDS = 0.002
 
 
+def _settle_all(answers: list[tuple[asyncio.Future, Any]]) -> None:
+    for future, row in answers:
+        if not future.done():  # not given up (deadline) or cancelled (client gone, shutdown)
+            future.set_result(row)
+
+
 class BatchItem:
     """One request's place in a batch: its input, and the future (on the server's event loop) that gets
-    its row of logits. Made on the event loop, filled in the compute pool, settled by the batcher."""
+    its rows of logits and probabilities. Made on the event loop, filled in the compute pool, settled by the batcher."""
 
     __slots__ = ("loop", "future", "x", "dropped")
 
@@ -61,6 +68,23 @@ class BatchItem:
         settle_from_thread(self.loop, self.future, result, error)
 
 
+def served_copy(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.memory_format]:
+    """The model the batcher runs, and the layout to feed it: for a convolutional model on the CPU an
+    evaluation-mode copy in channels_last, which oneDNN convolves much faster (fastcnn on 20 images, one
+    thread: 3.7 ms instead of 6.4 ms); the same weights, so the same logits to float32 rounding. Other models
+    are run as they are."""
+    import copy
+
+    import torch
+
+    convolutional = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
+    if not (convolutional and on_cpu):
+        return model, torch.contiguous_format
+    served = copy.deepcopy(model).eval().requires_grad_(False)
+    return served.to(memory_format=torch.channels_last), torch.channels_last
+
+
 class Batcher:
     """Stacks concurrent requests' inputs for ``model`` and runs them as one forward pass, on its own thread.
 
@@ -68,13 +92,14 @@ class Batcher:
         >>> batcher = Batcher(model)  # doctest: +SKIP
         >>> with batcher.expecting():  # a request on its way: a forming batch waits for it  # doctest: +SKIP
         ...     x = prepare(...)
-        ...     batcher.submit(item, x)  # item.future -> (K,) logits  # doctest: +SKIP
+        ...     batcher.submit(item, x)  # item.future -> (logits, probabilities), (K,) each  # doctest: +SKIP
     """
 
     def __init__(self, model: torch.nn.Module, *, max_batch: int = MAX_BATCH, window: float = WINDOW_SECONDS):
         if max_batch < 1 or window < 0:
             raise ValueError("max_batch must be >= 1 and window >= 0")
         self.model = model
+        self._served, self._layout = served_copy(model)
         self.max_batch = max_batch
         self.window = window
         self.forwards = 0  # forward passes run, and the images they held (for tests and monitoring)
@@ -99,7 +124,7 @@ class Batcher:
                 self._cond.notify()
 
     def submit(self, item: BatchItem, x: torch.Tensor) -> None:
-        """Queue ``x`` (1, C, H, W) for the next batch; ``item.future`` gets its (K,) logits."""
+        """Queue ``x`` (1, C, H, W) for the next batch; ``item.future`` gets its (K,) logits and probabilities."""
         item.x = x
         with self._cond:
             closed = self._closed
@@ -142,10 +167,12 @@ class Batcher:
     def _run(self, items: list[BatchItem]) -> None:
         import torch
 
-        from cnnlab.explain.stagewise import forward_logits
+        from cnnlab.explain.stagewise import forward_logits, softmax
 
         try:
-            logits = forward_logits(self.model, torch.cat([item.input() for item in items]))
+            x = torch.cat([item.input() for item in items]).contiguous(memory_format=self._layout)
+            logits = forward_logits(self._served, x)
+            probabilities = softmax(logits)  # here, once per batch: torch calls on the server's loop stall it
         except BaseException as exc:  # noqa: BLE001 - handed to the request(s), which report it
             if len(items) > 1:  # find the image that fails alone; the others get their answers
                 for item in items:
@@ -156,8 +183,12 @@ class Batcher:
         with self._cond:
             self.forwards += 1
             self.images += len(items)
-        for item, row in zip(items, logits, strict=True):
-            item.settle(row)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any]]] = {}
+        for item, row, probs in zip(items, logits, probabilities, strict=True):
+            by_loop.setdefault(item.loop, []).append((item.future, (row, probs)))
+        for loop, answers in by_loop.items():  # one wake-up of the server's loop per batch, not per image
+            with contextlib.suppress(RuntimeError):  # a closed loop: the server is gone
+                loop.call_soon_threadsafe(_settle_all, answers)
 
 
 class Batchers:

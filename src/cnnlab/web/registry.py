@@ -144,6 +144,17 @@ class RunRegistry:
             raise UnknownModel(f"Unknown model {model_id[:80]!r}. Available: {shown}")
         return runs[model_id]
 
+    def loaded(self, model_id: str):
+        """The loaded `cnnlab.runs.Run` for ``model_id`` if it is in the cache, current as of a scan that
+        is not due again, else None. Touches no file: what the server's event loop may call."""
+        with self._lock:
+            entry, cached = self._runs.get(model_id), self._models.get(model_id)
+            fresh = time.monotonic() - self._scanned <= RESCAN_SECONDS
+            if entry is None or cached is None or not fresh or cached[0] != entry.stamp:
+                return None
+            self._models.move_to_end(model_id)
+            return cached[1]
+
     def run(self, model_id: str):
         """The loaded `cnnlab.runs.Run` for ``model_id`` (from the cache when its weights are unchanged)."""
         from cnnlab.runs import load_run

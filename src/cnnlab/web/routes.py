@@ -7,6 +7,7 @@ import asyncio
 import json
 import math
 import time
+import weakref
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -19,7 +20,14 @@ from cnnlab.web.batching import BatchItem
 from cnnlab.web.compute import within
 from cnnlab.web.forms import ExplainForm, FilterForm, ImageForm, openapi_body, read_form
 from cnnlab.web.limits import public_message
-from cnnlab.web.uploads import BadUpload, check_content_type, model_input, read_image
+from cnnlab.web.uploads import (
+    INLINE_BYTES,
+    BadUpload,
+    check_content_type,
+    model_input,
+    read_image,
+    small_upload,
+)
 
 router = APIRouter()
 
@@ -144,17 +152,23 @@ def _weights(registry, model: str, layer: str, channel: int | None) -> Response:
     openapi_extra=openapi_body(ImageForm),
 )
 async def predict(request: Request):
-    """The form and the image are read in the compute pool, as for every endpoint; the forward pass is
-    shared with the other requests for the model that arrive meanwhile (`cnnlab.web.batching`)."""
+    """A small upload for a loaded model is read right here on the event loop (`small_upload`: a few
+    hundred microseconds, bounded); anything else (a large image, a test-set image, a model still to be
+    loaded) in the compute pool, as for every endpoint. The forward pass runs on the model's batcher,
+    shared with the other requests for it that arrive meanwhile (`cnnlab.web.batching`)."""
     body = await request.body()  # already read, within the byte cap, by limits.BodyLimit
     content_type = request.headers.get("content-type", "")
     registry, batchers, pool = _registry(request), request.app.state.batchers, request.app.state.pool
     loop = asyncio.get_running_loop()
     end = loop.time() + pool.deadline  # one deadline for the decode and the batch together
     item = BatchItem(loop)
-
-    def prepare():
+    form = upload = None
+    if len(body) <= INLINE_BYTES:  # a form this small is parsed at once (its errors answered as usual)
         form, upload = read_form(body, content_type, ImageForm)
+
+    def prepare(form=form, upload=upload):
+        if form is None:
+            form, upload = read_form(body, content_type, ImageForm)
         batcher = batchers.get(form.model, registry.run(form.model).model)
         with batcher.expecting():
             run, prepared = _input(registry, form, upload)
@@ -162,14 +176,20 @@ async def predict(request: Request):
         return form, run, prepared
 
     try:
-        form, run, prepared = await pool.run(prepare)
-        logits = await within(item.future, end - loop.time(), limit=pool.deadline)
+        loaded = registry.loaded(form.model) if form is not None else None
+        if loaded is not None and upload is not None and small_upload(upload.data):
+            batcher = batchers.get(form.model, loaded.model)
+            run, prepared = _input(registry, form, upload, loaded)
+            batcher.submit(item, prepared.tensor)
+        else:
+            form, run, prepared = await pool.run(prepare)
+        logits, probabilities = await within(item.future, end - loop.time(), limit=pool.deadline)
     finally:
         item.dropped = True
-    return _predict_answer(run, form, prepared, logits)
+    return _predict_answer(run, form, prepared, logits, probabilities)
 
 
-def _predict_answer(run, form: ImageForm, prepared, logits) -> Response:
+def _predict_answer(run, form: ImageForm, prepared, logits, probabilities) -> Response:
     """The request's own answer from its row of the batch (tens of microseconds: a dozen floats)."""
     from cnnlab.explain.schema import InputInfo
     from cnnlab.explain.stagewise import prediction
@@ -177,12 +197,12 @@ def _predict_answer(run, form: ImageForm, prepared, logits) -> Response:
     doc = PredictionDoc(
         model=_model_info(run, form.model),
         input=InputInfo(**prepared.info()),
-        prediction=prediction(logits, run.classes).to_schema(form.top_k),
+        prediction=prediction(logits, run.classes, probabilities).to_schema(form.top_k),
     )
     return _json(doc)
 
 
-def _input(registry, form: ImageForm, upload):
+def _input(registry, form: ImageForm, upload, run=None):
     return model_input(
         registry,
         form.model,
@@ -191,18 +211,25 @@ def _input(registry, form: ImageForm, upload):
         test_index=form.test_index,
         pick_random=form.random,
         invert=form.invert,
+        run=run,
     )
+
+
+_PARAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loaded model -> its parameter count
 
 
 def _model_info(run, model_id: str):
     from cnnlab.explain.schema import ModelSchema
 
+    params = _PARAMS.get(run.model)
+    if params is None:  # counted once per loaded model, not per request (a walk over every module)
+        params = _PARAMS[run.model] = sum(p.numel() for p in run.model.parameters())
     return ModelSchema(
         id=model_id,
         name=str(run.config.get("model")),
         input_shape=list(run.input_shape),
         classes=run.classes,
-        params=sum(p.numel() for p in run.model.parameters()),
+        params=params,
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 from typing import Any
@@ -92,5 +91,4 @@ def serve(
         bound_malloc_arenas()
         torch.set_num_threads(threads)
         app = create_app(runs_dir, data_dir=data_dir, max_concurrent=max_concurrent)
-        gc.freeze()  # the libraries' objects, loaded once, leave the collector's scans (shorter pauses)
         uvicorn.run(app, **options)
