@@ -78,6 +78,21 @@ def preload() -> None:
     importlib.import_module("PIL.Image").init()  # every format's plugin (Image.open imports them lazily)
 
 
+def _description(
+    max_body_bytes, max_concurrent, max_waiting, batched, batched_in_all, request_seconds
+) -> str:
+    """The API's description in /openapi.json and /docs: its limits, as this app enforces them."""
+    return (
+        "Every layer of any model cnnlab trained. Limits: request body <= "
+        f"{max_body_bytes // 2**20} MiB; images PNG, JPEG, GIF, BMP or WebP, at most "
+        f"{limits.MAX_PIXELS / 1e6:g} megapixels and at least {limits.MIN_SIDE}x{limits.MIN_SIDE}; "
+        f"{max_concurrent} explain/filter/weights requests computed at once and {max_waiting} more "
+        f"waiting, {batched} predict requests at once (their forward passes batched) and "
+        f"{batched_in_all} in all, then 503; a request not done in {request_seconds:g} s: 504. Errors are "
+        'JSON: {"error": "...", "status": 4xx}.'
+    )
+
+
 def _warm(registry) -> None:
     try:
         runs = registry.runs(refresh=True)
@@ -243,15 +258,8 @@ def create_app(
         redoc_url=None,
         title="cnnlab explainer",
         version=__version__,
-        description=(
-            "Every layer of any model cnnlab trained. Limits: request body <= "
-            f"{max_body_bytes // 2**20} MiB; images PNG, JPEG, GIF, BMP or WebP, at most "
-            f"{limits.MAX_PIXELS / 1e6:g} megapixels and at least {limits.MIN_SIDE}x{limits.MIN_SIDE}; "
-            f"{max_concurrent} explain/filter/weights requests computed at once and {max_waiting} more "
-            f"waiting, {batched} predict requests at once (their forward passes batched) and "
-            f"{batched + batched_waiting} in all, then 503; a request not done in "
-            f"{request_seconds:g} s: 504. Errors are JSON: "
-            '{"error": "...", "status": 4xx}.'
+        description=_description(
+            max_body_bytes, max_concurrent, max_waiting, batched, batched + batched_waiting, request_seconds
         ),
     )
     app.state.registry = registry
