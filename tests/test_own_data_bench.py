@@ -19,6 +19,8 @@ import own_data  # noqa: E402
 @pytest.mark.parametrize("name", list(own_data.DATASETS))
 def test_each_generated_folder_has_its_classes_and_image_sizes(name, tmp_path):
     maker, _ = own_data.DATASETS[name]
+    if name == "handwritten":
+        pytest.importorskip("sklearn")  # its bundled UCI scans are the handwriting
     maker(tmp_path / name, 4, np.random.default_rng(0))
     classes = sorted(p.name for p in (tmp_path / name).iterdir())
     expected = {"shapes": ["circle", "square", "triangle"], "photos": sorted(own_data.PHOTOS)}
@@ -33,7 +35,7 @@ def test_each_generated_folder_has_its_classes_and_image_sizes(name, tmp_path):
                 sizes.add(im.width)
                 arr = np.asarray(im)
             assert arr.std() > 10  # an image with content, not a blank
-    low, high = {"shapes": (40, 90), "photos": (48, 96), "digits": (24, 80)}[name]
+    low, high = {"shapes": (40, 90), "photos": (48, 96), "digits": (24, 80), "handwritten": (24, 72)}[name]
     assert min(sizes) >= low and max(sizes) <= high and len(sizes) > 1
 
 
