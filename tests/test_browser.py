@@ -188,9 +188,12 @@ def test_one_honest_colour_scale_with_legends(page, server):
     open_detail(page, ".col[data-layer='conv2'] .map >> nth=0", "conv")
     page.wait_for_selector("#detail .sum[data-total]")
     page.focus("#detail .big-holder.control")
+    product_legends = set()  # the products' scale: one for the view, not each grid's own 9 products
     for _ in range(5):
         assert page.evaluate(ZERO_CELLS) == []
+        product_legends.add(page.inner_text("#detail .dot figure.grid:nth-of-type(3) .legend"))
         page.keyboard.press("ArrowRight")
+    assert len(product_legends) == 1, product_legends
     assert page.locator("#detail .legend").count() >= 5  # input and output maps, patch, kernel, products
     # the robust range: one outlier does not set the scale, and the legend says values were clipped
     scale = page.evaluate(

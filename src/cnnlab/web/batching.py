@@ -82,7 +82,7 @@ def served_copy(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.memory_f
     if not (convolutional and on_cpu):
         return model, torch.contiguous_format
     served = copy.deepcopy(model).eval().requires_grad_(False)
-    return served.to(memory_format=torch.channels_last), torch.channels_last
+    return served.to(memory_format=torch.channels_last), torch.channels_last  # type: ignore[call-overload]
 
 
 class Batcher:

@@ -16,7 +16,7 @@ the first byte that breaks one. Limits:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -188,7 +188,10 @@ def parse_form(body: bytes, content_type: str) -> tuple[dict[str, str], FilePart
     return _multipart(body, boundary)
 
 
-def read_form(body: bytes, content_type: str, form: type[BaseModel]) -> tuple[BaseModel, FilePart | None]:
+FormT = TypeVar("FormT", bound=BaseModel)
+
+
+def read_form(body: bytes, content_type: str, form: type[FormT]) -> tuple[FormT, FilePart | None]:
     """Parse ``body`` and validate its fields as ``form``: (the form, the optional file part)."""
     fields, upload = parse_form(body, content_type)
     try:

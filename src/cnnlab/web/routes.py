@@ -18,7 +18,7 @@ from cnnlab.explain.schema import ActivationsDoc, PredictionDoc, encode_tensor, 
 from cnnlab.web import docs
 from cnnlab.web.batching import BatchItem
 from cnnlab.web.compute import within
-from cnnlab.web.forms import ExplainForm, FilterForm, ImageForm, openapi_body, read_form
+from cnnlab.web.forms import ExplainForm, FilePart, FilterForm, ImageForm, openapi_body, read_form
 from cnnlab.web.limits import public_message
 from cnnlab.web.uploads import (
     INLINE_BYTES,
@@ -162,7 +162,8 @@ async def predict(request: Request):
     loop = asyncio.get_running_loop()
     end = loop.time() + pool.deadline  # one deadline for the decode and the batch together
     item = BatchItem(loop)
-    form = upload = None
+    form: ImageForm | None = None
+    upload: FilePart | None = None
     if len(body) <= INLINE_BYTES:  # a form this small is parsed at once (its errors answered as usual)
         form, upload = read_form(body, content_type, ImageForm)
 
@@ -177,7 +178,7 @@ async def predict(request: Request):
 
     try:
         loaded = registry.loaded(form.model) if form is not None else None
-        if loaded is not None and upload is not None and small_upload(upload.data):
+        if form is not None and loaded is not None and upload is not None and small_upload(upload.data):
             batcher = batchers.get(form.model, loaded.model)
             run, prepared = _input(registry, form, upload, loaded)
             batcher.submit(item, prepared.tensor)

@@ -14,6 +14,15 @@ function symScale(values) {
   return { kind: "div", m: m || 1, min: -m, max: m };
 }
 
+// One scale for every input x weight product of the view: the largest an input on its stage's scale times
+// a weight of this filter can make. Scaled to each grid's own 9 products, a grid of tiny products painted
+// "0.00" in deep colour.
+function productScale(scales) {
+  const input = scales.in.kind === "gray" ? scales.in.hi : scales.in.m;
+  const m = input * scales.kern.m || 1;
+  return { kind: "div", m, min: -m, max: m };
+}
+
 // One row's picture: patch | kernel | products, kh x (3 kw + 2) canvas pixels.
 function drawTriple(cv, patch, kern, prods, kh, kw, scales) {
   cv.width = 3 * kw + 2;
@@ -166,7 +175,7 @@ function channelTable(chans, onPick) {
     per.forEach((s, k) => {
       run += s;
       const r = rows[k];
-      drawTriple(r.cv, patches[k], kernels[k], prods[k], g.kh, g.kw, [scales.in, scales.kern, symScale(prods[k])]);
+      drawTriple(r.cv, patches[k], kernels[k], prods[k], g.kh, g.kw, [scales.in, scales.kern, scales.prod]);
       r.part.textContent = fmt(s, 4);
       r.bar.replaceWith((r.bar = barCell(s, sPer.m)));
       r.running.textContent = fmt(run, 4);
@@ -189,7 +198,7 @@ function dotProduct(patch, kernel, prods, sum, { g, scales, y0, x0, o, c }) {
     el("span", "operator", "⊙"),
     grid(kernel, scales.kern, t("conv.kernel", { o, c }), t("conv.kernelCap")),
     el("span", "operator", "="),
-    grid(prods, symScale(prods), t("conv.sum", { s: fmt(sum, 4) }), t("conv.prodCap")),
+    grid(prods, scales.prod, t("conv.sum", { s: fmt(sum, 4) }), t("conv.prodCap")),
   ];
 }
 
@@ -211,6 +220,7 @@ export async function convDetail(box, ctx, layer, channel) {
   const bias = B ? B[0] : 0;
   const [, oh, ow] = layer.shape;
   const scales = { in: layerScale(inp), out: layerScale(layer), kern: symScale(W) };
+  scales.prod = productScale(scales);
   const chWord = plural(chans.length, [t("channel.one"), t("channel.few"), t("channel.many")]);
   box.append(el("p", "explain", t("conv.text", { name: layer.name, channel, kh, kw, n: chans.length, chWord, s: g.sh, pad: g.top })));
   let sel = 0;
