@@ -2,8 +2,8 @@
 
 One image is a tiny amount of work for a model, and most of a small forward pass is per-call overhead
 held under Python's interpreter lock (module calls, operator dispatch), not arithmetic. So each loaded
-model gets a `Batcher`: a request parses its form and decodes its image in the compute pool as before,
-then hands its prepared (1, C, H, W) input and a future to the model's batcher, whose own thread stacks
+model gets a `Batcher`: a request parses its form and decodes its image (in the compute pool, or on the
+event loop when it is small: `cnnlab.web.routes.predict`), then hands its prepared (1, C, H, W) input and a future to the model's batcher, whose own thread stacks
 what has arrived (up to `MAX_BATCH` images), runs one forward pass
 (`cnnlab.explain.stagewise.forward_logits`: evaluation mode, ``torch.inference_mode``) and resolves each
 future with its own row of logits and of probabilities (the softmax too runs once per batch, off the
