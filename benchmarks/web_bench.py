@@ -39,10 +39,9 @@ import numpy as np
 from _machine import machine  # noqa: E402
 
 import cnnlab
-from cnnlab.web.live import LiveServer
+from cnnlab.web.live import CHROMIUM, CHROMIUM_ARGS, LiveServer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "web.json"
-CHROMIUM = "/usr/bin/chromium"
 AXE = Path(__file__).resolve().parents[1] / "tests" / "js" / "node_modules" / "axe-core" / "axe.min.js"
 TARGETS = {
     "explain_bytes": 150_000,
@@ -205,9 +204,6 @@ def bench_predict(base: str, model: str, clients: int, per_client: int, pid: int
     }
 
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
-
 # A click on "Random test image" until the network is redrawn and painted (the page bumps
 # body[data-rendered] when a render is done; the observer runs after it, then a frame is painted).
 CLICK_TO_REDRAW = """() => new Promise((resolve) => {
@@ -237,7 +233,7 @@ def bench_page(base: str, runs: int, clicks: int) -> dict | None:
         return None
     interactive, rendered, loaded, click, server, redraw = [], [], [], [], [], []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         for i in range(runs + 1):
             page = browser.new_page(viewport={"width": 1440, "height": 900})
             page.goto(base + "/?model=cnn2")
@@ -287,7 +283,7 @@ def bench_axe(base: str) -> dict | None:
         .filter(v => v.impact === "serious" || v.impact === "critical").map(v => `${v.id} (${v.nodes.length})`)"""
     out = {}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         for where in ("page", "docs"):
             for lang in ("en", "pl"):
                 for screen, size in (("desktop", (1440, 900)), ("phone", (390, 844))):

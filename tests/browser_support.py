@@ -7,11 +7,12 @@ PYTEST_DONT_REWRITE: the helpers are imported before pytest registers this modul
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shutil
-import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,17 +21,8 @@ import torch
 from PIL import Image
 
 import cnnlab as cl
+from cnnlab.web.live import CHROMIUM, CHROMIUM_ARGS, free_port
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 AXE = Path(__file__).resolve().parent / "js" / "node_modules" / "axe-core" / "axe.min.js"
 DESKTOP = {"width": 1440, "height": 900}
@@ -100,17 +92,11 @@ def runs_root(tmp_path_factory, fmnist_dir):
     return root
 
 
-@pytest.fixture(scope="session")
-def server(sync_playwright, runs_root, fmnist_dir):
+@contextlib.contextmanager
+def served(app) -> Iterator[str]:
+    """``app`` served by uvicorn on a free loopback port in a thread of this process: its base URL."""
     uvicorn = pytest.importorskip("uvicorn")
-    from cnnlab.web import create_app
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app(runs_root, data_dir=fmnist_dir)
+    port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -118,9 +104,21 @@ def server(sync_playwright, runs_root, fmnist_dir):
     while not srv.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", runs_root
-    srv.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server(sync_playwright, runs_root, fmnist_dir):
+    from cnnlab.web import create_app
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with served(create_app(runs_root, data_dir=fmnist_dir)) as url:
+        yield url, runs_root
     torch.set_num_threads(before)
 
 
@@ -129,7 +127,7 @@ def browser(sync_playwright):
     # per module: Playwright's sync API keeps an event loop running in this thread while it is open, and
     # later tests that start their own (asyncio.run) must not find one
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
 

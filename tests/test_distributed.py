@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,15 +17,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import cnnlab as cl
+from cnnlab.web.live import free_port
 from test_resume import _cli, assert_same_run, cnnlab_process, forkserver, newest_step  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rank_env(rank: int, world: int, port: int) -> dict:

@@ -4,13 +4,11 @@ picker, and a note beside it (in the page's language) gives its reason, as /api/
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 
 import pytest
 
 import cnnlab as cl
+from browser_support import served
 from cnnlab.engine import History
 from cnnlab.runs import save_run
 
@@ -20,7 +18,6 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def url(browser, tmp_path_factory):
-    uvicorn = pytest.importorskip("uvicorn")
     from cnnlab.web import create_app
 
     root = tmp_path_factory.mktemp("unavailable-runs")
@@ -29,18 +26,8 @@ def url(browser, tmp_path_factory):
     save_run(root / "good", cl.create_model("fastcnn", seed=0), History(), config=config)
     save_run(root / "damaged", cl.create_model("fastcnn", seed=0), History(), config=config)
     (root / "damaged" / "config.json").write_text(json.dumps({**config, "classes": 5}))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(root, warm=False), port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with served(create_app(root, warm=False)) as base:
+        yield base
 
 
 def test_unavailable_runs_are_named_with_their_reason(browser, url):

@@ -18,6 +18,19 @@ import time
 import urllib.request
 from pathlib import Path
 
+# Headless Chromium as the browser tests and benchmarks drive it (Debian's package; Playwright's own
+# browser download is not used)
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
 
 def free_port() -> int:
     with socket.socket() as s:
