@@ -47,16 +47,18 @@ class PreparedInput:
         }
 
 
-def _border(x: torch.Tensor) -> torch.Tensor:
-    """Per-channel background colour of (..., C, H, W) images (`cnnlab.data.fit.border_median`)."""
-    return torch.from_numpy(border_median(x.detach().cpu().numpy()))
+def bright_border(images: np.ndarray) -> np.ndarray:
+    """Which of the (N, C, H, W) images (0..1 float or uint8) have a mostly bright border (the channel mean
+    of `cnnlab.data.fit.border_median`): a dark object on a light background, the opposite of
+    Fashion-MNIST's. One rule for predict, explain and the page; NumPy, as a server prepares many small
+    images and each torch call on a tiny tensor costs more than the arithmetic."""
+    bright = 127.5 if images.dtype == np.uint8 else 0.5
+    return border_median(images).astype(np.float32).mean(axis=-1) > bright
 
 
 def auto_invert(images: torch.Tensor) -> torch.Tensor:
-    """Which of the (N, 1, H, W) images (0..1 float or uint8) have a mostly bright border: a dark object on a
-    light background, the opposite of Fashion-MNIST's. One rule for predict, explain and the page."""
-    bright = 127.5 if images.dtype == torch.uint8 else 0.5
-    return _border(images).float().mean(dim=1) > bright
+    """`bright_border` of a batch tensor, as a bool tensor (N,)."""
+    return torch.from_numpy(bright_border(images.detach().cpu().numpy()))
 
 
 def prepare_input(
@@ -149,14 +151,13 @@ def prepare_input(
 
 def _finish(a, original, input_shape, invert, light_on_dark, *, source, label, resized) -> PreparedInput:
     """Invert the (C, H, W) float32 pixels ``a`` as asked (``"auto"``: a grayscale model trained on
-    light-on-dark images, a bright border; `auto_invert`'s rule, here in NumPy: a few microseconds, where
-    a server answers many small images)."""
+    light-on-dark images, and a `bright_border`)."""
     if invert == "auto":
         inverted = (
             input_shape is not None
             and input_shape[0] == 1
             and light_on_dark
-            and bool(border_median(a).mean() > 0.5)
+            and bool(bright_border(a[None])[0])
         )
     else:
         inverted = bool(invert)

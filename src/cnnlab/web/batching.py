@@ -30,7 +30,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.web.compute import settle_from_thread
+from cnnlab.web.compute import settle, settle_from_thread
 
 if TYPE_CHECKING:
     import torch
@@ -41,8 +41,7 @@ WINDOW_SECONDS = 0.002
 
 def _settle_all(answers: list[tuple[asyncio.Future, Any]]) -> None:
     for future, row in answers:
-        if not future.done():  # not given up (deadline) or cancelled (client gone, shutdown)
-            future.set_result(row)
+        settle(future, row)
 
 
 class BatchItem:
@@ -200,6 +199,13 @@ class Batchers:
         self.options = options
         self._lock = threading.Lock()
         self._by_id: OrderedDict[str, Batcher] = OrderedDict()
+
+    def ready(self, model_id: str, model: torch.nn.Module) -> Batcher | None:
+        """The model's batcher if it has one already, else None: never builds one (building copies the
+        model, no work for the event loop)."""
+        with self._lock:
+            batcher = self._by_id.get(model_id)
+            return batcher if batcher is not None and batcher.model is model else None
 
     def get(self, model_id: str, model: torch.nn.Module) -> Batcher:
         with self._lock:

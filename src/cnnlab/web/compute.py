@@ -41,7 +41,8 @@ class _PoolJob:
         self.dropped = False  # set by the waiting request when it gave up: skip the job if not started
 
 
-def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+def settle(future: asyncio.Future, result: Any, error: BaseException | None = None) -> None:
+    """Give ``future`` its result or error, on its event loop's thread (unless it is already done)."""
     if future.done():  # the request already gave up (deadline) or was cancelled (client gone, shutdown)
         return
     if error is not None:
@@ -56,7 +57,7 @@ def settle_from_thread(
     """Give a request's future its result (or error) from a worker thread, on the future's event loop.
     A future already done (the request gave up) is left alone; a closed loop means the server is gone."""
     with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(_settle, future, result, error)
+        loop.call_soon_threadsafe(settle, future, result, error)
 
 
 class ComputePool:

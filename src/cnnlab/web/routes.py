@@ -177,10 +177,10 @@ async def predict(request: Request):
         return form, run, prepared
 
     try:
-        loaded = registry.loaded(form.model) if form is not None else None
-        if form is not None and loaded is not None and upload is not None and small_upload(upload.data):
-            batcher = batchers.get(form.model, loaded.model)
-            run, prepared = _input(registry, form, upload, loaded)
+        ready = _ready_on_loop(registry, batchers, form, upload)
+        if ready is not None and form is not None:
+            run, batcher = ready
+            run, prepared = _input(registry, form, upload, run)
             batcher.submit(item, prepared.tensor)
         else:
             form, run, prepared = await pool.run(prepare)
@@ -188,6 +188,16 @@ async def predict(request: Request):
     finally:
         item.dropped = True
     return _predict_answer(run, form, prepared, logits, probabilities)
+
+
+def _ready_on_loop(registry, batchers, form: ImageForm | None, upload: FilePart | None):
+    """(run, batcher) when a predict request can be read on the event loop: a small upload for a model
+    already loaded, with its batcher built; else None (the compute pool reads it, loading what it needs)."""
+    if form is None or upload is None or not small_upload(upload.data):
+        return None
+    run = registry.loaded(form.model)
+    batcher = batchers.ready(form.model, run.model) if run is not None else None
+    return (run, batcher) if batcher is not None else None
 
 
 def _predict_answer(run, form: ImageForm, prepared, logits, probabilities) -> Response:
@@ -221,10 +231,11 @@ _PARAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loaded model
 
 def _model_info(run, model_id: str):
     from cnnlab.explain.schema import ModelSchema
+    from cnnlab.models import count_params
 
     params = _PARAMS.get(run.model)
     if params is None:  # counted once per loaded model, not per request (a walk over every module)
-        params = _PARAMS[run.model] = sum(p.numel() for p in run.model.parameters())
+        params = _PARAMS[run.model] = count_params(run.model)
     return ModelSchema(
         id=model_id,
         name=str(run.config.get("model")),
