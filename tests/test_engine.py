@@ -57,6 +57,54 @@ def test_early_stopping_modes_and_min_delta():
     assert es.stopped_epoch == 2 and state.best_epoch == 1  # 0.95 is not better by 0.1
 
 
+def _feed_logs(es: EarlyStopping, model: nn.Module, logs: list[dict]) -> TrainState:
+    state = TrainState(model=model)
+    es.on_train_begin(state)
+    for epoch, row in enumerate(logs, start=1):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(float(epoch))
+        state.epoch, state.logs = epoch, row
+        es.on_epoch_end(state)
+    es.on_train_end(state)
+    return state
+
+
+def test_accuracy_ties_are_broken_by_the_loss_of_the_same_split():
+    # a 24-image validation split: accuracy 1.0 from epoch 2 on, the loss still falling until epoch 4
+    logs = [
+        {"val_accuracy": 0.9583, "val_loss": 0.60},
+        {"val_accuracy": 1.0, "val_loss": 0.43},
+        {"val_accuracy": 1.0, "val_loss": 0.20},
+        {"val_accuracy": 1.0, "val_loss": 0.13},
+        {"val_accuracy": 1.0, "val_loss": 0.15},
+    ]
+    model = nn.Linear(2, 2)
+    es = EarlyStopping("val_accuracy", patience=None)
+    assert es.tie_break == "val_loss" and "ties broken by the lower val_loss" in es.describe()
+    state = _feed_logs(es, model, logs)
+    assert state.best_epoch == 4 and torch.all(model.weight == 4.0)
+    # the old rule (the first epoch at the best value) is still there when asked for
+    state = _feed_logs(EarlyStopping("val_accuracy", patience=None, tie_break=None), model, logs)
+    assert state.best_epoch == 2
+    # a tie that lowers the loss also resets the patience; a loss monitor has no tie-break
+    es = EarlyStopping("val_accuracy", patience=2)
+    assert _feed_logs(es, model, logs).best_epoch == 4 and not es.stopped_epoch
+    assert EarlyStopping("val_loss").tie_break is None
+
+
+def test_tie_break_state_survives_a_checkpoint():
+    logs = [{"val_accuracy": 1.0, "val_loss": 0.3}, {"val_accuracy": 1.0, "val_loss": 0.4}]
+    es = EarlyStopping("val_accuracy", patience=None)
+    _feed_logs(es, nn.Linear(1, 1), logs[:1])
+    again = EarlyStopping("val_accuracy", patience=None)
+    again.load_state_dict(es.state_dict())
+    state = TrainState(model=nn.Linear(1, 1))
+    state.epoch, state.logs = 2, logs[1]
+    again.on_epoch_end(state)
+    assert again.best_epoch == 1  # 0.4 is not lower than the restored 0.3
+
+
 def test_early_stopping_without_restore_keeps_last_weights():
     model = nn.Linear(2, 2)
     _feed(EarlyStopping(patience=1, restore_best_weights=False), model, [1.0, 2.0])

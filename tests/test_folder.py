@@ -498,3 +498,28 @@ def test_process_and_thread_backends_agree(tmp_path, strict):
     b = decode_images(paths, size=8, backend="threads", workers=2)
     assert np.array_equal(a.images, b.images) and np.array_equal(a.ok, b.ok) and a.bad == b.bad
     assert np.array_equal(a.sizes, b.sizes) and len(a.images) == 60 and a.sizes[0].tolist() == [16, 24]
+
+
+def test_folder_recipe_keeps_the_tied_epoch_the_validation_loss_prefers(tmp_path, run_cli):
+    """On a small validation split accuracy ties for many epochs; the first epoch to reach the best value
+    is not the model to keep (the old rule), the one among the tied epochs with the lowest loss is."""
+    import csv
+    import json
+
+    root = make_folder(tmp_path / "pets", {"cat": 12, "dog": 12, "fox": 12})
+    out = tmp_path / "run"
+    code, _, err = run_cli(
+        "train", "--data", root, "--image-size", "12", "--model", "conv8-pool-dense16",
+        "--epochs", "12", "--out", out, "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    acc = [float(r["val_accuracy"]) for r in rows]
+    loss = [float(r["val_loss"]) for r in rows]
+    tied = [i for i, a in enumerate(acc) if a == max(acc)]
+    assert len(tied) > 1  # the easy colours: the 6 validation images are all right for several epochs
+    results = json.loads((out / "results.json").read_text())
+    chosen = results["selection"]
+    assert chosen["monitor"] == "val_accuracy" and chosen["tie_break"] == "val_loss"
+    assert chosen["best_epoch"] == 1 + min(tied, key=lambda i: loss[i])
+    assert chosen["best_epoch"] != 1 + tied[0]  # what the first-at-the-best rule kept

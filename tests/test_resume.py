@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import random
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -248,3 +249,38 @@ def test_resume_from_any_step_with_ema_early_stopping_and_schedule(fmnist_small,
             assert all(torch.equal(v, w[name]) for name, v in weights.items()), k
     finally:
         torch.set_num_threads(n)
+
+
+def _python_cnnlab(*argv, timeout=120, **kw) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", *map(str, argv)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def test_resume_auto_needs_only_the_run_folder_and_ctrl_c_prints_the_command(fmnist_dir, tmp_path, reference):
+    """A run started with many flags, stopped by SIGTERM, continues with `--resume auto --out RUN` alone:
+    data, model, recipe and options come from the run's checkpoints, and the result is the same run."""
+    out = tmp_path / "my run"  # a space: the printed command must quote it
+    p = _python_cnnlab(*train_args(fmnist_dir, out, "--checkpoint-every", "0"))
+    deadline = time.monotonic() + 120
+    while p.poll() is None and newest_step(out) < 16 and time.monotonic() < deadline:
+        time.sleep(0.002)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err
+    assert f"continue with `cnnlab train --resume auto --out '{out}'`" in err
+    step = newest_step(out)
+    # a flag that would change what is trained is refused, naming it; one that may change is taken
+    bad = _python_cnnlab("train", "--resume", "auto", "--out", out, "--model", "cnn2")
+    _, err = bad.communicate(timeout=60)
+    assert bad.returncode == 1 and "--model 'conv8-pool-dense16-drop.5' -> 'cnn2'" in err
+    assert newest_step(out) == step
+    q = _python_cnnlab("train", "--resume", "auto", "--out", out, "--threads", "1")
+    stdout, err = q.communicate(timeout=120)
+    assert q.returncode == 0, err
+    assert stdout.splitlines()[0] == f"resuming {out} from step {step:,} of {TOTAL_STEPS}"
+    assert_same_run(reference, out)

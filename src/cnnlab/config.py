@@ -31,6 +31,7 @@ class Option:
     wins), run (checkpoints, devices, reproducibility). ``recipe``: recipes may set it, so its flag has no
     default of its own. ``low``/``high``: inclusive bounds unless ``low_open``/``high_open``. ``each``:
     allowed items of a comma-separated value. ``none``: the word that means None on the command line.
+    ``resume``: a resumed run may change it (it does not change what is trained).
     """
 
     help: str
@@ -45,6 +46,7 @@ class Option:
     none: str | None = None
     metavar: str | None = None
     const: str | None = None  # the value of the flag given without one (``--pretrained`` alone)
+    resume: bool = False
 
 
 def option(default: Any, help: str, group: str, **kw: Any) -> Any:
@@ -234,19 +236,21 @@ class TrainConfig:
         "test-time views for the final evaluation, e.g. identity,flip",
         "selection",
         recipe=True,
+        resume=True,
         each=TTA_VIEWS,
     )
     # where and how the run is kept (not recipe settings; resuming may change the first three)
-    device: str = option("auto", "auto (CUDA when present), cpu or cuda", "run")
+    device: str = option("auto", "auto (CUDA when present), cpu or cuda", "run", resume=True)
     checkpoint_every: int = option(
         1000,
         "also checkpoint every N optimizer steps (0: only at each epoch's end)",
         "run",
         low=0,
         metavar="STEPS",
+        resume=True,
     )
-    keep: int = option(3, "checkpoints kept: the newest K, plus the best epoch's", "run", low=1)
-    threads: int | None = option(None, "CPU threads for torch [torch's default]", "run", low=1)
+    keep: int = option(3, "checkpoints kept: the newest K, plus the best epoch's", "run", low=1, resume=True)
+    threads: int | None = option(None, "CPU threads for torch [torch's default]", "run", low=1, resume=True)
     deterministic: bool = option(
         False,
         "seed everything, deterministic algorithms only, pinned thread count (recorded in env.json)",
@@ -333,6 +337,11 @@ def options_in(*groups: str, recipe: bool | None = None) -> list[str]:
         for name, (opt, _, _) in options().items()
         if (not groups or opt.group in groups) and (recipe is None or opt.recipe == recipe)
     ]
+
+
+def resume_may_change() -> tuple[str, ...]:
+    """The options a resumed run may change (declared with ``resume=True``)."""
+    return tuple(name for name, (opt, _, _) in options().items() if opt.resume)
 
 
 def default_of(name: str) -> Any:

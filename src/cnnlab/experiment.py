@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 
-from cnnlab.config import TrainConfig
+from cnnlab.config import TrainConfig, flag, resume_may_change
 from cnnlab.data import Dataset, channel_stats, load_data
 from cnnlab.engine import EarlyStopping, History, evaluate, fit, resolve_device
+from cnnlab.engine.callbacks import tie_break_for
 from cnnlab.engine.checkpoint import Checkpoint, CheckpointError, find_latest, load_checkpoint
 from cnnlab.engine.determinism import reproducibility
 from cnnlab.engine.distributed import Distributed, init_from_env
@@ -97,17 +98,26 @@ def train(
     checkpoints, ckpt = None, None
     if out is not None:  # fail before any work, never after
         checkpoints, ckpt = _checkpoints_for(
-            config, out, resume=resume, force=force, overwrite=overwrite, ddp=ddp
+            config, out, resume=resume, force=force, overwrite=overwrite, ddp=ddp, data_dir=data_dir
         )
     elif resume is not None:
         ckpt = _checked(load_checkpoint(_auto_needs_out(resume)), config, ddp=ddp, force=force)
+    if ckpt is not None and data_dir is None:  # a resumed run reads its data where it was started
+        saved_dir = ckpt.meta.get("data_dir")
+        data_dir = saved_dir if isinstance(saved_dir, str) else None
     if data is None:
         config = with_backbone_size(config)
         data = load_config_data(config, data_dir=data_dir)
     config = config.sized_for(len(data.train))
     if progress and ddp.is_main:
+        if ckpt is not None:
+            total = -(-len(data.train) // config.batch_size) * config.epochs
+            where = out if out is not None else ckpt.path
+            print(f"resuming {where} from step {ckpt.step:,} of {total:,}", flush=True)
         print(describe_plan(config, data), flush=True)
     model = build_model(config, data)
+    # model selection on the monitored split (ties broken by its loss); early stopping only with a patience
+    selection = EarlyStopping(config.monitor, patience=config.patience)
     with reproducibility(
         seed=config.seed, deterministic=config.deterministic, threads=config.threads
     ) as repro:
@@ -115,8 +125,7 @@ def train(
             model,
             data,
             **config.fit_options(),
-            # model selection on the monitored split; early stopping only with a patience
-            callbacks=[EarlyStopping(config.monitor, patience=config.patience)],
+            callbacks=[selection],
             device=device,
             progress=progress,
             checkpoints=checkpoints,
@@ -131,7 +140,18 @@ def train(
     )  # the one look at the test set
     path = None
     if out is not None:
-        path = _save(out, config, model, history, data, env, test, data_dir)
+        chosen = {"rule": selection.describe(), "monitor": config.monitor, "tie_break": selection.tie_break}
+        path = _save(
+            out,
+            config,
+            model,
+            history,
+            data,
+            env,
+            test,
+            data_dir,
+            {**chosen, "best_epoch": history.best_epoch},
+        )
     return RunResult(config.model, path, count_params(model), history, test)
 
 
@@ -195,7 +215,15 @@ def build_model(config: TrainConfig, data: Dataset) -> torch.nn.Module:
 
 
 def _save(
-    out, config: TrainConfig, model, history: History, data: Dataset, env: dict, test: dict, data_dir
+    out,
+    config: TrainConfig,
+    model,
+    history: History,
+    data: Dataset,
+    env: dict,
+    test: dict,
+    data_dir,
+    selection: dict,
 ) -> Path:
     """Write the run folder: what rebuilds the model and repeats the run, and what it measured."""
     mean, std = normalization_of(model)
@@ -219,7 +247,12 @@ def _save(
         history,
         config=saved,
         env=env,
-        results={"test": test, "params": params, "summary": summary(model, data.input_shape).as_dict()},
+        results={
+            "test": test,
+            "params": params,
+            "selection": selection,
+            "summary": summary(model, data.input_shape).as_dict(),
+        },
         overwrite=True,  # our own folder: checked (new, or the run being resumed) before training
     )
     files = data.split_files()
@@ -228,8 +261,30 @@ def _save(
     return path
 
 
-# Settings a resumed run may change: they do not change what is trained.
-RESUME_MAY_CHANGE = ("checkpoint_every", "keep", "threads", "device", "tta")
+# Settings a resumed run may change: they do not change what is trained (``resume=True`` in the table).
+RESUME_MAY_CHANGE = resume_may_change()
+
+
+def resumed_config(out, given: dict, *, force: bool = False) -> TrainConfig | None:
+    """``--resume auto`` from the run folder alone: the config the newest valid checkpoint in
+    ``out/checkpoints`` was made with, with the options ``given`` again over it. Options a resumed run may change are taken as given; any other that differs
+    from the run's is refused, naming them, unless ``force``. None when there is no checkpoint yet."""
+    ckpt, _ = find_latest(Path(out) / "checkpoints")
+    saved = ckpt.meta.get("config") if ckpt is not None else None
+    if ckpt is None or not isinstance(saved, dict):
+        return None  # train() says why (no checkpoint yet, damaged ones, no config recorded)
+    differ = [
+        f"{flag(k)} {saved.get(k)!r} -> {v!r}"
+        for k, v in given.items()
+        if k not in RESUME_MAY_CHANGE and saved.get(k) != v
+    ]
+    if differ and not force:
+        raise CheckpointError(
+            f"{out} was trained with other settings than those given: {'; '.join(differ)}. "
+            f"Leave them out to continue the run as it was (only {', '.join(map(flag, RESUME_MAY_CHANGE))} "
+            "may change), or pass --force"
+        )
+    return TrainConfig.from_dict({**saved, **given}).validate()
 
 
 def _note(text: str) -> None:
@@ -264,7 +319,7 @@ def _checked(ckpt: Checkpoint, config: TrainConfig, *, ddp: Distributed, force: 
 
 
 def _checkpoints_for(
-    config: TrainConfig, out, *, resume, force: bool, overwrite: bool, ddp: Distributed
+    config: TrainConfig, out, *, resume, force: bool, overwrite: bool, ddp: Distributed, data_dir=None
 ) -> tuple[Checkpointer, Checkpoint | None]:
     """The run folder's checkpointer, and the checkpoint to resume from (None: a new run)."""
     folder = Path(out) / "checkpoints"
@@ -293,7 +348,8 @@ def _checkpoints_for(
     ddp.barrier()  # every rank has looked before rank 0 changes anything
     if ckpt is None and overwrite and ddp.is_main:
         shutil.rmtree(folder, ignore_errors=True)
-    meta = {"config": config.to_dict(), "world_size": ddp.world}
+    where = str(data_dir) if data_dir is not None else None  # a resume without --data-dir reads there
+    meta = {"config": config.to_dict(), "world_size": ddp.world, "data_dir": where}
     checkpoints = Checkpointer(folder, every=config.checkpoint_every, keep=config.keep, meta=meta)
     if ddp.is_main:
         checkpoints.check_writable()
@@ -398,10 +454,15 @@ def protocol(config: TrainConfig, data: Dataset) -> str:
     else:
         final = "the official test set"
     sizes = f"{len(data.train):,} train / {len(data.val):,} validation / {len(data.test):,} final ({final})"
+    ties = tie_break_for(config.monitor, "max" if "acc" in config.monitor else "min")
+    ties = f" (ties: the lower {ties})" if ties else ""
     if config.patience is None:
-        stop = f"all {config.epochs} epochs, keeping the epoch with the best {config.monitor}"
+        stop = f"all {config.epochs} epochs, keeping the epoch with the best {config.monitor}{ties}"
     else:
-        stop = f"up to {config.epochs} epochs, early stopping on {config.monitor} (patience {config.patience}), best weights restored"
+        stop = (
+            f"up to {config.epochs} epochs, early stopping on {config.monitor} (patience {config.patience}), "
+            f"best weights restored{ties}"
+        )
     extras = [f"label smoothing {config.label_smoothing:g}"] if config.label_smoothing else []
     extras += ["EMA weights"] if config.ema else []
     extras += [f"test-time views {config.tta}"] if config.tta else []

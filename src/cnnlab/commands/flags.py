@@ -43,6 +43,25 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
+class _Given:
+    """Remembers that the command line gave this flag (``args._given``), even at its default value: a
+    resumed run must know ``--data fashion_mnist`` typed from the same value left out."""
+
+    dest: str
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        super().__call__(parser, namespace, values, option_string)  # type: ignore[misc]
+        namespace._given = (getattr(namespace, "_given", None) or set()) | {self.dest}
+
+
+class _StoreGiven(_Given, argparse._StoreAction):
+    pass
+
+
+class _BoolGiven(_Given, argparse.BooleanOptionalAction):
+    pass
+
+
 def _help(opt, default: Any) -> str:
     allowed = f"; items of {','.join(opt.each)}" if opt.each else ""
     shown = opt.none if default is None and opt.none else default
@@ -65,8 +84,9 @@ def add_option_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, 
             kw["nargs"] = "?"
             kw["const"] = opt.const
         if base is bool:
-            kw["action"] = argparse.BooleanOptionalAction
+            kw["action"] = _BoolGiven
         else:
+            kw["action"] = _StoreGiven
             kw["type"] = _parser_for(name, base, annotation, opt)
             if opt.choices:
                 kw["choices"] = opt.choices
@@ -107,17 +127,28 @@ def add_recipe_args(p: argparse.ArgumentParser, *, model_flag: bool = True) -> N
     p.add_argument("--json", action="store_true", help="print machine-readable results")
 
 
+def given_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options the command line set: flags typed (even at their default value), and values a command
+    filled in itself (``compare --quick``); ``--patience none`` as None."""
+    from cnnlab.config import options
+
+    typed = getattr(args, "_given", None) or set()
+    given = {}
+    for k, (opt, default, _) in options().items():
+        v = getattr(args, k, None)
+        if k != "recipe" and v is not None and (opt.recipe or k in typed or v != default):
+            given[k] = None if opt.none and v == NONE else v
+    return given
+
+
 def config_from_args(args: argparse.Namespace, model: str | None):
     """TrainConfig defaults <- the recipe's settings for the device <- options given on the command line."""
-    from cnnlab.config import TrainConfig, options
+    from cnnlab.config import TrainConfig
     from cnnlab.engine import resolve_device
 
-    table = options()
-    given = {k: getattr(args, k) for k in table if getattr(args, k, None) is not None}
-    given.pop("recipe", None)
+    given = given_options(args)
     if model is not None:
         given["model"] = model
-    given = {k: (None if table[k][0].none and v == NONE else v) for k, v in given.items()}
     if "epochs" in given:  # epochs asked for by name are what the user gets: no floor raises them
         given.setdefault("min_steps", 0)
     device_type = resolve_device(given.get("device", "auto")).type

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from cnnlab.commands.args import positive_int, print_json, table
-from cnnlab.commands.flags import add_data_args, add_recipe_args, config_from_args
+from cnnlab.commands.flags import add_data_args, add_recipe_args, config_from_args, given_options
 from cnnlab.errors import CnnlabError
 
 
@@ -63,9 +64,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     import torch.distributed
 
+    from cnnlab.engine.signals import Interrupted
     from cnnlab.experiment import train
 
-    cfg = config_from_args(args, None)
+    cfg = _config(args)
     try:
         r = train(
             cfg,
@@ -76,6 +78,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             resume=args.resume,
             force=args.force,
         )
+    except Interrupted as exc:  # the exact command that continues the run
+        raise exc.continuing_with(
+            f"`cnnlab train --resume auto --out {shlex.quote(str(args.out))}`"
+        ) from None
     except torch.distributed.DistError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CnnlabError(f"the distributed job lost a process ({first})") from None
@@ -104,6 +110,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         print(f"Error: {r.test['error_pct']:.2f}% on {r.test['n']:,} final-set images. Run saved to {r.path}")
     return 0
+
+
+def _config(args: argparse.Namespace):
+    """The run's config: from the command line, or for ``--resume auto`` from the run folder's own
+    checkpoints with the flags given again over it (``cnnlab train --resume auto --out RUN`` alone)."""
+    from cnnlab.experiment import resumed_config
+
+    if args.resume == "auto" and args.out:
+        given = given_options(args)
+        if args.recipe != "auto":
+            given["recipe"] = args.recipe
+        cfg = resumed_config(args.out, given, force=args.force)
+        if cfg is not None:
+            return cfg
+    return config_from_args(args, None)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

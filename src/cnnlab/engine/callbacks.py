@@ -155,12 +155,19 @@ class EarlyStopping(Callback):
     Unlike Keras, ``restore_best_weights`` also restores the best epoch's weights when training ends
     at the epoch limit, so the model you get is always the one the monitor liked best.
 
+    Ties: an accuracy counts in steps of one image, so on a small validation split it ties constantly (24
+    images: every epoch from the 22nd on at 1.0). An epoch that equals the best accuracy is taken as the
+    better one when its loss on the same split (``tie_break``, ``val_loss`` for ``val_accuracy``) is lower:
+    the latest of the tied epochs the loss prefers, not the first that reached the value.
+
     Args:
         monitor: a History key, e.g. ``"val_loss"`` or ``"val_accuracy"``.
         patience: epochs without improvement before stopping (None: never stop, only keep the best).
         min_delta: the smallest change that counts as an improvement.
         mode: ``"min"``, ``"max"`` or ``"auto"`` (max for accuracy-like keys, else min).
         restore_best_weights: put back the best epoch's weights at the end.
+        tie_break: the key that decides between epochs tied on ``monitor`` (lower wins); ``"auto"``: the
+            loss of the same split for an accuracy monitor, none for a loss; ``None``: the first epoch wins.
 
     Example:
         >>> es = EarlyStopping(monitor="val_loss", patience=5)
@@ -174,6 +181,7 @@ class EarlyStopping(Callback):
         min_delta: float = 0.0,
         mode: str = "auto",
         restore_best_weights: bool = True,
+        tie_break: str | None = "auto",
     ):
         if patience is not None and patience < 0:
             raise ValueError("patience must be >= 0")
@@ -184,10 +192,12 @@ class EarlyStopping(Callback):
         self.min_delta = abs(min_delta)
         self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
         self.restore_best_weights = restore_best_weights
+        self.tie_break = tie_break_for(monitor, self.mode) if tie_break == "auto" else tie_break
         self.reset()
 
     def reset(self) -> None:
         self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_tie = math.inf  # the tie-break key's value at the best epoch
         self.best_epoch: int | None = None
         self.best_weights: dict | None = None
         self.wait = 0
@@ -198,6 +208,17 @@ class EarlyStopping(Callback):
             return value < self.best - self.min_delta
         return value > self.best + self.min_delta
 
+    def _better_tie(self, value: float, logs: dict) -> bool:
+        """Equal to the best on ``monitor``, and lower on the tie-break key."""
+        if self.tie_break is None or value != self.best or self.tie_break not in logs:
+            return False
+        return float(logs[self.tie_break]) < self.best_tie
+
+    def describe(self) -> str:
+        """The selection rule in words (results.json and results.md record it)."""
+        rule = f"the epoch with the best {self.monitor}"
+        return rule + (f", ties broken by the lower {self.tie_break}" if self.tie_break else "")
+
     def on_train_begin(self, state: TrainState) -> None:
         self.reset()
 
@@ -207,8 +228,9 @@ class EarlyStopping(Callback):
                 f"EarlyStopping monitors {self.monitor!r}, which is not logged; available: {sorted(state.logs)}"
             )
         value = float(state.logs[self.monitor])
-        if self._improved(value):
+        if self._improved(value) or self._better_tie(value, state.logs):
             self.best, self.best_epoch, self.wait = value, state.epoch, 0
+            self.best_tie = float(state.logs.get(self.tie_break, math.inf)) if self.tie_break else math.inf
             if self.restore_best_weights:
                 source = state.weights if state.weights is not None else state.model
                 self.best_weights = {k: v.detach().clone() for k, v in source.state_dict().items()}
@@ -228,6 +250,7 @@ class EarlyStopping(Callback):
         """Everything needed to continue exactly (checkpoints save it; ``best_weights`` are tensors)."""
         return {
             "best": self.best,
+            "best_tie": self.best_tie,
             "best_epoch": self.best_epoch,
             "wait": self.wait,
             "stopped_epoch": self.stopped_epoch,
@@ -236,7 +259,15 @@ class EarlyStopping(Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.best = float(state["best"])
+        self.best_tie = float(state.get("best_tie", math.inf))  # checkpoints from before tie-breaking
         self.best_epoch = state["best_epoch"]
         self.wait = int(state["wait"])
         self.stopped_epoch = state["stopped_epoch"]
         self.best_weights = state.get("best_weights")
+
+
+def tie_break_for(monitor: str, mode: str) -> str | None:
+    """The loss of the monitored split for an accuracy-like monitor (``val_accuracy`` -> ``val_loss``)."""
+    if mode != "max" or "acc" not in monitor:
+        return None
+    return monitor.replace("accuracy", "loss").replace("acc", "loss")

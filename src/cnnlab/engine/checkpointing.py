@@ -95,5 +95,6 @@ class Checkpointing(Callback):
     def _interrupted(self, state: TrainState, signum: int, where: str) -> Interrupted:
         state.ddp.barrier()  # let rank 0 finish saving before any rank exits
         last = self.checkpoints.last if self.checkpoints is not None else None
-        saved = f"; saved {last}, continue with --resume auto" if last else ""
-        return Interrupted(f"{signal_name(signum)}: stopped after {where}{saved}", signum)
+        saved = f"; saved {last}" if last else ""
+        how = "--resume auto" if last else None
+        return Interrupted(f"{signal_name(signum)}: stopped after {where}{saved}", signum, continue_with=how)

@@ -20,10 +20,15 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class Interrupted(CnnlabError):
     """Training stopped by a signal. Exit code 128 + the signal number (130 for SIGINT, 143 for SIGTERM)."""
 
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.signum = signum
+    def __init__(self, message: str, signum: int, *, continue_with: str | None = None):
+        """``continue_with``: how to continue, when a checkpoint was saved (the CLI gives its command)."""
+        super().__init__(message + (f"; continue with {continue_with}" if continue_with else ""))
+        self.what, self.signum, self.continue_with = message, signum, continue_with
         self.exit_code = 128 + signum
+
+    def continuing_with(self, how: str) -> Interrupted:
+        """The same interruption, telling how to continue as ``how`` (when it can be continued at all)."""
+        return Interrupted(self.what, self.signum, continue_with=how) if self.continue_with else self
 
 
 def signal_name(signum: int) -> str:
