@@ -131,7 +131,7 @@ def test_spec_options_reach_the_layers():
     [
         ("", "Empty layer spec"),
         ("conv64--dense10", "empty token"),
-        ("conv64-foo", "unknown token in token 'foo'"),
+        ("conv64-foo", "unknown token 'foo'"),
         ("conv-1", "'conv' needs a size, e.g. conv32"),
         ("conv99999999999999", "at most 65,536 channels"),
         ("dense99999999999", "1 to 65,536 units"),
@@ -153,7 +153,7 @@ def test_invalid_specs_say_what_is_allowed(spec, message):
 
 
 def test_unknown_model_lists_available():
-    with pytest.raises(CnnlabError, match=r"Unknown model 'cnn5'. Available: mlp, cnn1, cnn2, cnn4"):
+    with pytest.raises(CnnlabError, match=r"Unknown model 'cnn5' \(did you mean 'cnn1' or 'cnn2' or 'cnn4'\?\)\. Available: mlp, cnn1, cnn2, cnn4"):
         cl.create_model("cnn5")
 
 

@@ -277,7 +277,7 @@ class TrainConfig:
         from cnnlab.recipes import choose, get_recipe
 
         if recipe == "auto":
-            recipe = choose(overrides.get("data", default_of("data")))
+            recipe = choose(overrides.get("data", default_of("data")), pretrained=overrides.get("pretrained"))
         settings = get_recipe(recipe).settings(device_type)
         return cls(**{**settings, **overrides, "recipe": recipe})
 

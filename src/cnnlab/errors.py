@@ -7,6 +7,16 @@ Raise the most specific type; a plain ``CnnlabError`` is a bad value (exit 1, HT
 from __future__ import annotations
 
 
+def did_you_mean(word: str, choices, *, what: str = "") -> str:
+    """`` (did you mean 'mypics'?)`` when ``word`` is close to one of ``choices`` (difflib), else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return f" (did you mean {' or '.join(repr(c) for c in close)}{what}?)"
+
+
 class CnnlabError(Exception):
     """A problem with the user's input (unknown name, missing file, bad value). Exit code 1, HTTP 422."""
 

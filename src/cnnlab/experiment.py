@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from cnnlab.config import TrainConfig, flag, resume_may_change
-from cnnlab.data import Dataset, channel_stats, load_data
+from cnnlab.data import Dataset, channel_stats, check_dataset_name, load_data
 from cnnlab.engine import EarlyStopping, History, evaluate, fit, resolve_device
 from cnnlab.engine.callbacks import tie_break_for
 from cnnlab.engine.checkpoint import Checkpoint, CheckpointError, find_latest, load_checkpoint
@@ -23,10 +23,19 @@ from cnnlab.engine.determinism import reproducibility
 from cnnlab.engine.distributed import Distributed, init_from_env
 from cnnlab.engine.snapshot import Checkpointer
 from cnnlab.errors import CnnlabError
-from cnnlab.models import backbone_config, count_params, create_model, is_backbone, is_registered
+from cnnlab.models import (
+    backbone_config,
+    check_model_name,
+    count_params,
+    create_model,
+    is_backbone,
+    is_registered,
+)
+from cnnlab.models.pretrained import pretrained_file
 from cnnlab.recipes import check_fits
 from cnnlab.runs import ensure_new_run_dir, environment, normalization_of, save_run, write_atomic, write_json
 from cnnlab.summarize import summary
+from cnnlab.userfiles import check_user_file
 
 
 @dataclass
@@ -91,6 +100,7 @@ def train(
     """
     config.validate()
     check_fits(config)
+    check_names(config)
     device = resolve_device(config.device)
     ddp = init_from_env(device)  # under torchrun: join the job (gloo on CPU, NCCL on CUDA)
     if ddp.active and device.type == "cuda":
@@ -153,6 +163,18 @@ def train(
             {**chosen, "best_epoch": history.best_epoch},
         )
     return RunResult(config.model, path, count_params(model), history, test)
+
+
+def check_names(config: TrainConfig, models: Sequence[str] = ()) -> None:
+    """Every name ``config`` gives (dataset or folder, model or spec, timm backbone, pretrained file), and
+    ``models`` besides, checked before any data is read: a typo fails in a second, with close matches."""
+    check_dataset_name(config.data)
+    for name in models or (config.model,):
+        check_model_name(name)
+    if config.pretrained not in (None, "imagenet"):
+        check_user_file(config.pretrained, what="pretrained weights file")
+    elif config.pretrained == "imagenet" and is_backbone(config.model):
+        pretrained_file(backbone_config(config.model), note=_note)  # the cache first; online, say so
 
 
 def describe_plan(config: TrainConfig, data: Dataset) -> str:
@@ -397,12 +419,13 @@ def compare(
         raise CnnlabError("--resume auto continues the comparison in --out; give --out")
     base.validate()
     check_fits(base)
+    check_names(base, models)
     root = None
     if out is not None:
         root = Path(out) if resume and Path(out).is_dir() else ensure_new_run_dir(out, overwrite=overwrite)
     if data is None:
         data = load_config_data(base, data_dir=data_dir)
-    for m in models:  # a typo in the last model must not cost the first ones' training
+    for m in models:  # a shape misfit in the last model must not cost the first ones' training
         create_model(m, input_shape=data.input_shape, num_classes=data.num_classes)
     results = Comparison()
     for name in models:

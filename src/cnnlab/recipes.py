@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -170,17 +170,20 @@ RECIPES: dict[str, Recipe] = {
 FLIP_SENSITIVE = ("mnist",)
 
 
-def choose(data: object) -> str:
-    """The recipe ``--recipe auto`` takes: the post's protocol for the built-in datasets, small-data
-    training for your own folders and CSV files."""
+def choose(data: object, *, pretrained: object = None) -> str:
+    """The recipe ``--recipe auto`` takes: the post's protocol for the built-in datasets, fine-tuning for a
+    pretrained backbone, small-data training for your own folders and CSV files."""
     from cnnlab.data import list_datasets
 
-    return "tutorial" if data in {d["name"] for d in list_datasets()} else "folder"
+    if data in {d["name"] for d in list_datasets()}:
+        return "tutorial"
+    return "finetune" if pretrained is not None else "folder"
 
 
 def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
-        raise CnnlabError(f"Unknown recipe {name!r}. Available: auto, {', '.join(RECIPES)}")
+        hint = did_you_mean(name, ("auto", *RECIPES))
+        raise CnnlabError(f"Unknown recipe {name!r}{hint}. Available: auto, {', '.join(RECIPES)}")
     return RECIPES[name]
 
 

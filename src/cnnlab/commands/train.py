@@ -56,6 +56,7 @@ def _argv_of(parser: argparse.ArgumentParser, args: argparse.Namespace, skip: se
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    check_names_typed(args, [args.model] if args.model else [])
     from cnnlab.engine import distributed
 
     if args.nproc > 1 and not distributed.launched():  # become the launcher: torchrun, in-process
@@ -112,6 +113,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_names_typed(args: argparse.Namespace, models: list[str]) -> None:
+    """The names typed on the command line, checked before PyTorch loads: a typo of a model, recipe,
+    dataset or folder fails in a fraction of a second, with the close matches."""
+    from cnnlab import names
+    from cnnlab.recipes import get_recipe
+
+    if args.recipe != "auto":
+        get_recipe(args.recipe)
+    names.check_dataset_name(args.data)
+    for m in models:
+        names.check_model_name(m)
+
+
 def _config(args: argparse.Namespace):
     """The run's config: from the command line, or for ``--resume auto`` from the run folder's own
     checkpoints with the flags given again over it (``cnnlab train --resume auto --out RUN`` alone)."""
@@ -155,6 +169,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from cnnlab.experiment import compare, results_table_md
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    check_names_typed(args, models)
     if args.quick:  # the quick-start main job: a subset and a short schedule, minutes on a laptop CPU
         for k, v in QUICK.items():
             if getattr(args, k) is None:

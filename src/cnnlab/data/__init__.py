@@ -21,7 +21,7 @@ from cnnlab.data.decode import decode_image, decode_images
 from cnnlab.data.download import download_file
 from cnnlab.data.folder import decode_folder, load_folder
 from cnnlab.data.idx import read_idx
-from cnnlab.data.load import BUILTIN_NAMES, list_datasets, load_data, load_recorded
+from cnnlab.data.load import BUILTIN_NAMES, check_dataset_name, list_datasets, load_data, load_recorded
 from cnnlab.data.mnist import DATASETS, LIGHT_ON_DARK
 from cnnlab.data.split import SPLITS
 from cnnlab.data.stats import channel_stats
@@ -42,6 +42,7 @@ __all__ = [
     "download_file",
     "list_datasets",
     "load_cifar10",
+    "check_dataset_name",
     "load_data",
     "load_recorded",
     "load_folder",

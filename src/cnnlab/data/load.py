@@ -14,8 +14,9 @@ from cnnlab.data.mnist import DATASETS, idx_info, load_idx_dataset
 from cnnlab.data.official import BuiltinOptions
 from cnnlab.data.types import Dataset
 from cnnlab.errors import CnnlabError
+from cnnlab.names import check_dataset_name, unknown_dataset
 
-__all__ = ["BUILTIN_NAMES", "list_datasets", "load_data"]
+__all__ = ["BUILTIN_NAMES", "check_dataset_name", "list_datasets", "load_data"]
 
 BUILTIN_NAMES = (*DATASETS, CIFAR10.name)
 
@@ -89,20 +90,7 @@ def load_data(
             name, split=split, seed=seed, limit=limit, image_size=image_size, channels=channels,
             resize=resize, bad_images=bad_images,
         )  # fmt: skip
-    raise _unknown(name)
-
-
-def _unknown(name: object) -> CnnlabError:
-    if isinstance(name, (str, os.PathLike)) and os.path.isfile(name):
-        return CnnlabError(
-            f"'{name}' is a file, not a dataset: pass a folder with one sub-folder per class or a CSV of path,label."
-        )
-    if isinstance(name, (str, os.PathLike)) and (os.sep in str(name) or "/" in str(name)):
-        return CnnlabError(f"Dataset folder or CSV '{name}' does not exist.")
-    return CnnlabError(
-        f"Unknown dataset {name!r}. Available: {', '.join(BUILTIN_NAMES)}, or a folder with one "
-        "sub-folder per class, or a CSV of path,label."
-    )
+    raise unknown_dataset(name)
 
 
 IMAGE_OPTIONS = ("image_size", "channels", "resize", "bad_images")  # how training turned files into tensors

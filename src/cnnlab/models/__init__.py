@@ -7,6 +7,7 @@ registry module itself is only the mechanism, so there is no import cycle.
 from cnnlab.models import zoo as _zoo  # noqa: F401  (the catalogue: registers the built-in models)
 from cnnlab.models.registry import (
     ModelInfo,
+    check_model_name,
     count_params,
     create_model,
     is_registered,
@@ -23,6 +24,7 @@ __all__ = [
     "ModelInfo",
     "backbone_config",
     "build_from_spec",
+    "check_model_name",
     "count_params",
     "create_model",
     "is_backbone",

@@ -10,6 +10,7 @@ grey images the way timm does it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -23,8 +24,9 @@ HUB_FILE = "model.safetensors"
 Pretrained = bool | str | os.PathLike | None  # True: the ImageNet weights; a path: a local file
 
 
-def pretrained_file(cfg: BackboneConfig) -> Path:
-    """The local path of a backbone's ImageNet weights: from the Hugging Face cache, else downloaded.
+def pretrained_file(cfg: BackboneConfig, *, note: Callable[[str], None] | None = None) -> Path:
+    """The local path of a backbone's ImageNet weights: from the Hugging Face cache, else downloaded
+    (``note`` is told first, so a slow or failing network is never a silent wait).
 
     Offline without them in the cache: one error naming the cache folder and ``--pretrained PATH``.
     """
@@ -40,6 +42,10 @@ def pretrained_file(cfg: BackboneConfig) -> Path:
     except Exception:  # not in the cache (LocalEntryNotFoundError), or the cache is unreadable
         pass
     why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else ""
+    if not why and note is not None:
+        note(
+            f"{PREFIX}{cfg.name}: ImageNet weights not in the Hugging Face cache; downloading {cfg.hf_hub_id}"
+        )
     if not why:
         try:  # one quick look first: offline, the download itself retries for half a minute
             get_hf_file_metadata(hf_hub_url(cfg.hf_hub_id, HUB_FILE), timeout=10)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cnnlab.errors import CnnlabError, NotFoundError, UsageError
+from cnnlab import names
+from cnnlab.errors import CnnlabError, UsageError
 from cnnlab.models.backbones import create_backbone
 from cnnlab.models.normalize import with_normalization
 from cnnlab.models.pretrained import Pretrained
@@ -162,18 +163,16 @@ def _create(
             raise CnnlabError(
                 f"Model {info.name!r} cannot take input of shape {input_shape}: {exc}"
             ) from None
-    if "-" not in name_or_spec:
-        try:
-            parse_spec(name_or_spec)
-        except CnnlabError as exc:
-            if "unknown token" not in str(exc):
-                raise
-            available = ", ".join(_REGISTRY)
-            raise NotFoundError(
-                f"Unknown model {name_or_spec!r}. Available: {available}; {FAMILY} for a timm backbone; "
-                "or a layer spec such as 'conv32-pool-dense64'"
-            ) from None
+    check_model_name(name_or_spec)
     return build_from_spec(name_or_spec, input_shape=input_shape, num_classes=num_classes)
+
+
+def check_model_name(name_or_spec: str) -> None:
+    """Refuse a name that is no registered model, no layer spec and no timm backbone timm knows, with the
+    close matches, before anything is built or any data read (the shapes are checked when building)."""
+    names.check_model_name(name_or_spec, tuple(_REGISTRY))
+    if is_backbone(name_or_spec):
+        backbone_config(name_or_spec)  # an unknown timm name fails with its close matches
 
 
 def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:

@@ -19,16 +19,14 @@ The classifier ``dense<num_classes>`` (named ``output``, no activation: it retur
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from cnnlab.errors import CnnlabError
 from cnnlab.models.layers import Dropout, Flatten, ReLU
+from cnnlab.names import GRAMMAR, MAX_PARAMS, Token, parse_spec, spec_error
 
 ACTIVATIONS: dict[str, type[nn.Module] | None] = {
     "relu": ReLU,  # in place while training: it always follows a conv, dense or bn here
@@ -40,79 +38,7 @@ ACTIVATIONS: dict[str, type[nn.Module] | None] = {
     "leakyrelu": nn.LeakyReLU,
     "linear": None,
 }
-
-GRAMMAR = (
-    "conv<C>[k<K>][s<S>][p<P>|psame], dense<N>, pool[<K>][s<S>], maxpool<K>, avgpool<K>, gap, "
-    "drop<P> (e.g. drop.25), bn, flatten, and activations " + ", ".join(ACTIVATIONS)
-)
-
-MAX_PARAMS = 2_000_000_000  # 8 GB of float32 weights
-MAX_WIDTH = 65536  # channels or units per layer: beyond any real network, well before memory runs out
-_CONV = re.compile(r"conv(\d+)((?:[ksp](?:\d+|same))*)")
-_CONV_OPT = re.compile(r"([ksp])(\d+|same)")
-_POOL = re.compile(r"(max|avg)?pool(\d+)?(?:s(\d+))?")
-_DROP = re.compile(r"drop(\d*\.\d+|\d+(?:\.\d+)?)")
-_DENSE = re.compile(r"dense(\d+)")
-
-
-@dataclass(frozen=True)
-class Token:
-    kind: str  # conv, dense, pool, gap, drop, bn, flatten, act
-    args: tuple = ()
-
-
-def _fail(spec: str, token: str, why: str) -> CnnlabError:
-    return CnnlabError(f"Invalid layer spec {spec!r}: {why} in token {token!r}. Allowed tokens: {GRAMMAR}")
-
-
-def _spec_error(spec: str, why: str) -> CnnlabError:
-    return CnnlabError(f"Invalid layer spec {spec!r}: {why}. Allowed tokens: {GRAMMAR}")
-
-
-def parse_spec(spec: str) -> list[Token]:
-    """Parse a spec string into tokens, checking each value. Raises CnnlabError naming the bad token."""
-    if not spec or not spec.strip():
-        raise CnnlabError(f"Empty layer spec. Allowed tokens: {GRAMMAR}")
-    tokens: list[Token] = []
-    for raw in spec.strip().lower().split("-"):
-        if not raw:
-            raise _fail(spec, raw, "empty token (two '-' in a row?)")
-        if m := _CONV.fullmatch(raw):
-            opts = dict(_CONV_OPT.findall(m[2]))
-            if "same" in (opts.get("k"), opts.get("s")) or len(_CONV_OPT.findall(m[2])) != len(opts):
-                raise _fail(spec, raw, "each of k, s, p at most once; only p may be 'same'")
-            channels, k, s = int(m[1]), int(opts.get("k", 3)), int(opts.get("s", 1))
-            pad = opts.get("p", "0")
-            if channels < 1 or k < 1 or s < 1:
-                raise _fail(spec, raw, "channels, kernel and stride must be positive")
-            if channels > MAX_WIDTH or k > 64:
-                raise _fail(spec, raw, f"at most {MAX_WIDTH:,} channels and a 64x64 kernel")
-            if pad == "same" and s != 1:
-                raise _fail(spec, raw, "'same' padding needs stride 1")
-            tokens.append(Token("conv", (channels, k, s, pad if pad == "same" else int(pad))))
-        elif m := _DENSE.fullmatch(raw):
-            if not 1 <= int(m[1]) <= MAX_WIDTH:
-                raise _fail(spec, raw, f"a dense layer needs 1 to {MAX_WIDTH:,} units")
-            tokens.append(Token("dense", (int(m[1]),)))
-        elif m := _POOL.fullmatch(raw):
-            k = int(m[2] or 2)
-            s = int(m[3] or k)
-            if k < 1 or s < 1:
-                raise _fail(spec, raw, "pool size and stride must be positive")
-            tokens.append(Token("pool", (m[1] or "max", k, s)))
-        elif m := _DROP.fullmatch(raw):
-            p = float(m[1])
-            if not 0.0 <= p < 1.0:
-                raise _fail(spec, raw, "dropout rate must be in [0, 1)")
-            tokens.append(Token("drop", (p,)))
-        elif raw in ("gap", "bn", "flatten"):
-            tokens.append(Token(raw))
-        elif raw in ACTIVATIONS:
-            tokens.append(Token("act", (raw,)))
-        else:
-            hint = f" ('{raw}' needs a size, e.g. {raw}32)" if raw in ("conv", "dense") else ""
-            raise _fail(spec, raw, "unknown token" + hint)
-    return tokens
+__all__ = ["ACTIVATIONS", "GRAMMAR", "Token", "build_from_spec", "parse_spec"]
 
 
 class _Builder:
@@ -144,7 +70,7 @@ class _Builder:
         """Refuse, before allocating, a layer that would take the model over MAX_PARAMS."""
         params = new_params + sum(p.numel() for m in self.stages.values() for p in m.parameters())
         if params > MAX_PARAMS:
-            raise _spec_error(
+            raise spec_error(
                 spec, f"it would have over {MAX_PARAMS / 1e9:g} billion parameters; use smaller layers"
             )
 
@@ -165,11 +91,11 @@ def build_from_spec(spec: str, *, input_shape: tuple[int, int, int], num_classes
         i += 1
         spatial = len(b.shape) == 3
         if tok.kind in ("conv", "pool", "gap") and not spatial:
-            raise _spec_error(spec, f"'{tok.kind}' needs an image-shaped input but comes after flatten/dense")
+            raise spec_error(spec, f"'{tok.kind}' needs an image-shaped input but comes after flatten/dense")
         if tok.kind == "conv":
             c, k, s, p = tok.args
             if p != "same" and (b.shape[1] + 2 * p < k or b.shape[2] + 2 * p < k):
-                raise _spec_error(
+                raise spec_error(
                     spec,
                     f"a {k}x{k} kernel does not fit the {b.shape[1]}x{b.shape[2]} "
                     f"feature map at conv layer {b.counts.get('conv', 0) + 1}; use padding or fewer pooling layers",
@@ -184,7 +110,7 @@ def build_from_spec(spec: str, *, input_shape: tuple[int, int, int], num_classes
         elif tok.kind == "pool":
             how, k, s = tok.args
             if b.shape[1] < k or b.shape[2] < k:
-                raise _spec_error(
+                raise spec_error(
                     spec, f"{k}x{k} pooling does not fit the {b.shape[1]}x{b.shape[2]} feature map"
                 )
             b.add("pool", nn.MaxPool2d(k, s) if how == "max" else nn.AvgPool2d(k, s))
@@ -197,10 +123,10 @@ def build_from_spec(spec: str, *, input_shape: tuple[int, int, int], num_classes
             b.add("bn", nn.BatchNorm2d(b.shape[0]) if spatial else nn.BatchNorm1d(b.shape[0]))
         elif tok.kind == "flatten":
             if "flatten" in b.stages:
-                raise _spec_error(spec, "flatten appears twice")
+                raise spec_error(spec, "flatten appears twice")
             b.add("flatten", Flatten(), numbered=False)
         elif tok.kind == "act":
-            raise _spec_error(
+            raise spec_error(
                 spec, f"activation '{tok.args[0]}' must follow a conv or dense layer (or its bn)"
             )
         if tok.kind in ("conv", "dense"):
