@@ -11,10 +11,12 @@ import pytest as _pytest
 
 def _fmnist_candidates() -> list[_Path]:
     # In CI the repo is cloned somewhere else with `shared/` beside it: ../shared/data/fashion-mnist.
+    # $CNNLAB_DATA_DIR, the variable the README gives (CNNLAB_TEST_DATA, its old name, still works)
     found = [_Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fashion-mnist"]
-    if _os.environ.get("CNNLAB_TEST_DATA"):
-        env = _Path(_os.environ["CNNLAB_TEST_DATA"]).expanduser()
-        found.insert(0, env / "fashion-mnist" if (env / "fashion-mnist").is_dir() else env)
+    for var in ("CNNLAB_TEST_DATA", "CNNLAB_DATA_DIR"):
+        if _os.environ.get(var):
+            env = _Path(_os.environ[var]).expanduser()
+            found.insert(0, env / "fashion-mnist" if (env / "fashion-mnist").is_dir() else env)
     return found
 
 
@@ -25,7 +27,7 @@ def fmnist_dir() -> _Path:
     for folder in _fmnist_candidates():
         if (folder / "train-images-idx3-ubyte.gz").is_file():
             return folder
-    why = "genuine Fashion-MNIST files not found (set CNNLAB_TEST_DATA or provide ../shared/data)"
+    why = "genuine Fashion-MNIST files not found (set CNNLAB_DATA_DIR to their folder)"
     if _os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         _pytest.fail(why)
     _pytest.skip(why)

@@ -322,9 +322,11 @@ def test_corrupt_files_skipped_with_report_or_strict(tmp_path, capsys):
         ("text.gif", "not an image"),
     ):
         assert any(name in line and why in line for line in err.splitlines()), (name, err)
-    # the report is repeated from the cache: skipping is never silent
+    # from the cache they are counted, never silently, but not listed again on every export or explain
     load_data(str(root), image_size=8)
-    assert "Skipped 4" in capsys.readouterr().err
+    again = capsys.readouterr().err
+    assert "read from the cache" in again and "4 unreadable skipped" in again
+    assert "Skipped" not in again and "garbage.png" not in again
     with pytest.raises(CnnlabError, match=r"cat/garbage.png': not an image .*--bad-images strict"):
         load_data(str(root), image_size=8, bad_images="strict")
 

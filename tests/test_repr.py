@@ -175,3 +175,22 @@ def test_activations_are_a_read_only_mapping_named_by_the_run(trained, data, tmp
     assert "conv1" in acts and "nope" not in acts and acts.get("nope") is None
     with pytest.raises(cl.CnnlabError, match="Unknown layer 'nope'"):
         acts["nope"]
+
+
+def test_printing_data_images_and_activations_is_a_short_summary(tiny):
+    """print() of a dataset, a prepared image or activations is one line, as torch and NumPy summarise
+    large arrays, never every pixel."""
+    import numpy as np
+
+    model = cl.create_model("cnn2", seed=0)
+    acts = cl.explain.activations(model, tiny.test.images[0])
+    for obj, says in (
+        (tiny, "200 / 100 / 100 train/val/test images 1x28x28, 10 classes"),
+        (tiny.train, "Split(200 images uint8 1x28x28"),
+        (acts.input, "PreparedInput(1x28x28 in 0..1"),
+        (acts, "14 stages [input, conv1, relu1"),
+        (acts["conv1"], "Stage('conv1', conv, shape (64, 26, 26)"),
+    ):
+        text = repr(obj)
+        assert says in text and "\n" not in text and len(text) < 200, text
+    assert "tensor(" not in repr(tiny) and isinstance(acts["conv1"].values, np.ndarray)

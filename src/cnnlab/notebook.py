@@ -346,10 +346,44 @@ def prediction_table(pred, k: int = 5) -> str:
     )
 
 
-def activations_html(acts) -> str:
-    """Explain `Activations`: the network as columns of feature maps, and what it predicted."""
-    from cnnlab.explain.figures import overview
+def overview(acts, **options):
+    """The network at a glance (`cnnlab.explain.figures.overview`: one column of maps per stage, the
+    input on the left, the softmax on the right) with the class names beside the softmax column, each
+    at the height of its own band of that column, the most probable in bold. ``options`` go to the
+    figure (``per_stage``, ``tile``, ``gap``).
 
+    Example:
+        >>> import cnnlab as cl, numpy as np
+        >>> acts = cl.explain.activations(cl.create_model("cnn2", seed=0), np.zeros((28, 28)))
+        >>> fig = overview(acts)  # in a notebook cell, the figure draws itself
+    """
+    from cnnlab.explain.figures import overview as columns
+
+    fig = columns(acts, **options)
+    classes = list(acts.prediction.classes)
+    last = acts.layers[-1].values
+    if not fig.axes or not fig.axes[0].images or last.ndim != 1 or len(last) != len(classes):
+        return fig
+    ax = fig.axes[0]
+    height, width = ax.images[0].get_array().shape[:2]
+    # the figure samples the column as values[(row * K) // height]: class k owns rows k*H/K .. (k+1)*H/K
+    top = int(acts.prediction.index)
+    for k, name in enumerate(classes[:40]):  # beyond 40 names the labels would overlap
+        ax.text(
+            width + 2,
+            (k + 0.5) * height / len(classes) - 0.5,
+            f"{name} {float(acts.prediction.probabilities[k]):.0%}",
+            ha="left",
+            va="center",
+            fontsize=6,
+            fontweight="bold" if k == top else "normal",
+        )
+    return fig
+
+
+def activations_html(acts) -> str:
+    """Explain `Activations`: the network as columns of feature maps (the softmax column labelled with
+    the class names), and what it predicted."""
     stages = table(
         ["stage", "kind", "shape"], [(s.name, s.kind, "x".join(map(str, s.shape))) for s in acts.layers]
     )
@@ -370,3 +404,62 @@ def heatmap_png(heat, image_values=None) -> bytes:
 
         image_values = np.zeros((1, *heat.values.shape), dtype=np.float32)
     return figure_png(overlay(image_values, heat))
+
+
+# ---- live progress -------------------------------------------------------------------------------------
+
+
+class ProgressLine:
+    """One line of live progress in Jupyter that leaves plain text behind, never a widget.
+
+    A display handle (IPython's ``display_id``) is updated in place: while work runs it shows a bar and
+    a line of text (HTML, with the text as the plain-text fallback); `close` replaces it with a final
+    line of text. A saved or converted notebook then holds that line, not an empty ``Output()`` widget
+    (what rich's live display leaves once it closes its ipywidgets ``Output``). It needs IPython only,
+    not ipywidgets, and outside IPython it does nothing.
+
+    Example:
+        >>> line = ProgressLine()
+        >>> line.update("epoch 1/2  step 10/30", 10 / 30)  # shown on first use, updated after
+        >>> line.close("2 epochs in 3.1 s")  # the text that stays; later calls do nothing
+    """
+
+    def __init__(self) -> None:
+        self._handle: Any = None
+        self._text = ""
+        self._closed = False
+
+    @staticmethod
+    def _bundle(text: str, fraction: float | None) -> dict[str, str]:
+        html = f'<pre style="margin:0">{escape(text)}</pre>'
+        if fraction is not None:
+            done = min(max(float(fraction), 0.0), 1.0)
+            bar = f'<progress value="{done:.4f}" max="1" style="width:16em;vertical-align:middle"></progress>'
+            html = f'<div style="display:flex;gap:0.8em;align-items:center">{bar}{html}</div>'
+        return {"text/plain": text, "text/html": html}
+
+    def update(self, text: str, fraction: float | None = None) -> None:
+        """Show ``text`` (and a bar at ``fraction`` of 0..1, when given)."""
+        if self._closed:
+            return
+        self._text = text
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:  # no IPython: nothing to show
+            return
+        if get_ipython() is None:  # plain Python: display() would print the bundle
+            return
+        bundle = self._bundle(text, fraction)
+        if self._handle is None:
+            self._handle = display(bundle, raw=True, display_id=True)
+        else:
+            self._handle.update(bundle, raw=True)
+
+    def close(self, text: str | None = None) -> None:
+        """Leave ``text`` as plain text in place of the bar (None: the last text shown). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._handle is not None:
+            self._handle.update({"text/plain": self._text if text is None else text}, raw=True)

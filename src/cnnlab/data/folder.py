@@ -221,11 +221,14 @@ def _report(path: Path, imgs: FolderImages) -> None:
     """One stderr line about where the pixels came from, and the list of skipped files."""
     how = "read from the cache" if imgs.from_cache else "decoded"
     where = f" (cache: {imgs.cache_file})" if imgs.cache_file and not imgs.from_cache else ""
+    # the skipped files are listed once, when decoded; a cached read only counts them
+    skipped = f", {len(imgs.bad)} unreadable skipped" if imgs.bad and imgs.from_cache else ""
     print(
-        f"{path}: {len(imgs.images):,} images in {len(imgs.classes)} classes {how} in {imgs.seconds:.1f} s{where}",
+        f"{path}: {len(imgs.images):,} images in {len(imgs.classes)} classes {how} in {imgs.seconds:.1f} s"
+        f"{where}{skipped}",
         file=sys.stderr,
     )
-    if imgs.bad:
+    if imgs.bad and not imgs.from_cache:
         print(f"Skipped {len(imgs.bad)} unreadable file(s) (--bad-images skip):", file=sys.stderr)
         for file, why in imgs.bad[:20]:
             print(f"  {imgs.root / file}: {why}", file=sys.stderr)

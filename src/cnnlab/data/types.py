@@ -37,6 +37,11 @@ class Split:
     labels: torch.Tensor
     files: tuple[str, ...] | None = None
 
+    def __repr__(self) -> str:  # a summary, as torch and NumPy print large arrays: never every pixel
+        n, c, h, w = self.images.shape
+        files = f", files {self.files[0]!r}..." if self.files else ""
+        return f"Split({n:,} images uint8 {c}x{h}x{w}, labels 0..{int(self.labels.max()) if n else 0}{files})"
+
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
             raise CnnlabError(
@@ -111,6 +116,16 @@ class Dataset:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     split_description: str | None = None
+
+    def __repr__(self) -> str:
+        sizes = " / ".join(f"{len(s):,}" for s in (self.train, self.val, self.test))
+        c, h, w = self.train.images.shape[1:]
+        shown = ", ".join(self.classes[:4]) + (", ..." if len(self.classes) > 4 else "")
+        cut = f", limit {self.limit:,}" if self.limit else ""
+        return (
+            f"Dataset({self.name!r}: {sizes} train/val/test images {c}x{h}x{w}, {len(self.classes)} classes "
+            f"({shown}), split {self.split!r} seed {self.seed}{cut})"
+        )
 
     def _repr_html_(self) -> str:
         """In Jupyter: split sizes, classes and one training image of each class."""

@@ -36,6 +36,13 @@ class PreparedInput:
     label: int | None = None  # the true class, for dataset images
     extra: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        shape = "x".join(map(str, self.tensor.shape[1:]))
+        how = [w for w, on in (("resized", self.resized), ("inverted", self.inverted)) if on]
+        size = f" from {self.original_size[1]}x{self.original_size[0]}" if self.original_size else ""
+        label = f", label {self.label}" if self.label is not None else ""
+        return f"PreparedInput({shape} in 0..1{size}, {self.source!r}{''.join(', ' + w for w in how)}{label})"
+
     def info(self) -> dict:
         return {
             "shape": list(self.tensor.shape[1:]),

@@ -31,6 +31,11 @@ class Stage:
     module: str = ""
     params: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        v = self.values
+        rng = f", {float(v.min()):.3g}..{float(v.max()):.3g}" if v.size else ""
+        return f"Stage({self.name!r}, {self.kind}, shape {tuple(v.shape)}{rng})"
+
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.values.shape)
@@ -65,6 +70,9 @@ class Prediction:
     logits: np.ndarray  # (K,) float32
     probabilities: np.ndarray  # (K,) float32, softmax of the logits
     classes: list[str]
+
+    def __repr__(self) -> str:
+        return f"Prediction({self.label!r} {self.probability:.3f}, of {len(self.classes)} classes)"
 
     def _repr_html_(self) -> str:
         """In Jupyter: the most probable classes as a table."""
@@ -125,6 +133,11 @@ class Activations(Mapping):
     input: PreparedInput
     model_name: str = "model"
     params: int = 0
+
+    def __repr__(self) -> str:
+        names = [s.name for s in self.layers]
+        shown = ", ".join(names[:6]) + (f", ... {names[-1]}" if len(names) > 6 else "")
+        return f"Activations({self.model_name}: {len(names)} stages [{shown}], {self.prediction!r})"
 
     def _repr_html_(self) -> str:
         """In Jupyter: the network as columns of feature maps, and what it predicted."""
