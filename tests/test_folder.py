@@ -525,3 +525,20 @@ def test_folder_recipe_keeps_the_tied_epoch_the_validation_loss_prefers(tmp_path
     assert chosen["monitor"] == "val_accuracy" and chosen["tie_break"] == "val_loss"
     assert chosen["best_epoch"] == 1 + min(tied, key=lambda i: loss[i])
     assert chosen["best_epoch"] != 1 + tied[0]  # what the first-at-the-best rule kept
+
+
+def test_resume_auto_before_the_first_checkpoint_starts_afresh_but_never_over_another_run(tmp_path, run_cli):
+    root = make_folder(tmp_path / "pets", {"cat": 8, "dog": 8})
+    args = ["--data", root, "--image-size", "12", "--model", "conv4-pool-dense8", "--epochs", "1", "--quiet"]
+    out = tmp_path / "killed"
+    (out / "checkpoints" / ".tmp-step-000000004-1a2b3c4d").mkdir(parents=True)  # killed mid-write
+    code, _, err = run_cli("train", *args, "--out", out, "--resume", "auto")
+    assert code == 0, err
+    assert "no checkpoint in" in err and "starting the run afresh there" in err
+    assert (out / "results.json").is_file()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text("{}")  # a different run's folder (or anything else) is kept
+    code, _, err = run_cli("train", *args, "--out", other, "--resume", "auto")
+    assert code == 1 and "already holds files" in err
+    assert (other / "config.json").read_text() == "{}"

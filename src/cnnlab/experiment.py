@@ -354,7 +354,13 @@ def _checkpoints_for(
             raise CheckpointError(
                 f"No valid checkpoint in {folder}: all {len(notes)} are damaged (see above)"
             )
-        if ckpt is None and ddp.is_main:
+        if ckpt is None and _never_checkpointed(Path(out)):
+            overwrite = True  # a run stopped before its first checkpoint: nothing in it to keep
+            if ddp.is_main:
+                _note(
+                    f"no checkpoint in {out} yet (stopped before its first?); starting the run afresh there"
+                )
+        elif ckpt is None and ddp.is_main:
             _note(f"no checkpoint in {folder} yet; starting a new run")
     elif resume is not None:
         ckpt = load_checkpoint(resume)
@@ -376,6 +382,17 @@ def _checkpoints_for(
     if ddp.is_main:
         checkpoints.check_writable()
     return checkpoints, ckpt
+
+
+def _never_checkpointed(out: Path) -> bool:
+    """``out`` holds nothing but a ``checkpoints/`` folder with no checkpoint in it (at most the
+    temporary folder of one being written): a run killed before its first checkpoint."""
+    if not out.is_dir():
+        return False
+    entries = list(out.iterdir())
+    if not entries or [e.name for e in entries] != ["checkpoints"] or not entries[0].is_dir():
+        return False
+    return all(e.name.startswith((".tmp", ".old")) for e in entries[0].iterdir())
 
 
 def _spec_of(model: str) -> str | None:
