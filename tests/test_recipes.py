@@ -98,3 +98,12 @@ def test_compile_without_a_compiler_is_a_clear_error(monkeypatch, run_cli, tmp_p
         "train", "--out", tmp_path / "r", "--compile", "--limit", "100", "--epochs", "1", "--device", "cpu"
     )
     assert code == 1 and "--compile needs a C compiler" in err
+
+
+def test_auto_fine_tunes_a_pretrained_backbone_on_a_folder():
+    from cnnlab.config import TrainConfig
+
+    cfg = TrainConfig.from_recipe("auto", data="my/folder", model="timm:resnet18", pretrained="imagenet")
+    assert cfg.recipe == "finetune" and cfg.freeze_epochs == 1
+    assert TrainConfig.from_recipe("auto", data="my/folder").recipe == "folder"
+    assert TrainConfig.from_recipe("auto", data="fashion_mnist").recipe == "tutorial"
