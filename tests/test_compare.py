@@ -117,3 +117,17 @@ def test_a_folder_run_records_its_real_split_files_and_normalisation(tmp_path, r
     assert sorted(splits["train"] + splits["val"] + splits["test"]) == sorted(
         f"{c}/{i}.png" for c in ("blue", "red") for i in range(10)
     )
+
+
+def test_lesson_checks_the_posts_ordering_in_words():
+    from cnnlab.engine import History
+    from cnnlab.experiment import RunResult, lesson
+
+    def r(name, err):
+        return RunResult(name, None, 1, History([]), {"error_pct": err})
+
+    ok = lesson([r("mlp", 12.0), r("cnn1", 9.0), r("cnn2", 8.7), r("cnn4", 8.2)])
+    assert ok[0].startswith("MLP worse than every CNN: yes") and ok[1].endswith(": yes")
+    bad = lesson([r("mlp", 12.0), r("cnn1", 8.9), r("cnn2", 9.4), r("cnn4", 8.2)])
+    assert "NOT in this run: cnn2 9.40% > cnn1 8.90%" in bad[1]
+    assert lesson([r("fastcnn", 8.0)]) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import os
 import shutil
 import sys
@@ -523,6 +524,27 @@ def results_table_md(results: list[RunResult]) -> str:
     )
 
 
+def lesson(results: list[RunResult]) -> list[str]:
+    """The post's lesson checked on these results, in words: the MLP worse than every CNN, and more
+    convolution layers, lower error (cnn1 >= cnn2 >= cnn4). Empty without the tutorial's models."""
+    err = {r.name: r.test["error_pct"] for r in results if r.test}
+    cnns = [m for m in ("cnn1", "cnn2", "cnn4") if m in err]
+    lines = []
+    if "mlp" in err and cnns:
+        worst = all(err["mlp"] > err[m] for m in cnns)
+        shown = ", ".join(f"{m} {err[m]:.2f}%" for m in cnns)
+        lines.append(f"MLP worse than every CNN: {'yes' if worst else 'NO'} (mlp {err['mlp']:.2f}%; {shown})")
+    if len(cnns) > 1:
+        pairs = list(itertools.pairwise(cnns))
+        wrong = [f"{b} {err[b]:.2f}% > {a} {err[a]:.2f}%" for a, b in pairs if err[b] > err[a]]
+        order = " >= ".join(cnns)
+        lines.append(
+            f"more conv layers, lower error ({order} in error): "
+            + ("yes" if not wrong else f"NOT in this run: {'; '.join(wrong)}")
+        )
+    return lines
+
+
 def write_results(root: Path, results: list[RunResult], base: TrainConfig, data: Dataset) -> None:
     from cnnlab.plots import learning_curves
 
@@ -535,6 +557,8 @@ def write_results(root: Path, results: list[RunResult], base: TrainConfig, data:
     md = (
         f"# {base.data}: {', '.join(r.name for r in results)}\n\n{protocol(base, data)}\n\n"
         + results_table_md(results)
+        + "".join(f"\n- {line}" for line in lesson(results))
+        + "\n"
     )
     write_atomic(root / "results.md", md)
     write_json(

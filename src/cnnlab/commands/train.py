@@ -166,7 +166,7 @@ QUICK = {"limit": 15000, "epochs": 6, "batch_size": 32, "patience": 3}
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from cnnlab.experiment import compare, results_table_md
+    from cnnlab.experiment import compare, lesson, results_table_md
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     check_names_typed(args, models)
@@ -197,6 +197,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print_json({"out": str(args.out), "results": [r.row() for r in results]})
     else:
         print(results_table_md(results))
+        for line in lesson(results):
+            print(line)
         if args.out:
             print(f"Saved results.md, results.csv and learning_curves.png to {args.out}")
     return 0
