@@ -4,6 +4,7 @@ most three minutes under CI. Without the dataset, the loading cell prints the on
 
 from __future__ import annotations
 
+import ast
 import io
 import os
 import re
@@ -135,6 +136,12 @@ def test_notebook_runs_from_a_clean_kernel(path, tmp_path, monkeypatch, fmnist_d
                     cell.source[:80],
                     plain[:200],
                 )
+    # live progress leaves text behind: no widget (an empty Output() once closed), no empty display
+    for cell in (c for c in nb.cells if c.cell_type == "code"):
+        for out in cell.outputs:
+            if out.output_type in ("display_data", "execute_result"):
+                assert not any("widget" in k for k in out.data), (cell.source[:80], list(out.data))
+                assert shown_text(out).strip() not in ("", "Output()"), (cell.source[:80], out.data)
     # training progress is readable: a few lines per fit, every epoch's line, no escape codes shown
     fits = [c for c in nb.cells if c.cell_type == "code" and "cl.fit(" in c.source]
     assert fits
@@ -143,6 +150,13 @@ def test_notebook_runs_from_a_clean_kernel(path, tmp_path, monkeypatch, fmnist_d
         text = "".join(shown_text(o) for o in cell.outputs)
         assert "epoch 1/2" in text and "epoch 2/2" in text and "\x1b[" not in text
     assert (tmp_path / "runs" / "compare" / "results.md").is_file()
+    # quick mode ends on a model that learned: the shapes model calls the new triangle a triangle
+    last = [c for c in nb.cells if c.cell_type == "code"][-1]
+    assert "new_triangle.png" in last.source
+    (result,) = [o for o in last.outputs if o.output_type == "execute_result"]
+    probabilities = ast.literal_eval(result.data["text/plain"])
+    assert max(probabilities, key=probabilities.get) == "triangle", probabilities
+    assert probabilities["triangle"] >= 0.5, probabilities
 
 
 @pytest.mark.slow
@@ -160,3 +174,72 @@ def test_without_the_dataset_the_notebook_says_how_to_provide_it(tmp_path, monke
     (line,) = err.traceback  # one line, not a traceback through cnnlab's internals
     assert line.startswith("cnnlab: error: No fashion_mnist files in") and str(empty) in line
     assert "CNNLAB_DATA_DIR" in line and "fashion-mnist/" in line
+
+
+# ---- what the notebooks show ---------------------------------------------------------------------------
+
+
+def test_the_overview_names_the_classes_beside_the_softmax_column():
+    import numpy as np
+
+    import cnnlab as cl
+    from cnnlab.notebook import activations_html, overview
+
+    classes = [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ]
+    acts = cl.explain.activations(cl.create_model("cnn2", seed=0), np.zeros((28, 28)), classes=classes)
+    fig = overview(acts)
+    (ax,) = fig.axes
+    height, width = ax.images[0].get_array().shape[:2]
+    labels = [t for t in ax.texts if t.get_position()[0] > width]  # right of the last (softmax) column
+    assert [t.get_text().rsplit(" ", 1)[0] for t in labels] == classes
+    ys = [t.get_position()[1] for t in labels]
+    assert ys == sorted(ys) and ys[0] > 0 and ys[-1] < height  # top to bottom, in the column's bands
+    bold = [t.get_text() for t in labels if t.get_fontweight() == "bold"]
+    assert bold == [labels[acts.prediction.index].get_text()]  # the prediction stands out
+    assert "<img" in activations_html(acts)
+
+
+def test_progress_line_ends_as_plain_text(monkeypatch):
+    """In Jupyter, live progress is a display updated in place that ends as one line of text: nothing
+    for a widget to leave behind (issue #21: empty Output() widgets after every training cell)."""
+    import IPython
+    import IPython.display
+
+    from cnnlab.notebook import ProgressLine
+
+    shown: list[dict] = []
+
+    class Handle:
+        def update(self, bundle, raw=False):
+            shown[-1] = bundle
+
+    def display(bundle, raw=False, display_id=False):
+        assert raw and display_id
+        shown.append(bundle)
+        return Handle()
+
+    monkeypatch.setattr(IPython.display, "display", display)
+    monkeypatch.setattr(IPython, "get_ipython", lambda: object())
+    line = ProgressLine()
+    line.update("epoch 1/2  step 1/30  <loss>", 1 / 30)
+    assert "<progress" in shown[0]["text/html"] and "&lt;loss&gt;" in shown[0]["text/html"]  # escaped
+    line.update("epoch 1/2  step 26/30", 26 / 30)
+    assert len(shown) == 1 and shown[0]["text/plain"] == "epoch 1/2  step 26/30"  # updated in place
+    line.close("trained 2 epochs in 3.1 s")
+    line.close("again")  # idempotent
+    line.update("late")  # ignored once closed
+    assert shown == [{"text/plain": "trained 2 epochs in 3.1 s"}]
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)  # plain Python: nothing displayed
+    ProgressLine().update("x", 0.5)
+    assert len(shown) == 1
