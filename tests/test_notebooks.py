@@ -216,7 +216,7 @@ def test_progress_line_ends_as_plain_text(monkeypatch):
     import IPython
     import IPython.display
 
-    from cnnlab.notebook import ProgressLine
+    from cnnlab.engine.progress import ProgressLine
 
     shown: list[dict] = []
 

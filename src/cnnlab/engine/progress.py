@@ -1,12 +1,12 @@
 """Progress while training: a live rich bar on a terminal, plain lines otherwise (a log file, a pipe,
-CI), so a long first epoch is never silent. In a notebook the bar renders as a widget (rich's Jupyter
-support)."""
+CI), so a long first epoch is never silent. In a notebook the bar is a display that is updated in place
+and ends as one line of text (`ProgressLine`): no widget is left behind."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
+from html import escape
 from typing import Any, TextIO
 
 from cnnlab.engine.callbacks import Callback, TrainState
@@ -28,7 +28,8 @@ class ProgressBar(Callback):
     """Show training progress on ``stream`` (stdout by default).
 
     Args:
-        live: a live bar (rich) — None: when ``stream`` is a terminal or a notebook.
+        live: a live bar (rich on a terminal, `ProgressLine` in Jupyter) — None: when
+            ``stream`` is a terminal or a notebook.
         every_seconds: without a live bar, print a line at most this often within an epoch.
         every_steps: the live bar is refreshed every this many steps (each refresh reads the running
             loss, a device sync on a GPU).
@@ -50,17 +51,22 @@ class ProgressBar(Callback):
         self._task: Any = None
         self._last = 0.0
         self._jupyter = False
+        self._line: Any = None  # a ProgressLine while training in Jupyter
+        self._t0 = 0.0
 
     def on_train_begin(self, state: TrainState) -> None:
         from rich.console import Console
 
         console = Console(file=self.stream)
-        # in Jupyter rich draws its live bar as a widget: only with ipywidgets, refreshed by us (its own
-        # refresh thread can swallow the epoch lines printed beside it)
+        self._t0 = time.perf_counter()
+        self._bar = self._line = None
         self._jupyter = console.is_jupyter
-        widgets = importlib.util.find_spec("ipywidgets") is not None
-        live = self.live if self.live is not None else console.is_terminal or (self._jupyter and widgets)
-        if live:
+        live = self.live if self.live is not None else console.is_terminal or self._jupyter
+        if live and self._jupyter:
+            # not rich's Jupyter bar: it is an ipywidgets Output that stays behind, empty, once closed
+            self._line = ProgressLine()
+            state.resources.callback(self._line.close)  # an error or Ctrl-C leaves the last line shown
+        elif live:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._bar = Progress(
@@ -71,7 +77,6 @@ class ProgressBar(Callback):
                 TimeRemainingColumn(),
                 console=console,
                 transient=True,
-                auto_refresh=not self._jupyter,
             )
             state.resources.enter_context(self._bar)
 
@@ -92,8 +97,13 @@ class ProgressBar(Callback):
         if self._bar is not None:
             if state.step % self.every_steps == 1 or last:
                 self._bar.update(self._task, completed=state.step, metrics=self._metrics(state))
-                if self._jupyter:
-                    self._bar.refresh()
+        elif self._line is not None:
+            if state.step % self.every_steps == 1 or last:
+                self._line.update(
+                    f"epoch {state.epoch}/{state.epochs}  step {state.step}/{state.steps_per_epoch}  "
+                    f"{self._metrics(state)}",
+                    state.step / max(state.steps_per_epoch, 1),
+                )
         elif not last and time.monotonic() - self._last >= self.every_seconds:
             self._last = time.monotonic()
             seconds = time.perf_counter() - state.epoch_t0
@@ -108,9 +118,69 @@ class ProgressBar(Callback):
         line = format_row(state.logs, state.epochs)
         if self._bar is not None:
             self._bar.remove_task(self._task)
-            if self._jupyter:
-                self._bar.refresh()
-            else:
-                self._bar.console.print(line)
-                return
+            self._bar.console.print(line)
+            return
         print(line, file=self.stream, flush=True)  # plain text: no escape codes in a log or a notebook
+
+    def on_train_end(self, state: TrainState) -> None:
+        if self._line is not None:
+            epochs = state.epoch - state.first_epoch + 1
+            self._line.close(
+                f"trained {epochs} epoch{'s' * (epochs != 1)} in {time.perf_counter() - self._t0:.1f} s"
+            )
+
+
+class ProgressLine:
+    """One line of live progress in Jupyter that leaves plain text behind, never a widget.
+
+    A display handle (IPython's ``display_id``) is updated in place: while work runs it shows a bar and
+    a line of text (HTML, with the text as the plain-text fallback); `close` replaces it with a final
+    line of text. A saved or converted notebook then holds that line, not an empty ``Output()`` widget
+    (what rich's live display leaves once it closes its ipywidgets ``Output``). It needs IPython only,
+    not ipywidgets, and outside IPython it does nothing.
+
+    Example:
+        >>> line = ProgressLine()
+        >>> line.update("epoch 1/2  step 10/30", 10 / 30)  # shown on first use, updated after
+        >>> line.close("2 epochs in 3.1 s")  # the text that stays; later calls do nothing
+    """
+
+    def __init__(self) -> None:
+        self._handle: Any = None
+        self._text = ""
+        self._closed = False
+
+    @staticmethod
+    def _bundle(text: str, fraction: float | None) -> dict[str, str]:
+        html = f'<pre style="margin:0">{escape(text)}</pre>'
+        if fraction is not None:
+            done = min(max(float(fraction), 0.0), 1.0)
+            bar = f'<progress value="{done:.4f}" max="1" style="width:16em;vertical-align:middle"></progress>'
+            html = f'<div style="display:flex;gap:0.8em;align-items:center">{bar}{html}</div>'
+        return {"text/plain": text, "text/html": html}
+
+    def update(self, text: str, fraction: float | None = None) -> None:
+        """Show ``text`` (and a bar at ``fraction`` of 0..1, when given)."""
+        if self._closed:
+            return
+        self._text = text
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:  # no IPython: nothing to show
+            return
+        if get_ipython() is None:  # plain Python: display() would print the bundle
+            return
+        bundle = self._bundle(text, fraction)
+        if self._handle is None:
+            self._handle = display(bundle, raw=True, display_id=True)
+        else:
+            self._handle.update(bundle, raw=True)
+
+    def close(self, text: str | None = None) -> None:
+        """Leave ``text`` as plain text in place of the bar (None: the last text shown). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._handle is not None:
+            self._handle.update({"text/plain": self._text if text is None else text}, raw=True)
