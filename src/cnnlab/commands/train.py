@@ -162,9 +162,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-# The quick form of the tutorial's experiment (`compare --quick`, the demo): the post's split and models,
-# cnnlab's fast recipe (one-cycle Adam, label smoothing, normalisation) on a third of its training images
-QUICK = {"split": "tutorial", "limit": 15000, "epochs": 8, "batch_size": 64}
+# The quick form of the tutorial's experiment (`compare --quick`, the demo): the post's data, split and
+# models, cnnlab's fast recipe (one-cycle Adam, label smoothing, normalisation) for a few epochs. Chosen by
+# measurement: a third of the images for longer did not order cnn1/cnn2 better (9.75/10.49 % in 8 epochs)
+QUICK = {"split": "tutorial", "epochs": 5, "batch_size": 128}
 QUICK_RECIPE = "fast"
 
 
@@ -177,10 +178,10 @@ def _quick(args: argparse.Namespace) -> None:
         args.recipe = QUICK_RECIPE
     if not (args.quiet or args.json):
         print(
-            f"Quick form of the tutorial's experiment: the post's split and models, {args.limit:,} of its 45,000 "
-            f"training and 15,000 validation images, the recipe {args.recipe} ({args.epochs} epochs, batch "
-            f"{args.batch_size}, one-cycle Adam, label smoothing; the best validation epoch kept) instead of "
-            "the post's Adam 1e-3, batch 32 and early stopping; error on the official 10,000 test images.",
+            f"Quick form of the tutorial's experiment: the post's data, 45,000 / 15,000 split and models, "
+            f"trained by cnnlab's {args.recipe} recipe ({args.epochs} epochs, batch {args.batch_size}, one-cycle "
+            "Adam, label smoothing; the best validation epoch kept) instead of the post's Adam 1e-3, batch 32 "
+            "and early stopping after 10-17 epochs; error on the official 10,000 test images.",
             flush=True,
         )
 
