@@ -100,6 +100,15 @@ def one(seed: int, per_class: int, work: Path) -> dict:
     best_epoch = min(losses, key=losses.get)
     saved = results["selection"]["best_epoch"]
     return {
+        "per_epoch": [
+            {
+                "epoch": i + 1,
+                "val_accuracy": acc[i],
+                "val_loss": float(row["val_loss"]),
+                "test_loss": losses.get(i + 1),
+            }
+            for i, row in enumerate(rows)
+        ],
         "seed": seed,
         "epochs": len(rows),
         "val_images": (json.loads((out / "config.json").read_text())["dataset"].get("sizes") or {}).get(

@@ -50,7 +50,7 @@ class _Given:
     dest: str
 
     def __call__(self, parser, namespace, values, option_string=None):
-        super().__call__(parser, namespace, values, option_string)  # type: ignore[misc]
+        super().__call__(parser, namespace, values, option_string)
         namespace._given = (getattr(namespace, "_given", None) or set()) | {self.dest}
 
 
