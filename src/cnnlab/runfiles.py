@@ -38,7 +38,8 @@ from cnnlab.userfiles import UserFileError, UserFileNotFound, check_user_file, r
 WEIGHTS = "model.safetensors"
 CHECKSUM = WEIGHTS + ".sha256"
 CONFIG_MAX_BYTES = 1 << 20
-RESULTS_MAX_BYTES = 4 << 20
+RESULTS_MAX_BYTES = 1 << 20
+MAX_SUMMARY_LAYERS = 1000  # rows of results.json's summary a reader takes (a model has tens of stages)
 METRICS_MAX_BYTES = 16 << 20
 WEIGHTS_MAX_BYTES = 16 << 30
 MAX_DEPTH = 32
@@ -197,7 +198,7 @@ class _Layer(_Strict):
 
 
 class _Summary(_Strict):
-    layers: list[_Layer] = Field(default_factory=list, max_length=100_000)
+    layers: list[_Layer] = Field(default_factory=list, max_length=MAX_SUMMARY_LAYERS)
 
 
 class _Test(_Strict):

@@ -18,16 +18,9 @@ from cnnlab.explain.schema import ActivationsDoc, PredictionDoc, encode_tensor, 
 from cnnlab.web import docs
 from cnnlab.web.batching import BatchItem
 from cnnlab.web.compute import within
-from cnnlab.web.forms import ExplainForm, FilePart, FilterForm, ImageForm, openapi_body, read_form
+from cnnlab.web.forms import ExplainForm, FilterForm, ImageForm, openapi_body, read_form
 from cnnlab.web.limits import public_message
-from cnnlab.web.uploads import (
-    INLINE_BYTES,
-    BadUpload,
-    check_content_type,
-    model_input,
-    read_image,
-    small_upload,
-)
+from cnnlab.web.uploads import BadUpload, check_content_type, model_input, read_image
 
 router = APIRouter()
 
@@ -152,24 +145,20 @@ def _weights(registry, model: str, layer: str, channel: int | None) -> Response:
     openapi_extra=openapi_body(ImageForm),
 )
 async def predict(request: Request):
-    """A small upload for a loaded model is read right here on the event loop (`small_upload`: a few
-    hundred microseconds, bounded); anything else (a large image, a test-set image, a model still to be
-    loaded) in the compute pool, as for every endpoint. The forward pass runs on the model's batcher,
-    shared with the other requests for it that arrive meanwhile (`cnnlab.web.batching`)."""
+    """The form is parsed and the image decoded in predict's own pool of threads (never on the event
+    loop: a small file can be costly to decode, and never queued behind explanations); the forward pass
+    runs on the model's batcher, shared with the other requests for it that arrive meanwhile
+    (`cnnlab.web.batching`)."""
     body = await request.body()  # already read, within the byte cap, by limits.BodyLimit
     content_type = request.headers.get("content-type", "")
-    registry, batchers, pool = _registry(request), request.app.state.batchers, request.app.state.pool
+    registry, batchers = _registry(request), request.app.state.batchers
+    pool = request.app.state.predict_pool
     loop = asyncio.get_running_loop()
     end = loop.time() + pool.deadline  # one deadline for the decode and the batch together
     item = BatchItem(loop)
-    form: ImageForm | None = None
-    upload: FilePart | None = None
-    if len(body) <= INLINE_BYTES:  # a form this small is parsed at once (its errors answered as usual)
-        form, upload = read_form(body, content_type, ImageForm)
 
-    def prepare(form=form, upload=upload):
-        if form is None:
-            form, upload = read_form(body, content_type, ImageForm)
+    def prepare():
+        form, upload = read_form(body, content_type, ImageForm)
         batcher = batchers.get(form.model, registry.run(form.model).model)
         with batcher.expecting():
             run, prepared = _input(registry, form, upload)
@@ -177,27 +166,11 @@ async def predict(request: Request):
         return form, run, prepared
 
     try:
-        ready = _ready_on_loop(registry, batchers, form, upload)
-        if ready is not None and form is not None:
-            run, batcher = ready
-            run, prepared = _input(registry, form, upload, run)
-            batcher.submit(item, prepared.tensor)
-        else:
-            form, run, prepared = await pool.run(prepare)
+        form, run, prepared = await pool.run(prepare)
         logits, probabilities = await within(item.future, end - loop.time(), limit=pool.deadline)
     finally:
         item.dropped = True
     return _predict_answer(run, form, prepared, logits, probabilities)
-
-
-def _ready_on_loop(registry, batchers, form: ImageForm | None, upload: FilePart | None):
-    """(run, batcher) when a predict request can be read on the event loop: a small upload for a model
-    already loaded, with its batcher built; else None (the compute pool reads it, loading what it needs)."""
-    if form is None or upload is None or not small_upload(upload.data):
-        return None
-    run = registry.loaded(form.model)
-    batcher = batchers.ready(form.model, run.model) if run is not None else None
-    return (run, batcher) if batcher is not None else None
 
 
 def _predict_answer(run, form: ImageForm, prepared, logits, probabilities) -> Response:
