@@ -258,6 +258,23 @@ def read_history(folder: Path, *, best_epoch: int | None) -> tuple[History, list
         ]
 
 
+# ---- safetensors headers -------------------------------------------------------------------------------
+
+
+def read_safetensors_header(path: Path, *, max_bytes: int = WEIGHTS_MAX_BYTES) -> dict[str, tuple[int, ...]]:
+    """The tensors' shapes in the safetensors file at ``path`` (a regular file of at most ``max_bytes``),
+    from its header alone, capped and checked (`cnnlab.tensorfiles`); `RunFileError` otherwise."""
+    from cnnlab.tensorfiles import TensorFileError, read_header
+
+    check_regular(path, max_bytes=max_bytes)
+    try:
+        return read_header(path, max_bytes=max_bytes)
+    except UserFileError as exc:
+        raise RunFileError(f"{path}: {exc.reason}") from None
+    except TensorFileError as exc:
+        raise RunFileError(f"{path} is not a valid safetensors file: {exc}") from None
+
+
 # ---- the weights' checksum ---------------------------------------------------------------------------
 
 
