@@ -53,18 +53,24 @@ def check_header(head: bytes, size: int) -> dict[str, tuple[int, ...]]:
     header.pop("__metadata__", None)
     if len(header) > MAX_TENSORS:
         raise TensorFileError(f"it names {len(header):,} tensors, over the limit of {MAX_TENSORS:,}")
-    shapes, spans = {}, []
+    shapes: dict[str, tuple[int, ...]] = {}
+    spans: list[tuple[int, int]] = []
     for key, e in header.items():
         shape = e.get("shape") if isinstance(e, dict) else None
         offsets = e.get("data_offsets") if isinstance(e, dict) else None
-        ok = isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)
-        ok = ok and isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
-        if not ok or e.get("dtype") not in DTYPE_BYTES:
+        if not (
+            isinstance(shape, list)
+            and all(type(d) is int and d >= 0 for d in shape)
+            and isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(type(o) is int for o in offsets)
+            and e.get("dtype") in DTYPE_BYTES
+        ):
             raise TensorFileError(f"its entry {key[:60]!r} is malformed")
         if offsets[0] < 0 or offsets[1] - offsets[0] != math.prod(shape) * DTYPE_BYTES[e["dtype"]]:
             raise TensorFileError(f"its entry {key[:60]!r} has a byte range that does not fit its shape")
         shapes[key] = tuple(shape)
-        spans.append(offsets)
+        spans.append((offsets[0], offsets[1]))
     end = 0
     for begin, stop in sorted(spans):
         if begin != end:
