@@ -80,7 +80,9 @@ def test_a_header_of_too_many_tensors_is_refused(run):
 
 
 def test_a_header_claiming_more_data_than_the_file_holds_is_refused(run):
-    _header_file(run / "model.safetensors", {"w": {"dtype": "F32", "shape": [1000], "data_offsets": [0, 4000]}})
+    _header_file(
+        run / "model.safetensors", {"w": {"dtype": "F32", "shape": [1000], "data_offsets": [0, 4000]}}
+    )
     with pytest.raises(RunFileError, match="describes 4,000 bytes of data, the file holds 0"):
         load_run(run, verify=False)
 
