@@ -98,6 +98,23 @@ def read_json(path: Path, *, max_bytes: int):
     return value
 
 
+def is_text(value: str) -> bool:
+    """Whether ``value`` can be written as UTF-8 (a file name of undecodable bytes holds surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(value: object) -> str:
+    """``str(value)`` made safe for JSON and terminals: undecodable bytes shown as ``\\xNN``."""
+    text = str(value)
+    return (
+        text if is_text(text) else text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    )
+
+
 # ---- config.json ---------------------------------------------------------------------------------------
 
 
@@ -137,6 +154,11 @@ class RunConfig(BaseModel):
     def _classes(cls, v: list[str]) -> list[str]:
         if any(len(c) > 1000 for c in v):
             raise ValueError("class names are at most 1,000 characters")
+        bad = next((c for c in v if not is_text(c)), None)
+        if bad is not None:  # a folder name in bytes that are not UTF-8 (older cnnlab trained on it)
+            raise ValueError(
+                f"class names must be UTF-8 text; {ascii(bad)[:80]} is not UTF-8 (rename it here)"
+            )
         return v
 
     @field_validator("mean", "std")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError, NotFoundError, RunFileError
-from cnnlab.runfiles import WEIGHTS, read_config, read_results
+from cnnlab.runfiles import WEIGHTS, is_text, printable, read_config, read_results
 
 SCAN_DEPTH = 3  # runs/<a>/<b>/<c>: a compare folder holds one run per model
 RESCAN_SECONDS = 2.0
@@ -67,8 +67,8 @@ class RunEntry:
         test = self.results.get("test") or {}
         return {
             "id": self.id,
-            "name": str(self.config.get("model", "?")),
-            "data": str(self.config.get("data", "?")),
+            "name": printable(self.config.get("model", "?")),
+            "data": printable(self.config.get("data", "?")),
             "input_shape": list(self.config.get("input_shape", [])),
             "classes": [str(c) for c in self.config.get("classes", [])],
             "params": self.results.get("params") or self.config.get("params"),
@@ -114,6 +114,9 @@ def scan_runs(
         cfg, weights = folder / "config.json", folder / WEIGHTS
         if cfg.is_file() and weights.is_file() and _inside(cfg, root) and _inside(weights, root):
             rid = folder.relative_to(root).as_posix() if folder != root else folder.name
+            if not is_text(rid):  # an id no client can send back: listed as unavailable, by a shown name
+                broken[printable(rid)] = "its folder name is not UTF-8 text; rename the folder"
+                return
             stamp = signature(cfg, folder / "results.json", weights)
             known = (cache or {}).get(folder)
             read = known[1] if known is not None and known[0] == stamp else _read_run(folder, rid, stamp)

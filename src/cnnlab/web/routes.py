@@ -46,7 +46,13 @@ GET_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _json(doc) -> Response:
-    return Response(doc.model_dump_json(by_alias=True), media_type="application/json")
+    from pydantic_core import PydanticSerializationError
+
+    try:
+        return Response(doc.model_dump_json(by_alias=True), media_type="application/json")
+    except PydanticSerializationError:  # text from a run's files that is not UTF-8 (a lone surrogate):
+        body = json.dumps(doc.model_dump(by_alias=True, mode="json"))  # sent as JSON escapes, not a 500
+        return Response(body, media_type="application/json")
 
 
 def _registry(request: Request):
