@@ -171,6 +171,11 @@ class RunConfig(BaseModel):
     @model_validator(mode="after")
     def _agree(self) -> RunConfig:
         channels = self.input_shape[0]
+        _, height, width = self.input_shape
+        if self.channels is not None and self.channels != channels:  # the test images would not fit
+            raise ValueError(f"channels is {self.channels} but input_shape is {self.input_shape}")
+        if self.image_size is not None and not self.image_size == height == width:
+            raise ValueError(f"image_size is {self.image_size} but input_shape is {self.input_shape}")
         if self.num_classes is not None and self.num_classes != len(self.classes):
             raise ValueError(f"num_classes is {self.num_classes} but {len(self.classes)} classes are named")
         if (self.mean is None) != (self.std is None):

@@ -193,6 +193,20 @@ def _pages(app) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
+def _add_limits(app, limited: dict, *, wait_seconds: float, max_body_bytes: int, body_seconds: float) -> None:
+    """The middleware every request passes, outermost first: `Headers`, `limits.BodyLimit` (with the
+    app's body budget), then one `limits.Limiter` per group of paths in ``limited`` ({paths: (at once,
+    waiting)})."""
+    for paths, (most, waiting) in limited.items():
+        app.add_middleware(
+            limits.Limiter, paths=paths, max_concurrent=most, max_waiting=waiting, wait_seconds=wait_seconds
+        )
+    app.add_middleware(
+        limits.BodyLimit, max_bytes=max_body_bytes, seconds=body_seconds, budget=app.state.body_budget
+    )
+    app.add_middleware(Headers)
+
+
 def create_app(
     runs_dir: str | os.PathLike,
     *,
@@ -291,15 +305,8 @@ def create_app(
     _error_handlers(app, registry.root)
     app.include_router(router)
     _pages(app)
-    for paths, most, waiting in (
-        (COMPUTE_PATHS, max_concurrent, max_waiting),
-        (BATCHED_PATHS, batched, batched_waiting),
-    ):
-        app.add_middleware(
-            limits.Limiter, paths=paths, max_concurrent=most, max_waiting=waiting, wait_seconds=wait_seconds
-        )
-    app.add_middleware(
-        limits.BodyLimit, max_bytes=max_body_bytes, seconds=body_seconds, budget=app.state.body_budget
+    limited = {COMPUTE_PATHS: (max_concurrent, max_waiting), BATCHED_PATHS: (batched, batched_waiting)}
+    _add_limits(
+        app, limited, wait_seconds=wait_seconds, max_body_bytes=max_body_bytes, body_seconds=body_seconds
     )
-    app.add_middleware(Headers)
     return app

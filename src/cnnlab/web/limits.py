@@ -66,12 +66,23 @@ def sniff_format(data: bytes) -> str | None:
 _ABSOLUTE = re.compile(r"(?<![\w.:/~-])/(?:[^\s'\"/,;()]+/)+[^\s'\",;()]*")
 
 
+# an absolute path quoted as repr() quotes it (cnnlab's messages quote user paths so): spaces and the other
+# quote character inside belong to the path
+_QUOTED = re.compile("'(/[^'\\n]*/[^'\\n]*)'" + '|"(/[^"\\n]*/[^"\\n]*)"')
+
+
+def _last_part(path: str) -> str:
+    return ".../" + path.rstrip("/").rsplit("/", 1)[-1]
+
+
 def public_message(message: str, root: Path) -> str:
-    """``message`` with server paths hidden: under RUNS_DIR relative to it, anything else by its name."""
+    """``message`` with server paths hidden: under RUNS_DIR relative to it, anything else by its name
+    (a quoted path whole, spaces and quotes in it included)."""
     for prefix in {str(root.resolve()), str(root.absolute()), str(root)}:
         if prefix not in (".", ""):
             message = message.replace(prefix.rstrip("/") + "/", "")
-    return _ABSOLUTE.sub(lambda m: ".../" + m.group(0).rstrip("/").rsplit("/", 1)[-1], message)
+    message = _QUOTED.sub(lambda m: (q := m.group(0)[0]) + _last_part(m.group(1) or m.group(2)) + q, message)
+    return _ABSOLUTE.sub(lambda m: _last_part(m.group(0)), message)
 
 
 def is_chunked(headers) -> bool:
