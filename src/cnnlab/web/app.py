@@ -74,7 +74,7 @@ class Headers:
 PRELOAD = (
     "PIL.Image", "scipy.fft", "scipy.ndimage", "cnnlab.data", "cnnlab.explain.data", "cnnlab.explain.heatmaps",
     "cnnlab.explain.inputs", "cnnlab.explain.stages", "cnnlab.explain.stagewise", "cnnlab.explain.wire",
-    "cnnlab.filters.conv", "cnnlab.filters.kernels", "cnnlab.runs",
+    "cnnlab.filters.conv", "cnnlab.filters.kernels", "cnnlab.runs", "cnnlab.pngsafe", "cnnlab.tensorfiles",
 )  # fmt: skip
 
 

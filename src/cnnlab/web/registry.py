@@ -163,6 +163,7 @@ class RunRegistry:
         self._scan_started = -1e9
         self._parsed: dict = {}  # folder -> (file signatures, RunEntry or reason): see scan_runs
         self._failed: dict[str, tuple[Signature, str]] = {}  # model id -> (signatures, why it failed)
+        self.generation = 0  # bumped by a scan that finds the runs changed: what answers may be cached by
         self._models: OrderedDict[str, tuple[tuple, object]] = OrderedDict()
         self._model_locks: dict[str, threading.Lock] = {}
         self._tests: OrderedDict[tuple, tuple] = OrderedDict()
@@ -185,7 +186,15 @@ class RunRegistry:
             else:
                 runs, broken = {}, {}
             with self._lock:
-                self._runs, self._broken, self._scanned = runs, broken, time.monotonic()
+                same = broken == self._broken and {k: e.stamp for k, e in runs.items()} == {
+                    k: e.stamp for k, e in self._runs.items()
+                }
+                if same:  # nothing changed: the same table (and generation) as before
+                    runs = self._runs
+                else:
+                    self._runs, self._broken = runs, broken
+                    self.generation += 1
+                self._scanned = time.monotonic()
                 return runs
 
     def unavailable(self) -> dict[str, str]:

@@ -76,10 +76,25 @@ async def _compute(request: Request, form: type, work):
 @router.get("/api/models", response_model=docs.ModelsDoc, summary="The runs in RUNS_DIR")
 @router.head("/api/models", include_in_schema=False)  # link and health checkers send HEAD
 def list_models(request: Request):
+    """Rendered once per change of the runs folder (`RunRegistry.generation`): clients polling it cost a
+    scan (file signatures only, one at a time, shared by the callers waiting for it) and no rendering."""
+    reg = _registry(request)
+    reg.runs(refresh=True)
+    generation, body = _LISTINGS.get(reg, (-1, b""))
+    if generation != reg.generation:
+        generation = reg.generation  # read before the table: a newer table is never cached as older
+        body = _listing(reg)
+        _LISTINGS[reg] = (generation, body)
+    return Response(body, media_type="application/json")
+
+
+_LISTINGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # registry -> (generation, answer)
+
+
+def _listing(reg) -> bytes:
     from pydantic import ValidationError
 
-    reg = _registry(request)
-    runs = reg.runs(refresh=True)
+    runs = reg.runs()
     models, unavailable = [], reg.unavailable()
     for e in runs.values():
         try:
@@ -89,7 +104,7 @@ def list_models(request: Request):
                 f"{e.path / 'results.json'} does not describe the run: {exc.errors()[0]['msg']}"
             )
     broken = [docs.UnavailableEntry(id=k, error=public_message(v, reg.root)) for k, v in unavailable.items()]
-    return _json(docs.ModelsDoc(runs_dir=str(reg.root), models=models, unavailable=broken))
+    return _json(docs.ModelsDoc(runs_dir=str(reg.root), models=models, unavailable=broken)).body
 
 
 @router.get("/api/kernels", response_model=docs.KernelsDoc, summary="Named kernels for the playground")
