@@ -29,6 +29,7 @@ from cnnlab.runfiles import WEIGHTS, is_text, printable, read_config, read_resul
 
 SCAN_DEPTH = 3  # runs/<a>/<b>/<c>: a compare folder holds one run per model
 RESCAN_SECONDS = 2.0
+REQUEST_RESCAN_SECONDS = 0.5  # a request may ask for a fresh scan; it gets one at most this old
 
 
 class UnknownModel(NotFoundError):
@@ -169,11 +170,17 @@ class RunRegistry:
         self._tests: OrderedDict[tuple, tuple] = OrderedDict()
         self._test_lock = threading.Lock()
 
-    def runs(self, *, refresh: bool = False) -> dict[str, RunEntry]:
+    def runs(self, *, refresh: bool = False, max_age: float | None = None) -> dict[str, RunEntry]:
         """The runs of the last scan; a new scan first when ``refresh`` or when the last is due again.
+        ``max_age``: with ``refresh``, a scan begun at most this many seconds ago will do (what a request
+        asks for: however often strangers ask, the folder is scanned at most once per ``max_age``).
         Callers that find a scan under way wait for it (on the scan lock), and take its result."""
         asked = time.monotonic()
+        if max_age is not None:
+            asked -= max_age
         with self._lock:
+            if max_age is not None and self._scanned >= self._scan_started >= asked:  # recent and done
+                return self._runs
             if not refresh and asked - self._scanned <= RESCAN_SECONDS:
                 return self._runs
         with self._scan_lock:
@@ -205,7 +212,7 @@ class RunRegistry:
     def entry(self, model_id: str) -> RunEntry:
         runs = self.runs()
         if model_id not in runs:
-            runs = self.runs(refresh=True)
+            runs = self.runs(refresh=True, max_age=REQUEST_RESCAN_SECONDS)
         with self._lock:
             why = self._broken.get(model_id)
         if why is not None:

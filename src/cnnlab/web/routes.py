@@ -78,8 +78,10 @@ async def _compute(request: Request, form: type, work):
 def list_models(request: Request):
     """Rendered once per change of the runs folder (`RunRegistry.generation`): clients polling it cost a
     scan (file signatures only, one at a time, shared by the callers waiting for it) and no rendering."""
+    from cnnlab.web.registry import REQUEST_RESCAN_SECONDS
+
     reg = _registry(request)
-    reg.runs(refresh=True)
+    reg.runs(refresh=True, max_age=REQUEST_RESCAN_SECONDS)
     generation, body = _LISTINGS.get(reg, (-1, b""))
     if generation != reg.generation:
         generation = reg.generation  # read before the table: a newer table is never cached as older
@@ -104,7 +106,7 @@ def _listing(reg) -> bytes:
                 f"{e.path / 'results.json'} does not describe the run: {exc.errors()[0]['msg']}"
             )
     broken = [docs.UnavailableEntry(id=k, error=public_message(v, reg.root)) for k, v in unavailable.items()]
-    return _json(docs.ModelsDoc(runs_dir=str(reg.root), models=models, unavailable=broken)).body
+    return bytes(_json(docs.ModelsDoc(runs_dir=str(reg.root), models=models, unavailable=broken)).body)
 
 
 @router.get("/api/kernels", response_model=docs.KernelsDoc, summary="Named kernels for the playground")
