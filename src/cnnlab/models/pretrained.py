@@ -118,7 +118,7 @@ def _read(path: Path) -> dict[str, torch.Tensor]:
     except UserFileError as exc:
         raise CnnlabError(f"--pretrained {str(path)!r}: {exc.reason}; it takes a safetensors file") from None
     except TensorFileError as exc:
-        raise CnnlabError(f"{str(path)!r} is not a valid safetensors file: {exc}") from None
+        raise CnnlabError(f"{str(path)!r} is not a readable safetensors file: {exc}") from None
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
