@@ -285,3 +285,43 @@ def test_the_page_says_what_a_chunked_request_must_do(runs):
     with TestClient(create_app(runs, warm=False)) as c:
         r = c.post("/api/predict", content=iter([b"model=tiny"]))
     assert r.status_code == 411 and "Content-Length" in r.json()["error"]
+
+
+def test_requests_buy_at_most_one_scan_per_half_second(runs, monkeypatch):
+    # an unknown model id asked for a rescan each time: a stranger could buy a scan of RUNS_DIR per request
+    from cnnlab.web import registry as reg
+
+    registry = reg.RunRegistry(runs)
+    registry.runs(refresh=True)
+    real, scans = reg.scan_runs, []
+
+    def counted(*args, **kwargs):
+        scans.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(reg, "scan_runs", counted)
+    for i in range(50):
+        with pytest.raises(reg.UnknownModel):
+            registry.entry(f"nope{i}")
+    assert len(scans) <= 1
+    time.sleep(reg.REQUEST_RESCAN_SECONDS + 0.05)
+    with pytest.raises(reg.UnknownModel):
+        registry.entry("nope")
+    assert len(scans) <= 2
+
+
+def test_the_listing_follows_the_runs_folder(runs, tmp_path):
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from cnnlab.web.registry import REQUEST_RESCAN_SECONDS
+
+    shutil.copytree(runs / "tiny", tmp_path / "a")
+    with TestClient(create_app(tmp_path, warm=False)) as c:
+        first = c.get("/api/models").json()
+        assert [m["id"] for m in first["models"]] == ["a"]
+        assert c.get("/api/models").json() == first  # rendered once, served again
+        shutil.copytree(runs / "tiny", tmp_path / "b")
+        time.sleep(REQUEST_RESCAN_SECONDS + 0.05)
+        assert [m["id"] for m in c.get("/api/models").json()["models"]] == ["a", "b"]
