@@ -299,7 +299,7 @@ def read_safetensors_header(path: Path, *, max_bytes: int = WEIGHTS_MAX_BYTES) -
     except UserFileError as exc:
         raise RunFileError(f"{path}: {exc.reason}") from None
     except TensorFileError as exc:
-        raise RunFileError(f"{path} is not a valid safetensors file: {exc}") from None
+        raise RunFileError(f"{path} is not a readable safetensors file: {exc}") from None
 
 
 # ---- the weights' checksum ---------------------------------------------------------------------------
