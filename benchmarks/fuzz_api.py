@@ -257,6 +257,7 @@ def main() -> int:
     p.add_argument("--out", default=None, help=f"[{RESULTS.name}, or {SLOW_RESULTS.name} with --slow]")
     p.add_argument("--slow", action="store_true", help="the slow-attack family of issue 22 instead")
     p.add_argument("--slow-seconds", type=float, default=10.0, help="how long each slow attack runs [10]")
+    p.add_argument("--attackers-nice", type=int, default=0, help="run the slow attackers' threads at this niceness, standing in for clients on other machines (the probe and server stay at 0) [0]")  # fmt: skip
     args = p.parse_args()
     if args.slow:
         return slow(args)
@@ -332,6 +333,8 @@ def slow(args) -> int:
 
     from cnnlab.web.live import LiveServer
 
+    slow_attacks.ATTACKER_NICE = args.attackers_nice
+
     with tempfile.TemporaryDirectory() as tmp:
         runs = Path(tmp) / "runs"
         model = make_runs(runs, args.data_dir, args.limit)[0]
@@ -344,6 +347,7 @@ def slow(args) -> int:
     checks = slow_attacks.verdict(result, log)
     checks["server alive"] = alive
     doc = {"machine": machine(), "seconds_each": args.slow_seconds, "concurrency": slow_attacks.CONCURRENCY,
+           "attackers_nice": args.attackers_nice, "load_average_after": os.getloadavg(),
            "attacks": result, "targets": slow_attacks.TARGETS, "pass": checks, "server_log_tail": log[-4000:]}  # fmt: skip
     print(f"machine: {doc['machine']['cpu']} ({doc['machine']['cores']} cores)")
     for name, r in result.items():

@@ -28,6 +28,7 @@ TARGETS = {
     "rss_after_over_idle_mb": 100.0,
 }
 CONCURRENCY = 30
+ATTACKER_NICE = 0  # set by fuzz_api.py --attackers-nice: the attackers' threads at this niceness
 
 
 PROBE = r"""
@@ -126,6 +127,10 @@ def _crowd(work, seconds: float, n: int = CONCURRENCY) -> Counter:
     end = time.monotonic() + seconds
 
     def loop() -> None:
+        import os
+
+        if ATTACKER_NICE:  # on Linux this thread alone: clients on other machines, not on the server's cores
+            os.nice(ATTACKER_NICE)
         while time.monotonic() < end:
             try:
                 result = work()
@@ -219,6 +224,10 @@ def near_limit_bodies(server, connections: int = 200, hold: float = 5.0) -> dict
     lock = threading.Lock()
 
     def send() -> None:
+        if ATTACKER_NICE:
+            import os
+
+            os.nice(ATTACKER_NICE)
         s = socket.create_connection(("127.0.0.1", server.port), timeout=60)
         with lock:
             sockets.append(s)
