@@ -345,3 +345,23 @@ def test_fuzz_benchmark_smoke(tmp_path, fmnist_dir):
     passed = result["pass"]  # the timing and memory targets are for an idle machine: not asserted here
     assert passed["zero_5xx"] and passed["zero_crashes"] and passed["conforms"] and passed["framing_json"]
     assert result["hostile_multipart"]["statuses"] == [400] * 5
+
+
+@pytest.mark.slow
+def test_slow_attack_benchmark_smoke(tmp_path, fmnist_dir):
+    """benchmarks/fuzz_api.py --slow end to end, each attack for one second: every attack answered, no
+    5xx, no traceback, the body budget holding the near-8 MiB bodies."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_api.py"
+    out = tmp_path / "slow.json"
+    cmd = [sys.executable, str(script), "--slow", "--slow-seconds", "1", "--limit", "300"]
+    subprocess.run([*cmd, "--data-dir", str(fmnist_dir), "--out", str(out)], timeout=600, check=False)
+    result = json.loads(out.read_text())
+    passed = result["pass"]  # the latency targets are for the machine alone: not asserted here
+    assert all(v for k, v in passed.items() if "5xx" in k or "traceback" in k or "alive" in k), passed
+    rss = result["attacks"]["200 near-8 MiB bodies"]
+    assert rss["statuses"].get("503", 0) >= 150 and rss["rss_peak_mb"] < 1536, rss
+    assert set(result["attacks"]["chunk floods"]["answers"]) == {"411"}
