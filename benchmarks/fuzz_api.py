@@ -21,6 +21,12 @@ p99 <= 200 ms.
 Run (alone on the machine, for the reported figures):
     .venv/bin/python benchmarks/fuzz_api.py --requests 10000
 Smoke test: .venv/bin/python benchmarks/fuzz_api.py --requests 200 --out /tmp/fuzz_api.json
+
+``--slow`` runs issue 22's slow-attack family instead (`slow_attacks`: slow bodies, chunk floods,
+expensive small images, run-folder scans, each at 30-way concurrency for ``--slow-seconds`` while /healthz
+is probed, then 200 connections of near-8 MiB bodies with the server's RSS sampled) and writes
+benchmarks/results/fuzz_api_slow.json:
+    .venv/bin/python benchmarks/fuzz_api.py --slow
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import numpy as np
 from _machine import machine  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fuzz_api.json"
+SLOW_RESULTS = RESULTS.with_name("fuzz_api_slow.json")
 TARGETS = {
     "hostile_ms": 100.0,
     "health_during_hostile_ms": 100.0,
@@ -247,8 +254,14 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=1000, help="training images for the tiny run [1000]")
     p.add_argument("--data-dir", default=os.environ.get("CNNLAB_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"))  # fmt: skip
-    p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--out", default=None, help=f"[{RESULTS.name}, or {SLOW_RESULTS.name} with --slow]")
+    p.add_argument("--slow", action="store_true", help="the slow-attack family of issue 22 instead")
+    p.add_argument("--slow-seconds", type=float, default=10.0, help="how long each slow attack runs [10]")
+    p.add_argument("--attackers-nice", type=int, default=0, help="run the slow attackers' threads at this niceness, standing in for clients on other machines (the probe and server stay at 0) [0]")  # fmt: skip
     args = p.parse_args()
+    if args.slow:
+        return slow(args)
+    args.out = args.out or str(RESULTS)
     from cnnlab.web.live import LiveServer
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -312,6 +325,43 @@ def main() -> int:
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0 if all(result["pass"].values()) else 1
+
+
+def slow(args) -> int:
+    """``--slow``: issue 22's slow-attack family against one server (see `slow_attacks`)."""
+    import slow_attacks
+
+    from cnnlab.web.live import LiveServer
+
+    slow_attacks.ATTACKER_NICE = args.attackers_nice
+
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = Path(tmp) / "runs"
+        model = make_runs(runs, args.data_dir, args.limit)[0]
+        slow_attacks.oversized_runs(runs, model)
+        with LiveServer(runs, "--data-dir", args.data_dir) as server:
+            warm_up(server.url, model)
+            result = slow_attacks.family(server, runs, model, seconds=args.slow_seconds)
+            alive = server.alive
+            log = server.log_tail(20000)
+    checks = slow_attacks.verdict(result, log)
+    checks["server alive"] = alive
+    doc = {"machine": machine(), "seconds_each": args.slow_seconds, "concurrency": slow_attacks.CONCURRENCY,
+           "attackers_nice": args.attackers_nice, "load_average_after": os.getloadavg(),
+           "attacks": result, "targets": slow_attacks.TARGETS, "pass": checks, "server_log_tail": log[-4000:]}  # fmt: skip
+    print(f"machine: {doc['machine']['cpu']} ({doc['machine']['cores']} cores)")
+    for name, r in result.items():
+        if "health" in r:
+            h = r["health"]
+            print(f"{name:24s} answers {r['answers']}; /healthz p50 {h['p50_ms']} p99 {h['p99_ms']} max {h['max_ms']} ms ({h['n']} probes, {h['failures']} failed)")  # fmt: skip
+    rss = result["200 near-8 MiB bodies"]
+    print(f"200 near-8 MiB bodies: {rss['statuses']}; RSS idle {rss['rss_idle_mb']} MiB, peak {rss['rss_peak_mb']} MiB, after 1 s {rss['rss_after_1s_mb']} MiB, after 5 s {rss['rss_after_5s_mb']} MiB")  # fmt: skip
+    print("targets:", ", ".join(f"{k} {'PASS' if v else 'FAIL'}" for k, v in checks.items()))
+    out = Path(args.out or SLOW_RESULTS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0 if all(checks.values()) else 1
 
 
 if __name__ == "__main__":

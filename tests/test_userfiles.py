@@ -193,8 +193,10 @@ def test_class_folder_holding_special_files_skips_them_with_a_report(tmp_path, m
     data, seconds = prompt(load_data, str(root), image_size=8)
     assert seconds < 5 and len(data.train) + len(data.val) + len(data.test) == 8, data
     err = capsys.readouterr().err
-    assert "Skipped 2 unreadable file(s)" in err
-    assert "pipe.jpg: it is a FIFO" in err and "zero.png: it is a link to '/dev/zero'" in err
+    # the FIFO is skipped as unreadable; the link to /dev/zero points out of its class folder, so the scan
+    # leaves it out unopened (a sealed box, issue 22)
+    assert "Skipped 1 unreadable file(s)" in err
+    assert "pipe.jpg: it is a FIFO" in err and "zero.png" not in err
     refused(load_data, str(root), image_size=8, bad_images="strict", match="pipe.jpg': it is a FIFO")
 
 

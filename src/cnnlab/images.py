@@ -8,7 +8,8 @@ Safety: a path is opened with `cnnlab.userfiles.open_user_file` (regular files o
 `MAX_IMAGE_BYTES`, never blocking on a FIFO); the pixel count is checked on the header, before any pixel
 is decoded, against `MAX_PIXELS` (a decompression bomb, e.g. a 1 MB PNG that decodes to 100,000 x 100,000
 pixels, is refused without allocating anything); an image under `MIN_IMAGE_SIDE` pixels on a side is
-refused. Every failure is one `CnnlabError` line that names the file.
+refused; a PNG's text chunks and ICC profile, which Pillow would inflate (up to 64 MB from a 60 KB file),
+are dropped before Pillow opens it (`cnnlab.pngsafe`). Every failure is one `CnnlabError` line that names the file.
 """
 
 from __future__ import annotations
@@ -106,8 +107,14 @@ def _readable(source: ImageSource, name: str | None) -> Iterator[BinaryIO]:
 def _open(fp: BinaryIO, label: str, max_pixels: int | None = None):
     from PIL import Image
 
+    from cnnlab.pngsafe import without_metadata
+
     if isinstance(fp, io.BytesIO) and not fp.getbuffer().nbytes:
         raise CnnlabError(f"{label} is empty (0 bytes), not an image")
+    try:
+        fp = without_metadata(fp)  # a PNG's text chunks and ICC profile: never inflated (cnnlab.pngsafe)
+    except OSError as exc:
+        raise CnnlabError(f"{label} is unreadable ({exc})") from None
     try:
         # Pillow warns (and above ~179 MP raises) on big images; we do our own, stricter check below,
         # so silence the warning rather than change Pillow's process-wide MAX_IMAGE_PIXELS.

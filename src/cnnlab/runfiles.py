@@ -38,7 +38,8 @@ from cnnlab.userfiles import UserFileError, UserFileNotFound, check_user_file, r
 WEIGHTS = "model.safetensors"
 CHECKSUM = WEIGHTS + ".sha256"
 CONFIG_MAX_BYTES = 1 << 20
-RESULTS_MAX_BYTES = 4 << 20
+RESULTS_MAX_BYTES = 1 << 20
+MAX_SUMMARY_LAYERS = 1000  # rows of results.json's summary a reader takes (a model has tens of stages)
 METRICS_MAX_BYTES = 16 << 20
 WEIGHTS_MAX_BYTES = 16 << 30
 MAX_DEPTH = 32
@@ -97,6 +98,23 @@ def read_json(path: Path, *, max_bytes: int):
     return value
 
 
+def is_text(value: str) -> bool:
+    """Whether ``value`` can be written as UTF-8 (a file name of undecodable bytes holds surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(value: object) -> str:
+    """``str(value)`` made safe for JSON and terminals: undecodable bytes shown as ``\\xNN``."""
+    text = str(value)
+    return (
+        text if is_text(text) else text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    )
+
+
 # ---- config.json ---------------------------------------------------------------------------------------
 
 
@@ -136,6 +154,11 @@ class RunConfig(BaseModel):
     def _classes(cls, v: list[str]) -> list[str]:
         if any(len(c) > 1000 for c in v):
             raise ValueError("class names are at most 1,000 characters")
+        bad = next((c for c in v if not is_text(c)), None)
+        if bad is not None:  # a folder name in bytes that are not UTF-8 (older cnnlab trained on it)
+            raise ValueError(
+                f"class names must be UTF-8 text; {ascii(bad)[:80]} is not UTF-8 (rename it here)"
+            )
         return v
 
     @field_validator("mean", "std")
@@ -148,6 +171,11 @@ class RunConfig(BaseModel):
     @model_validator(mode="after")
     def _agree(self) -> RunConfig:
         channels = self.input_shape[0]
+        _, height, width = self.input_shape
+        if self.channels is not None and self.channels != channels:  # the test images would not fit
+            raise ValueError(f"channels is {self.channels} but input_shape is {self.input_shape}")
+        if self.image_size is not None and not self.image_size == height == width:
+            raise ValueError(f"image_size is {self.image_size} but input_shape is {self.input_shape}")
         if self.num_classes is not None and self.num_classes != len(self.classes):
             raise ValueError(f"num_classes is {self.num_classes} but {len(self.classes)} classes are named")
         if (self.mean is None) != (self.std is None):
@@ -197,7 +225,7 @@ class _Layer(_Strict):
 
 
 class _Summary(_Strict):
-    layers: list[_Layer] = Field(default_factory=list, max_length=100_000)
+    layers: list[_Layer] = Field(default_factory=list, max_length=MAX_SUMMARY_LAYERS)
 
 
 class _Test(_Strict):
@@ -255,6 +283,23 @@ def read_history(folder: Path, *, best_epoch: int | None) -> tuple[History, list
         return History(best_epoch=best_epoch), [
             f"{path} is damaged ({why[:120]}); the run's history is not shown"
         ]
+
+
+# ---- safetensors headers -------------------------------------------------------------------------------
+
+
+def read_safetensors_header(path: Path, *, max_bytes: int = WEIGHTS_MAX_BYTES) -> dict[str, tuple[int, ...]]:
+    """The tensors' shapes in the safetensors file at ``path`` (a regular file of at most ``max_bytes``),
+    from its header alone, capped and checked (`cnnlab.tensorfiles`); `RunFileError` otherwise."""
+    from cnnlab.tensorfiles import TensorFileError, read_header
+
+    check_regular(path, max_bytes=max_bytes)
+    try:
+        return read_header(path, max_bytes=max_bytes)
+    except UserFileError as exc:
+        raise RunFileError(f"{path}: {exc.reason}") from None
+    except TensorFileError as exc:
+        raise RunFileError(f"{path} is not a readable safetensors file: {exc}") from None
 
 
 # ---- the weights' checksum ---------------------------------------------------------------------------

@@ -294,40 +294,17 @@ def load_run(path: str | os.PathLike, *, device: str | torch.device = "cpu", ver
 
 def _model_for(config: dict, weights: Path, device) -> nn.Module:
     """The model config.json describes, holding the weights file's tensors. The weights' names and shapes
-    (read from the safetensors header) are compared with the model's before any tensor data is read.
-    (Building the model is bounded by the models' own parameter cap. A shapes-only build on the meta
-    device would cost nothing for a huge config, but its first use imports torch's meta kernels: seconds
-    on every CLI call.)"""
-    from safetensors import SafetensorError, safe_open
+    (read from the safetensors header, capped in size and entries) are compared with the model's, built
+    first on the meta device (shapes only, no memory), before the model is built for real or any tensor
+    data is read: a config describing a model larger than the weights file can hold costs nothing."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from cnnlab.models import create_model
-    from cnnlab.runfiles import WEIGHTS_MAX_BYTES, check_regular
+    from cnnlab.runfiles import read_safetensors_header
 
-    check_regular(weights, max_bytes=WEIGHTS_MAX_BYTES)
-
-    def build() -> nn.Module:
-        try:
-            return create_model(
-                config["model"],
-                input_shape=tuple(config["input_shape"]),
-                num_classes=len(config["classes"]),
-                mean=config.get("mean"),  # the normalize stage, when the run was trained with one
-                std=config.get("std"),
-            )
-        except (CnnlabError, ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RunFileError(
-                f"{weights.parent / 'config.json'} describes no model cnnlab can build: {first}"
-            ) from None
-
-    try:
-        with safe_open(weights, framework="pt") as f:  # the header only: names and shapes
-            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 - not a dict
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise RunFileError(f"{weights} is not a readable safetensors file: {exc}") from None
-    model = build()
-    planned = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    stored = read_safetensors_header(weights)
+    with torch.device("meta"):  # shapes only
+        planned = {k: tuple(v.shape) for k, v in _build(config, weights).state_dict().items()}
     missing, unexpected = sorted(set(planned) - set(stored)), sorted(set(stored) - set(planned))
     if missing or unexpected:
         raise RunFileError(
@@ -339,9 +316,28 @@ def _model_for(config: dict, weights: Path, device) -> nn.Module:
                 f"{weights} does not match the model config.json describes ({k}: {list(stored[k])} in "
                 f"the weights, {list(shape)} in the model)"
             )
+    model = _build(config, weights)
     try:
         model.load_state_dict(load_file(weights, device=str(device)))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[-1].strip()
         raise RunFileError(f"{weights} is not a readable safetensors file: {first}") from None
     return model.to(device).eval()
+
+
+def _build(config: dict, weights: Path) -> nn.Module:
+    from cnnlab.models import create_model
+
+    try:
+        return create_model(
+            config["model"],
+            input_shape=tuple(config["input_shape"]),
+            num_classes=len(config["classes"]),
+            mean=config.get("mean"),  # the normalize stage, when the run was trained with one
+            std=config.get("std"),
+        )
+    except (CnnlabError, ValueError, RuntimeError, NotImplementedError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunFileError(
+            f"{weights.parent / 'config.json'} describes no model cnnlab can build: {first}"
+        ) from None

@@ -9,6 +9,7 @@ import json
 import sys
 
 from cnnlab.commands.args import INVERT, add_invert, non_negative_int, positive_int
+from cnnlab.runfiles import printable
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -28,10 +29,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(json.dumps({"run": str(run.path), **result.as_dict()}, indent=2))
     elif args.format == "csv":
         buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
+        w = csv.writer(buf, lineterminator="\r\n")  # RFC 4180: a field holding CR or LF is quoted
         w.writerow(["path"] + [f"{name}_{i}" for i in range(1, k + 1) for name in ("class", "probability")])
         for p in result.predictions:
-            w.writerow([p.path] + [v for c, prob in p.top for v in (c, f"{prob:.6f}")])
+            w.writerow([printable(p.path)] + [v for c, prob in p.top for v in (c, f"{prob:.6f}")])
         sys.stdout.write(buf.getvalue())
     else:
         from rich.console import Console
@@ -43,7 +44,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             t.add_column(f"#{i}")
             t.add_column("p", justify="right")
         for p in result.predictions:
-            t.add_row(p.path, *[v for c, prob in p.top for v in (c, f"{prob:.3f}")])
+            t.add_row(printable(p.path), *[v for c, prob in p.top for v in (c, f"{prob:.3f}")])
         Console().print(t)
         skipped = f", {len(result.bad)} skipped" if result.bad else ""
         print(f"{len(result.predictions)} images predicted{skipped}")

@@ -284,10 +284,13 @@ def _opened(source: str | bytes) -> Iterator[io.BytesIO | BinaryIO]:
 def _decode(source: str | bytes, opt: _Options, hw: np.ndarray | None = None) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
+    from cnnlab.pngsafe import without_metadata
+
     with _opened(source) as fp:
         if isinstance(fp, io.BytesIO) and not fp.getbuffer().nbytes:
             raise _BadImageError("empty (0 bytes)" if isinstance(source, bytes) else "empty file (0 bytes)")
         try:
+            fp = without_metadata(fp)  # a PNG's text chunks and ICC profile: never inflated
             with warnings.catch_warnings():
                 # Our own, stricter pixel limit is checked below, before any decoding.
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)

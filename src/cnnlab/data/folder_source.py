@@ -6,8 +6,16 @@
                                   img/a.jpeg,dog
 
 Class folders are sorted by name (that is the label order); images are found recursively inside each
-one by extension (symlinked folders are followed, each real folder once); hidden files and folders are
-skipped, other files are listed as ignored. Every structural problem (no class folders, one class, an
+one by extension; hidden files and folders are skipped, other files are listed as ignored.
+
+A dataset folder is a sealed box: a link (to a folder or a file) is followed only when what it points to
+lies inside the same class folder, and every real folder is walked once. So a link out of the dataset
+(``ln -s / pets/cat/all``) is never followed, a loop (``pets/cat/up -> ..``) is walked once, and no
+image is counted under two classes; such links are listed as ignored. A class folder may itself be a
+link to a folder inside the dataset folder (its real folder is then the box for that class; a real folder
+reached twice is walked once, under the first class); a class folder linked to anywhere outside is one
+error. Class folder names must be UTF-8 text (they become the class names
+written into JSON and pages); an image file whose name is not is skipped and listed as ignored. Every structural problem (no class folders, one class, an
 empty class, a malformed CSV, unknown labels, a file listed twice, a CSV row naming a missing file or
 something that is not a regular file) is one `CnnlabError` that says what layout would work. The CSV
 and classes.txt are read with `cnnlab.userfiles` (regular files only, bounded).
@@ -83,29 +91,24 @@ def _scan_folder(root: Path) -> FolderSource:
         raise CnnlabError(
             f"'{root}' has only one class sub-folder ('{subdirs[0].name}'); a classifier needs at least two."
         )
+    _check_class_names(root, subdirs)
     files: list[str] = []
     labels: list[int] = []
     ignored: list[str] = []
     empty: list[str] = []
-    seen: set[tuple[int, int]] = set()  # real folders walked: a symlink loop is walked once
+    seen: set[tuple[int, int]] = set()  # real folders walked: a loop is walked once
     for label, d in enumerate(subdirs):
-        found = 0
-        _first_visit(str(d), seen)
-        for dirpath, dirnames, filenames in os.walk(d, followlinks=True):
-            dirnames[:] = [n for n in sorted(dirnames) if not n.startswith((".", "__"))]
-            dirnames[:] = [n for n in dirnames if _first_visit(os.path.join(dirpath, n), seen)]
-            prefix = os.path.relpath(dirpath, root) + os.sep  # once per folder, not per file (10,000s)
-            for name in sorted(filenames):
-                if name.startswith((".", "__")):
-                    continue
-                rel = prefix + name
-                if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                    files.append(rel)
-                    labels.append(label)
-                    found += 1
-                else:
-                    ignored.append(rel)
-        if not found:
+        before = len(files)
+        box = os.path.realpath(d)
+        if d.is_symlink() and not _inside(box, os.path.realpath(root)):
+            raise CnnlabError(
+                f"Class folder {d.name!r} in '{root}' is a link out of the dataset folder; cnnlab reads "
+                "only what is inside it (a sealed box): move or copy the images in."
+            )
+        for rel in _walk(root, d, box, seen, ignored):
+            files.append(rel)
+            labels.append(label)
+        if len(files) == before:
             empty.append(d.name)
     if empty:
         exts = ", ".join(sorted(IMAGE_EXTENSIONS))
@@ -115,6 +118,69 @@ def _scan_folder(root: Path) -> FolderSource:
         )
     classes = tuple(d.name for d in subdirs)
     return FolderSource(root, root, files, np.asarray(labels, dtype=np.int64), classes, ignored)
+
+
+def _check_class_names(root: Path, subdirs: list[Path]) -> None:
+    """Class names become JSON and page text: a folder name that is not UTF-8 is refused in one line."""
+    for d in subdirs:
+        if not _utf8(d.name):
+            raise CnnlabError(
+                f"Class folder {ascii(d.name)} in {ascii(str(root))} has a name that is not UTF-8 text; "
+                "rename it (class names are written into the run's JSON files and pages)."
+            )
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")  # a name the file system gave as bytes that are not UTF-8 holds surrogates
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _walk(root: Path, top: Path, box: str, seen: set[tuple[int, int]], ignored: list[str]):
+    """The image files under ``top`` (paths relative to ``root``), sorted, hidden ones skipped. A link is
+    followed only when its target is inside ``box`` (the class folder's real path); each real folder is
+    walked once; what is passed over is appended to ``ignored`` (printable: names that are not UTF-8 are
+    given escaped)."""
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        if not _first_visit(str(folder), seen):
+            continue
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        prefix = os.path.relpath(folder, root) + os.sep  # once per folder, not per file (10,000s)
+        subfolders = []
+        for e in entries:
+            if e.name.startswith((".", "__")):
+                continue
+            rel = prefix + e.name
+            try:
+                linked = e.is_symlink()
+                if linked and not _inside(os.path.realpath(e.path), box):
+                    ignored.append(
+                        f"{ascii(rel) if not _utf8(rel) else rel} (a link out of its class folder)"
+                    )
+                    continue
+                if e.is_dir():
+                    subfolders.append(Path(e.path))
+                    continue
+            except OSError:
+                continue
+            if not _utf8(e.name):
+                ignored.append(f"{ascii(rel)} (a name that is not UTF-8)")
+            elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS:
+                yield rel
+            else:
+                ignored.append(rel)
+        stack.extend(reversed(subfolders))
 
 
 def _first_visit(folder: str, seen: set[tuple[int, int]]) -> bool:

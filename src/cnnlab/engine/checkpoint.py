@@ -11,6 +11,11 @@
 A checkpoint is written into a hidden temp folder beside its final name (each file fsynced), then renamed
 into place and the parent folder fsynced: a reader sees a whole checkpoint or none. Loading parses
 safetensors and JSON only; nothing is unpickled, so a crafted file cannot run code.
+
+Every read is bounded: a checkpoint is a real folder (a ``step-N`` link is not one), its files are opened
+as regular files only (`cnnlab.userfiles`: a link to /dev/zero or a FIFO is refused at once), the manifest
+is at most `MANIFEST_MAX_BYTES`, and each other file must have the size the manifest records (at most
+`FILE_MAX_BYTES`) before a byte of it is read.
 """
 
 from __future__ import annotations
@@ -27,6 +32,14 @@ from pathlib import Path
 import torch
 
 from cnnlab.errors import CnnlabError
+from cnnlab.tensorfiles import TensorFileError, check_bytes
+from cnnlab.userfiles import (
+    UserFileError,
+    UserFileNotFound,
+    check_user_file,
+    open_user_file,
+    read_user_bytes,
+)
 
 FORMAT = "cnnlab-checkpoint"
 VERSION = 1
@@ -38,6 +51,8 @@ MODEL, STATE_TENSORS, STATE_JSON, MANIFEST = (
 )
 FILES = (MODEL, STATE_TENSORS, STATE_JSON)
 _NAME = re.compile(r"^step-(\d+)$")
+MANIFEST_MAX_BYTES = 64 * 1024
+FILE_MAX_BYTES = 64 << 30  # weights + optimizer moments of the largest model a run may build, and more
 
 
 class CheckpointError(CnnlabError):
@@ -192,9 +207,26 @@ def write_checkpoint(
 # ---- reading -------------------------------------------------------------------------------------------
 
 
+def _read(path: Path, *, max_bytes: int, exact: int | None = None) -> bytes:
+    """A checkpoint file's bytes: a regular file (after links) of at most ``max_bytes`` (exactly ``exact``
+    when given, checked before reading); `CheckpointError` otherwise."""
+    try:
+        size = check_user_file(path, what=path.name).st_size
+        if exact is not None and size != exact:
+            raise CheckpointError(f"{path} is truncated or padded ({size} bytes, the manifest says {exact})")
+        return read_user_bytes(path, max_bytes=max_bytes, what=path.name)
+    except UserFileNotFound:
+        raise CheckpointError(f"{path.parent} is incomplete: {path.name} is missing") from None
+    except UserFileError as exc:
+        raise CheckpointError(f"{path} cannot be read: {exc.reason}") from None
+
+
 def _not_a_folder(path: Path) -> CheckpointError:
-    with open(path, "rb") as f:
-        head = f.read(4)
+    try:
+        with open_user_file(path, max_bytes=FILE_MAX_BYTES, what="checkpoint") as f:
+            head = f.read(4)
+    except UserFileError as exc:
+        return CheckpointError(f"{path} is not a checkpoint folder: {exc.reason}")
     what = (
         "a pickle (torch.save) file"
         if head[:1] == b"\x80" or head[:2] == b"PK"
@@ -215,14 +247,13 @@ def verify(path: str | os.PathLike) -> tuple[dict, dict[str, bytes]]:
     """Check a checkpoint folder: manifest well-formed and self-consistent, every file present with the
     recorded size and sha256. Returns (manifest, file contents); raises ``CheckpointError``."""
     p = Path(path)
-    if p.is_file():
+    if os.path.lexists(p) and not p.is_dir():
         raise _not_a_folder(p)
     if not p.is_dir():
         raise CheckpointError(f"Checkpoint {p} does not exist")
-    try:
-        raw = (p / MANIFEST).read_bytes()
-    except OSError:
-        raise CheckpointError(f"{p} is not a complete cnnlab checkpoint: {MANIFEST} is missing") from None
+    if not os.path.lexists(p / MANIFEST):
+        raise CheckpointError(f"{p} is not a complete cnnlab checkpoint: {MANIFEST} is missing")
+    raw = _read(p / MANIFEST, max_bytes=MANIFEST_MAX_BYTES)
     try:
         manifest = json.loads(raw)
     except (ValueError, RecursionError):
@@ -253,10 +284,9 @@ def verify(path: str | os.PathLike) -> tuple[dict, dict[str, bytes]]:
         )
     contents = {}
     for name, entry in manifest["files"].items():
-        try:
-            data = (p / name).read_bytes()
-        except OSError:
-            raise CheckpointError(f"{p} is incomplete: {name} is missing") from None
+        if not 0 <= entry["bytes"] <= FILE_MAX_BYTES:
+            raise CheckpointError(f"{p / MANIFEST} is corrupt (it gives {name} {entry['bytes']} bytes)")
+        data = _read(p / name, max_bytes=entry["bytes"], exact=entry["bytes"])
         if len(data) != entry["bytes"]:
             raise CheckpointError(
                 f"{p / name} is truncated or padded ({len(data)} bytes, the manifest says {entry['bytes']})"
@@ -280,9 +310,11 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     p = Path(path)
     manifest, contents = verify(p)
     try:
+        for name in (MODEL, STATE_TENSORS):  # headers capped and checked before safetensors parses them
+            check_bytes(contents[name])
         model = load(contents[MODEL])
         tensors = load(contents[STATE_TENSORS])
-    except (SafetensorError, ValueError, RuntimeError) as exc:
+    except (SafetensorError, ValueError, RuntimeError, TensorFileError) as exc:
         raise CheckpointError(f"{p} holds a file that is not valid safetensors: {exc}") from None
     try:
         raw = json.loads(contents[STATE_JSON])
@@ -313,7 +345,11 @@ def list_checkpoints(root: str | os.PathLike) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), d) for d in root.iterdir() if (m := _NAME.match(d.name)) and d.is_dir()]
+    found = [
+        (int(m.group(1)), d)
+        for d in root.iterdir()
+        if (m := _NAME.match(d.name)) and d.is_dir() and not d.is_symlink()  # a link is no checkpoint
+    ]
     return [d for _, d in sorted(found, reverse=True)]
 
 
@@ -341,8 +377,8 @@ def prune(root: str | os.PathLike, *, keep: int, best_epoch: int | None) -> None
     if best_epoch is not None:
         for d in folders:
             try:
-                m = json.loads((d / MANIFEST).read_bytes())
-            except (OSError, ValueError):
+                m = json.loads(_read(d / MANIFEST, max_bytes=MANIFEST_MAX_BYTES))
+            except (CheckpointError, ValueError, RecursionError):
                 continue
             if isinstance(m, dict) and m.get("epoch_end") == best_epoch:
                 best = d

@@ -40,6 +40,19 @@ def _set_aside_as(folder: Path) -> str:
     return "superseded"
 
 
+def _aside_folder(folder: Path, name: str) -> Path:
+    """``folder/name`` as a real folder inside the checkpoints folder, made when missing: a link there (to
+    anywhere) or a file is refused, so a set-aside checkpoint never leaves the run."""
+    path = folder / name
+    if os.path.islink(path) or (os.path.lexists(path) and not path.is_dir()):
+        raise CheckpointError(
+            f"{path} is {'a link' if os.path.islink(path) else 'not a folder'}; checkpoints are set aside "
+            f"only in a real {name}/ folder inside the run: remove it and resume again"
+        )
+    path.mkdir(exist_ok=True)
+    return path
+
+
 class Checkpointer:
     """Where and how often ``fit`` saves its full state.
 
@@ -104,8 +117,7 @@ class Checkpointer:
                     shutil.rmtree(d, ignore_errors=True)
             for d in list_checkpoints(self.folder):
                 if step_of(d) > global_step:
-                    aside = self.folder / _set_aside_as(d) / f"{d.name}-{secrets.token_hex(4)}"
-                    aside.parent.mkdir(exist_ok=True)
+                    aside = _aside_folder(self.folder, _set_aside_as(d)) / f"{d.name}-{secrets.token_hex(4)}"
                     os.rename(d, aside)
         except OSError as exc:
             raise CheckpointError(f"Cannot prepare {self.folder}: {exc.strerror or exc}") from None

@@ -105,12 +105,26 @@ def load_weights(
             own[name].copy_(tensor)
 
 
+MAX_PRETRAINED_BYTES = 16 << 30  # the largest backbone weights file read
+
+
 def _read(path: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    if not path.is_file():
-        raise NotFoundError(f"Pretrained weights {path} do not exist (--pretrained takes a safetensors file)")
+    from cnnlab.tensorfiles import TensorFileError, read_header
+    from cnnlab.userfiles import UserFileError, UserFileNotFound
+
+    try:  # a regular file (a FIFO or /dev/zero is named as such), its header capped and checked first
+        read_header(path, max_bytes=MAX_PRETRAINED_BYTES)
+    except UserFileNotFound:
+        raise NotFoundError(
+            f"Pretrained weights {str(path)!r} do not exist (--pretrained takes a safetensors file)"
+        ) from None
+    except UserFileError as exc:
+        raise CnnlabError(f"--pretrained {str(path)!r}: {exc.reason}; it takes a safetensors file") from None
+    except TensorFileError as exc:
+        raise CnnlabError(f"{str(path)!r} is not a readable safetensors file: {exc}") from None
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:

@@ -43,9 +43,12 @@ class Headers:
         t0 = time.perf_counter()
         path = scope["path"]
         page = path == "/" or path.startswith("/static")
+        started = False
 
         async def send_with_headers(message):
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 extra = [
                     (b"server-timing", f"app;dur={(time.perf_counter() - t0) * 1000:.2f}".encode()),
                     (b"x-content-type-options", b"nosniff"),
@@ -55,7 +58,15 @@ class Headers:
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
-        return await self.app(scope, receive, send_with_headers)
+        try:
+            return await self.app(scope, receive, send_with_headers)
+        except asyncio.CancelledError:
+            # uvicorn cancels what is still running when a stop's grace period (SIGTERM) is over: the
+            # client gets the JSON 503 of a server going away, not uvicorn's 500 and a logged traceback
+            if not started:
+                message = "the server is shutting down; try again in a moment"
+                await limits.send_error(send, 503, message, {"Connection": "close", "Retry-After": "1"})
+            return None
 
 
 # what requests and the warm-up import on first use: the image formats' plugins, the filter playground's
@@ -63,7 +74,7 @@ class Headers:
 PRELOAD = (
     "PIL.Image", "scipy.fft", "scipy.ndimage", "cnnlab.data", "cnnlab.explain.data", "cnnlab.explain.heatmaps",
     "cnnlab.explain.inputs", "cnnlab.explain.stages", "cnnlab.explain.stagewise", "cnnlab.explain.wire",
-    "cnnlab.filters.conv", "cnnlab.filters.kernels", "cnnlab.runs",
+    "cnnlab.filters.conv", "cnnlab.filters.kernels", "cnnlab.runs", "cnnlab.pngsafe", "cnnlab.tensorfiles",
 )  # fmt: skip
 
 
@@ -112,7 +123,9 @@ def json_error(status: int, message: str, root: Path, headers: dict | None = Non
     """The API's error answer, ``{"error": message, "status": status}``, with server paths hidden."""
     from fastapi.responses import JSONResponse
 
-    body = {"error": public_message(message, root), "status": status}
+    from cnnlab.runfiles import printable
+
+    body = {"error": printable(public_message(message, root)), "status": status}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -180,6 +193,20 @@ def _pages(app) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
+def _add_limits(app, limited: dict, *, wait_seconds: float, max_body_bytes: int, body_seconds: float) -> None:
+    """The middleware every request passes, outermost first: `Headers`, `limits.BodyLimit` (with the
+    app's body budget), then one `limits.Limiter` per group of paths in ``limited`` ({paths: (at once,
+    waiting)})."""
+    for paths, (most, waiting) in limited.items():
+        app.add_middleware(
+            limits.Limiter, paths=paths, max_concurrent=most, max_waiting=waiting, wait_seconds=wait_seconds
+        )
+    app.add_middleware(
+        limits.BodyLimit, max_bytes=max_body_bytes, seconds=body_seconds, budget=app.state.body_budget
+    )
+    app.add_middleware(Headers)
+
+
 def create_app(
     runs_dir: str | os.PathLike,
     *,
@@ -191,6 +218,7 @@ def create_app(
     max_batch: int = batching.MAX_BATCH,
     batch_window: float = batching.WINDOW_SECONDS,
     max_body_bytes: int = limits.MAX_BODY_BYTES,
+    body_budget: int = limits.BODY_BUDGET_BYTES,
     body_seconds: float = limits.BODY_SECONDS,
     request_seconds: float = limits.REQUEST_SECONDS,
     warm: bool = True,
@@ -210,6 +238,8 @@ def create_app(
             holds are admitted at once (1: no batching).
         max_body_bytes, body_seconds: a request body larger than this is refused (413), one that has not
             arrived within ``body_seconds`` too (408).
+        body_budget: request bodies held at once, in bytes, all connections together: a body that would
+            go over it is refused (503) before any of it is read (`limits.BodyBudget`).
         request_seconds: the compute deadline: parsing, decoding and the model together (else 504).
         warm: on startup, load the first model and its test set in the background, so the page's first
             "random test image" does not wait for them.
@@ -239,10 +269,14 @@ def create_app(
     def new_pool() -> ComputePool:
         return ComputePool(max_concurrent, deadline=request_seconds)
 
+    def new_predict_pool() -> ComputePool:  # predict's parsing and decoding: never queued behind explains
+        return ComputePool(max(2, max_concurrent // 2), deadline=request_seconds)
+
     @asynccontextmanager
     async def lifespan(app):
         if app.state.pool.closed:  # the app is served again after a shutdown (tests do that)
             app.state.pool = new_pool()
+            app.state.predict_pool = new_predict_pool()
             app.state.batchers = batching.Batchers(max_models, max_batch=max_batch, window=batch_window)
         gc.freeze()  # see _warm
         if warm:
@@ -250,6 +284,7 @@ def create_app(
         yield
         # after uvicorn's drain: let work already inside torch finish (bounded), start nothing new
         app.state.batchers.close()
+        app.state.predict_pool.close(0)
         await asyncio.to_thread(app.state.pool.close, limits.CLOSE_SECONDS)
 
     app = FastAPI(
@@ -264,17 +299,14 @@ def create_app(
     )
     app.state.registry = registry
     app.state.pool = new_pool()  # here too: an app driven without lifespan events needs one
+    app.state.predict_pool = new_predict_pool()
+    app.state.body_budget = limits.BodyBudget(body_budget)
     app.state.batchers = batching.Batchers(max_models, max_batch=max_batch, window=batch_window)
     _error_handlers(app, registry.root)
     app.include_router(router)
     _pages(app)
-    for paths, most, waiting in (
-        (COMPUTE_PATHS, max_concurrent, max_waiting),
-        (BATCHED_PATHS, batched, batched_waiting),
-    ):
-        app.add_middleware(
-            limits.Limiter, paths=paths, max_concurrent=most, max_waiting=waiting, wait_seconds=wait_seconds
-        )
-    app.add_middleware(limits.BodyLimit, max_bytes=max_body_bytes, seconds=body_seconds)
-    app.add_middleware(Headers)
+    limited = {COMPUTE_PATHS: (max_concurrent, max_waiting), BATCHED_PATHS: (batched, batched_waiting)}
+    _add_limits(
+        app, limited, wait_seconds=wait_seconds, max_body_bytes=max_body_bytes, body_seconds=body_seconds
+    )
     return app

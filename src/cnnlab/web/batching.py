@@ -2,8 +2,8 @@
 
 One image is a tiny amount of work for a model, and most of a small forward pass is per-call overhead
 held under Python's interpreter lock (module calls, operator dispatch), not arithmetic. So each loaded
-model gets a `Batcher`: a request parses its form and decodes its image (in the compute pool, or on the
-event loop when it is small: `cnnlab.web.routes.predict`), then hands its prepared (1, C, H, W) input and a future to the model's batcher, whose own thread stacks
+model gets a `Batcher`: a request parses its form and decodes its image (in predict's pool of threads, never on the
+event loop: `cnnlab.web.routes.predict`), then hands its prepared (1, C, H, W) input and a future to the model's batcher, whose own thread stacks
 what has arrived (up to `MAX_BATCH` images), runs one forward pass
 (`cnnlab.explain.stagewise.forward_logits`: evaluation mode, ``torch.inference_mode``) and resolves each
 future with its own row of logits and of probabilities (the softmax too runs once per batch, off the
@@ -199,13 +199,6 @@ class Batchers:
         self.options = options
         self._lock = threading.Lock()
         self._by_id: OrderedDict[str, Batcher] = OrderedDict()
-
-    def ready(self, model_id: str, model: torch.nn.Module) -> Batcher | None:
-        """The model's batcher if it has one already, else None: never builds one (building copies the
-        model, no work for the event loop)."""
-        with self._lock:
-            batcher = self._by_id.get(model_id)
-            return batcher if batcher is not None and batcher.model is model else None
 
     def get(self, model_id: str, model: torch.nn.Module) -> Batcher:
         with self._lock:

@@ -1,10 +1,10 @@
 """Where the server's CPU work runs: a fixed set of worker threads beside the event loop.
 
 Parsing an upload, decoding an image and a model's forward pass all run here, so the event loop only
-moves bytes and answers `/healthz` at once whatever is being computed. Two exceptions, both bounded:
-/api/predict's forward passes run batched on each model's own thread (`cnnlab.web.batching`), and a small
-predict upload for a model already loaded is parsed and decoded on the loop itself (`uploads.small_upload`:
-at most 64 KiB and 256x256 pixels, a few hundred microseconds, less than the hop here and back). At most ``workers`` jobs run at
+moves bytes and answers `/healthz` at once whatever is being computed: no upload is parsed or decoded on
+the loop, however small (a 59 KB PNG of compressed text chunks once cost 0.5 s to open). /api/predict has
+a pool of its own for parsing and decoding, and its forward passes run batched on each model's own thread
+(`cnnlab.web.batching`). At most ``workers`` jobs run at
 the same time (the `limits.Limiter` in front keeps the queue short). A job that has not finished by its
 deadline is answered with 504; if it had not started yet it never starts, and if it had, its result is
 dropped when it ends (a thread cannot be stopped from outside, but every job is bounded: images by

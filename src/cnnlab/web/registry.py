@@ -7,6 +7,12 @@ out are ignored). Its config.json is validated when scanned (`cnnlab.runfiles`):
 damaged is kept apart with the reason (listed as unavailable, 409 when asked for), and never stops the
 others from being listed. Weights are read only with safetensors (`cnnlab.load_run`, which checks their
 sha256), never unpickled. Loaded models and test sets are kept in small LRU caches.
+
+What a scan costs is paid once per file version: a run's parsed config.json and results.json are kept by
+their files' signatures (device, inode, size, mtime), so a rescan of unchanged runs only stats them, and a
+run that failed to load is remembered by the same signatures and refused at once until a file changes.
+A scan runs under its own lock, never under the table's: a request that looks a run up never waits for a
+scan (however large the runs folder), and one scan runs at a time.
 """
 
 from __future__ import annotations
@@ -19,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError, NotFoundError, RunFileError
-from cnnlab.runfiles import WEIGHTS, read_config, read_results
+from cnnlab.runfiles import WEIGHTS, is_text, printable, read_config, read_results
 
 SCAN_DEPTH = 3  # runs/<a>/<b>/<c>: a compare folder holds one run per model
 RESCAN_SECONDS = 2.0
+REQUEST_RESCAN_SECONDS = 0.5  # a request may ask for a fresh scan; it gets one at most this old
 
 
 class UnknownModel(NotFoundError):
@@ -33,20 +40,36 @@ class Unavailable(RunFileError):
     """The run exists but cannot be used here: its files are damaged, or its test set is missing. HTTP 409."""
 
 
+Signature = tuple  # the (device, inode, size, mtime_ns) of each of a run's files: which version was read
+
+
+def signature(*paths: Path) -> Signature:
+    """The files' versions, by stat alone (a missing file is None)."""
+    out: list[tuple[int, int, int, int] | None] = []
+    for p in paths:
+        try:
+            st = p.stat()
+        except OSError:
+            out.append(None)
+            continue
+        out.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class RunEntry:
     id: str
     path: Path
     config: dict
     results: dict
-    stamp: tuple[int, int]  # weights' (mtime_ns, size): a retrained run is reloaded
+    stamp: Signature  # config.json's, results.json's and the weights' versions: a changed run is reloaded
 
     def describe(self) -> dict:
         test = self.results.get("test") or {}
         return {
             "id": self.id,
-            "name": str(self.config.get("model", "?")),
-            "data": str(self.config.get("data", "?")),
+            "name": printable(self.config.get("model", "?")),
+            "data": printable(self.config.get("data", "?")),
             "input_shape": list(self.config.get("input_shape", [])),
             "classes": [str(c) for c in self.config.get("classes", [])],
             "params": self.results.get("params") or self.config.get("params"),
@@ -67,24 +90,42 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
-def scan_runs(root: Path, *, depth: int = SCAN_DEPTH) -> tuple[dict[str, RunEntry], dict[str, str]]:
-    """Every run folder under ``root`` (to ``depth`` levels): (runs by id, reasons of the unusable by id)."""
+def _read_run(folder: Path, rid: str, stamp: Signature) -> RunEntry | str:
+    """The run in ``folder`` (validated config, tolerant results), or why it cannot be used."""
+    try:
+        config = read_config(folder)
+    except RunFileError as exc:
+        return str(exc)
+    results, _ = read_results(folder)  # damaged keys are dropped: the run is still listed
+    return RunEntry(rid, folder, config, results, stamp)
+
+
+def scan_runs(
+    root: Path, *, depth: int = SCAN_DEPTH, cache: dict | None = None
+) -> tuple[dict[str, RunEntry], dict[str, str]]:
+    """Every run folder under ``root`` (to ``depth`` levels): (runs by id, reasons of the unusable by id).
+    ``cache``: what earlier scans read, by folder and file signatures (updated in place), so that an
+    unchanged run costs a few ``stat`` calls."""
     root = root.resolve()
     found: dict[str, RunEntry] = {}
     broken: dict[str, str] = {}
+    seen: dict = {}
 
     def visit(folder: Path, level: int) -> None:
         cfg, weights = folder / "config.json", folder / WEIGHTS
         if cfg.is_file() and weights.is_file() and _inside(cfg, root) and _inside(weights, root):
             rid = folder.relative_to(root).as_posix() if folder != root else folder.name
-            try:
-                config = read_config(folder)
-            except RunFileError as exc:
-                broken[rid] = str(exc)
+            if not is_text(rid):  # an id no client can send back: listed as unavailable, by a shown name
+                broken[printable(rid)] = "its folder name is not UTF-8 text; rename the folder"
                 return
-            st = weights.stat()
-            results, _ = read_results(folder)  # damaged keys are dropped: the run is still listed
-            found[rid] = RunEntry(rid, folder, config, results, (st.st_mtime_ns, st.st_size))
+            stamp = signature(cfg, folder / "results.json", weights)
+            known = (cache or {}).get(folder)
+            read = known[1] if known is not None and known[0] == stamp else _read_run(folder, rid, stamp)
+            seen[folder] = (stamp, read)
+            if isinstance(read, str):
+                broken[rid] = read
+            else:
+                found[rid] = read
             return
         if level >= depth:
             return
@@ -100,6 +141,9 @@ def scan_runs(root: Path, *, depth: int = SCAN_DEPTH) -> tuple[dict[str, RunEntr
                 visit(child, level + 1)
 
     visit(root, 0)
+    if cache is not None:
+        cache.clear()
+        cache.update(seen)
     return found, broken
 
 
@@ -112,21 +156,53 @@ class RunRegistry:
         self.root = Path(root)
         self.max_models = max_models
         self.data_dir = os.fspath(data_dir) if data_dir is not None else None  # a str: part of cache keys
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the tables below; held for dictionary work only, never a scan
+        self._scan_lock = threading.Lock()  # one scan at a time
         self._runs: dict[str, RunEntry] = {}
         self._broken: dict[str, str] = {}
-        self._scanned = 0.0
+        self._scanned = -1e9  # monotonic time of the last scan's end (long ago: none yet)
+        self._scan_started = -1e9
+        self._parsed: dict = {}  # folder -> (file signatures, RunEntry or reason): see scan_runs
+        self._failed: dict[str, tuple[Signature, str]] = {}  # model id -> (signatures, why it failed)
+        self.generation = 0  # bumped by a scan that finds the runs changed: what answers may be cached by
         self._models: OrderedDict[str, tuple[tuple, object]] = OrderedDict()
         self._model_locks: dict[str, threading.Lock] = {}
         self._tests: OrderedDict[tuple, tuple] = OrderedDict()
         self._test_lock = threading.Lock()
 
-    def runs(self, *, refresh: bool = False) -> dict[str, RunEntry]:
+    def runs(self, *, refresh: bool = False, max_age: float | None = None) -> dict[str, RunEntry]:
+        """The runs of the last scan; a new scan first when ``refresh`` or when the last is due again.
+        ``max_age``: with ``refresh``, a scan begun at most this many seconds ago will do (what a request
+        asks for: however often strangers ask, the folder is scanned at most once per ``max_age``).
+        Callers that find a scan under way wait for it (on the scan lock), and take its result."""
+        asked = time.monotonic()
+        if max_age is not None:
+            asked -= max_age
         with self._lock:
-            if refresh or time.monotonic() - self._scanned > RESCAN_SECONDS:
-                self._runs, self._broken = scan_runs(self.root) if self.root.is_dir() else ({}, {})
+            if max_age is not None and self._scanned >= self._scan_started >= asked:  # recent and done
+                return self._runs
+            if not refresh and asked - self._scanned <= RESCAN_SECONDS:
+                return self._runs
+        with self._scan_lock:
+            with self._lock:
+                if self._scan_started >= asked:  # a scan that began after this call asked: its answer
+                    return self._runs
+            self._scan_started = time.monotonic()
+            if self.root.is_dir():
+                runs, broken = scan_runs(self.root, cache=self._parsed)
+            else:
+                runs, broken = {}, {}
+            with self._lock:
+                same = broken == self._broken and {k: e.stamp for k, e in runs.items()} == {
+                    k: e.stamp for k, e in self._runs.items()
+                }
+                if same:  # nothing changed: the same table (and generation) as before
+                    runs = self._runs
+                else:
+                    self._runs, self._broken = runs, broken
+                    self.generation += 1
                 self._scanned = time.monotonic()
-            return self._runs
+                return runs
 
     def unavailable(self) -> dict[str, str]:
         """Runs found by the last scan whose files are damaged: the reason, by id."""
@@ -136,27 +212,19 @@ class RunRegistry:
     def entry(self, model_id: str) -> RunEntry:
         runs = self.runs()
         if model_id not in runs:
-            runs = self.runs(refresh=True)
-        if model_id in self._broken:
-            raise Unavailable(f"model {model_id!r} cannot be loaded: {self._broken[model_id]}")
+            runs = self.runs(refresh=True, max_age=REQUEST_RESCAN_SECONDS)
+        with self._lock:
+            why = self._broken.get(model_id)
+        if why is not None:
+            raise Unavailable(f"model {model_id!r} cannot be loaded: {why}")
         if model_id not in runs:
             shown = ", ".join(list(runs)[:20]) or "none (train one with `cnnlab train --out RUNS_DIR/NAME`)"
             raise UnknownModel(f"Unknown model {model_id[:80]!r}. Available: {shown}")
         return runs[model_id]
 
-    def loaded(self, model_id: str):
-        """The loaded `cnnlab.runs.Run` for ``model_id`` if it is in the cache, current as of a scan that
-        is not due again, else None. Touches no file: what the server's event loop may call."""
-        with self._lock:
-            entry, cached = self._runs.get(model_id), self._models.get(model_id)
-            fresh = time.monotonic() - self._scanned <= RESCAN_SECONDS
-            if entry is None or cached is None or not fresh or cached[0] != entry.stamp:
-                return None
-            self._models.move_to_end(model_id)
-            return cached[1]
-
     def run(self, model_id: str):
-        """The loaded `cnnlab.runs.Run` for ``model_id`` (from the cache when its weights are unchanged)."""
+        """The loaded `cnnlab.runs.Run` for ``model_id`` (from the cache when its files are unchanged). A
+        run that failed to load fails again at once, until one of its files changes."""
         from cnnlab.runs import load_run
 
         entry = self.entry(model_id)
@@ -165,17 +233,27 @@ class RunRegistry:
             if cached and cached[0] == entry.stamp:
                 self._models.move_to_end(model_id)
                 return cached[1]
+            failed = self._failed.get(model_id)
+            if failed is not None and failed[0] == entry.stamp:
+                raise Unavailable(failed[1])
             lock = self._model_locks.setdefault(model_id, threading.Lock())
         with lock:  # one load per model, even when many requests ask at once
             with self._lock:
                 cached = self._models.get(model_id)
                 if cached and cached[0] == entry.stamp:
                     return cached[1]
+                failed = self._failed.get(model_id)
+                if failed is not None and failed[0] == entry.stamp:
+                    raise Unavailable(failed[1])
             try:
                 run = load_run(entry.path)
             except CnnlabError as exc:
-                raise Unavailable(f"model {model_id!r} cannot be loaded: {exc}") from None
+                message = f"model {model_id!r} cannot be loaded: {exc}"
+                with self._lock:
+                    self._failed[model_id] = (entry.stamp, message)
+                raise Unavailable(message) from None
             with self._lock:
+                self._failed.pop(model_id, None)
                 self._models[model_id] = (entry.stamp, run)
                 self._models.move_to_end(model_id)
                 while len(self._models) > self.max_models:

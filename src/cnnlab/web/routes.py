@@ -18,16 +18,9 @@ from cnnlab.explain.schema import ActivationsDoc, PredictionDoc, encode_tensor, 
 from cnnlab.web import docs
 from cnnlab.web.batching import BatchItem
 from cnnlab.web.compute import within
-from cnnlab.web.forms import ExplainForm, FilePart, FilterForm, ImageForm, openapi_body, read_form
+from cnnlab.web.forms import ExplainForm, FilterForm, ImageForm, openapi_body, read_form
 from cnnlab.web.limits import public_message
-from cnnlab.web.uploads import (
-    INLINE_BYTES,
-    BadUpload,
-    check_content_type,
-    model_input,
-    read_image,
-    small_upload,
-)
+from cnnlab.web.uploads import BadUpload, check_content_type, model_input, read_image
 
 router = APIRouter()
 
@@ -53,7 +46,13 @@ GET_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _json(doc) -> Response:
-    return Response(doc.model_dump_json(by_alias=True), media_type="application/json")
+    from pydantic_core import PydanticSerializationError
+
+    try:
+        return Response(doc.model_dump_json(by_alias=True), media_type="application/json")
+    except PydanticSerializationError:  # text from a run's files that is not UTF-8 (a lone surrogate):
+        body = json.dumps(doc.model_dump(by_alias=True, mode="json"))  # sent as JSON escapes, not a 500
+        return Response(body, media_type="application/json")
 
 
 def _registry(request: Request):
@@ -77,10 +76,27 @@ async def _compute(request: Request, form: type, work):
 @router.get("/api/models", response_model=docs.ModelsDoc, summary="The runs in RUNS_DIR")
 @router.head("/api/models", include_in_schema=False)  # link and health checkers send HEAD
 def list_models(request: Request):
-    from pydantic import ValidationError
+    """Rendered once per change of the runs folder (`RunRegistry.generation`): clients polling it cost a
+    scan (file signatures only, one at a time, shared by the callers waiting for it) and no rendering."""
+    from cnnlab.web.registry import REQUEST_RESCAN_SECONDS
 
     reg = _registry(request)
-    runs = reg.runs(refresh=True)
+    reg.runs(refresh=True, max_age=REQUEST_RESCAN_SECONDS)
+    generation, body = _LISTINGS.get(reg, (-1, b""))
+    if generation != reg.generation:
+        generation = reg.generation  # read before the table: a newer table is never cached as older
+        body = _listing(reg)
+        _LISTINGS[reg] = (generation, body)
+    return Response(body, media_type="application/json")
+
+
+_LISTINGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # registry -> (generation, answer)
+
+
+def _listing(reg) -> bytes:
+    from pydantic import ValidationError
+
+    runs = reg.runs()
     models, unavailable = [], reg.unavailable()
     for e in runs.values():
         try:
@@ -90,7 +106,7 @@ def list_models(request: Request):
                 f"{e.path / 'results.json'} does not describe the run: {exc.errors()[0]['msg']}"
             )
     broken = [docs.UnavailableEntry(id=k, error=public_message(v, reg.root)) for k, v in unavailable.items()]
-    return _json(docs.ModelsDoc(runs_dir=str(reg.root), models=models, unavailable=broken))
+    return bytes(_json(docs.ModelsDoc(runs_dir=str(reg.root), models=models, unavailable=broken)).body)
 
 
 @router.get("/api/kernels", response_model=docs.KernelsDoc, summary="Named kernels for the playground")
@@ -152,24 +168,20 @@ def _weights(registry, model: str, layer: str, channel: int | None) -> Response:
     openapi_extra=openapi_body(ImageForm),
 )
 async def predict(request: Request):
-    """A small upload for a loaded model is read right here on the event loop (`small_upload`: a few
-    hundred microseconds, bounded); anything else (a large image, a test-set image, a model still to be
-    loaded) in the compute pool, as for every endpoint. The forward pass runs on the model's batcher,
-    shared with the other requests for it that arrive meanwhile (`cnnlab.web.batching`)."""
+    """The form is parsed and the image decoded in predict's own pool of threads (never on the event
+    loop: a small file can be costly to decode, and never queued behind explanations); the forward pass
+    runs on the model's batcher, shared with the other requests for it that arrive meanwhile
+    (`cnnlab.web.batching`)."""
     body = await request.body()  # already read, within the byte cap, by limits.BodyLimit
     content_type = request.headers.get("content-type", "")
-    registry, batchers, pool = _registry(request), request.app.state.batchers, request.app.state.pool
+    registry, batchers = _registry(request), request.app.state.batchers
+    pool = request.app.state.predict_pool
     loop = asyncio.get_running_loop()
     end = loop.time() + pool.deadline  # one deadline for the decode and the batch together
     item = BatchItem(loop)
-    form: ImageForm | None = None
-    upload: FilePart | None = None
-    if len(body) <= INLINE_BYTES:  # a form this small is parsed at once (its errors answered as usual)
-        form, upload = read_form(body, content_type, ImageForm)
 
-    def prepare(form=form, upload=upload):
-        if form is None:
-            form, upload = read_form(body, content_type, ImageForm)
+    def prepare():
+        form, upload = read_form(body, content_type, ImageForm)
         batcher = batchers.get(form.model, registry.run(form.model).model)
         with batcher.expecting():
             run, prepared = _input(registry, form, upload)
@@ -177,27 +189,11 @@ async def predict(request: Request):
         return form, run, prepared
 
     try:
-        ready = _ready_on_loop(registry, batchers, form, upload)
-        if ready is not None and form is not None:
-            run, batcher = ready
-            run, prepared = _input(registry, form, upload, run)
-            batcher.submit(item, prepared.tensor)
-        else:
-            form, run, prepared = await pool.run(prepare)
+        form, run, prepared = await pool.run(prepare)
         logits, probabilities = await within(item.future, end - loop.time(), limit=pool.deadline)
     finally:
         item.dropped = True
     return _predict_answer(run, form, prepared, logits, probabilities)
-
-
-def _ready_on_loop(registry, batchers, form: ImageForm | None, upload: FilePart | None):
-    """(run, batcher) when a predict request can be read on the event loop: a small upload for a model
-    already loaded, with its batcher built; else None (the compute pool reads it, loading what it needs)."""
-    if form is None or upload is None or not small_upload(upload.data):
-        return None
-    run = registry.loaded(form.model)
-    batcher = batchers.ready(form.model, run.model) if run is not None else None
-    return (run, batcher) if batcher is not None else None
 
 
 def _predict_answer(run, form: ImageForm, prepared, logits, probabilities) -> Response:

@@ -4,7 +4,6 @@ checking every limit in `cnnlab.web.limits` first. All decoding goes through `cn
 
 from __future__ import annotations
 
-import io
 import random
 
 from cnnlab.errors import CnnlabError
@@ -43,28 +42,6 @@ def check_bytes(data: bytes, name: str = "upload") -> None:
         raise BadUpload(
             f"{name} is not an image in an accepted format ({', '.join(limits.ALLOWED_FORMATS)})", 415
         )
-
-
-# /api/predict reads an upload this small, holding an image this small, on the event loop: parsing the form
-# and decoding take a few hundred microseconds, less than handing the request to a compute thread and back
-# costs (fastcnn, 20 clients on 2 cores: 800 instead of 650 requests/s). Anything larger goes to the pool.
-INLINE_BYTES = 64 * 1024
-INLINE_PIXELS = 256 * 256
-
-
-def small_upload(data: bytes) -> bool:
-    """Whether ``data`` is an accepted image of at most `INLINE_PIXELS` pixels, by its header alone (the
-    pixels are not decoded). Anything unreadable is not small: the pool's decode reports it."""
-    from PIL import Image
-
-    if len(data) > INLINE_BYTES or limits.sniff_format(data[:16]) is None:
-        return False
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            width, height = im.size
-    except Exception:  # noqa: BLE001 - any failure to read the header: decoded (and reported) in the pool
-        return False
-    return width * height <= INLINE_PIXELS
 
 
 def read_image(data: bytes, *, gray: bool, name: str = "upload"):
