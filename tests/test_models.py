@@ -153,7 +153,10 @@ def test_invalid_specs_say_what_is_allowed(spec, message):
 
 
 def test_unknown_model_lists_available():
-    with pytest.raises(CnnlabError, match=r"Unknown model 'cnn5' \(did you mean 'cnn4' or 'cnn2' or 'cnn1'\?\)\. Available: mlp, cnn1, cnn2, cnn4"):
+    with pytest.raises(
+        CnnlabError,
+        match=r"Unknown model 'cnn5' \(did you mean 'cnn4' or 'cnn2' or 'cnn1'\?\)\. Available: mlp, cnn1, cnn2, cnn4",
+    ):
         cl.create_model("cnn5")
 
 

@@ -17,10 +17,10 @@ from cnnlab.models import list_models
 
 
 def test_the_lists_checked_without_torch_are_the_registry_and_the_loaders():
-    assert names.BUILTIN_MODELS == tuple(m.name for m in list_models())[: len(names.BUILTIN_MODELS)]
+    assert tuple(m.name for m in list_models())[: len(names.BUILTIN_MODELS)] == names.BUILTIN_MODELS
     assert set(names.BUILTIN_MODELS) <= {m.name for m in list_models()}
     assert names.BUILTIN_DATASETS == BUILTIN_NAMES
-    assert names.ACTIVATION_NAMES == tuple(spec.ACTIVATIONS)
+    assert tuple(spec.ACTIVATIONS) == names.ACTIVATION_NAMES
 
 
 @pytest.mark.parametrize(
