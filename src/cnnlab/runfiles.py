@@ -33,7 +33,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cnnlab.engine.history import History
 from cnnlab.errors import RunFileError
-from cnnlab.userfiles import UserFileError, UserFileNotFound, check_user_file, read_user_bytes
+from cnnlab.userfiles import (
+    UserFileError,
+    UserFileNotFound,
+    check_user_file,
+    is_text,
+    read_user_bytes,
+)
 
 WEIGHTS = "model.safetensors"
 CHECKSUM = WEIGHTS + ".sha256"
@@ -96,23 +102,6 @@ def read_json(path: Path, *, max_bytes: int):
     if _depth(value) > MAX_DEPTH:
         raise RunFileError(f"{path} is nested too deeply (at most {MAX_DEPTH} levels)")
     return value
-
-
-def is_text(value: str) -> bool:
-    """Whether ``value`` can be written as UTF-8 (a file name of undecodable bytes holds surrogates)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def printable(value: object) -> str:
-    """``str(value)`` made safe for JSON and terminals: undecodable bytes shown as ``\\xNN``."""
-    text = str(value)
-    return (
-        text if is_text(text) else text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    )
 
 
 # ---- config.json ---------------------------------------------------------------------------------------

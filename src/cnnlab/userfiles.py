@@ -58,6 +58,23 @@ class UserFileNotFound(UserFileError, NotFoundError):
     """The path does not exist (HTTP 404)."""
 
 
+def is_text(value: str) -> bool:
+    """Whether ``value`` can be written as UTF-8 (a file name of undecodable bytes holds surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(value: object) -> str:
+    """``str(value)`` made safe for JSON and terminals: undecodable bytes shown as ``\\xNN``."""
+    text = str(value)
+    return (
+        text if is_text(text) else text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    )
+
+
 def format_size(n: int) -> str:
     """Bytes for a message: `512 bytes`, `1.5 KiB`, `64 MiB`, `1 GiB`."""
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):

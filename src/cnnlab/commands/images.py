@@ -9,7 +9,7 @@ import json
 import sys
 
 from cnnlab.commands.args import INVERT, add_invert, non_negative_int, positive_int
-from cnnlab.runfiles import printable
+from cnnlab.userfiles import printable
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -123,7 +123,7 @@ def json_error(status: int, message: str, root: Path, headers: dict | None = Non
     """The API's error answer, ``{"error": message, "status": status}``, with server paths hidden."""
     from fastapi.responses import JSONResponse
 
-    from cnnlab.runfiles import printable
+    from cnnlab.userfiles import printable
 
     body = {"error": printable(public_message(message, root)), "status": status}
     return JSONResponse(body, status_code=status, headers=headers)

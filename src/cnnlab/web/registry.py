@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError, NotFoundError, RunFileError
-from cnnlab.runfiles import WEIGHTS, is_text, printable, read_config, read_results
+from cnnlab.runfiles import WEIGHTS, read_config, read_results
+from cnnlab.userfiles import is_text, printable
 
 SCAN_DEPTH = 3  # runs/<a>/<b>/<c>: a compare folder holds one run per model
 RESCAN_SECONDS = 2.0
