@@ -1,7 +1,8 @@
 // The explainer page: pick a model and an image, see every stage, open any stage to see how it computes,
 // compare models on the same image, read the short article beside it. State lives in `state` (and in
 // the URL); every number comes from /api/explain.
-import { decodeLayers, decodeTensor, errorAt, getJSON, postForm } from "./api.js";
+import { decodeLayers, decodeTensor, errorAt } from "./api.js";
+import { dataSource } from "./datasource.js";
 import { renderArticle } from "./article.js";
 import { renderCompare } from "./compare.js";
 import { cancelDetail, openDetail } from "./detail.js";
@@ -64,8 +65,7 @@ const ctx = {
   async weights(layer, channel) {
     const key = `${state.model.id}|${layer}|${channel}`;
     if (!state.weights.has(key)) {
-      const q = new URLSearchParams({ model: state.model.id, layer, channel });
-      const doc = await getJSON(`/api/weights?${q}`);
+      const doc = await dataSource.weights(state.model.id, layer, channel);
       state.weights.set(key, { weight: decodeTensor(doc.weight), bias: doc.bias ? decodeTensor(doc.bias) : null });
     }
     return state.weights.get(key);
@@ -122,7 +122,7 @@ async function explain(previous = null) {
   try {
     const fields = { model: state.model.id, top_k: 5, ...(await sourceFields(state.source, state.model, { invert: $("invert").value, sketchBlob: () => sketch.blob() })) };
     if (state.classIndex !== null) fields.class_index = state.classIndex;
-    const doc = await postForm("/api/explain", fields);
+    const doc = await dataSource.explain(fields);
     if (seq !== state.seq) return; // a newer request is on its way
     const t1 = performance.now();
     render(doc);
@@ -229,7 +229,7 @@ async function explainClass(i) {
   const seq = ++state.seq;
   try {
     const fields = { model: state.model.id, class_index: i, ...(await sourceFields(state.source, state.model, { invert: $("invert").value, sketchBlob: () => sketch.blob() })) };
-    const doc = await postForm("/api/explain", fields);
+    const doc = await dataSource.explain(fields);
     if (seq !== state.seq) return;
     state.doc.gradcam = doc.gradcam;
     state.doc.saliency = doc.saliency;
@@ -321,7 +321,7 @@ function drawCompare() {
     explainFor: async (m) => {
       if (state.source?.kind === "test" && !state.source.blob) state.source.blob = await pixelsBlob(state.layers[0]);
       const fields = { model: m.id, top_k: 3, ...(await sourceFields(state.source, m, { invert: $("invert").value, sketchBlob: () => sketch.blob() })) };
-      const doc = await postForm("/api/explain", fields);
+      const doc = await dataSource.explain(fields);
       return { doc, layer0: decodeLayers({ layers: [doc.layers[0]] })[0] };
     },
   });
@@ -346,7 +346,7 @@ async function init() {
   });
   window.addEventListener("resize", () => wrapEl && drawLinks(wrapEl, wrapEl.querySelector("svg.links")));
   try {
-    const { models, unavailable } = await getJSON("/api/models");
+    const { models, unavailable } = await dataSource.models();
     state.models = models;
     state.unavailable = unavailable || [];
     showUnavailable();
@@ -380,6 +380,7 @@ async function init() {
   } catch (err) {
     setStatus(err.message, true);
   }
+  if (dataSource.kind === "static") return; // the filter playground needs the server (its kernels, its images)
   makePlayground($("playground"), { currentImage: () => (state.layers.length ? pixelsBlob(state.layers[0]) : null) })
     .then((pg) => {
       playground = pg;
