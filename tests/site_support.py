@@ -34,7 +34,11 @@ SITE_MODELS = {
     "fastcnn": ("fastcnn", "gray28", {}),
     "resnet_s": ("resnet_s", "gray28", {}),
     "speednet": ("speednet", "gray16", {}),
-    "bnspec": ("conv8k5s2p2-bn-gelu-avgpool3s1-conv12psame-bn-silu-pool3s2-drop.1-dense16-bn-tanh", "gray28", {}),
+    "bnspec": (
+        "conv8k5s2p2-bn-gelu-avgpool3s1-conv12psame-bn-silu-pool3s2-drop.1-dense16-bn-tanh",
+        "gray28",
+        {},
+    ),
     "resnet_f": ("resnet_f", "rgb40", {}),
 }
 FOLDERS = {"gray28": (28, 1), "gray16": (16, 1), "rgb40": (40, 3)}
@@ -89,7 +93,9 @@ def make_site_runs(base: Path) -> Path:
     for seed, (run_id, (model, folder, extra)) in enumerate(SITE_MODELS.items()):
         size, channels = FOLDERS[folder]
         data = cl.load_data(str(base / "data" / folder), image_size=size, channels=channels)
-        net = cl.create_model(model, input_shape=data.input_shape, num_classes=len(data.classes), seed=seed, **extra)
+        net = cl.create_model(
+            model, input_shape=data.input_shape, num_classes=len(data.classes), seed=seed, **extra
+        )
         _perturb(net, seed)
         cl.save_run(runs / run_id, net, History(), data=data, config={"model": model})
     return runs

@@ -81,15 +81,21 @@ def test_engine_matches_pytorch(site_page, site_runs, run_id):
             diff = float(np.abs(_f32(data) - ref.values.ravel()).max())
             scale = max(float(np.abs(ref.values).max()), 1e-6)
             worst["stage"] = max(worst["stage"], diff / scale)
-        worst["prob"] = max(worst["prob"], float(np.abs(_f32(doc["probs"]) - acts.prediction.probabilities).max()))
+        worst["prob"] = max(
+            worst["prob"], float(np.abs(_f32(doc["probs"]) - acts.prediction.probabilities).max())
+        )
         assert doc["target"] == sal.class_index
         if cam is None:
             assert doc["gradcam"] is None
         else:
             assert doc["gradcam"][0] == cam.layer
-            worst["gradcam"] = max(worst["gradcam"], float(np.abs(_f32(doc["gradcam"][1]) - cam.values.ravel()).max()))
+            worst["gradcam"] = max(
+                worst["gradcam"], float(np.abs(_f32(doc["gradcam"][1]) - cam.values.ravel()).max())
+            )
         if not _near_tie(acts):
-            worst["saliency"] = max(worst["saliency"], float(np.abs(_f32(doc["saliency"]) - sal.values.ravel()).max()))
+            worst["saliency"] = max(
+                worst["saliency"], float(np.abs(_f32(doc["saliency"]) - sal.values.ravel()).max())
+            )
             checked += 1
     assert worst["prob"] <= 1e-5, worst
     assert worst["stage"] <= 1e-4, worst
@@ -103,7 +109,7 @@ def _near_tie(acts) -> bool:
     one wins depends on summation order (PyTorch's or the engine's), and so does the pixel saliency sends
     the gradient to (both are correct subgradients); such images are left out of the saliency check."""
     layers = acts.layers
-    for prev, stage in zip(layers, layers[1:]):
+    for prev, stage in zip(layers, layers[1:], strict=False):
         if stage.kind != "maxpool":
             continue
         k, st = stage.params["kernel_size"], stage.params["stride"]
@@ -140,35 +146,82 @@ def _op_cases():
     x = torch.randn(4, 9, 11, generator=g) * 2
     w = torch.randn(6, 2, 3, 2, generator=g)
     b = torch.randn(6, generator=g)
-    conv = {"op": "conv", "w": "w", "b": "b", "shape": [6, 2, 3, 2], "stride": [2, 1], "padding": [1, 0, 2, 1], "dilation": [2, 3], "groups": 2}
+    conv = {
+        "op": "conv",
+        "w": "w",
+        "b": "b",
+        "shape": [6, 2, 3, 2],
+        "stride": [2, 1],
+        "padding": [1, 0, 2, 1],
+        "dilation": [2, 3],
+        "groups": 2,
+    }
 
     def conv_ref(t):
         return F.conv2d(F.pad(t, (2, 1, 1, 0)), w, b, stride=(2, 1), dilation=(2, 3), groups=2)
 
     pools = [
-        ({"op": "maxpool", "kernel": [3, 2], "stride": [2, 2], "padding": [1, 1], "dilation": [1, 2], "ceil": True},
-         lambda t: F.max_pool2d(t, (3, 2), (2, 2), (1, 1), (1, 2), ceil_mode=True)),
-        ({"op": "avgpool", "kernel": [3, 3], "stride": [2, 2], "padding": [1, 1], "ceil": True, "count_include_pad": False},
-         lambda t: F.avg_pool2d(t, 3, 2, 1, ceil_mode=True, count_include_pad=False)),
-        ({"op": "avgpool", "kernel": [2, 3], "stride": [1, 2], "padding": [1, 1], "ceil": False, "count_include_pad": True},
-         lambda t: F.avg_pool2d(t, (2, 3), (1, 2), 1, count_include_pad=True)),
+        (
+            {
+                "op": "maxpool",
+                "kernel": [3, 2],
+                "stride": [2, 2],
+                "padding": [1, 1],
+                "dilation": [1, 2],
+                "ceil": True,
+            },
+            lambda t: F.max_pool2d(t, (3, 2), (2, 2), (1, 1), (1, 2), ceil_mode=True),
+        ),
+        (
+            {
+                "op": "avgpool",
+                "kernel": [3, 3],
+                "stride": [2, 2],
+                "padding": [1, 1],
+                "ceil": True,
+                "count_include_pad": False,
+            },
+            lambda t: F.avg_pool2d(t, 3, 2, 1, ceil_mode=True, count_include_pad=False),
+        ),
+        (
+            {
+                "op": "avgpool",
+                "kernel": [2, 3],
+                "stride": [1, 2],
+                "padding": [1, 1],
+                "ceil": False,
+                "count_include_pad": True,
+            },
+            lambda t: F.avg_pool2d(t, (2, 3), (1, 2), 1, count_include_pad=True),
+        ),
         ({"op": "adaptive", "mode": "avg", "size": [4, 3]}, lambda t: F.adaptive_avg_pool2d(t, (4, 3))),
         ({"op": "adaptive", "mode": "max", "size": [2, 5]}, lambda t: F.adaptive_max_pool2d(t, (2, 5))),
     ]
     acts = {
-        "gelu": F.gelu, "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"), "silu": F.silu, "elu": lambda t: F.elu(t, 0.7),
-        "leakyrelu": lambda t: F.leaky_relu(t, 0.05), "tanh": torch.tanh, "sigmoid": torch.sigmoid,
-        "hardswish": F.hardswish, "mish": F.mish,
+        "gelu": F.gelu,
+        "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"),
+        "silu": F.silu,
+        "elu": lambda t: F.elu(t, 0.7),
+        "leakyrelu": lambda t: F.leaky_relu(t, 0.05),
+        "tanh": torch.tanh,
+        "sigmoid": torch.sigmoid,
+        "hardswish": F.hardswish,
+        "mish": F.mish,
     }
     cases = [(conv, {"w": w, "b": b}, conv_ref)]
     cases += [(op, {}, ref) for op, ref in pools]
-    cases += [({"op": "act", "fn": fn, "alpha": 0.7 if fn == "elu" else 0.05}, {}, ref) for fn, ref in acts.items()]
+    cases += [
+        ({"op": "act", "fn": fn, "alpha": 0.7 if fn == "elu" else 0.05}, {}, ref) for fn, ref in acts.items()
+    ]
     return x, cases
 
 
 def test_engine_ops_match_torch(site_page):
     x, cases = _op_cases()
-    payload = [[op, x.flatten().tolist(), list(x.shape), {k: v.flatten().tolist() for k, v in p.items()}] for op, p, _ in cases]
+    payload = [
+        [op, x.flatten().tolist(), list(x.shape), {k: v.flatten().tolist() for k, v in p.items()}]
+        for op, p, _ in cases
+    ]
     got = site_page.evaluate(OPS, payload)
     for (op, _, ref), (shape, y, gx) in zip(cases, got, strict=True):
         t = x.clone().requires_grad_(True)
@@ -207,7 +260,8 @@ def test_uploads_prepared_as_the_server_does(site_page, site_runs, run_id):
     pictures = [
         rng.integers(0, 256, (97, 61, 3), dtype=np.uint8),  # tall, shrunk
         rng.integers(0, 256, (13, 30, 3), dtype=np.uint8),  # wide, enlarged
-        np.full((50, 50, 3), 230, np.uint8) - rng.integers(0, 40, (50, 50, 3), dtype=np.uint8),  # bright: auto-invert
+        np.full((50, 50, 3), 230, np.uint8)
+        - rng.integers(0, 40, (50, 50, 3), dtype=np.uint8),  # bright: auto-invert
         rng.integers(0, 256, (40, 64, 4), dtype=np.uint8),  # transparency
         rng.integers(0, 256, (33, 33), dtype=np.uint8),  # grayscale file
     ]

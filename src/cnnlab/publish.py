@@ -34,7 +34,7 @@ from cnnlab.errors import CnnlabError
 
 SITE_SCHEMA = "cnnlab.site/1"
 STATIC = Path(__file__).parent / "web" / "static"
-_SERVED_ONLY = re.compile(r'\s*<a [^>]*data-served-only[^>]*>.*?</a>')
+_SERVED_ONLY = re.compile(r"\s*<a [^>]*data-served-only[^>]*>.*?</a>")
 
 
 @dataclass
@@ -96,13 +96,12 @@ def publish(
     target = Path(out)
     _check_out(target)
     paths = [Path(r) for r in runs]
+    checked = [_checked(p, i, gallery, data_dir) for p, i in zip(paths, _ids(paths), strict=True)]
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-publishing-", dir=target.parent))
     try:
         shutil.copytree(STATIC, tmp / "static", ignore=shutil.ignore_patterns("apidocs.*", "*.md"))
         (tmp / "index.html").write_text(_site_index(), encoding="utf-8")
-        entries = []
-        for run_path, model_id in zip(paths, _ids(paths), strict=True):
-            entries.append(_write_model(run_path, model_id, tmp / "models" / model_id, gallery, data_dir))
+        entries = [_write_model(c, tmp / "models" / c[1]["model"]["id"]) for c in checked]
         site = {"schema": SITE_SCHEMA, "models": entries, "unavailable": []}
         (tmp / "site.json").write_text(json.dumps(site, indent=1), encoding="utf-8")
         (tmp / ".nojekyll").write_text("", encoding="utf-8")  # GitHub Pages: serve the files as they are
@@ -117,8 +116,8 @@ def publish(
     return Published(target, [e["id"] for e in entries], size)
 
 
-def _write_model(run_path: Path, model_id: str, folder: Path, gallery: int, data_dir) -> dict:
-    """One run's files; its /api/models entry (with where they are)."""
+def _checked(run_path: Path, model_id: str, gallery: int, data_dir) -> tuple:
+    """(run, model document, gallery images, labels) of one run, every refusal checked; nothing written."""
     from cnnlab.explain.data import run_test_split
     from cnnlab.runs import load_run
 
@@ -130,15 +129,15 @@ def _write_model(run_path: Path, model_id: str, folder: Path, gallery: int, data
     try:
         split, _ = run_test_split(run.config, data_dir=data_dir)
     except CnnlabError as exc:
-        raise CnnlabError(f"{run_path}: its test split is not available here ({exc}); pass --data-dir") from None
+        raise CnnlabError(
+            f"{run_path}: its test split is not available here ({exc}); pass --data-dir"
+        ) from None
     n = len(split.labels)
     if gallery > n:
         raise CnnlabError(f"{run_path}: --gallery {gallery} is larger than its test split ({n} images)")
-    folder.mkdir(parents=True)
-    images = np.asarray(split.images[:gallery])
+    images = np.ascontiguousarray(np.asarray(split.images[:gallery]))
     if images.dtype != np.uint8:  # test splits hold uint8 pixels; anything else is not what was tested
         raise CnnlabError(f"{run_path}: its test images are {images.dtype}, expected uint8")
-    (folder / "gallery.bin").write_bytes(np.ascontiguousarray(images).tobytes())
     doc["gallery"] = {
         "file": "gallery.bin",
         "count": gallery,
@@ -146,13 +145,21 @@ def _write_model(run_path: Path, model_id: str, folder: Path, gallery: int, data
         "labels": [int(v) for v in np.asarray(split.labels[:gallery])],
         "test_size": n,
     }
+    return run, doc, images
+
+
+def _write_model(checked: tuple, folder: Path) -> dict:
+    """One run's files; its /api/models entry (with where they are)."""
+    run, doc, images = checked
+    folder.mkdir(parents=True)
+    (folder / "gallery.bin").write_bytes(images.tobytes())
     weights = engine_weights(run.model, doc["stages"])
     (folder / "model.safetensors").write_bytes(weights)
     digest = hashlib.sha256(weights).hexdigest()
     (folder / "model.safetensors.sha256").write_text(f"{digest}  model.safetensors\n", encoding="utf-8")
     doc["weights"] = {"file": "model.safetensors", "sha256": "model.safetensors.sha256"}
     (folder / "model.json").write_text(json.dumps(doc), encoding="utf-8")
-    return {**doc["entry"], "path": f"models/{model_id}/"}
+    return {**doc["entry"], "path": f"models/{doc['model']['id']}/"}
 
 
 def model_document(run, model_id: str) -> dict:

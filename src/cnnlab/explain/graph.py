@@ -117,14 +117,23 @@ def module_ops(m: nn.Module, prefix: str = "") -> dict:
     if isinstance(m, nn.Conv2d):
         return _conv(m, prefix)
     if isinstance(m, nn.Linear):
-        return {"op": "dense", "w": f"{prefix}weight", "b": _key(prefix, "bias", m.bias), "shape": list(m.weight.shape)}
+        return {
+            "op": "dense",
+            "w": f"{prefix}weight",
+            "b": _key(prefix, "bias", m.bias),
+            "shape": list(m.weight.shape),
+        }
     if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
         return _batchnorm(m, prefix)
     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
         return _pool(m)
     if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
         size = _pair(m.output_size if m.output_size is not None else 1)
-        return {"op": "adaptive", "mode": "avg" if isinstance(m, nn.AdaptiveAvgPool2d) else "max", "size": size}
+        return {
+            "op": "adaptive",
+            "mode": "avg" if isinstance(m, nn.AdaptiveAvgPool2d) else "max",
+            "size": size,
+        }
     if isinstance(m, (nn.Dropout, nn.Dropout2d, nn.Identity)):
         return {"op": "identity"}
     if isinstance(m, nn.Flatten):
