@@ -101,9 +101,9 @@ function showFailure(message, previous) {
   box.hidden = false;
   setStatus(t("status.failed"), true);
   if (previous) Object.assign(state, previous);
-  if (state.doc && state.doc.model.id !== state.model.id) {
-    state.model = state.models.find((m) => m.id === state.doc.model.id);
-    $("model").value = state.model.id;
+  if (state.doc && state.doc.model.id !== state.model.id) state.model = state.models.find((m) => m.id === state.doc.model.id);
+  if (state.model && $("model").value !== state.model.id) {
+    $("model").value = state.model.id; // the picker shows the model whose result is on screen
     describeModel();
   }
   if (!state.doc) clearPrediction(t("pred.none"));

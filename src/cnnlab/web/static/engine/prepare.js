@@ -128,7 +128,7 @@ async function decodePixels(blob) {
   try {
     bmp = await createImageBitmap(blob, { imageOrientation: "from-image", colorSpaceConversion: "none" });
   } catch {
-    throw new Error("the image: not an image this browser can decode");
+    throw new Error("the image: this browser cannot decode it (not an image, or damaged)");
   }
   const { width: w, height: h } = bmp;
   if (w * h > MAX_PIXELS) throw new Error(`the image: ${w}x${h} is over the ${MAX_PIXELS / 1e6}-megapixel limit`);
