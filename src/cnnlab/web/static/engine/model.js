@@ -126,9 +126,8 @@ export function saliencyMap(gx) {
   return top > 0 ? m.map((v) => v / top) : m;
 }
 
-// Every stage's output for input x (C, H, W) and the gradient of logit `classIndex` (null: the
-// predicted class) with respect to the Grad-CAM stage and the input.
-export function forwardBackward(model, x, classIndex) {
+// Every stage's output for input x (C, H, W), with what the backward pass needs.
+export function forward(model, x) {
   const outs = [];
   const backs = [];
   let h = x;
@@ -138,18 +137,24 @@ export function forwardBackward(model, x, classIndex) {
     backs.push(r.back);
     h = r.y;
   }
-  const logits = h.data;
+  return { outs, backs, logits: h.data, shape: h.shape };
+}
+
+// The gradient of logit `classIndex` (null: the predicted class, the first maximum) with respect to the
+// Grad-CAM stage's output and to the input.
+export function backward(model, fwd, classIndex) {
+  const { logits } = fwd;
   let target = classIndex;
   if (target === null || target === undefined) {
     target = 0;
     for (let i = 1; i < logits.length; i++) if (logits[i] > logits[target]) target = i;
   }
-  let g = tensor(new Float32Array(logits.length), h.shape);
+  let g = tensor(new Float32Array(logits.length), fwd.shape);
   g.data[target] = 1;
   let camGrad = null;
   for (let i = model.stages.length - 1; i >= 0; i--) {
     if (model.stages[i].name === model.camLayer) camGrad = g;
-    g = backs[i](g);
+    g = fwd.backs[i](g);
   }
-  return { outs, logits, target, camGrad, inputGrad: g };
+  return { target, camGrad, inputGrad: g };
 }
