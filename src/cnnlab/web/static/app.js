@@ -7,7 +7,7 @@ import { renderArticle } from "./article.js";
 import { renderCompare } from "./compare.js";
 import { cancelDetail, openDetail } from "./detail.js";
 import { LANGS, applyStatic, getLang, initLang, onLangChange, setLang, t } from "./i18n.js";
-import { drawLinks, highlightLinks, renderNetwork } from "./network.js";
+import { drawLinks, fitColumns, highlightLinks, renderNetwork } from "./network.js";
 import { makePlayground } from "./playground.js";
 import { clearPrediction, drawInput, drawPrediction } from "./prediction.js";
 import { makeSketch } from "./sketch.js";
@@ -344,7 +344,11 @@ async function init() {
     if (state.model) describeModel();
     if (state.doc) render(state.doc);
   });
-  window.addEventListener("resize", () => wrapEl && drawLinks(wrapEl, wrapEl.querySelector("svg.links")));
+  window.addEventListener("resize", () => {
+    if (!wrapEl) return;
+    fitColumns(wrapEl);
+    drawLinks(wrapEl, wrapEl.querySelector("svg.links"));
+  });
   try {
     const { models, unavailable } = await dataSource.models();
     state.models = models;

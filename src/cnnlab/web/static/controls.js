@@ -14,6 +14,7 @@ export function wireControls({ state, sketch, explain, useFile, chooseModel, clo
     state.classIndex = null;
     explain(previous);
   });
+  $("net-random").addEventListener("click", () => $("random").click());
   $("file").addEventListener("change", (ev) => {
     useFile(ev.target.files[0]);
     ev.target.value = ""; // choosing the same file again must fire "change" again

@@ -18,6 +18,29 @@ function mapButton(layer, channel, label) {
   return b;
 }
 
+// "64×26×26" that may wrap after a "×" but never inside a number.
+function shapeEl(shape) {
+  const span = el("span", "shape");
+  shape.forEach((n, i) => {
+    if (i) span.append("×", document.createElement("wbr"));
+    span.append(el("span", "dim", String(n)));
+  });
+  return span;
+}
+
+// Every column and the softmax fit the card's width: columns shrink (maps from 44 down to 28 px) when a
+// model has many stages, so the softmax at the end is on screen at 1440 px for every built-in model.
+export function fitColumns(wrap) {
+  const root = wrap.parentElement;
+  if (!root) return;
+  const cols = wrap.querySelectorAll(".col");
+  const soft = wrap.querySelector(".col.kind-softmax");
+  const n = cols.length - (soft ? 1 : 0);
+  const avail = root.clientWidth - (soft ? soft.offsetWidth : 0) - 16;
+  const w = Math.max(40, Math.min(56, Math.floor(avail / Math.max(1, n)) - 6));
+  wrap.style.setProperty("--colw", `${w}px`);
+}
+
 function column(layer, state, { perStage, onSelect, onAll, onClass }) {
   const col = el("div", `col kind-${layer.kind}`);
   col.dataset.layer = layer.name;
@@ -27,7 +50,7 @@ function column(layer, state, { perStage, onSelect, onAll, onClass }) {
   head.type = "button";
   head.tabIndex = -1;
   head.dataset.layer = layer.name;
-  head.append(el("b", "", layer.name), " ", el("span", "kind", t(`kind.${layer.kind}`)), " ", el("span", "shape", shapeText(layer.shape)));
+  head.append(el("b", "", layer.name), " ", el("span", "kind", t(`kind.${layer.kind}`)), " ", shapeEl(layer.shape));
   head.setAttribute("aria-describedby", "net-open-hint");
   head.addEventListener("click", () => onSelect(layer.name, layer.shape.length === 3 && layer.kind !== "input" ? 0 : layer.kind === "input" ? 0 : null));
   col.setAttribute("aria-label", t("net.head", { name: layer.name, kind: t(`kind.${layer.kind}`), shape: shapeText(layer.shape) }));
@@ -133,6 +156,7 @@ export function renderNetwork(root, state, opts) {
   wrap.append(svg, row);
   root.append(wrap);
   for (const layer of state.layers) row.append(column(layer, state, opts));
+  fitColumns(wrap);
   rovingFocus(row, opts.focusKey);
   // hovering or focusing a map lights its edges; leaving shows the selected map's again
   const light = (ev) => {

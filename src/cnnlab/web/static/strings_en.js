@@ -47,6 +47,8 @@ export default {
   "src.resized": "resized from {w}×{h}",
   "src.inverted": "inverted",
   "src.truth": "true class: {label}",
+  "net.random": "Another test image",
+  "net.pick": "or your own image, or a drawing ↓",
   "net.h": "The network, stage by stage",
   "net.hint": "Each column is one stage of the trained model. A map, a stage's name or \"all maps\" opens how it is computed (keyboard: Tab to the maps, arrow keys to move, Enter to open, Escape to close).",
   "net.perStage": "maps per stage",

@@ -48,6 +48,8 @@ export default {
   "src.resized": "przeskalowany z {w}×{h}",
   "src.inverted": "odwrócony",
   "src.truth": "prawdziwa klasa: {label}",
+  "net.random": "Inny obraz testowy",
+  "net.pick": "albo własny obraz lub rysunek ↓",
   "net.h": "Sieć, etap po etapie",
   "net.hint": "Każda kolumna to jeden etap wytrenowanego modelu. Mapa, nazwa etapu albo „wszystkie” otwiera to, jak powstaje (klawiatura: Tab do map, strzałki, by się przesuwać, Enter, by otworzyć, Escape, by zamknąć).",
   "net.perStage": "map na etap",

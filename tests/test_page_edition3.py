@@ -1,0 +1,81 @@
+"""The page's third edition (issue 23), on the published site (the same page code `cnnlab serve` sends):
+the network first and full width with its softmax on screen at 1440 px for every built-in model, no
+sideways scroll on a phone even with a long run name, a visible keyboard focus ring on the maps (WCAG
+2.4.7), stage headers that never break inside a number."""
+
+from __future__ import annotations
+
+import pytest
+
+from browser_support import PHONE, switch_model
+from site_support import SITE_MODELS, open_site
+
+pytest_plugins = ["browser_support", "site_support"]
+pytestmark = pytest.mark.browser
+
+DESKTOP = {"width": 1440, "height": 900}
+
+
+@pytest.fixture(scope="module")
+def desk(browser):
+    context = browser.new_context(viewport=DESKTOP, locale="en-US")
+    pg = context.new_page()
+    pg.errors = []
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    yield pg
+    context.close()
+
+
+def test_network_first_and_its_softmax_on_screen_for_every_model(desk, site_url):
+    open_site(desk, site_url, "model=mlp")
+    net = desk.locator("#network-card").bounding_box()
+    assert net["y"] < 120, "the network is the page: right under the header"
+    assert net["width"] >= DESKTOP["width"] - 60, "full width"
+    assert desk.locator("#network-card").bounding_box()["y"] < desk.locator(".inputs").bounding_box()["y"]
+    for model in SITE_MODELS:
+        if model != "mlp":
+            switch_model(desk, model)
+        soft = desk.locator("#network .col.kind-softmax").bounding_box()
+        assert soft["x"] >= 0 and soft["x"] + soft["width"] <= DESKTOP["width"], model
+        overflow = desk.evaluate("() => { const n = document.getElementById('network'); return n.scrollWidth - n.clientWidth; }")
+        assert overflow <= 0, f"{model}: the network scrolls sideways by {overflow} px"
+    assert desk.errors == []
+
+
+def test_stage_headers_never_break_inside_a_number(desk, site_url):
+    open_site(desk, site_url, "model=speednet")  # 26 narrow columns
+    broken = desk.evaluate(
+        """() => [...document.querySelectorAll('#network .col-head .shape')].flatMap((s) =>
+            [...s.childNodes].filter((n) => n.nodeType === 1 || n.textContent.trim()).flatMap((n) => {
+              const r = document.createRange(); r.selectNodeContents(n);
+              return r.getClientRects().length > 1 ? [s.textContent] : [];
+            }))"""
+    )
+    assert broken == []
+
+
+def test_keyboard_focus_on_a_map_is_visible(desk, site_url):
+    open_site(desk, site_url, "model=cnn2")
+    desk.focus("#network .col[data-layer='conv1'] .map >> nth=0")
+    desk.keyboard.press("ArrowDown")
+    ring = desk.evaluate(
+        """() => { const a = document.activeElement, s = getComputedStyle(a);
+                  return {map: a.classList.contains('map'), width: parseFloat(s.outlineWidth), style: s.outlineStyle,
+                          colour: s.outlineColor, offset: parseFloat(s.outlineOffset)}; }"""
+    )
+    assert ring["map"] and ring["style"] == "solid" and ring["width"] >= 3 and ring["offset"] >= 2, ring
+    assert ring["colour"] == "rgb(31, 79, 160)", ring  # --focus, not the 1 px grey line of an unfocused map
+
+
+def test_phone_page_never_scrolls_sideways_even_with_a_long_run_name(browser, site_url):
+    context = browser.new_context(viewport=PHONE, locale="en-US", is_mobile=True, has_touch=True)
+    pg = context.new_page()
+    open_site(pg, site_url, "model=resnet_s")
+    pg.evaluate(
+        """() => { const o = document.createElement('option'); o.value = 'x';
+                  o.textContent = 'experiments/2026-12-07/fashion-mnist-resnet-with-a-very-long-name (resnet_s)';
+                  document.getElementById('model').append(o); }"""
+    )
+    assert pg.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+    assert pg.locator("#model").bounding_box()["width"] <= PHONE["width"] * 0.75
+    context.close()
