@@ -79,3 +79,28 @@ def test_phone_page_never_scrolls_sideways_even_with_a_long_run_name(browser, si
     assert pg.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
     assert pg.locator("#model").bounding_box()["width"] <= PHONE["width"] * 0.75
     context.close()
+
+
+def test_conv_view_draws_padding_as_a_ring_not_as_values(desk, site_url):
+    """bnspec's conv1 is 5x5, stride 2, padding 2: at output (0, 0) the window covers 2 rows and 2 columns
+    of padding. They are hatched cells named as padding (not "0.00" in a value's colour), and the input
+    map has a ring of padding around it that the window stays on."""
+    open_site(desk, site_url, "model=bnspec&image=test:0&stage=conv1&channel=0&pos=0,0")
+    desk.wait_for_selector("#detail[data-kind='conv'] .sum[data-total]", timeout=15000)
+    cells = desk.evaluate(
+        """() => [...document.querySelectorAll('#detail .dot figure:first-child td')]
+                 .map((td) => [td.className, td.textContent])"""
+    )
+    assert len(cells) == 25
+    pads = [c for c in cells if c[0] == "pad"]
+    assert len(pads) == 16 and all(text.startswith("0 (padding") for _, text in pads), cells
+    assert all(c[0] != "pad" for i, c in enumerate(cells) if i // 5 >= 2 and i % 5 >= 2)
+    holder = desk.locator("#detail .big-holder.padded").first
+    ring, window, canvas = (
+        holder.bounding_box(),
+        holder.locator(".window").bounding_box(),
+        holder.locator("canvas").bounding_box(),
+    )
+    assert canvas["x"] > ring["x"] and canvas["y"] > ring["y"]  # the ring is around the map
+    assert window["x"] >= ring["x"] - 0.5 and window["y"] >= ring["y"] - 0.5  # the window stays on the picture
+    assert abs(window["x"] - ring["x"]) < 1 and window["x"] < canvas["x"]

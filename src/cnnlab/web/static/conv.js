@@ -77,6 +77,7 @@ function geometry(layer, inp, channel) {
   const [, H, W] = inp.shape;
   const patchAt = (c, y, x) => {
     const vals = new Array(kh * kw);
+    const padded = new Array(kh * kw).fill(false);
     const y0 = y * sh - top;
     const x0 = x * sw - left;
     for (let i = 0; i < kh; i++) {
@@ -85,9 +86,10 @@ function geometry(layer, inp, channel) {
         const xx = x0 + j * dw;
         const inside = yy >= 0 && xx >= 0 && yy < H && xx < W;
         vals[i * kw + j] = inside ? inp.data[c * H * W + yy * W + xx] : p.padding_mode === "zeros" ? 0 : NaN;
+        padded[i * kw + j] = !inside;
       }
     }
-    return { vals, y0, x0 };
+    return { vals, y0, x0, padded };
   };
   const chans = [...Array(cinPer).keys()].map((k) => group * cinPer + k);
   return { kh, kw, sh, top, nk: kh * kw, span: [dh * (kh - 1) + 1, dw * (kw - 1) + 1], chans, H, W, patchAt };
@@ -187,14 +189,14 @@ function channelTable(chans, onPick) {
 }
 
 // patch ⊙ kernel = products, as three number grids with their legends.
-function dotProduct(patch, kernel, prods, sum, { g, scales, y0, x0, o, c }) {
-  const grid = (vals, scale, title, caption) => {
-    const f = numberGrid(vals, g.kh, g.kw, { scale, title, caption });
+function dotProduct(patch, kernel, prods, sum, { g, scales, y0, x0, o, c, padded }) {
+  const grid = (vals, scale, title, caption, pads) => {
+    const f = numberGrid(vals, g.kh, g.kw, { scale, title, caption, padded: pads });
     f.append(legend(scale));
     return f;
   };
   return [
-    grid(patch, scales.in, t("conv.patch", { y: y0, x: x0, c }), t("conv.patchCap")),
+    grid(patch, scales.in, t("conv.patch", { y: y0, x: x0, c }), t("conv.patchCap"), padded),
     el("span", "operator", "⊙"),
     grid(kernel, scales.kern, t("conv.kernel", { o, c }), t("conv.kernelCap")),
     el("span", "operator", "="),
@@ -257,14 +259,14 @@ export async function convDetail(box, ctx, layer, channel) {
     const total = sum + bias;
     const model = layer.data[channel * oh * ow + y * ow + x];
     if (!inView || inView.channel !== chans[sel]) {
-      inView = bigMap(inp, chans[sel], scales.in, { title: t("in.title", { name: inp.name, channel: chans[sel], h: g.H, w: g.W }) });
+      inView = bigMap(inp, chans[sel], scales.in, { title: t("in.title", { name: inp.name, channel: chans[sel], h: g.H, w: g.W }), pad: layer.params.padding });
       inView.channel = chans[sel];
       inHolder.replaceChildren(inView.fig);
     }
-    const { y0, x0 } = g.patchAt(chans[sel], y, x);
+    const { y0, x0, padded } = g.patchAt(chans[sel], y, x);
     inView.mark(y0, x0, ...g.span);
     out.mark(y, x, 1, 1);
-    mid.replaceChildren(...dotProduct(patches[sel], kernels[sel], prods[sel], per[sel], { g, scales, y0, x0, o: channel, c: chans[sel] }));
+    mid.replaceChildren(...dotProduct(patches[sel], kernels[sel], prods[sel], per[sel], { g, scales, y0, x0, o: channel, c: chans[sel], padded }));
     const err = layer.errors[channel];
     const bound = tolerance(W, g, inp, err, model);
     const ok = Math.abs(total - model) <= bound;

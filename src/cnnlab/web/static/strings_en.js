@@ -101,6 +101,8 @@ export default {
   "map.role": "map",
   "map.label": "{name}, channel {channel}, {h}×{w}: arrow keys move the position",
   "table.bars": "bars",
+  "grid.padCell": "(padding: not part of the map, read as 0)",
+  "grid.padRing": "the hatched ring is the zero padding around the map: not part of it, read as 0",
   "grid.pad": "pad",
   "detail.channel": "channel {channel}",
   "detail.close": "Close the detail view (Escape)",

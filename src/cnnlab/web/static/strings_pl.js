@@ -102,6 +102,8 @@ export default {
   "map.role": "mapa",
   "map.label": "{name}, kanał {channel}, {h}×{w}: strzałki przesuwają pozycję",
   "table.bars": "słupki",
+  "grid.padCell": "(dopełnienie: poza mapą, czytane jako 0)",
+  "grid.padRing": "kreskowana ramka to dopełnienie zerami wokół mapy: nie należy do niej, czytane jako 0",
   "grid.pad": "pad",
   "detail.channel": "kanał {channel}",
   "detail.close": "Zamknij widok szczegółów (Escape)",
