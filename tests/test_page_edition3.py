@@ -5,6 +5,8 @@ sideways scroll on a phone even with a long run name, a visible keyboard focus r
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from browser_support import PHONE, switch_model
@@ -37,7 +39,9 @@ def test_network_first_and_its_softmax_on_screen_for_every_model(desk, site_url)
             switch_model(desk, model)
         soft = desk.locator("#network .col.kind-softmax").bounding_box()
         assert soft["x"] >= 0 and soft["x"] + soft["width"] <= DESKTOP["width"], model
-        overflow = desk.evaluate("() => { const n = document.getElementById('network'); return n.scrollWidth - n.clientWidth; }")
+        overflow = desk.evaluate(
+            "() => { const n = document.getElementById('network'); return n.scrollWidth - n.clientWidth; }"
+        )
         assert overflow <= 0, f"{model}: the network scrolls sideways by {overflow} px"
     assert desk.errors == []
 
@@ -102,5 +106,46 @@ def test_conv_view_draws_padding_as_a_ring_not_as_values(desk, site_url):
         holder.locator("canvas").bounding_box(),
     )
     assert canvas["x"] > ring["x"] and canvas["y"] > ring["y"]  # the ring is around the map
-    assert window["x"] >= ring["x"] - 0.5 and window["y"] >= ring["y"] - 0.5  # the window stays on the picture
+    assert (
+        window["x"] >= ring["x"] - 0.5 and window["y"] >= ring["y"] - 0.5
+    )  # the window stays on the picture
     assert abs(window["x"] - ring["x"]) < 1 and window["x"] < canvas["x"]
+
+
+def _pl_plural(n: int, forms: list[str]) -> str:
+    if n == 1:
+        return forms[0]
+    if n % 10 in (2, 3, 4) and n % 100 not in (12, 13, 14):
+        return forms[1]
+    return forms[2]
+
+
+def test_polish_plurals_and_number_formats(browser, site_url, site_runs):
+    """Polish agrees numbers and nouns (64 jądra, wszystkie 64 mapy, 12 etapów, 1 piksel) and writes
+    numbers as Poles do (485 514 parametrów, 35,9%), through Intl.PluralRules and Intl.NumberFormat."""
+    import cnnlab as cl
+    from cnnlab.models import count_params
+
+    context = browser.new_context(viewport=DESKTOP, locale="pl-PL")
+    pg = context.new_page()
+    open_site(pg, site_url, "model=cnn2&image=test:0&lang=pl&stage=conv1&channel=all")
+    pg.wait_for_selector("#detail:not([hidden])", timeout=15000)
+    params = count_params(cl.load_run(site_runs / "cnn2").model)
+    info = re.sub(r"\s", " ", pg.inner_text("#model-info"))  # Polish groups digits with a no-break space
+    assert f"{params:,}".replace(",", " ") + " parametrów" in info, info
+    detail = pg.inner_text("#detail")
+    assert "wszystkie 64 mapy" in detail and "64 map " not in detail and "64 map\n" not in detail, detail[
+        :300
+    ]
+    stages = pg.evaluate("() => cnnlab.doc.layers.length - 2")
+    assert f"{stages} {_pl_plural(stages, ['etap', 'etapy', 'etapów'])} modelu" in pg.inner_text("#status")
+    assert "ma 64 jądra 3×3" in pg.inner_text("#article-body")
+    prob = pg.inner_text("#pred-prob")
+    assert "," in prob and "." not in prob and prob.endswith("%"), prob
+    open_site(pg, site_url, "model=cnn2&image=test:0&lang=pl&stage=conv1&channel=0")
+    pg.wait_for_selector("#detail[data-kind='conv'] .sum[data-total]", timeout=15000)
+    text = pg.inner_text("#detail")
+    assert "o 1 piksel naraz" in text and "piksel(e)" not in text
+    cells = pg.eval_on_selector_all("#detail td", "els => els.map(e => e.textContent)")
+    assert cells and not [c for c in cells if re.fullmatch(r"[-−]?\d+\.\d+", c)], cells[:10]
+    context.close()

@@ -6,7 +6,7 @@ import { dataSource } from "./datasource.js";
 import { renderArticle } from "./article.js";
 import { renderCompare } from "./compare.js";
 import { cancelDetail, openDetail } from "./detail.js";
-import { LANGS, applyStatic, getLang, initLang, onLangChange, setLang, t } from "./i18n.js";
+import { LANGS, applyStatic, getLang, initLang, num, onLangChange, setLang, t } from "./i18n.js";
 import { drawLinks, fitColumns, highlightLinks, renderNetwork } from "./network.js";
 import { makePlayground } from "./playground.js";
 import { clearPrediction, drawInput, drawPrediction } from "./prediction.js";
@@ -260,8 +260,8 @@ function showUnavailable() {
 
 function describeModel() {
   const m = state.model;
-  const acc = m.test_accuracy !== null && m.test_accuracy !== undefined ? t("model.acc", { a: (100 * m.test_accuracy).toFixed(1) }) : "";
-  const params = m.params ? ` · ${m.params.toLocaleString()} ${t("model.params")}` : "";
+  const acc = m.test_accuracy !== null && m.test_accuracy !== undefined ? t("model.acc", { a: num(100 * m.test_accuracy, 1) }) : "";
+  const params = m.params ? ` · ${t("model.params", { n: m.params })}` : "";
   $("model-info").textContent = `${m.name} · ${m.data} · ${m.input_shape.join("×")}${params}${acc}`;
   const rgb = m.input_shape[0] === 3;
   const onBlack = !rgb && /^(fashion_mnist|mnist)$/.test(m.data);

@@ -1,6 +1,6 @@
 // The short article beside the live network: kernels, padding and stride (with a widget), ReLU, pooling,
 // flatten and softmax, each told on the model in view, with a button that opens that stage of it.
-import { getLang, plural, t } from "./i18n.js";
+import { getLang, num, plural, t } from "./i18n.js";
 import { el } from "./maps.js";
 
 function firstOf(layers, kinds) {
@@ -123,7 +123,7 @@ export function renderArticle(root, ctx, state) {
   const layers = state.layers;
   if (!layers.length) return;
   const p = state.doc.prediction;
-  const answer = t("art.softmax2", { label: p.label, p: (100 * p.probability).toFixed(1), k: p.probabilities.length });
+  const answer = t("art.softmax2", { label: p.label, p: num(100 * p.probability, 1), k: p.probabilities.length });
   const key = `${state.doc.model.id}|${getLang()}`;
   if (root.dataset.key === key) {
     // the same model and language: only the sentence about this image's answer changes
@@ -145,7 +145,7 @@ export function renderArticle(root, ctx, state) {
     const p = conv.params;
     parts.push(section("kernels", t("art.kernels.h"), [
       t("art.kernels1"),
-      t("art.kernels2", { name: conv.name, c: p.out_channels, k: p.kernel_size.join("×"), cin: p.in_channels, chWord: plural(p.in_channels, [t("channel.one"), t("channel.few"), t("channel.many")]), w: p.weights.toLocaleString() }),
+      t("art.kernels2", { name: conv.name, c: p.out_channels, k: p.kernel_size.join("×"), cin: p.in_channels, chWord: plural(p.in_channels, [t("channel.one"), t("channel.few"), t("channel.many")]), w: p.weights }),
     ], [showButton(ctx, conv)]));
   } else {
     parts.push(section("kernels", t("art.kernels.h"), [t("art.kernels1"), t("art.noConv", { name })]));

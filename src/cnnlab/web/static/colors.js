@@ -5,7 +5,7 @@
 // white everywhere and "how positive" reads the same on every stage. The range is robust: the 99th
 // percentile of |value| (one outlier does not wash out the rest); values beyond it are drawn at the end
 // colour and the legend says so. The input is drawn in its own colours: gray stays gray, RGB stays RGB.
-import { t } from "./i18n.js";
+import { getLang, t } from "./i18n.js";
 
 // ColorBrewer "Oranges" and "Blues", white first: perceptually ordered, print- and colour-blind-safe.
 const POS = [[255, 255, 255], [254, 230, 206], [253, 174, 107], [241, 105, 19], [166, 54, 3], [100, 30, 2]];
@@ -128,11 +128,14 @@ export function paintCell(el, v, scale) {
   el.style.color = inkOn(c);
 }
 
+// Numbers in the reader's language: a decimal comma in Polish ("4,23", as beside "35,9%").
+const local = (s) => (getLang() === "pl" ? s.replace(".", ",") : s);
+
 export function fmt(v, digits = 3) {
   if (v === null || v === undefined || !Number.isFinite(v)) return String(v);
   const a = Math.abs(v);
-  if (a !== 0 && (a < 1e-3 || a >= 1e4)) return v.toExponential(2);
-  return v.toFixed(digits);
+  if (a !== 0 && (a < 1e-3 || a >= 1e4)) return local(v.toExponential(2));
+  return local(v.toFixed(digits));
 }
 
 // Two significant digits: 0.0043 -> "0.0043", 1.234 -> "1.2", 12.3 -> "12", 1234 -> "1.2e3".
@@ -140,8 +143,8 @@ export function fmtShort(v) {
   if (!Number.isFinite(v)) return String(v);
   const a = Math.abs(v);
   if (a === 0) return "0";
-  if (a >= 1000 || a < 0.001) return v.toExponential(1);
-  return String(Number(v.toPrecision(2)));
+  if (a >= 1000 || a < 0.001) return local(v.toExponential(1));
+  return local(String(Number(v.toPrecision(2))));
 }
 
 function gradientCss(scale) {

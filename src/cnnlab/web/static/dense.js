@@ -2,7 +2,7 @@
 // position each input came from), flatten's index -> (channel, row, column), and softmax from the
 // logits, whose own sources are the output layer's top contributions.
 import { colorOf, cssColor, fmt, layerScale, legend } from "./colors.js";
-import { plural, t } from "./i18n.js";
+import { pct, plural, t } from "./i18n.js";
 import { drawChannel, el, headCell, readout } from "./maps.js";
 
 const TOP = 10;
@@ -168,7 +168,7 @@ export async function denseDetail(box, ctx, layer, unit, { elementwise = false }
   const n = layer.shape[0];
   const isOutput = layer === ctx.layers[ctx.layers.length - 2] && n === ctx.doc.model.classes.length;
   if (elementwise) box.append(el("p", "explain", t(`vec.${layer.kind}`, { p: p.p, fn: p.function })));
-  else box.append(el("p", "explain", t(isOutput ? "dense.textOut" : "dense.text", { out: p.out_features, in: p.in_features, w: p.weights.toLocaleString() })));
+  else box.append(el("p", "explain", t(isOutput ? "dense.textOut" : "dense.text", { out: p.out_features, in: p.in_features, w: p.weights })));
   const detail = el("div", "unit-detail");
   const line = readout();
   let start = unit;
@@ -265,7 +265,7 @@ export async function softmaxDetail(box, ctx, layer, cls) {
     b.setAttribute("aria-label", t("softmax.pick", { label: classes[i] }));
     b.addEventListener("click", () => pick(i));
     th.append(b);
-    tr.append(th, el("td", "num", fmt(z, 4)), el("td", "num", fmt(ex[i], 4)), el("td", "num", `${(100 * p).toFixed(2)}%`), cellBar);
+    tr.append(th, el("td", "num", fmt(z, 4)), el("td", "num", fmt(ex[i], 4)), el("td", "num", pct(p, 2)), cellBar);
     table.append(tr);
     rows.push(tr);
   });

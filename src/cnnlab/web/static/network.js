@@ -2,7 +2,7 @@
 // softmax as bars at the end. One tab stop for the whole network: the arrow keys move between maps
 // (up/down in a column, left/right across stages), Enter or Space opens the one in focus.
 import { legend, layerScale } from "./colors.js";
-import { getLang, plural, t } from "./i18n.js";
+import { getLang, pct, plural, t } from "./i18n.js";
 import { drawChannel, drawVector, el, shapeText } from "./maps.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -63,7 +63,7 @@ function column(layer, state, { perStage, onSelect, onAll, onClass }) {
     const classes = state.doc.model.classes;
     col.classList.add("vector");
     for (let i = 0; i < layer.data.length; i++) {
-      const p = `${(100 * layer.data[i]).toFixed(1)}%`;
+      const p = pct(layer.data[i]);
       const bar = mapButton(layer, i, null);
       bar.className = "map bar" + (i === state.doc.prediction.index ? " top" : "");
       bar.dataset.index = String(i);
@@ -127,9 +127,8 @@ function updateNetwork(root, state) {
     if (layer.kind === "softmax") {
       for (const bar of col.querySelectorAll(".bar")) {
         const k = Number(bar.dataset.index);
-        const p = `${(100 * layer.data[k]).toFixed(1)}%`;
-        bar.querySelector(".bar-fill").style.width = p;
-        bar.querySelector(".bar-value").textContent = p;
+        bar.querySelector(".bar-fill").style.width = `${(100 * layer.data[k]).toFixed(1)}%`;
+        bar.querySelector(".bar-value").textContent = pct(layer.data[k]);
         bar.classList.toggle("top", k === state.doc.prediction.index);
       }
     } else if (layer.shape.length === 3) {

@@ -2,7 +2,7 @@
 // and the prediction card (the top classes as buttons: each asks where the model looks for that class),
 // plus the sentence a screen reader hears when the prediction changes.
 import { heat, legend } from "./colors.js";
-import { t } from "./i18n.js";
+import { num, pct, t } from "./i18n.js";
 import { drawHeat, drawMap, drawRGB, el } from "./maps.js";
 
 const $ = (id) => document.getElementById(id);
@@ -52,7 +52,7 @@ export function sourceText(state) {
 export function drawPrediction(state, { onClass }) {
   const p = state.doc.prediction;
   $("pred-label").textContent = p.label;
-  $("pred-prob").textContent = `${(100 * p.probability).toFixed(1)}%`;
+  $("pred-prob").textContent = pct(p.probability);
   $("pred-truth").textContent = sourceText(state);
   const bars = $("pred-bars");
   bars.replaceChildren();
@@ -67,7 +67,7 @@ export function drawPrediction(state, { onClass }) {
     fill.style.width = `${(100 * s.probability).toFixed(1)}%`;
     const track = el("span", "pt");
     track.append(fill);
-    b.append(el("span", "pl", s.label), " ", track, el("span", "pv", `${(100 * s.probability).toFixed(1)}%`));
+    b.append(el("span", "pl", s.label), " ", track, el("span", "pv", pct(s.probability)));
     b.addEventListener("click", () => onClass(s.index));
     bars.append(b);
   }
@@ -79,7 +79,7 @@ export function drawPrediction(state, { onClass }) {
     pick.append(o);
   });
   pick.value = String(chosen);
-  $("pred-live").textContent = t("pred.live", { label: p.label, p: (100 * p.probability).toFixed(1), model: state.doc.model.id });
+  $("pred-live").textContent = t("pred.live", { label: p.label, p: num(100 * p.probability, 1), model: state.doc.model.id });
 }
 
 export function clearPrediction(message) {
