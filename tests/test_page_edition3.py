@@ -149,3 +149,25 @@ def test_polish_plurals_and_number_formats(browser, site_url, site_runs):
     cells = pg.eval_on_selector_all("#detail td", "els => els.map(e => e.textContent)")
     assert cells and not [c for c in cells if re.fullmatch(r"[-−]?\d+\.\d+", c)], cells[:10]
     context.close()
+
+
+def test_article_fits_every_architecture(desk, site_url):
+    """Residual nets have their convolutions, batch norms and ReLUs inside blocks: the article finds them
+    there (it said 'has no conv layer' and dropped ReLU); a model without any conv gets an example from
+    its own dataset (it spoke of a shoe to a shapes model); GELU and batch norm are explained."""
+    open_site(desk, site_url, "model=resnet_s&image=test:0")
+    text = desk.inner_text("#article-body")
+    heads = desk.eval_on_selector_all("#article-body h3", "els => els.map(e => e.textContent)")
+    assert "has no conv layer" not in text and "the first conv layer is inside stem" in text
+    assert {"Kernels", "Batch norm", "ReLU", "Residual blocks", "Pooling", "Softmax"} <= set(heads), heads
+    desk.click("#article-body section[aria-labelledby='art-residual'] button.show")
+    desk.wait_for_selector("#detail:not([hidden])[data-layer='block1']", timeout=15000)
+    switch_model(desk, "mlp")
+    text = desk.inner_text("#article-body")
+    label = desk.evaluate(
+        "() => cnnlab.doc.model.classes[cnnlab.doc.input.label ?? cnnlab.doc.prediction.index]"
+    )
+    assert "has no conv layer" in text and f"Moving a {label} 3 pixels up" in text and "shoe" not in text
+    switch_model(desk, "bnspec")
+    text = desk.inner_text("#article-body")
+    assert "GELU, a smooth ReLU" in text and "Open bn1 to see each channel" in text
