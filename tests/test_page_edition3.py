@@ -171,3 +171,67 @@ def test_article_fits_every_architecture(desk, site_url):
     switch_model(desk, "bnspec")
     text = desk.inner_text("#article-body")
     assert "GELU, a smooth ReLU" in text and "Open bn1 to see each channel" in text
+
+
+def test_smaller_defects(desk, site_url):
+    """Legend ends that never run together ('-0.680.68'), one scale for a pooling view's input and output,
+    readable normalize statistics (not 16 digits), no 'all 1 input channel', no '− -0.39'."""
+    open_site(desk, site_url, "model=speednet")
+    touching = desk.evaluate(
+        """() => [...document.querySelectorAll('#network .legend-ends')].filter((e) => {
+            const [a, b] = [...e.children].map((c) => c.getBoundingClientRect());
+            return b && Math.abs(a.top - b.top) < 2 && b.left - a.right < 2; }).length"""
+    )
+    assert touching == 0
+    open_site(desk, site_url, "model=cnn2&image=test:0&stage=pool1&channel=0")
+    desk.wait_for_selector("#detail[data-kind='maxpool'] figure.big", timeout=15000)
+    ends = desk.eval_on_selector_all("#detail figure.big .legend-ends", "els => els.map(e => e.textContent)")
+    assert len(ends) == 2 and ends[0] == ends[1], ends
+    open_site(desk, site_url, "model=cnn2&image=test:0&stage=normalize&channel=0")
+    desk.wait_for_selector("#detail:not([hidden])", timeout=15000)
+    text = desk.inner_text("#detail")
+    assert "0.3000" in text and not re.search(r"\d\.\d{7,}", text), text[:400]
+    open_site(desk, site_url, "model=cnn2&image=test:0&stage=conv1&channel=0")
+    desk.wait_for_selector("#detail[data-kind='conv'] .sum[data-total]", timeout=15000)
+    assert "all 1 input" not in desk.inner_text("#detail") and "its one input channel" in desk.inner_text(
+        "#detail"
+    )
+    open_site(desk, site_url, "model=bnspec&image=test:0&stage=bn1&channel=0")
+    desk.wait_for_selector("#detail[data-kind='batchnorm'] .sum", timeout=15000)
+    lines = []
+    for ch in range(8):
+        desk.evaluate(
+            f'() => document.querySelector(\'#network .col[data-layer="bn1"] .map[data-channel="{ch}"]\').click()'
+        )
+        desk.wait_for_function(
+            f"() => document.querySelector('#detail')?.textContent.includes('channel {ch}')"
+        )
+        lines.append(desk.inner_text("#detail .sum"))
+    assert not [line for line in lines if re.search(r"[−-] -\d", line)], lines
+    assert any("+ " in line.split("/")[0] for line in lines) or all("− " in line for line in lines)
+
+
+def test_all_zero_gradcam_says_so(desk, site_url):
+    open_site(desk, site_url, "model=cnn2&image=test:0&overlay=gradcam")
+    note = desk.evaluate(
+        """async () => {
+            const m = await import(new URL('static/prediction.js', location.href));
+            const s = window.cnnlab, n = s.layers[0].shape[1] * s.layers[0].shape[2];
+            m.drawInput(s, () => new Float32Array(n));
+            const zero = document.getElementById('overlay-note').textContent;
+            m.drawInput(s, (hm) => Float32Array.from({length: n}, (_, i) => i / n));
+            return [zero, document.getElementById('overlay-note').textContent]; }"""
+    )
+    assert "zero everywhere" in note[0] and "zero everywhere" not in note[1], note
+
+
+def test_overlay_lives_in_the_url_and_a_restored_view_is_shown(desk, site_url):
+    open_site(desk, site_url, "model=cnn2&image=test:0")
+    desk.select_option("#overlay", "saliency")
+    desk.wait_for_function("() => location.search.includes('overlay=saliency')")
+    open_site(desk, site_url, "model=cnn2&image=test:4&overlay=gradcam&stage=conv2&channel=3")
+    desk.wait_for_selector("#detail[data-kind='conv'] .sum[data-total]", timeout=15000)
+    assert desk.input_value("#overlay") == "gradcam"
+    desk.wait_for_function(
+        "() => Math.abs(document.getElementById('detail').getBoundingClientRect().top) < 60"
+    )

@@ -35,6 +35,7 @@ let sketch = null;
 let playground = null;
 let wrapEl = null;
 let pendingUrl = null;
+let restoring = false; // the first render of a view restored from the URL
 window.cnnlab = state; // for the curious (and the browser tests): everything the page shows
 
 export function setStatus(text, isError = false) {
@@ -160,7 +161,11 @@ function render(doc) {
   if (!window.cnnlabFirstRenderMs) window.cnnlabFirstRenderMs = performance.now();
   const want = pendingUrl || state.selected;
   pendingUrl = null;
-  if (want && hasChannel(ctx.layer(want.layer), want.channel)) select(want.layer, want.channel, { pos: want.pos, unit: want.unit, focus: false });
+  if (want && hasChannel(ctx.layer(want.layer), want.channel)) {
+    const opened = select(want.layer, want.channel, { pos: want.pos, unit: want.unit, focus: false });
+    if (restoring) opened.then(() => $("detail").scrollIntoView({ block: "start" })); // a shared link shows what it points at
+    restoring = false;
+  }
   else closeDetail(false);
   if (!$("compare").hidden) drawCompare();
   renderArticle($("article-body"), ctx, state);
@@ -369,6 +374,8 @@ async function init() {
     if (state.compare.size) $("compare").hidden = false;
     $("compare-toggle").setAttribute("aria-expanded", String(!$("compare").hidden));
     state.classIndex = url.classIndex;
+    if (url.overlay) $("overlay").value = url.overlay;
+    restoring = Boolean(url.stage);
     if (url.stage) pendingUrl = { layer: url.stage, channel: url.channel, pos: url.pos, unit: url.unit };
     if (url.test !== null) state.source = { kind: "test", index: url.test, model: first.id, data: first.data, blob: null };
     sel.value = first.id;

@@ -39,7 +39,7 @@ export function wireControls({ state, sketch, explain, useFile, chooseModel, clo
     useFile(ev.dataTransfer.files[0]);
   });
   $("invert").addEventListener("change", () => state.source && state.source.kind === "upload" && explain());
-  $("overlay").addEventListener("change", () => state.doc && render(state.doc));
+  $("overlay").addEventListener("change", () => state.doc && render(state.doc)); // render writes the URL
   $("cam-class").addEventListener("change", (ev) => {
     const i = Number(ev.target.value);
     if (state.doc) explainClass(i);

@@ -224,7 +224,7 @@ export async function convDetail(box, ctx, layer, channel) {
   const scales = { in: layerScale(inp), out: layerScale(layer), kern: symScale(W) };
   scales.prod = productScale(scales);
   const chWord = plural(chans.length, [t("channel.one"), t("channel.few"), t("channel.many")]);
-  box.append(el("p", "explain", t("conv.text", { name: layer.name, channel, kh, kw, n: chans.length, chWord, s: g.sh, pad: g.top })));
+  box.append(el("p", "explain", t(chans.length === 1 ? "conv.text1" : "conv.text", { name: layer.name, channel, kh, kw, n: chans.length, chWord, s: g.sh, pad: g.top })));
   let sel = 0;
   let inView = null;
   const line = readout();

@@ -36,6 +36,9 @@ function beforeAfter(box, ctx, layer, channel, text, fn) {
   b.moveTo(...startPos(ctx, layer, channel));
 }
 
+// PyTorch's repr prints float32 buffers in full (mean=[0.30000001192092896]): 6 significant digits.
+const shortFloats = (text) => text.replace(/-?\d+\.\d{7,}(e-?\d+)?/g, (m) => String(Number(Number(m).toPrecision(6))));
+
 // Batch norm at evaluation: y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta, per channel.
 function batchnormDetail(box, ctx, layer, channel) {
   const p = layer.params;
@@ -71,7 +74,7 @@ function batchnormDetail(box, ctx, layer, channel) {
     line.dataset.total = String(y2);
     line.dataset.output = String(out);
     line.textContent = t("bn.line", {
-      y, x, x0: fmt(xin, 4), mu: fmt(mu, 4), s: fmt(Math.sqrt(v + p.eps), 4), xhat: fmt(xhat, 4),
+      y, x, x0: fmt(xin, 4), minusMu: mu < 0 ? `+ ${fmt(-mu, 4)}` : `− ${fmt(mu, 4)}`, s: fmt(Math.sqrt(v + p.eps), 4), xhat: fmt(xhat, 4),
       g: fmt(g, 4), b: fmt(b, 4), y2: fmt(y2, 4), out: fmt(out, 4), ok: ok ? "✓" : "✗",
     });
   };
@@ -166,7 +169,7 @@ function mapView(box, ctx, layer, ch) {
     relu: [t("relu.text"), (v) => `max(0, ${fmt(v, 4)})`],
     activation: [t("act.text", { fn: layer.params.function }), null],
     dropout: [t("dropout.text", { p: layer.params.p }), null],
-    normalize: [t("normalize.text", { mean: layer.params.mean, std: layer.params.std }), null],
+    normalize: [t("normalize.text", { mean: layer.params.mean.map((v) => fmt(v, 4)).join(", "), std: layer.params.std.map((v) => fmt(v, 4)).join(", ") }), null],
   };
   const [text, fn] = texts[k] || [t(`kind.${k}`), null];
   return beforeAfter(box, ctx, layer, ch, text, fn);
@@ -200,7 +203,7 @@ export async function openDetail(target, ctx, name, channel) {
   close.setAttribute("aria-label", t("detail.close"));
   close.addEventListener("click", () => ctx.closeDetail());
   box.append(close, head);
-  if (layer.module && layer.kind !== "input" && layer.kind !== "softmax") box.append(el("code", "module", layer.module));
+  if (layer.module && layer.kind !== "input" && layer.kind !== "softmax") box.append(el("code", "module", shortFloats(layer.module)));
   const ch = channel === "all" ? 0 : channel ?? 0;
   const k = layer.kind;
   ctx.token = token;

@@ -57,7 +57,7 @@ export function poolDetail(box, ctx, layer, channel) {
   if (lostR > 0 || lostC > 0) text += " " + t("pool.lost", { r: lostR, c: lostC, H, W, kh, s: sh });
   box.append(el("p", "explain", text));
   const sIn = layerScale(inp);
-  const sOut = layerScale(layer);
+  const sOut = sIn; // the kept maximum (or the mean) in the colour it had in the input
   const row = el("div", "detail-row");
   const inView = bigMap(inp, channel, sIn, { title: t("in.title", { name: inp.name, channel, h: H, w: W }) });
   if (lostR > 0) inView.shade(usedRows, 0, lostR, W, "never-read");

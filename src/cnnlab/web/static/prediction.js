@@ -20,7 +20,10 @@ export function drawInput(state, heatOf) {
   const note = $("overlay-note");
   const leg = $("overlay-legend");
   leg.replaceChildren();
-  if (hm) {
+  if (hm && hm.method === "gradcam" && !heatOf(hm).some((v) => v > 0)) {
+    note.textContent = t("heat.gradcamZero", { layer: hm.layer || "", label: hm.label });
+    leg.append(legend({ kind: "heat", lo: 0, hi: 1 }, { label: t("heat.scale") }));
+  } else if (hm) {
     note.textContent = t(`heat.${hm.method}`, { layer: hm.layer || "", label: hm.label });
     leg.append(legend({ kind: "heat", lo: 0, hi: 1 }, { label: t("heat.scale") }));
   } else if (which === "gradcam" && !doc.gradcam) {
