@@ -117,3 +117,22 @@ def test_weights_failing_their_sha256_are_not_run(browser, site, tmp_path):
         assert pg.inner_text("#pred-label") == label
         assert pg.evaluate("() => cnnlab.doc.model.id") == "cnn2" and pg.input_value("#model") == "cnn2"
     context.close()
+
+
+def test_gallery_of_the_models_own_test_images(spage, site_url, site_runs):
+    import cnnlab as cl
+    from cnnlab.explain.data import run_test_split
+
+    open_site(spage, site_url, "model=resnet_f")
+    spage.wait_for_selector("#gallery:not([hidden]) .gallery-item", timeout=15000)
+    run = cl.load_run(site_runs / "resnet_f")
+    split, classes = run_test_split(run.config)
+    labels = spage.eval_on_selector_all("#gallery .gallery-label", "els => els.map(e => e.textContent)")
+    assert labels == [classes[int(v)] for v in np.asarray(split.labels[:12])]
+    n = rendered(spage)
+    spage.click("#gallery .gallery-item[data-index='5']")
+    wait_render(spage, n)
+    assert shown(spage)["source"] == "test:5"
+    assert f"true class: {labels[5]}" in spage.inner_text("#pred-truth")
+    switch_model(spage, "cnn2")  # another dataset: another gallery
+    spage.wait_for_function("() => document.querySelector('#gallery .gallery-item canvas')?.width === 28")

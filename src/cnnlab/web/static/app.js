@@ -10,6 +10,7 @@ import { LANGS, applyStatic, getLang, initLang, num, onLangChange, setLang, t } 
 import { drawLinks, fitColumns, highlightLinks, renderNetwork } from "./network.js";
 import { makePlayground } from "./playground.js";
 import { clearPrediction, drawInput, drawPrediction } from "./prediction.js";
+import { renderGallery } from "./gallery.js";
 import { makeSketch } from "./sketch.js";
 import { pixelsBlob, prepareUpload, sourceFields, travels } from "./source.js";
 import { readUrl, writeUrl } from "./urlstate.js";
@@ -277,6 +278,15 @@ function describeModel() {
   $("sketch-size").textContent = `${side}×${side}`;
   $("sketch-colour-row").hidden = !rgb;
   $("sketch-note").textContent = t(rgb ? "sketch.noteRGB" : "sketch.note");
+  renderGallery($("gallery"), dataSource, m, pickTest).catch((err) => setStatus(err.message, true));
+}
+
+// A gallery image: a test image of the model in view, by its index.
+function pickTest(index, label) {
+  const previous = { source: state.source, classIndex: state.classIndex };
+  state.source = { kind: "test", index, label, model: state.model.id, data: state.model.data, blob: null };
+  state.classIndex = null;
+  explain(previous);
 }
 
 async function chooseModel(id) {

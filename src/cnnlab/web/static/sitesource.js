@@ -51,6 +51,7 @@ export function siteSource(siteUrl) {
       return { models: site.models, unavailable: site.unavailable || [] };
     },
     explain: async (fields) => call({ type: "explain", base: base(fields.model), fields }),
+    gallery: async (model, n) => call({ type: "gallery", base: base(model), n }),
     weights: async (model, layer, channel) => call({ type: "weights", base: base(model), layer, channel: channel ?? null }),
   };
 }

@@ -55,6 +55,8 @@ export default {
   "src.truth": "true class: {label}",
   "net.random": "Another test image",
   "net.pick": "or your own image, or a drawing ↓",
+  "gallery.h": "Test images of this model, with their true class ({n} in the site)",
+  "gallery.item": "test image {i}, true class {label}",
   "net.h": "The network, stage by stage",
   "net.hint": "Each column is one stage of the trained model. A map, a stage's name or \"all maps\" opens how it is computed (keyboard: Tab to the maps, arrow keys to move, Enter to open, Escape to close).",
   "net.perStage": "maps per stage",

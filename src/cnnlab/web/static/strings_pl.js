@@ -56,6 +56,8 @@ export default {
   "src.truth": "prawdziwa klasa: {label}",
   "net.random": "Inny obraz testowy",
   "net.pick": "albo własny obraz lub rysunek ↓",
+  "gallery.h": "Obrazy testowe tego modelu z prawdziwą klasą ({n} na stronie)",
+  "gallery.item": "obraz testowy {i}, prawdziwa klasa {label}",
   "net.h": "Sieć, etap po etapie",
   "net.hint": "Każda kolumna to jeden etap wytrenowanego modelu. Mapa, nazwa etapu albo „wszystkie” otwiera to, jak powstaje (klawiatura: Tab do map, strzałki, by się przesuwać, Enter, by otworzyć, Escape, by zamknąć).",
   "net.perStage": "map na etap",

@@ -115,6 +115,15 @@ async function weights(msg) {
   return { model: m.doc.model.id, layer: s.name, kind: s.kind, params: s.params, channel: c ?? null, weight, bias };
 }
 
+// The first n gallery images (uint8, C*H*W each) and their labels.
+async function gallery(msg) {
+  const m = await load(msg.base);
+  const g = m.doc.gallery;
+  const n = Math.min(msg.n, g.count);
+  const size = g.shape.reduce((a, b) => a * b, 1);
+  return { count: g.count, shape: g.shape, labels: g.labels.slice(0, n), images: m.gallery.slice(0, n * size) };
+}
+
 function transferables(doc) {
   const out = new Set();
   const add = (t) => t && t.data instanceof Float32Array && out.add(t.data.buffer);
@@ -127,7 +136,8 @@ function transferables(doc) {
 self.onmessage = async (e) => {
   const msg = e.data;
   try {
-    const result = msg.type === "weights" ? await weights(msg) : msg.type === "load" ? (await load(msg.base), {}) : await explain(msg);
+    const answer = { weights, gallery, load: async (x) => (await load(x.base), {}), explain }[msg.type];
+    const result = await answer(msg);
     self.postMessage({ id: msg.id, ok: true, result }, transferables(result));
   } catch (err) {
     self.postMessage({ id: msg.id, ok: false, error: err.message || String(err) });
