@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from browser_support import PHONE, switch_model
+from browser_support import PHONE, rendered, switch_model, wait_render
 from site_support import SITE_MODELS, open_site
 
 pytest_plugins = ["browser_support", "site_support"]
@@ -235,3 +235,23 @@ def test_overlay_lives_in_the_url_and_a_restored_view_is_shown(desk, site_url):
     desk.wait_for_function(
         "() => Math.abs(document.getElementById('detail').getBoundingClientRect().top) < 60"
     )
+
+
+def test_scale_switch_stage_map_network(desk, site_url):
+    open_site(desk, site_url, "model=cnn2&image=test:0")
+    legends = "() => [...document.querySelectorAll('#network .col:not(.kind-input):not(.kind-softmax) > .legend')].map(e => e.textContent)"
+    per_stage = desk.evaluate(legends)
+    assert len(set(per_stage)) > 1
+    n = rendered(desk)
+    desk.select_option("#scale-mode", "network")
+    wait_render(desk, n)
+    whole = desk.evaluate(legends)
+    assert len(set(whole)) == 1 and len(whole) == len(per_stage), whole
+    n = rendered(desk)
+    desk.select_option("#scale-mode", "map")
+    wait_render(desk, n)
+    notes = desk.eval_on_selector_all(
+        "#network .col[data-layer='conv1'] > .legend", "els => els.map(e => e.textContent)"
+    )
+    assert notes == ["own scale per map"]
+    desk.select_option("#scale-mode", "stage")

@@ -25,6 +25,7 @@ const state = {
   layers: [],
   source: null, // {kind: "test", index, label, model, data, blob} | {kind: "upload", blob, scaledFrom} | {kind: "sketch"}
   perStage: 8,
+  scaleMode: "stage", // the overview's colour scale: one per stage, per map, or for the whole network
   weights: new Map(),
   seq: 0,
   selected: null, // {layer, channel, pos, unit}

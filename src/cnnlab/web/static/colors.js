@@ -76,6 +76,27 @@ export function layerScale(layer) {
   return layer._scale;
 }
 
+// The scale a map is drawn in on the overview, as the scale switch says: "stage" (one per stage, the
+// default), "map" (each feature map its own, to see the shape of a weak map) or "network" (one for every
+// stage but the input and the softmax, to compare magnitudes along the network).
+export function viewScale(layers, layer, channel, mode) {
+  if (layer.kind === "input" || mode === "stage" || !mode) return layerScale(layer);
+  if (mode === "map" && layer.shape.length === 3) {
+    const [, h, w] = layer.shape;
+    layer._maps = layer._maps || new Map();
+    if (!layer._maps.has(channel)) layer._maps.set(channel, scaleOf(layer.data, { offset: channel * h * w, length: h * w }));
+    return layer._maps.get(channel);
+  }
+  if (mode !== "network") return layerScale(layer);
+  if (!layers._net) {
+    const inner = layers.filter((l) => l.kind !== "input" && l.kind !== "softmax").map(layerScale);
+    const m = Math.max(...inner.map((s) => s.m || 0), 1e-12);
+    const signed = inner.some((s) => s.kind === "div");
+    layers._net = { kind: signed ? "div" : "seq", m, min: Math.min(...inner.map((s) => s.min)), max: Math.max(...inner.map((s) => s.max)), clipped: false };
+  }
+  return layers._net;
+}
+
 // 256 colours of a scale, packed as 0xAABBGGRR for a Uint32Array view of ImageData (little-endian), and
 // the map from a value to its index: what drawMap uses instead of one colorOf call per pixel.
 export function lutOf(scale) {

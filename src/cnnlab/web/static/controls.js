@@ -44,6 +44,10 @@ export function wireControls({ state, sketch, explain, useFile, chooseModel, clo
     const i = Number(ev.target.value);
     if (state.doc) explainClass(i);
   });
+  $("scale-mode").addEventListener("change", (ev) => {
+    state.scaleMode = ev.target.value;
+    if (state.doc) render(state.doc);
+  });
   $("per-stage").addEventListener("change", (ev) => {
     state.perStage = Number(ev.target.value);
     if (state.doc) render(state.doc);

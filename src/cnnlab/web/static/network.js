@@ -1,7 +1,7 @@
 // The overview: one column per stage, feature maps as small canvases, columns linked left to right, the
 // softmax as bars at the end. One tab stop for the whole network: the arrow keys move between maps
 // (up/down in a column, left/right across stages), Enter or Space opens the one in focus.
-import { legend, layerScale } from "./colors.js";
+import { legend, viewScale } from "./colors.js";
 import { getLang, pct, plural, t } from "./i18n.js";
 import { drawChannel, drawVector, el, shapeText } from "./maps.js";
 
@@ -16,6 +16,15 @@ function mapButton(layer, channel, label) {
   if (label) b.setAttribute("aria-label", label);
   b.tabIndex = -1;
   return b;
+}
+
+// A column's legend: its scale; with one scale per map, a note that each map has its own.
+function columnLegend(layer, scale, mode) {
+  if (mode === "map" && layer.kind !== "input" && layer.shape.length === 3) {
+    const note = el("div", "legend legend-note", t("scale.perMap"));
+    return note;
+  }
+  return legend(scale, { compact: true });
 }
 
 // "64×26×26" that may wrap after a "×" but never inside a number.
@@ -55,8 +64,9 @@ function column(layer, state, { perStage, onSelect, onAll, onClass }) {
   head.addEventListener("click", () => onSelect(layer.name, layer.shape.length === 3 && layer.kind !== "input" ? 0 : layer.kind === "input" ? 0 : null));
   col.setAttribute("aria-label", t("net.head", { name: layer.name, kind: t(`kind.${layer.kind}`), shape: shapeText(layer.shape) }));
   col.append(head);
-  const scale = layerScale(layer);
-  if (layer.kind !== "softmax") col.append(legend(scale, { compact: true }));
+  const mode = state.scaleMode;
+  const scale = viewScale(state.layers, layer, 0, mode);
+  if (layer.kind !== "softmax") col.append(columnLegend(layer, scale, mode));
   const maps = el("div", "maps");
   col.append(maps);
   if (layer.kind === "softmax") {
@@ -86,7 +96,7 @@ function column(layer, state, { perStage, onSelect, onAll, onClass }) {
       const b = mapButton(layer, ch, label);
       const cv = el("canvas");
       cv.setAttribute("aria-hidden", "true");
-      drawChannel(cv, layer, ch, scale);
+      drawChannel(cv, layer, ch, viewScale(state.layers, layer, ch, mode));
       b.append(cv);
       b.addEventListener("click", () => onSelect(layer.name, ch));
       maps.append(b);
@@ -119,11 +129,12 @@ function column(layer, state, { perStage, onSelect, onAll, onClass }) {
 // layout work and no edges to re-route (what a new image costs).
 function updateNetwork(root, state) {
   const cols = root.querySelectorAll(".col");
+  const mode = state.scaleMode;
   state.layers.forEach((layer, i) => {
     const col = cols[i];
-    const scale = layerScale(layer);
+    const scale = viewScale(state.layers, layer, 0, mode);
     const old = col.querySelector(":scope > .legend");
-    if (old) old.replaceWith(legend(scale, { compact: true }));
+    if (old) old.replaceWith(columnLegend(layer, scale, mode));
     if (layer.kind === "softmax") {
       for (const bar of col.querySelectorAll(".bar")) {
         const k = Number(bar.dataset.index);
@@ -132,13 +143,13 @@ function updateNetwork(root, state) {
         bar.classList.toggle("top", k === state.doc.prediction.index);
       }
     } else if (layer.shape.length === 3) {
-      for (const b of col.querySelectorAll(".maps > .map")) drawChannel(b.firstChild, layer, Number(b.dataset.channel), scale);
+      for (const b of col.querySelectorAll(".maps > .map")) drawChannel(b.firstChild, layer, Number(b.dataset.channel), viewScale(state.layers, layer, Number(b.dataset.channel), mode));
     } else drawVector(col.querySelector(".maps > .map canvas"), layer.data, scale);
   });
 }
 
 export function renderNetwork(root, state, opts) {
-  const key = `${state.doc.model.id}|${opts.perStage}|${getLang()}|${state.layers.map((l) => l.shape.join("x")).join(",")}`;
+  const key = `${state.doc.model.id}|${opts.perStage}|${state.scaleMode}|${getLang()}|${state.layers.map((l) => l.shape.join("x")).join(",")}`;
   if (root.dataset.key === key && root.querySelector(".net-inner")) {
     updateNetwork(root, state);
     const wrap = root.querySelector(".net-inner");
