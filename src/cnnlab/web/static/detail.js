@@ -36,6 +36,8 @@ function beforeAfter(box, ctx, layer, channel, text, fn) {
   b.moveTo(...startPos(ctx, layer, channel));
 }
 
+const list4 = (values) => (values || []).map((v) => fmt(v, 4)).join(", "); // every kind's text is built
+
 // PyTorch's repr prints float32 buffers in full (mean=[0.30000001192092896]): 6 significant digits.
 const shortFloats = (text) => text.replace(/-?\d+\.\d{7,}(e-?\d+)?/g, (m) => String(Number(Number(m).toPrecision(6))));
 
@@ -169,7 +171,7 @@ function mapView(box, ctx, layer, ch) {
     relu: [t("relu.text"), (v) => `max(0, ${fmt(v, 4)})`],
     activation: [t("act.text", { fn: layer.params.function }), null],
     dropout: [t("dropout.text", { p: layer.params.p }), null],
-    normalize: [t("normalize.text", { mean: layer.params.mean.map((v) => fmt(v, 4)).join(", "), std: layer.params.std.map((v) => fmt(v, 4)).join(", ") }), null],
+    normalize: [t("normalize.text", { mean: list4(layer.params.mean), std: list4(layer.params.std) }), null],
   };
   const [text, fn] = texts[k] || [t(`kind.${k}`), null];
   return beforeAfter(box, ctx, layer, ch, text, fn);

@@ -36,7 +36,8 @@ function numberFormat(options) {
 // A number as the reader's language writes it: 105,898 and 0.25 in English, 105 898 and 0,25 in Polish.
 export function num(v, digits = null) {
   if (!Number.isFinite(v)) return String(v);
-  const opts = digits === null ? { maximumFractionDigits: 20 } : { minimumFractionDigits: digits, maximumFractionDigits: digits };
+  // digits grouped from 10 000 on (CLDR's "min2", Polish usage): 4096 and test image #1712 stay whole
+  const opts = digits === null ? { maximumFractionDigits: 20, useGrouping: "min2" } : { minimumFractionDigits: digits, maximumFractionDigits: digits, useGrouping: "min2" };
   return numberFormat(opts).format(v);
 }
 
