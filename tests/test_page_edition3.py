@@ -255,3 +255,36 @@ def test_scale_switch_stage_map_network(desk, site_url):
     )
     assert notes == ["own scale per map"]
     desk.select_option("#scale-mode", "stage")
+
+
+def test_animated_softmax_pooling_and_relu(desk, site_url):
+    open_site(desk, site_url, "model=cnn2&image=test:0&stage=softmax")
+    desk.wait_for_selector("#detail[data-kind='softmax'] .softmax-steps", timeout=15000)
+    fwd = desk.locator("#detail .softmax-steps .player button").nth(2)
+    seen = []
+    for _ in range(5):
+        fwd.click()
+        seen.append(
+            (
+                desk.inner_text("#detail .softmax-step"),
+                desk.get_attribute("#detail table.softmax", "data-step"),
+            )
+        )
+    assert [s[1] for s in seen] == ["1", "2", "3", "4", "1"], seen
+    assert seen[1][0].startswith("2/4: exp(z − max)") and "Σ =" in seen[2][0]
+    lit = desk.evaluate(
+        """() => { document.querySelector('#detail table.softmax').dataset.step = '2';
+                  return [...document.querySelectorAll('#detail table.softmax td')]
+                    .filter((td) => getComputedStyle(td).backgroundColor === 'rgb(253, 227, 204)').length; }"""
+    )
+    assert lit == 3  # the exp column, one cell per class
+    for stage, kind in (("pool1", "maxpool"), ("relu1", "relu")):
+        open_site(desk, site_url, f"model=cnn2&image=test:0&stage={stage}&channel=0&pos=0,0")
+        desk.wait_for_selector(f"#detail[data-kind='{kind}'] .player button.play", timeout=15000)
+        before = desk.inner_text("#detail .sum")
+        desk.click("#detail .player button.play")
+        desk.wait_for_function(
+            f"() => document.querySelector('#detail .sum').textContent !== {before!r}", timeout=5000
+        )
+        desk.click("#detail .player button.play")  # pause
+        assert "(0, " in before

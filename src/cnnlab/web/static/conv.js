@@ -4,9 +4,8 @@
 import { colorOf, cssColor, fmt, layerScale, legend } from "./colors.js";
 import { barCell } from "./dense.js";
 import { plural, t } from "./i18n.js";
+import { player } from "./animate.js";
 import { bigMap, el, headCell, numberGrid, readout, startPos } from "./maps.js";
-
-const SPEEDS = { slow: 900, normal: 400, fast: 120 };
 
 function symScale(values) {
   let m = 0;
@@ -95,50 +94,6 @@ function geometry(layer, inp, channel) {
   return { kh, kw, sh, top, nk: kh * kw, span: [dh * (kh - 1) + 1, dw * (kw - 1) + 1], chans, H, W, patchAt };
 }
 
-// Play / pause / step buttons and a speed choice; `step(d)` moves the kernel d positions.
-function player(step, line) {
-  const box = el("div", "player");
-  const mk = (text, label) => {
-    const b = el("button", "ghost", text);
-    b.type = "button";
-    b.setAttribute("aria-label", label);
-    return b;
-  };
-  const back = mk(t("conv.backText"), t("conv.back"));
-  const play = mk("▶", t("conv.play"));
-  play.classList.add("play");
-  const fwd = mk(t("conv.fwdText"), t("conv.fwd"));
-  const speed = el("select");
-  speed.setAttribute("aria-label", t("conv.speed"));
-  for (const k of Object.keys(SPEEDS)) {
-    const o = el("option", "", t(`speed.${k}`));
-    o.value = k;
-    speed.append(o);
-  }
-  speed.value = "normal";
-  const where = el("span", "muted");
-  box.append(back, play, fwd, el("span", "", t("conv.speedLabel")), speed, where);
-  let timer = null;
-  const stop = () => {
-    if (timer === null) return;
-    clearInterval(timer);
-    timer = null;
-    play.textContent = "▶";
-    play.setAttribute("aria-label", t("conv.play"));
-    line.setAttribute("aria-live", "polite");
-  };
-  const start = () => {
-    line.setAttribute("aria-live", "off"); // no announcement per animation frame
-    play.textContent = "❚❚";
-    play.setAttribute("aria-label", t("conv.pause"));
-    timer = setInterval(() => (play.isConnected ? step(1) : stop()), SPEEDS[speed.value]);
-  };
-  play.addEventListener("click", () => (timer === null ? start() : stop()));
-  back.addEventListener("click", () => (stop(), step(-1)));
-  fwd.addEventListener("click", () => (stop(), step(1)));
-  speed.addEventListener("change", () => timer !== null && (stop(), start()));
-  return { box, where, stop };
-}
 
 // The table of every input channel at one position: patch x kernel, partial sum, running total; the
 // last row adds the bias. `onPick(k)` shows channel k's numbers in full.

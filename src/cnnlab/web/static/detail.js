@@ -1,6 +1,7 @@
 // The detail panel, opened by a map, a stage's heading or a class: how each value of that stage was
 // computed. This module picks the view and holds the small ones (input, element-wise stages, batch
 // norm, blocks); conv, pooling, dense/flatten/softmax and "all maps" have their own modules.
+import { player, walker } from "./animate.js";
 import { fmt, heat, layerScale, legend } from "./colors.js";
 import { convDetail } from "./conv.js";
 import { denseDetail, flattenDetail, softmaxDetail } from "./dense.js";
@@ -20,7 +21,8 @@ function beforeAfter(box, ctx, layer, channel, text, fn) {
   const sIn = layerScale(inp);
   const sOut = same ? sIn : layerScale(layer);
   const [, h, w] = layer.shape;
-  const show = (y, x) => {
+  const show = (y, x, why) => {
+    if (why === "pointer" || why === "key") play.stop();
     const before = inp.data[channel * h * w + y * w + x];
     const after = layer.data[channel * h * w + y * w + x];
     a.mark(y, x, 1, 1);
@@ -32,7 +34,8 @@ function beforeAfter(box, ctx, layer, channel, text, fn) {
   const a = bigMap(inp, channel, sIn, { title: t("ba.before", { name: inp.name, channel }) });
   const b = bigMap(layer, channel, sOut, { title: t("ba.after", { name: layer.name, channel }), onMove: show });
   row.append(a.fig, el("span", "operator big-op", "→"), b.fig);
-  box.append(row, line);
+  const play = player(walker(b, h, w), line, { labels: { play: t("ba.play") } });
+  box.append(play.box, row, line);
   b.moveTo(...startPos(ctx, layer, channel));
 }
 
