@@ -97,6 +97,7 @@ def test_engine_matches_pytorch(site_page, site_runs, run_id):
                 worst["saliency"], float(np.abs(_f32(doc["saliency"]) - sal.values.ravel()).max())
             )
             checked += 1
+    print(f"\n{run_id}: {len(got)} images, worst {worst}, saliency checked on {checked}")
     assert worst["prob"] <= 1e-5, worst
     assert worst["stage"] <= 1e-4, worst
     assert worst["gradcam"] <= 1e-3, worst
