@@ -288,3 +288,15 @@ def test_animated_softmax_pooling_and_relu(desk, site_url):
         )
         desk.click("#detail .player button.play")  # pause
         assert "(0, " in before
+
+
+def test_stage_views_link_to_their_article_section(desk, site_url):
+    open_site(desk, site_url, "model=resnet_s&image=test:0&stage=block2&channel=0")
+    desk.wait_for_selector("#detail a.read-more", timeout=15000)
+    assert desk.get_attribute("#detail a.read-more", "href") == "#art-residual"
+    desk.click("#detail a.read-more")
+    assert desk.evaluate("() => document.activeElement.id") == "art-residual"
+    desk.click("#article-body section[aria-labelledby='art-relu'] button.show")  # and back
+    desk.wait_for_selector(
+        "#detail:not([hidden])[data-layer='stem'] a.read-more[href='#art-kernels']", timeout=15000
+    )

@@ -161,6 +161,7 @@ function render(doc) {
   if (key && wrapEl.querySelector(key)) wrapEl.querySelector(key).focus();
   document.body.dataset.rendered = String(Number(document.body.dataset.rendered || 0) + 1);
   if (!window.cnnlabFirstRenderMs) window.cnnlabFirstRenderMs = performance.now();
+  renderArticle($("article-body"), ctx, state); // before the detail: its "read about it" link points here
   const want = pendingUrl || state.selected;
   pendingUrl = null;
   if (want && hasChannel(ctx.layer(want.layer), want.channel)) {
@@ -170,7 +171,6 @@ function render(doc) {
   }
   else closeDetail(false);
   if (!$("compare").hidden) drawCompare();
-  renderArticle($("article-body"), ctx, state);
   if (fresh && playground) playground.inputChanged();
   writeUrl(state);
 }

@@ -41,6 +41,25 @@ function beforeAfter(box, ctx, layer, channel, text, fn) {
 
 const list4 = (values) => (values || []).map((v) => fmt(v, 4)).join(", "); // every kind's text is built
 
+// The article's section on this kind of stage, when the article has one: links run both ways (each
+// section has a button that opens its stage here).
+const SECTIONS = { conv: "kernels", relu: "relu", activation: "relu", maxpool: "pool", avgpool: "pool", globalpool: "pool", flatten: "flatten", softmax: "softmax", batchnorm: "bn" };
+function articleLink(layer) {
+  const block = layer.kind === "block" ? (layer.params?.module === "ResidualBlock" ? "residual" : /Conv2d/.test(layer.module || "") ? "kernels" : null) : null;
+  const id = block || SECTIONS[layer.kind];
+  const heading = id && document.getElementById(`art-${id}`);
+  if (!heading) return null;
+  const a = el("a", "read-more small", t("detail.read", { title: heading.textContent }));
+  a.href = `#art-${id}`;
+  a.addEventListener("click", (ev) => {
+    ev.preventDefault();
+    heading.tabIndex = -1;
+    heading.scrollIntoView({ block: "start" });
+    heading.focus({ preventScroll: true });
+  });
+  return a;
+}
+
 // PyTorch's repr prints float32 buffers in full (mean=[0.30000001192092896]): 6 significant digits.
 const shortFloats = (text) => text.replace(/-?\d+\.\d{7,}(e-?\d+)?/g, (m) => String(Number(Number(m).toPrecision(6))));
 
@@ -208,6 +227,8 @@ export async function openDetail(target, ctx, name, channel) {
   close.setAttribute("aria-label", t("detail.close"));
   close.addEventListener("click", () => ctx.closeDetail());
   box.append(close, head);
+  const read = articleLink(layer);
+  if (read) box.append(read);
   if (layer.module && layer.kind !== "input" && layer.kind !== "softmax") box.append(el("code", "module", shortFloats(layer.module)));
   const ch = channel === "all" ? 0 : channel ?? 0;
   const k = layer.kind;

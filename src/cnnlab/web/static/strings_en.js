@@ -70,6 +70,7 @@ export default {
   "softmax.step4": "each exp divided by Σ = {sum}: probabilities that add up to 1; {label} gets {p}",
   "pool.play": "Play: slide the window",
   "ba.play": "Play: move over every position",
+  "detail.read": "Read about it in the article: {title}",
   "net.h": "The network, stage by stage",
   "net.hint": "Each column is one stage of the trained model. A map, a stage's name or \"all maps\" opens how it is computed (keyboard: Tab to the maps, arrow keys to move, Enter to open, Escape to close).",
   "net.perStage": "maps per stage",

@@ -71,6 +71,7 @@ export default {
   "softmax.step4": "każda wartość exp podzielona przez Σ = {sum}: prawdopodobieństwa sumujące się do 1; {label} dostaje {p}",
   "pool.play": "Odtwórz: przesuwaj okno",
   "ba.play": "Odtwórz: przejdź po każdej pozycji",
+  "detail.read": "Więcej w artykule: {title}",
   "net.h": "Sieć, etap po etapie",
   "net.hint": "Każda kolumna to jeden etap wytrenowanego modelu. Mapa, nazwa etapu albo „wszystkie” otwiera to, jak powstaje (klawiatura: Tab do map, strzałki, by się przesuwać, Enter, by otworzyć, Escape, by zamknąć).",
   "net.perStage": "map na etap",
