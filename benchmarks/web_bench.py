@@ -325,6 +325,7 @@ def main() -> int:
     )
     parser.add_argument("--workers", type=int, default=None, help="passed to cnnlab serve [its default]")
     parser.add_argument("--no-axe", action="store_true", help="skip the axe-core part")
+    parser.add_argument("--no-site", action="store_true", help="skip the static-site part")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     n_explain, per_client, page_runs, clicks = (5, 2, 2, 3) if args.quick else (100, 50, 7, 30)
@@ -344,7 +345,7 @@ def main() -> int:
             page = bench_page(base, page_runs, clicks)
             axe = None if args.no_axe else bench_axe(base)
         site = None
-        if args.data_dir and _playwright() is not None:
+        if args.data_dir and _playwright() is not None and not args.no_site:
             axe_js = None if args.no_axe or not AXE.is_file() else AXE
             site = site_part(runs, Path(tmp), args.data_dir, quick=args.quick, axe_js=axe_js)
     results = {
