@@ -3,7 +3,6 @@
 // carries <meta name="cnnlab-site">) answers in the browser, from a Web Worker running the published
 // models (./sitesource.js). Both give the same documents (cnnlab.activations/2).
 import { getJSON, postForm } from "./api.js";
-import { siteSource } from "./sitesource.js";
 
 function httpSource() {
   return {
@@ -14,9 +13,16 @@ function httpSource() {
   };
 }
 
+// A published site's source, loaded only there (the served page never fetches the engine's modules).
+function staticSource(siteUrl) {
+  const ready = import("./sitesource.js").then(({ siteSource }) => siteSource(siteUrl));
+  const later = (name) => async (...args) => (await ready)[name](...args);
+  return { kind: "static", models: later("models"), explain: later("explain"), weights: later("weights"), gallery: later("gallery") };
+}
+
 function choose() {
   const meta = document.querySelector('meta[name="cnnlab-site"]');
-  return meta ? siteSource(new URL(meta.content, document.baseURI).href) : httpSource();
+  return meta ? staticSource(new URL(meta.content, document.baseURI).href) : httpSource();
 }
 
 export const dataSource = choose();
