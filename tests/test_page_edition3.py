@@ -300,3 +300,30 @@ def test_stage_views_link_to_their_article_section(desk, site_url):
     desk.wait_for_selector(
         "#detail:not([hidden])[data-layer='stem'] a.read-more[href='#art-kernels']", timeout=15000
     )
+
+
+def test_playground_shows_whole_weights_signed_colours_and_a_zero_sum_note(page, server):
+    """On the served page (the playground needs the server): a learned weight such as -0.3033 fits its
+    field (it showed '-0.30|3'), the feature map is in the network's blue/orange (it was gray), and a
+    zero-sum kernel with 'sum to 1' says how it was scaled (it was rescaled silently)."""
+    from browser_support import fresh
+
+    url, _ = server
+    fresh(page, url)
+    page.locator("#playground").scroll_into_view_if_needed()
+    page.wait_for_selector("#kernel-preset option[value='sobel_left']", state="attached", timeout=15000)
+    n = page.evaluate("() => Number(document.getElementById('playground').dataset.updated || 0)")
+    page.select_option("#kernel-preset", "sobel_left")
+    page.check("#kernel-normalize")
+    page.wait_for_function(f"() => Number(document.getElementById('playground').dataset.updated || 0) > {n}")
+    page.wait_for_function("() => document.getElementById('filter-status').textContent.includes('sums to 0')")
+    coloured = page.evaluate(
+        """() => { const c = document.getElementById('filter-output'), g = c.getContext('2d');
+                  const d = g.getImageData(0, 0, c.width, c.height).data; let k = 0;
+                  for (let i = 0; i < d.length; i += 4) if (d[i] !== d[i + 1] || d[i + 1] !== d[i + 2]) k++;
+                  return k; }"""
+    )
+    assert coloured > 0
+    cell = page.locator("#kernel-grid input").first
+    cell.fill("-0.3033")
+    assert page.evaluate("(e) => e.scrollWidth <= e.clientWidth", cell.element_handle())
