@@ -327,3 +327,18 @@ def test_playground_shows_whole_weights_signed_colours_and_a_zero_sum_note(page,
     cell = page.locator("#kernel-grid input").first
     cell.fill("-0.3033")
     assert page.evaluate("(e) => e.scrollWidth <= e.clientWidth", cell.element_handle())
+
+
+def test_padding_stride_widget_plays(desk, site_url):
+    open_site(desk, site_url, "model=cnn2&image=test:0")
+    widget = desk.locator("#article-body .arith")
+    formula = widget.locator(".arith-formula")
+    first = formula.inner_text()
+    widget.locator(".player button.play").click()
+    desk.wait_for_function(
+        "(t) => document.querySelector('#article-body .arith-formula').textContent !== t",
+        arg=first,
+        timeout=5000,
+    )
+    widget.locator(".player button.play").click()  # pause
+    assert "Output (0, 1)" in formula.inner_text() or "Output (" in formula.inner_text()

@@ -1,6 +1,7 @@
 // The short article beside the live network: kernels, padding and stride (with a widget), ReLU, pooling,
 // flatten and softmax, each told on the model in view, with a button that opens that stage of it.
 import { getLang, num, plural, t } from "./i18n.js";
+import { player } from "./animate.js";
 import { el } from "./maps.js";
 
 function firstOf(layers, kinds) {
@@ -95,26 +96,19 @@ function strideWidget() {
     label.append(sel);
     controls.append(label);
   }
-  const prev = el("button", "ghost", t("arith.prev"));
-  const next = el("button", "ghost", t("arith.next"));
-  prev.type = next.type = "button";
-  controls.append(prev, next);
   const cv = el("canvas", "arith-canvas");
   cv.setAttribute("role", "img");
   const formula = el("p", "arith-formula");
   formula.setAttribute("aria-live", "polite");
-  box.append(controls, cv, formula);
   const out = () => Math.floor((cur.n + 2 * cur.p - cur.k) / cur.s) + 1;
   const draw = () => drawArith(cv, formula, cur, out());
-  prev.addEventListener("click", () => {
-    const o = out();
-    cur.pos = (cur.pos - 1 + o * o) % Math.max(1, o * o);
+  // play, pause or step the window over every output position (the controls of the detail views)
+  const play = player((d) => {
+    const o = Math.max(1, out() * out());
+    cur.pos = (cur.pos + d + o) % o;
     draw();
-  });
-  next.addEventListener("click", () => {
-    cur.pos += 1;
-    draw();
-  });
+  }, formula, { labels: { play: t("arith.play"), back: t("arith.prev"), fwd: t("arith.next") } });
+  box.append(controls, play.box, cv, formula);
   draw();
   return box;
 }

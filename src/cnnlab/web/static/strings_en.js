@@ -72,6 +72,7 @@ export default {
   "ba.play": "Play: move over every position",
   "detail.read": "Read about it in the article: {title}",
   "pg.zeroSum": "; this kernel sums to 0, so its positive entries were scaled to sum 1 instead",
+  "arith.play": "Play: move the window over every output position",
   "net.h": "The network, stage by stage",
   "net.hint": "Each column is one stage of the trained model. A map, a stage's name or \"all maps\" opens how it is computed (keyboard: Tab to the maps, arrow keys to move, Enter to open, Escape to close).",
   "net.perStage": "maps per stage",

@@ -73,6 +73,7 @@ export default {
   "ba.play": "Odtwórz: przejdź po każdej pozycji",
   "detail.read": "Więcej w artykule: {title}",
   "pg.zeroSum": "; to jądro sumuje się do 0, więc do sumy 1 przeskalowano jego dodatnie wartości",
+  "arith.play": "Odtwórz: przesuwaj okno po każdej pozycji wyjścia",
   "net.h": "Sieć, etap po etapie",
   "net.hint": "Każda kolumna to jeden etap wytrenowanego modelu. Mapa, nazwa etapu albo „wszystkie” otwiera to, jak powstaje (klawiatura: Tab do map, strzałki, by się przesuwać, Enter, by otworzyć, Escape, by zamknąć).",
   "net.perStage": "map na etap",
