@@ -142,26 +142,8 @@ OPS = """async (cases) => {
 }"""
 
 
-def _op_cases():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(4, 9, 11, generator=g) * 2
-    w = torch.randn(6, 2, 3, 2, generator=g)
-    b = torch.randn(6, generator=g)
-    conv = {
-        "op": "conv",
-        "w": "w",
-        "b": "b",
-        "shape": [6, 2, 3, 2],
-        "stride": [2, 1],
-        "padding": [1, 0, 2, 1],
-        "dilation": [2, 3],
-        "groups": 2,
-    }
-
-    def conv_ref(t):
-        return F.conv2d(F.pad(t, (2, 1, 1, 0)), w, b, stride=(2, 1), dilation=(2, 3), groups=2)
-
-    pools = [
+def _pool_cases():
+    return [
         (
             {
                 "op": "maxpool",
@@ -198,7 +180,10 @@ def _op_cases():
         ({"op": "adaptive", "mode": "avg", "size": [4, 3]}, lambda t: F.adaptive_avg_pool2d(t, (4, 3))),
         ({"op": "adaptive", "mode": "max", "size": [2, 5]}, lambda t: F.adaptive_max_pool2d(t, (2, 5))),
     ]
-    acts = {
+
+
+def _act_cases():
+    return {
         "gelu": F.gelu,
         "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"),
         "silu": F.silu,
@@ -209,6 +194,28 @@ def _op_cases():
         "hardswish": F.hardswish,
         "mish": F.mish,
     }
+
+
+def _op_cases():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 9, 11, generator=g) * 2
+    w = torch.randn(6, 2, 3, 2, generator=g)
+    b = torch.randn(6, generator=g)
+    conv = {
+        "op": "conv",
+        "w": "w",
+        "b": "b",
+        "shape": [6, 2, 3, 2],
+        "stride": [2, 1],
+        "padding": [1, 0, 2, 1],
+        "dilation": [2, 3],
+        "groups": 2,
+    }
+
+    def conv_ref(t):
+        return F.conv2d(F.pad(t, (2, 1, 1, 0)), w, b, stride=(2, 1), dilation=(2, 3), groups=2)
+
+    pools, acts = _pool_cases(), _act_cases()
     cases = [(conv, {"w": w, "b": b}, conv_ref)]
     cases += [(op, {}, ref) for op, ref in pools]
     cases += [
