@@ -9,6 +9,9 @@ Measures (the targets of issue 16):
    <= 500 ms median), to the first network drawn, and a click on "Random test image" to the network
    redrawn (target <= 50 ms median; also split into the server round trip and the page's own decode and
    redraw);
+5. the static site `cnnlab publish` writes (benchmarks/site_bench.py, issue 23): its size for cnn2 with a
+   100-image gallery, interactive from a local static server, a new image explained in the Web Worker and
+   its Grad-CAM, axe-core on it; needs the Fashion-MNIST test set (--data-dir) for the gallery.
 4. axe-core on the page (with a conv view and the compare panel open) and on /docs, in English and
    Polish, at 1440x900 and 390x844: serious and critical violations (target 0). Needs
    `npm ci --prefix tests/js` (axe-core); skipped without it.
@@ -37,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import numpy as np
 from _machine import machine  # noqa: E402
+from site_bench import SITE_TARGETS, site_part  # noqa: E402
 
 import cnnlab
 from cnnlab.web.live import CHROMIUM, CHROMIUM_ARGS, LiveServer
@@ -321,6 +325,7 @@ def main() -> int:
     )
     parser.add_argument("--workers", type=int, default=None, help="passed to cnnlab serve [its default]")
     parser.add_argument("--no-axe", action="store_true", help="skip the axe-core part")
+    parser.add_argument("--no-site", action="store_true", help="skip the static-site part")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     n_explain, per_client, page_runs, clicks = (5, 2, 2, 3) if args.quick else (100, 50, 7, 30)
@@ -339,6 +344,10 @@ def main() -> int:
             predict = bench_predict(base, "fastcnn", 20, per_client, pid)
             page = bench_page(base, page_runs, clicks)
             axe = None if args.no_axe else bench_axe(base)
+        site = None
+        if args.data_dir and _playwright() is not None and not args.no_site:
+            axe_js = None if args.no_axe or not AXE.is_file() else AXE
+            site = site_part(runs, Path(tmp), args.data_dir, quick=args.quick, axe_js=axe_js)
     results = {
         "machine": info,
         "server": "cnnlab serve (uvicorn, 1 torch thread per request)"
@@ -350,8 +359,10 @@ def main() -> int:
         "predict_20_clients": predict,
         "page": page,
         "axe": axe,
-        "targets": TARGETS,
+        "site": site,
+        "targets": {**TARGETS, **SITE_TARGETS},
         "meets": {
+            **(site["meets"] if site else {}),
             "explain_bytes": explain["response_bytes"] <= TARGETS["explain_bytes"],
             "predict_p95_ms": predict["p95_ms"] <= TARGETS["predict_p95_ms"],
             "page_interactive_ms": page is not None
@@ -400,7 +411,22 @@ def _print(r: dict) -> None:
         t.add_row("axe-core serious+critical (page, /docs; en, pl; desktop, phone)", str(a["serious_or_critical"]), "0", ok["axe_serious_or_critical"])  # fmt: skip
     else:
         t.add_row("axe-core", "skipped (npm ci --prefix tests/js)", "0", "")
+    _print_site(t, r.get("site"), ok)
     Console().print(t)
+
+
+def _print_site(t, s: dict | None, ok: dict) -> None:
+    if not s:
+        t.add_row("static site", "skipped (needs --data-dir and chromium)", "", "")
+        return
+    t.add_row("static site, cnn2 + 100-image gallery: size", f"{s['cnn2_site_bytes'] / 1e6:.2f} MB", "<= 3 MB", ok["site_bytes"])  # fmt: skip
+    t.add_row("  interactive from a static server (median)", f"{s['interactive_ms_median']:.0f} ms", "<= 1000 ms", ok["site_interactive_ms"])  # fmt: skip
+    t.add_row("  first network drawn (median)", f"{s['first_network_drawn_ms_median']:.0f} ms", "", "")
+    t.add_row("  new image, all stages + softmax in the Worker (median)", f"{s['worker_explain_ms_median']:.1f} ms", "<= 60 ms", ok["worker_explain_ms"])  # fmt: skip
+    t.add_row("  Grad-CAM + saliency (backward) in the Worker (median)", f"{s['worker_gradcam_ms_median']:.1f} ms", "<= 150 ms", ok["worker_gradcam_ms"])  # fmt: skip
+    t.add_row("  page -> worker -> page round trip (median)", f"{s['page_round_trip_ms_median']:.1f} ms", "", "")
+    a = s["axe"]
+    t.add_row("  axe-core serious+critical (site; en, pl; desktop, phone)", str(a["serious_or_critical"]) if a else "skipped", "0", ok["site_axe_serious_or_critical"])  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import pytest
 
 from browser_support import AXE, DESKTOP, PHONE, fresh, open_detail, rendered, wait_render
 
-pytest_plugins = ["browser_support"]
+pytest_plugins = ["browser_support", "site_support"]
 pytestmark = pytest.mark.browser
 
 RUN_AXE = """async () => {
@@ -74,6 +74,37 @@ def test_axe_finds_no_serious_violation(axe_page, server, where, lang, viewport)
     assert axe_page.evaluate("() => document.documentElement.lang") == lang
     assert _violations(axe_page) == []
     assert axe_page.errors == []
+
+
+SITE_CASES = [
+    pytest.param("en", DESKTOP, id="site-en-desktop"),
+    pytest.param("pl", PHONE, id="site-pl-phone"),
+    pytest.param("pl", DESKTOP, id="site-pl-desktop", marks=pytest.mark.slow),
+    pytest.param("en", PHONE, id="site-en-phone", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize(("lang", "viewport"), SITE_CASES)
+def test_axe_finds_no_serious_violation_on_a_published_site(browser, site_url, lang, viewport):
+    """The static site of `cnnlab publish` (issue 23): the same page, answered by the in-browser engine."""
+    if not AXE.is_file():
+        pytest.skip(f"axe-core is not installed: run `npm ci --prefix {AXE.parents[2]}`")
+    from site_support import open_site
+
+    context = browser.new_context(viewport=viewport, bypass_csp=True, locale="en-US")
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    open_site(pg, site_url, f"model=cnn2&lang={lang}")
+    open_detail(pg, ".col[data-layer='conv2'] .map >> nth=1", "conv")
+    pg.wait_for_selector("#detail .sum[data-total]")
+    pg.click("#compare-toggle")
+    pg.check("#compare input[value='mlp']")
+    pg.wait_for_selector("#compare .cmp-card[data-model='mlp'] ol", timeout=15000)
+    assert pg.evaluate("() => document.documentElement.lang") == lang
+    assert _violations(pg) == []
+    assert errors == []
+    context.close()
 
 
 def _focused(page) -> dict:

@@ -190,6 +190,7 @@ def test_big_phone_photo_is_scaled_down_in_the_browser(page, server):
 def test_cleared_sketch_pad_sends_nothing(page, server):
     url, _ = server
     fresh(page, url)
+    page.locator("#sketch").scroll_into_view_if_needed()  # below the network (the page's third edition)
     box = page.locator("#sketch").bounding_box()
     n = rendered(page)
     page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.2)

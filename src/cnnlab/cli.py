@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "cnnlab.filters.cli",
     "cnnlab.commands.images",
     "cnnlab.commands.explain",
+    "cnnlab.commands.publish",
 )
 
 

@@ -32,6 +32,7 @@ function bytesOf(b64) {
 // rounded once to float32, exactly as cnnlab.explain.schema.decode_tensor does in Python.
 export function decodeTensor(t) {
   if (!t) return null;
+  if (t.encoding === "array") return t.data; // computed in this browser (a published site's engine)
   if (t.encoding === "list") return Float32Array.from(t.data, (v) => (v === null ? NaN : v));
   const bytes = bytesOf(t.data);
   if (t.dtype !== "uint8") return new Float32Array(bytes.buffer);

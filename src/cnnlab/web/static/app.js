@@ -1,14 +1,16 @@
 // The explainer page: pick a model and an image, see every stage, open any stage to see how it computes,
 // compare models on the same image, read the short article beside it. State lives in `state` (and in
 // the URL); every number comes from /api/explain.
-import { decodeLayers, decodeTensor, errorAt, getJSON, postForm } from "./api.js";
+import { decodeLayers, decodeTensor, errorAt } from "./api.js";
+import { dataSource } from "./datasource.js";
 import { renderArticle } from "./article.js";
 import { renderCompare } from "./compare.js";
 import { cancelDetail, openDetail } from "./detail.js";
-import { LANGS, applyStatic, getLang, initLang, onLangChange, setLang, t } from "./i18n.js";
-import { drawLinks, highlightLinks, renderNetwork } from "./network.js";
+import { LANGS, applyStatic, getLang, initLang, num, onLangChange, setLang, t } from "./i18n.js";
+import { drawLinks, fitColumns, highlightLinks, renderNetwork } from "./network.js";
 import { makePlayground } from "./playground.js";
 import { clearPrediction, drawInput, drawPrediction } from "./prediction.js";
+import { renderGallery } from "./gallery.js";
 import { makeSketch } from "./sketch.js";
 import { pixelsBlob, prepareUpload, sourceFields, travels } from "./source.js";
 import { readUrl, writeUrl } from "./urlstate.js";
@@ -23,6 +25,7 @@ const state = {
   layers: [],
   source: null, // {kind: "test", index, label, model, data, blob} | {kind: "upload", blob, scaledFrom} | {kind: "sketch"}
   perStage: 8,
+  scaleMode: "stage", // the overview's colour scale: one per stage, per map, or for the whole network
   weights: new Map(),
   seq: 0,
   selected: null, // {layer, channel, pos, unit}
@@ -34,6 +37,7 @@ let sketch = null;
 let playground = null;
 let wrapEl = null;
 let pendingUrl = null;
+let restoring = false; // the first render of a view restored from the URL
 window.cnnlab = state; // for the curious (and the browser tests): everything the page shows
 
 export function setStatus(text, isError = false) {
@@ -64,8 +68,7 @@ const ctx = {
   async weights(layer, channel) {
     const key = `${state.model.id}|${layer}|${channel}`;
     if (!state.weights.has(key)) {
-      const q = new URLSearchParams({ model: state.model.id, layer, channel });
-      const doc = await getJSON(`/api/weights?${q}`);
+      const doc = await dataSource.weights(state.model.id, layer, channel);
       state.weights.set(key, { weight: decodeTensor(doc.weight), bias: doc.bias ? decodeTensor(doc.bias) : null });
     }
     return state.weights.get(key);
@@ -101,9 +104,9 @@ function showFailure(message, previous) {
   box.hidden = false;
   setStatus(t("status.failed"), true);
   if (previous) Object.assign(state, previous);
-  if (state.doc && state.doc.model.id !== state.model.id) {
-    state.model = state.models.find((m) => m.id === state.doc.model.id);
-    $("model").value = state.model.id;
+  if (state.doc && state.doc.model.id !== state.model.id) state.model = state.models.find((m) => m.id === state.doc.model.id);
+  if (state.model && $("model").value !== state.model.id) {
+    $("model").value = state.model.id; // the picker shows the model whose result is on screen
     describeModel();
   }
   if (!state.doc) clearPrediction(t("pred.none"));
@@ -122,7 +125,7 @@ async function explain(previous = null) {
   try {
     const fields = { model: state.model.id, top_k: 5, ...(await sourceFields(state.source, state.model, { invert: $("invert").value, sketchBlob: () => sketch.blob() })) };
     if (state.classIndex !== null) fields.class_index = state.classIndex;
-    const doc = await postForm("/api/explain", fields);
+    const doc = await dataSource.explain(fields);
     if (seq !== state.seq) return; // a newer request is on its way
     const t1 = performance.now();
     render(doc);
@@ -158,12 +161,16 @@ function render(doc) {
   if (key && wrapEl.querySelector(key)) wrapEl.querySelector(key).focus();
   document.body.dataset.rendered = String(Number(document.body.dataset.rendered || 0) + 1);
   if (!window.cnnlabFirstRenderMs) window.cnnlabFirstRenderMs = performance.now();
+  renderArticle($("article-body"), ctx, state); // before the detail: its "read about it" link points here
   const want = pendingUrl || state.selected;
   pendingUrl = null;
-  if (want && hasChannel(ctx.layer(want.layer), want.channel)) select(want.layer, want.channel, { pos: want.pos, unit: want.unit, focus: false });
+  if (want && hasChannel(ctx.layer(want.layer), want.channel)) {
+    const opened = select(want.layer, want.channel, { pos: want.pos, unit: want.unit, focus: false });
+    if (restoring) opened.then(() => $("detail").scrollIntoView({ block: "start" })); // a shared link shows what it points at
+    restoring = false;
+  }
   else closeDetail(false);
   if (!$("compare").hidden) drawCompare();
-  renderArticle($("article-body"), ctx, state);
   if (fresh && playground) playground.inputChanged();
   writeUrl(state);
 }
@@ -229,7 +236,7 @@ async function explainClass(i) {
   const seq = ++state.seq;
   try {
     const fields = { model: state.model.id, class_index: i, ...(await sourceFields(state.source, state.model, { invert: $("invert").value, sketchBlob: () => sketch.blob() })) };
-    const doc = await postForm("/api/explain", fields);
+    const doc = await dataSource.explain(fields);
     if (seq !== state.seq) return;
     state.doc.gradcam = doc.gradcam;
     state.doc.saliency = doc.saliency;
@@ -260,8 +267,8 @@ function showUnavailable() {
 
 function describeModel() {
   const m = state.model;
-  const acc = m.test_accuracy !== null && m.test_accuracy !== undefined ? t("model.acc", { a: (100 * m.test_accuracy).toFixed(1) }) : "";
-  const params = m.params ? ` · ${m.params.toLocaleString()} ${t("model.params")}` : "";
+  const acc = m.test_accuracy !== null && m.test_accuracy !== undefined ? t("model.acc", { a: num(100 * m.test_accuracy, 1) }) : "";
+  const params = m.params ? ` · ${t("model.params", { n: m.params })}` : "";
   $("model-info").textContent = `${m.name} · ${m.data} · ${m.input_shape.join("×")}${params}${acc}`;
   const rgb = m.input_shape[0] === 3;
   const onBlack = !rgb && /^(fashion_mnist|mnist)$/.test(m.data);
@@ -272,6 +279,15 @@ function describeModel() {
   $("sketch-size").textContent = `${side}×${side}`;
   $("sketch-colour-row").hidden = !rgb;
   $("sketch-note").textContent = t(rgb ? "sketch.noteRGB" : "sketch.note");
+  renderGallery($("gallery"), dataSource, m, pickTest).catch((err) => setStatus(err.message, true));
+}
+
+// A gallery image: a test image of the model in view, by its index.
+function pickTest(index, label) {
+  const previous = { source: state.source, classIndex: state.classIndex };
+  state.source = { kind: "test", index, label, model: state.model.id, data: state.model.data, blob: null };
+  state.classIndex = null;
+  explain(previous);
 }
 
 async function chooseModel(id) {
@@ -321,7 +337,7 @@ function drawCompare() {
     explainFor: async (m) => {
       if (state.source?.kind === "test" && !state.source.blob) state.source.blob = await pixelsBlob(state.layers[0]);
       const fields = { model: m.id, top_k: 3, ...(await sourceFields(state.source, m, { invert: $("invert").value, sketchBlob: () => sketch.blob() })) };
-      const doc = await postForm("/api/explain", fields);
+      const doc = await dataSource.explain(fields);
       return { doc, layer0: decodeLayers({ layers: [doc.layers[0]] })[0] };
     },
   });
@@ -344,9 +360,13 @@ async function init() {
     if (state.model) describeModel();
     if (state.doc) render(state.doc);
   });
-  window.addEventListener("resize", () => wrapEl && drawLinks(wrapEl, wrapEl.querySelector("svg.links")));
+  window.addEventListener("resize", () => {
+    if (!wrapEl) return;
+    fitColumns(wrapEl);
+    drawLinks(wrapEl, wrapEl.querySelector("svg.links"));
+  });
   try {
-    const { models, unavailable } = await getJSON("/api/models");
+    const { models, unavailable } = await dataSource.models();
     state.models = models;
     state.unavailable = unavailable || [];
     showUnavailable();
@@ -365,6 +385,8 @@ async function init() {
     if (state.compare.size) $("compare").hidden = false;
     $("compare-toggle").setAttribute("aria-expanded", String(!$("compare").hidden));
     state.classIndex = url.classIndex;
+    if (url.overlay) $("overlay").value = url.overlay;
+    restoring = Boolean(url.stage);
     if (url.stage) pendingUrl = { layer: url.stage, channel: url.channel, pos: url.pos, unit: url.unit };
     if (url.test !== null) state.source = { kind: "test", index: url.test, model: first.id, data: first.data, blob: null };
     sel.value = first.id;
@@ -380,6 +402,7 @@ async function init() {
   } catch (err) {
     setStatus(err.message, true);
   }
+  if (dataSource.kind === "static") return; // the filter playground needs the server (its kernels, its images)
   makePlayground($("playground"), { currentImage: () => (state.layers.length ? pixelsBlob(state.layers[0]) : null) })
     .then((pg) => {
       playground = pg;

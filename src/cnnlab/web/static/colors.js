@@ -5,7 +5,7 @@
 // white everywhere and "how positive" reads the same on every stage. The range is robust: the 99th
 // percentile of |value| (one outlier does not wash out the rest); values beyond it are drawn at the end
 // colour and the legend says so. The input is drawn in its own colours: gray stays gray, RGB stays RGB.
-import { t } from "./i18n.js";
+import { getLang, t } from "./i18n.js";
 
 // ColorBrewer "Oranges" and "Blues", white first: perceptually ordered, print- and colour-blind-safe.
 const POS = [[255, 255, 255], [254, 230, 206], [253, 174, 107], [241, 105, 19], [166, 54, 3], [100, 30, 2]];
@@ -76,6 +76,27 @@ export function layerScale(layer) {
   return layer._scale;
 }
 
+// The scale a map is drawn in on the overview, as the scale switch says: "stage" (one per stage, the
+// default), "map" (each feature map its own, to see the shape of a weak map) or "network" (one for every
+// stage but the input and the softmax, to compare magnitudes along the network).
+export function viewScale(layers, layer, channel, mode) {
+  if (layer.kind === "input" || mode === "stage" || !mode) return layerScale(layer);
+  if (mode === "map" && layer.shape.length === 3) {
+    const [, h, w] = layer.shape;
+    layer._maps = layer._maps || new Map();
+    if (!layer._maps.has(channel)) layer._maps.set(channel, scaleOf(layer.data, { offset: channel * h * w, length: h * w }));
+    return layer._maps.get(channel);
+  }
+  if (mode !== "network") return layerScale(layer);
+  if (!layers._net) {
+    const inner = layers.filter((l) => l.kind !== "input" && l.kind !== "softmax").map(layerScale);
+    const m = Math.max(...inner.map((s) => s.m || 0), 1e-12);
+    const signed = inner.some((s) => s.kind === "div");
+    layers._net = { kind: signed ? "div" : "seq", m, min: Math.min(...inner.map((s) => s.min)), max: Math.max(...inner.map((s) => s.max)), clipped: false };
+  }
+  return layers._net;
+}
+
 // 256 colours of a scale, packed as 0xAABBGGRR for a Uint32Array view of ImageData (little-endian), and
 // the map from a value to its index: what drawMap uses instead of one colorOf call per pixel.
 export function lutOf(scale) {
@@ -128,11 +149,14 @@ export function paintCell(el, v, scale) {
   el.style.color = inkOn(c);
 }
 
+// Numbers in the reader's language: a decimal comma in Polish ("4,23", as beside "35,9%").
+const local = (s) => (getLang() === "pl" ? s.replace(".", ",") : s);
+
 export function fmt(v, digits = 3) {
   if (v === null || v === undefined || !Number.isFinite(v)) return String(v);
   const a = Math.abs(v);
-  if (a !== 0 && (a < 1e-3 || a >= 1e4)) return v.toExponential(2);
-  return v.toFixed(digits);
+  if (a !== 0 && (a < 1e-3 || a >= 1e4)) return local(v.toExponential(2));
+  return local(v.toFixed(digits));
 }
 
 // Two significant digits: 0.0043 -> "0.0043", 1.234 -> "1.2", 12.3 -> "12", 1234 -> "1.2e3".
@@ -140,8 +164,8 @@ export function fmtShort(v) {
   if (!Number.isFinite(v)) return String(v);
   const a = Math.abs(v);
   if (a === 0) return "0";
-  if (a >= 1000 || a < 0.001) return v.toExponential(1);
-  return String(Number(v.toPrecision(2)));
+  if (a >= 1000 || a < 0.001) return local(v.toExponential(1));
+  return local(String(Number(v.toPrecision(2))));
 }
 
 function gradientCss(scale) {

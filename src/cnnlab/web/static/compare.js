@@ -2,7 +2,7 @@
 // CNNs), each with its top classes and where it looked. Each card is one /api/explain call on the image
 // the page shows, sent to every model the same way (see source.js).
 import { heat, legend } from "./colors.js";
-import { t } from "./i18n.js";
+import { pct, t } from "./i18n.js";
 import { decodeTensor } from "./api.js";
 import { drawHeat, drawRGB, drawMap, el } from "./maps.js";
 
@@ -23,7 +23,7 @@ function card(doc, layer0, { current, onOpen }) {
   const box = el("article", "cmp-card" + (current ? " current" : ""));
   box.dataset.model = doc.model.id;
   const head = el("h3", "", doc.model.id);
-  box.append(head, el("p", "muted small", `${doc.model.name} · ${doc.model.params.toLocaleString()} ${t("cmp.params")}`));
+  box.append(head, el("p", "muted small", `${doc.model.name} · ${t("model.params", { n: doc.model.params })}`));
   const { cv, hm } = inputCanvas(doc, layer0);
   box.append(cv);
   const note = hm
@@ -38,7 +38,7 @@ function card(doc, layer0, { current, onOpen }) {
     fill.style.width = `${(100 * s.probability).toFixed(1)}%`;
     const track = el("span", "pt");
     track.append(fill);
-    li.append(el("span", "pl", s.label), track, el("span", "pv", `${(100 * s.probability).toFixed(1)}%`));
+    li.append(el("span", "pl", s.label), track, el("span", "pv", pct(s.probability)));
     list.append(li);
   }
   box.append(list);
@@ -66,7 +66,7 @@ export function renderCompare(root, { state, explainFor, onOpen, onToggle, canUs
     const ok = canUse(m);
     box.disabled = !ok;
     box.addEventListener("change", () => onToggle(m.id, box.checked));
-    label.append(box, el("span", "", ` ${m.id} (${m.name}${m.test_accuracy ? `, ${(100 * m.test_accuracy).toFixed(1)}%` : ""})`));
+    label.append(box, el("span", "", ` ${m.id} (${m.name}${m.test_accuracy ? `, ${pct(m.test_accuracy)}` : ""})`));
     if (!ok) label.append(el("span", "muted small", ` — ${t("cmp.otherData", { data: m.data })}`));
     fs.append(label);
   }

@@ -14,6 +14,7 @@ export function wireControls({ state, sketch, explain, useFile, chooseModel, clo
     state.classIndex = null;
     explain(previous);
   });
+  $("net-random").addEventListener("click", () => $("random").click());
   $("file").addEventListener("change", (ev) => {
     useFile(ev.target.files[0]);
     ev.target.value = ""; // choosing the same file again must fire "change" again
@@ -38,10 +39,14 @@ export function wireControls({ state, sketch, explain, useFile, chooseModel, clo
     useFile(ev.dataTransfer.files[0]);
   });
   $("invert").addEventListener("change", () => state.source && state.source.kind === "upload" && explain());
-  $("overlay").addEventListener("change", () => state.doc && render(state.doc));
+  $("overlay").addEventListener("change", () => state.doc && render(state.doc)); // render writes the URL
   $("cam-class").addEventListener("change", (ev) => {
     const i = Number(ev.target.value);
     if (state.doc) explainClass(i);
+  });
+  $("scale-mode").addEventListener("change", (ev) => {
+    state.scaleMode = ev.target.value;
+    if (state.doc) render(state.doc);
   });
   $("per-stage").addEventListener("change", (ev) => {
     state.perStage = Number(ev.target.value);

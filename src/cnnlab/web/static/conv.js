@@ -4,9 +4,8 @@
 import { colorOf, cssColor, fmt, layerScale, legend } from "./colors.js";
 import { barCell } from "./dense.js";
 import { plural, t } from "./i18n.js";
+import { player } from "./animate.js";
 import { bigMap, el, headCell, numberGrid, readout, startPos } from "./maps.js";
-
-const SPEEDS = { slow: 900, normal: 400, fast: 120 };
 
 function symScale(values) {
   let m = 0;
@@ -77,6 +76,7 @@ function geometry(layer, inp, channel) {
   const [, H, W] = inp.shape;
   const patchAt = (c, y, x) => {
     const vals = new Array(kh * kw);
+    const padded = new Array(kh * kw).fill(false);
     const y0 = y * sh - top;
     const x0 = x * sw - left;
     for (let i = 0; i < kh; i++) {
@@ -85,58 +85,15 @@ function geometry(layer, inp, channel) {
         const xx = x0 + j * dw;
         const inside = yy >= 0 && xx >= 0 && yy < H && xx < W;
         vals[i * kw + j] = inside ? inp.data[c * H * W + yy * W + xx] : p.padding_mode === "zeros" ? 0 : NaN;
+        padded[i * kw + j] = !inside;
       }
     }
-    return { vals, y0, x0 };
+    return { vals, y0, x0, padded };
   };
   const chans = [...Array(cinPer).keys()].map((k) => group * cinPer + k);
   return { kh, kw, sh, top, nk: kh * kw, span: [dh * (kh - 1) + 1, dw * (kw - 1) + 1], chans, H, W, patchAt };
 }
 
-// Play / pause / step buttons and a speed choice; `step(d)` moves the kernel d positions.
-function player(step, line) {
-  const box = el("div", "player");
-  const mk = (text, label) => {
-    const b = el("button", "ghost", text);
-    b.type = "button";
-    b.setAttribute("aria-label", label);
-    return b;
-  };
-  const back = mk(t("conv.backText"), t("conv.back"));
-  const play = mk("▶", t("conv.play"));
-  play.classList.add("play");
-  const fwd = mk(t("conv.fwdText"), t("conv.fwd"));
-  const speed = el("select");
-  speed.setAttribute("aria-label", t("conv.speed"));
-  for (const k of Object.keys(SPEEDS)) {
-    const o = el("option", "", t(`speed.${k}`));
-    o.value = k;
-    speed.append(o);
-  }
-  speed.value = "normal";
-  const where = el("span", "muted");
-  box.append(back, play, fwd, el("span", "", t("conv.speedLabel")), speed, where);
-  let timer = null;
-  const stop = () => {
-    if (timer === null) return;
-    clearInterval(timer);
-    timer = null;
-    play.textContent = "▶";
-    play.setAttribute("aria-label", t("conv.play"));
-    line.setAttribute("aria-live", "polite");
-  };
-  const start = () => {
-    line.setAttribute("aria-live", "off"); // no announcement per animation frame
-    play.textContent = "❚❚";
-    play.setAttribute("aria-label", t("conv.pause"));
-    timer = setInterval(() => (play.isConnected ? step(1) : stop()), SPEEDS[speed.value]);
-  };
-  play.addEventListener("click", () => (timer === null ? start() : stop()));
-  back.addEventListener("click", () => (stop(), step(-1)));
-  fwd.addEventListener("click", () => (stop(), step(1)));
-  speed.addEventListener("change", () => timer !== null && (stop(), start()));
-  return { box, where, stop };
-}
 
 // The table of every input channel at one position: patch x kernel, partial sum, running total; the
 // last row adds the bias. `onPick(k)` shows channel k's numbers in full.
@@ -187,14 +144,14 @@ function channelTable(chans, onPick) {
 }
 
 // patch ⊙ kernel = products, as three number grids with their legends.
-function dotProduct(patch, kernel, prods, sum, { g, scales, y0, x0, o, c }) {
-  const grid = (vals, scale, title, caption) => {
-    const f = numberGrid(vals, g.kh, g.kw, { scale, title, caption });
+function dotProduct(patch, kernel, prods, sum, { g, scales, y0, x0, o, c, padded }) {
+  const grid = (vals, scale, title, caption, pads) => {
+    const f = numberGrid(vals, g.kh, g.kw, { scale, title, caption, padded: pads });
     f.append(legend(scale));
     return f;
   };
   return [
-    grid(patch, scales.in, t("conv.patch", { y: y0, x: x0, c }), t("conv.patchCap")),
+    grid(patch, scales.in, t("conv.patch", { y: y0, x: x0, c }), t("conv.patchCap"), padded),
     el("span", "operator", "⊙"),
     grid(kernel, scales.kern, t("conv.kernel", { o, c }), t("conv.kernelCap")),
     el("span", "operator", "="),
@@ -222,7 +179,7 @@ export async function convDetail(box, ctx, layer, channel) {
   const scales = { in: layerScale(inp), out: layerScale(layer), kern: symScale(W) };
   scales.prod = productScale(scales);
   const chWord = plural(chans.length, [t("channel.one"), t("channel.few"), t("channel.many")]);
-  box.append(el("p", "explain", t("conv.text", { name: layer.name, channel, kh, kw, n: chans.length, chWord, s: g.sh, pad: g.top })));
+  box.append(el("p", "explain", t(chans.length === 1 ? "conv.text1" : "conv.text", { name: layer.name, channel, kh, kw, n: chans.length, chWord, s: g.sh, pad: g.top })));
   let sel = 0;
   let inView = null;
   const line = readout();
@@ -257,14 +214,14 @@ export async function convDetail(box, ctx, layer, channel) {
     const total = sum + bias;
     const model = layer.data[channel * oh * ow + y * ow + x];
     if (!inView || inView.channel !== chans[sel]) {
-      inView = bigMap(inp, chans[sel], scales.in, { title: t("in.title", { name: inp.name, channel: chans[sel], h: g.H, w: g.W }) });
+      inView = bigMap(inp, chans[sel], scales.in, { title: t("in.title", { name: inp.name, channel: chans[sel], h: g.H, w: g.W }), pad: layer.params.padding });
       inView.channel = chans[sel];
       inHolder.replaceChildren(inView.fig);
     }
-    const { y0, x0 } = g.patchAt(chans[sel], y, x);
+    const { y0, x0, padded } = g.patchAt(chans[sel], y, x);
     inView.mark(y0, x0, ...g.span);
     out.mark(y, x, 1, 1);
-    mid.replaceChildren(...dotProduct(patches[sel], kernels[sel], prods[sel], per[sel], { g, scales, y0, x0, o: channel, c: chans[sel] }));
+    mid.replaceChildren(...dotProduct(patches[sel], kernels[sel], prods[sel], per[sel], { g, scales, y0, x0, o: channel, c: chans[sel], padded }));
     const err = layer.errors[channel];
     const bound = tolerance(W, g, inp, err, model);
     const ok = Math.abs(total - model) <= bound;

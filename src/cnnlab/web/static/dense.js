@@ -2,7 +2,8 @@
 // position each input came from), flatten's index -> (channel, row, column), and softmax from the
 // logits, whose own sources are the output layer's top contributions.
 import { colorOf, cssColor, fmt, layerScale, legend } from "./colors.js";
-import { plural, t } from "./i18n.js";
+import { pct, plural, t } from "./i18n.js";
+import { player } from "./animate.js";
 import { drawChannel, el, headCell, readout } from "./maps.js";
 
 const TOP = 10;
@@ -168,7 +169,7 @@ export async function denseDetail(box, ctx, layer, unit, { elementwise = false }
   const n = layer.shape[0];
   const isOutput = layer === ctx.layers[ctx.layers.length - 2] && n === ctx.doc.model.classes.length;
   if (elementwise) box.append(el("p", "explain", t(`vec.${layer.kind}`, { p: p.p, fn: p.function })));
-  else box.append(el("p", "explain", t(isOutput ? "dense.textOut" : "dense.text", { out: p.out_features, in: p.in_features, w: p.weights.toLocaleString() })));
+  else box.append(el("p", "explain", t(isOutput ? "dense.textOut" : "dense.text", { out: p.out_features, in: p.in_features, w: p.weights })));
   const detail = el("div", "unit-detail");
   const line = readout();
   let start = unit;
@@ -265,15 +266,38 @@ export async function softmaxDetail(box, ctx, layer, cls) {
     b.setAttribute("aria-label", t("softmax.pick", { label: classes[i] }));
     b.addEventListener("click", () => pick(i));
     th.append(b);
-    tr.append(th, el("td", "num", fmt(z, 4)), el("td", "num", fmt(ex[i], 4)), el("td", "num", `${(100 * p).toFixed(2)}%`), cellBar);
+    tr.append(th, el("td", "num", fmt(z, 4)), el("td", "num", fmt(ex[i], 4)), el("td", "num", pct(p, 2)), cellBar);
     table.append(tr);
     rows.push(tr);
   });
   const f = el("tr", "total");
   f.append(el("th", "", "Σ"), el("td"), el("td", "num", fmt(sum, 4)), el("td", "num", "100%"), el("td"));
   table.append(f);
-  box.append(table, sources);
+  box.append(softmaxSteps(table, { logits, m, sum, classes, probs: layer.data, top: ctx.doc.prediction.index }), table, sources);
   await pick(chosen);
+}
+
+// Softmax in four steps, played or stepped: the logits, exp(z − max), their sum, each divided by it; the
+// table's column (or sum row) of the step in view lights up, and a live line says it with this image's numbers.
+function softmaxSteps(table, { logits, m, sum, classes, probs, top }) {
+  const line = readout("softmax-step");
+  let step = -1;
+  const texts = [
+    () => t("softmax.step1", { max: fmt(m, 4), label: classes[top] }),
+    () => t("softmax.step2", { label: classes[top] }),
+    () => t("softmax.step3", { sum: fmt(sum, 4) }),
+    () => t("softmax.step4", { sum: fmt(sum, 4), label: classes[top], p: pct(probs[top], 2) }),
+  ];
+  const show = (k) => {
+    step = k;
+    table.dataset.step = String(k + 1);
+    line.textContent = `${k + 1}/4: ${texts[k]()}`;
+  };
+  const play = player((d) => show((step + d + 4) % 4), line, { labels: { play: t("softmax.play") } });
+  play.where.textContent = t("softmax.stepsOf", { n: logits.length });
+  const box = el("div", "softmax-steps");
+  box.append(play.box, line);
+  return box;
 }
 
 export const unitsWord = (n) => plural(n, [t("unit.one"), t("unit.few"), t("unit.many")]);

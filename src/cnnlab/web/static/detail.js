@@ -1,6 +1,7 @@
 // The detail panel, opened by a map, a stage's heading or a class: how each value of that stage was
 // computed. This module picks the view and holds the small ones (input, element-wise stages, batch
 // norm, blocks); conv, pooling, dense/flatten/softmax and "all maps" have their own modules.
+import { player, walker } from "./animate.js";
 import { fmt, heat, layerScale, legend } from "./colors.js";
 import { convDetail } from "./conv.js";
 import { denseDetail, flattenDetail, softmaxDetail } from "./dense.js";
@@ -20,7 +21,8 @@ function beforeAfter(box, ctx, layer, channel, text, fn) {
   const sIn = layerScale(inp);
   const sOut = same ? sIn : layerScale(layer);
   const [, h, w] = layer.shape;
-  const show = (y, x) => {
+  const show = (y, x, why) => {
+    if (why === "pointer" || why === "key") play.stop();
     const before = inp.data[channel * h * w + y * w + x];
     const after = layer.data[channel * h * w + y * w + x];
     a.mark(y, x, 1, 1);
@@ -32,9 +34,34 @@ function beforeAfter(box, ctx, layer, channel, text, fn) {
   const a = bigMap(inp, channel, sIn, { title: t("ba.before", { name: inp.name, channel }) });
   const b = bigMap(layer, channel, sOut, { title: t("ba.after", { name: layer.name, channel }), onMove: show });
   row.append(a.fig, el("span", "operator big-op", "→"), b.fig);
-  box.append(row, line);
+  const play = player(walker(b, h, w), line, { labels: { play: t("ba.play") } });
+  box.append(play.box, row, line);
   b.moveTo(...startPos(ctx, layer, channel));
 }
+
+const list4 = (values) => (values || []).map((v) => fmt(v, 4)).join(", "); // every kind's text is built
+
+// The article's section on this kind of stage, when the article has one: links run both ways (each
+// section has a button that opens its stage here).
+const SECTIONS = { conv: "kernels", relu: "relu", activation: "relu", maxpool: "pool", avgpool: "pool", globalpool: "pool", flatten: "flatten", softmax: "softmax", batchnorm: "bn" };
+function articleLink(layer) {
+  const block = layer.kind === "block" ? (layer.params?.module === "ResidualBlock" ? "residual" : /Conv2d/.test(layer.module || "") ? "kernels" : null) : null;
+  const id = block || SECTIONS[layer.kind];
+  const heading = id && document.getElementById(`art-${id}`);
+  if (!heading) return null;
+  const a = el("a", "read-more small", t("detail.read", { title: heading.textContent }));
+  a.href = `#art-${id}`;
+  a.addEventListener("click", (ev) => {
+    ev.preventDefault();
+    heading.tabIndex = -1;
+    heading.scrollIntoView({ block: "start" });
+    heading.focus({ preventScroll: true });
+  });
+  return a;
+}
+
+// PyTorch's repr prints float32 buffers in full (mean=[0.30000001192092896]): 6 significant digits.
+const shortFloats = (text) => text.replace(/-?\d+\.\d{7,}(e-?\d+)?/g, (m) => String(Number(Number(m).toPrecision(6))));
 
 // Batch norm at evaluation: y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta, per channel.
 function batchnormDetail(box, ctx, layer, channel) {
@@ -71,7 +98,7 @@ function batchnormDetail(box, ctx, layer, channel) {
     line.dataset.total = String(y2);
     line.dataset.output = String(out);
     line.textContent = t("bn.line", {
-      y, x, x0: fmt(xin, 4), mu: fmt(mu, 4), s: fmt(Math.sqrt(v + p.eps), 4), xhat: fmt(xhat, 4),
+      y, x, x0: fmt(xin, 4), minusMu: mu < 0 ? `+ ${fmt(-mu, 4)}` : `− ${fmt(mu, 4)}`, s: fmt(Math.sqrt(v + p.eps), 4), xhat: fmt(xhat, 4),
       g: fmt(g, 4), b: fmt(b, 4), y2: fmt(y2, 4), out: fmt(out, 4), ok: ok ? "✓" : "✗",
     });
   };
@@ -166,7 +193,7 @@ function mapView(box, ctx, layer, ch) {
     relu: [t("relu.text"), (v) => `max(0, ${fmt(v, 4)})`],
     activation: [t("act.text", { fn: layer.params.function }), null],
     dropout: [t("dropout.text", { p: layer.params.p }), null],
-    normalize: [t("normalize.text", { mean: layer.params.mean, std: layer.params.std }), null],
+    normalize: [t("normalize.text", { mean: list4(layer.params.mean), std: list4(layer.params.std) }), null],
   };
   const [text, fn] = texts[k] || [t(`kind.${k}`), null];
   return beforeAfter(box, ctx, layer, ch, text, fn);
@@ -200,7 +227,9 @@ export async function openDetail(target, ctx, name, channel) {
   close.setAttribute("aria-label", t("detail.close"));
   close.addEventListener("click", () => ctx.closeDetail());
   box.append(close, head);
-  if (layer.module && layer.kind !== "input" && layer.kind !== "softmax") box.append(el("code", "module", layer.module));
+  const read = articleLink(layer);
+  if (read) box.append(read);
+  if (layer.module && layer.kind !== "input" && layer.kind !== "softmax") box.append(el("code", "module", shortFloats(layer.module)));
   const ch = channel === "all" ? 0 : channel ?? 0;
   const k = layer.kind;
   ctx.token = token;

@@ -11,25 +11,56 @@ const KEY = "cnnlab.lang";
 let lang = "en";
 const listeners = [];
 
+// Placeholders: {name} is the value (a number in the language's format: 105,898 / 105 898), {name:word}
+// the plural form of "word" that agrees with it (the dictionary's "plural.word": [one, few, many] in
+// Polish, [one, other] in English), chosen by Intl.PluralRules: 1 mapa, 2-4 mapy, 5-21 map, 22 mapy.
 export function t(key, vars = {}) {
-  let s = DICTS[lang][key] ?? EN[key];
+  const s = DICTS[lang][key] ?? EN[key];
   if (s === undefined) return key;
   if (typeof s === "function") return s(vars);
-  return s.replace(/\{(\w+)\}/g, (m, k) => (vars[k] !== undefined ? String(vars[k]) : m));
+  return s.replace(/\{(\w+)(?::(\w+))?\}/g, (m, k, word) => {
+    const v = vars[k];
+    if (v === undefined) return m;
+    if (word) return plural(Number(v), DICTS[lang][`plural.${word}`] ?? EN[`plural.${word}`] ?? [word]);
+    return typeof v === "number" && Number.isInteger(v) ? num(v) : String(v);
+  });
+}
+
+const formats = new Map();
+function numberFormat(options) {
+  const key = `${lang}|${JSON.stringify(options)}`;
+  if (!formats.has(key)) formats.set(key, new Intl.NumberFormat(lang === "pl" ? "pl-PL" : "en-US", options));
+  return formats.get(key);
+}
+
+// A number as the reader's language writes it: 105,898 and 0.25 in English, 105 898 and 0,25 in Polish.
+export function num(v, digits = null) {
+  if (!Number.isFinite(v)) return String(v);
+  // digits grouped from 10 000 on (CLDR's "min2", Polish usage): 4096 and test image #1712 stay whole
+  const opts = digits === null ? { maximumFractionDigits: 20, useGrouping: "min2" } : { minimumFractionDigits: digits, maximumFractionDigits: digits, useGrouping: "min2" };
+  return numberFormat(opts).format(v);
+}
+
+// A probability (0..1) as a percentage: 35.9% / 35,9%.
+export function pct(p, digits = 1) {
+  return `${numberFormat({ minimumFractionDigits: digits, maximumFractionDigits: digits, useGrouping: false }).format(100 * p)}%`;
 }
 
 export function getLang() {
   return lang;
 }
 
-// Polish plural forms: 1 kanał, 2-4 kanały, 5+ kanałów (12-14 too); English: 1 channel, 2 channels.
+// The form of a word that agrees with n, by the language's plural rules (Intl.PluralRules): forms are
+// [one, few, many] (Polish: 1 kanał, 2-4 kanały, 5-21 kanałów, 22 kanały) or [one, other] (English).
+const rules = new Map();
 export function plural(n, forms) {
-  if (lang !== "pl") return n === 1 ? forms[0] : forms[1];
-  const m10 = n % 10;
-  const m100 = n % 100;
-  if (n === 1) return forms[0];
-  if (m10 >= 2 && m10 <= 4 && (m100 < 12 || m100 > 14)) return forms[1];
-  return forms[2] ?? forms[1];
+  if (!rules.has(lang)) rules.set(lang, new Intl.PluralRules(lang === "pl" ? "pl-PL" : "en-US"));
+  const cat = rules.get(lang).select(n);
+  if (forms.length < 2) return forms[0];
+  if (cat === "one") return forms[0];
+  if (cat === "few") return forms[1];
+  if (cat === "many") return forms[2] ?? forms[1];
+  return lang === "pl" ? forms[1] : forms[forms.length - 1]; // "other": English plurals; Polish fractions (2,5 mapy)
 }
 
 export function applyStatic(root = document) {

@@ -86,17 +86,25 @@ export const BIG = 224; // css pixels of a big map
 
 // A big view of one channel with a movable window. With `onMove` it is a control: the pointer or the
 // arrow keys (Home/End, PageUp/PageDown for rows) pick a position (y, x), announced to screen readers.
-export function bigMap(layer, channel, scale, { title, onMove, size = BIG, label } = {}) {
+// `pad`: [top, bottom, left, right] cells of zero padding drawn around the map as a hatched ring (not
+// values of the map: what a conv reads beyond its edge), so a window over the edge stays on the picture.
+export function bigMap(layer, channel, scale, { title, onMove, size = BIG, label, pad = null } = {}) {
   const fig = el("figure", "big");
   const holder = el("div", "big-holder");
   const cv = el("canvas", "big-map");
   const [, h, w] = layer.shape.length === 3 ? layer.shape : [1, 1, layer.shape[0]];
   drawChannel(cv, layer, channel, scale);
-  const cell = size / Math.max(h, w);
+  const [pt, pb, pl, pr] = pad && pad.some((v) => v > 0) ? pad : [0, 0, 0, 0];
+  const cell = size / Math.max(h + pt + pb, w + pl + pr);
   cv.style.width = `${cell * w}px`;
   cv.style.height = `${cell * h}px`;
   const rect = el("div", "window");
   rect.hidden = true;
+  if (pt + pb + pl + pr > 0) {
+    holder.classList.add("padded");
+    holder.style.padding = `${pt * cell}px ${pr * cell}px ${pb * cell}px ${pl * cell}px`;
+    holder.title = t("grid.padRing");
+  }
   holder.append(cv, rect);
   fig.append(holder, el("figcaption", "", title || `${layer.name} [${channel}] ${h}×${w}`));
   if (scale.kind !== "rgb") fig.append(legend(scale));
@@ -111,15 +119,15 @@ export function bigMap(layer, channel, scale, { title, onMove, size = BIG, label
     },
     mark(y0, x0, kh, kw) {
       rect.hidden = false;
-      rect.style.left = `${x0 * cell}px`;
-      rect.style.top = `${y0 * cell}px`;
+      rect.style.left = `${(x0 + pl) * cell}px`;
+      rect.style.top = `${(y0 + pt) * cell}px`;
       rect.style.width = `${kw * cell}px`;
       rect.style.height = `${kh * cell}px`;
     },
     // An overlay element positioned in map cells (e.g. the rows and columns a pooling never reads).
     shade(y0, x0, rows, cols, cls) {
       const s = el("div", cls);
-      Object.assign(s.style, { left: `${x0 * cell}px`, top: `${y0 * cell}px`, width: `${cols * cell}px`, height: `${rows * cell}px` });
+      Object.assign(s.style, { left: `${(x0 + pl) * cell}px`, top: `${(y0 + pt) * cell}px`, width: `${cols * cell}px`, height: `${rows * cell}px` });
       holder.append(s);
       return s;
     },
@@ -159,7 +167,8 @@ export function bigMap(layer, channel, scale, { title, onMove, size = BIG, label
 }
 
 // A small table of numbers, each cell coloured on `scale` with text that stays readable on it.
-export function numberGrid(values, rows, cols, { scale, mark, title, digits = 2, dropped, caption } = {}) {
+// `padded`: which cells are padding, not values of the map (drawn hatched, "0" in italics, named so).
+export function numberGrid(values, rows, cols, { scale, mark, title, digits = 2, dropped, caption, padded } = {}) {
   const fig = el("figure", "grid");
   const table = el("table", "numbers");
   if (caption) table.append(el("caption", "sr-only", caption));
@@ -169,6 +178,13 @@ export function numberGrid(values, rows, cols, { scale, mark, title, digits = 2,
       const k = i * cols + j;
       const v = values[k];
       const td = el("td", "", Number.isFinite(v) ? fmt(v, digits) : t("grid.pad"));
+      if (padded && padded[k]) {
+        td.className = "pad";
+        td.replaceChildren("0", el("span", "sr-only", ` ${t("grid.padCell")}`));
+        td.title = t("grid.padCell");
+        tr.append(td);
+        continue;
+      }
       paintCell(td, v, scale);
       if (mark && mark[0] === i && mark[1] === j) td.classList.add("chosen");
       else if (dropped) {

@@ -1,8 +1,8 @@
 // The overview: one column per stage, feature maps as small canvases, columns linked left to right, the
 // softmax as bars at the end. One tab stop for the whole network: the arrow keys move between maps
 // (up/down in a column, left/right across stages), Enter or Space opens the one in focus.
-import { legend, layerScale } from "./colors.js";
-import { getLang, plural, t } from "./i18n.js";
+import { legend, viewScale } from "./colors.js";
+import { getLang, pct, plural, t } from "./i18n.js";
 import { drawChannel, drawVector, el, shapeText } from "./maps.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -18,6 +18,38 @@ function mapButton(layer, channel, label) {
   return b;
 }
 
+// A column's legend: its scale; with one scale per map, a note that each map has its own.
+function columnLegend(layer, scale, mode) {
+  if (mode === "map" && layer.kind !== "input" && layer.shape.length === 3) {
+    const note = el("div", "legend legend-note", t("scale.perMap"));
+    return note;
+  }
+  return legend(scale, { compact: true });
+}
+
+// "64×26×26" that may wrap after a "×" but never inside a number.
+function shapeEl(shape) {
+  const span = el("span", "shape");
+  shape.forEach((n, i) => {
+    if (i) span.append("×", document.createElement("wbr"));
+    span.append(el("span", "dim", String(n)));
+  });
+  return span;
+}
+
+// Every column and the softmax fit the card's width: columns shrink (maps from 44 down to 28 px) when a
+// model has many stages, so the softmax at the end is on screen at 1440 px for every built-in model.
+export function fitColumns(wrap) {
+  const root = wrap.parentElement;
+  if (!root) return;
+  const cols = wrap.querySelectorAll(".col");
+  const soft = wrap.querySelector(".col.kind-softmax");
+  const n = cols.length - (soft ? 1 : 0);
+  const avail = root.clientWidth - (soft ? soft.offsetWidth : 0) - 16;
+  const w = Math.max(40, Math.min(56, Math.floor(avail / Math.max(1, n)) - 6));
+  wrap.style.setProperty("--colw", `${w}px`);
+}
+
 function column(layer, state, { perStage, onSelect, onAll, onClass }) {
   const col = el("div", `col kind-${layer.kind}`);
   col.dataset.layer = layer.name;
@@ -27,20 +59,21 @@ function column(layer, state, { perStage, onSelect, onAll, onClass }) {
   head.type = "button";
   head.tabIndex = -1;
   head.dataset.layer = layer.name;
-  head.append(el("b", "", layer.name), " ", el("span", "kind", t(`kind.${layer.kind}`)), " ", el("span", "shape", shapeText(layer.shape)));
+  head.append(el("b", "", layer.name), " ", el("span", "kind", t(`kind.${layer.kind}`)), " ", shapeEl(layer.shape));
   head.setAttribute("aria-describedby", "net-open-hint");
   head.addEventListener("click", () => onSelect(layer.name, layer.shape.length === 3 && layer.kind !== "input" ? 0 : layer.kind === "input" ? 0 : null));
   col.setAttribute("aria-label", t("net.head", { name: layer.name, kind: t(`kind.${layer.kind}`), shape: shapeText(layer.shape) }));
   col.append(head);
-  const scale = layerScale(layer);
-  if (layer.kind !== "softmax") col.append(legend(scale, { compact: true }));
+  const mode = state.scaleMode;
+  const scale = viewScale(state.layers, layer, 0, mode);
+  if (layer.kind !== "softmax") col.append(columnLegend(layer, scale, mode));
   const maps = el("div", "maps");
   col.append(maps);
   if (layer.kind === "softmax") {
     const classes = state.doc.model.classes;
     col.classList.add("vector");
     for (let i = 0; i < layer.data.length; i++) {
-      const p = `${(100 * layer.data[i]).toFixed(1)}%`;
+      const p = pct(layer.data[i]);
       const bar = mapButton(layer, i, null);
       bar.className = "map bar" + (i === state.doc.prediction.index ? " top" : "");
       bar.dataset.index = String(i);
@@ -63,7 +96,7 @@ function column(layer, state, { perStage, onSelect, onAll, onClass }) {
       const b = mapButton(layer, ch, label);
       const cv = el("canvas");
       cv.setAttribute("aria-hidden", "true");
-      drawChannel(cv, layer, ch, scale);
+      drawChannel(cv, layer, ch, viewScale(state.layers, layer, ch, mode));
       b.append(cv);
       b.addEventListener("click", () => onSelect(layer.name, ch));
       maps.append(b);
@@ -96,27 +129,27 @@ function column(layer, state, { perStage, onSelect, onAll, onClass }) {
 // layout work and no edges to re-route (what a new image costs).
 function updateNetwork(root, state) {
   const cols = root.querySelectorAll(".col");
+  const mode = state.scaleMode;
   state.layers.forEach((layer, i) => {
     const col = cols[i];
-    const scale = layerScale(layer);
+    const scale = viewScale(state.layers, layer, 0, mode);
     const old = col.querySelector(":scope > .legend");
-    if (old) old.replaceWith(legend(scale, { compact: true }));
+    if (old) old.replaceWith(columnLegend(layer, scale, mode));
     if (layer.kind === "softmax") {
       for (const bar of col.querySelectorAll(".bar")) {
         const k = Number(bar.dataset.index);
-        const p = `${(100 * layer.data[k]).toFixed(1)}%`;
-        bar.querySelector(".bar-fill").style.width = p;
-        bar.querySelector(".bar-value").textContent = p;
+        bar.querySelector(".bar-fill").style.width = `${(100 * layer.data[k]).toFixed(1)}%`;
+        bar.querySelector(".bar-value").textContent = pct(layer.data[k]);
         bar.classList.toggle("top", k === state.doc.prediction.index);
       }
     } else if (layer.shape.length === 3) {
-      for (const b of col.querySelectorAll(".maps > .map")) drawChannel(b.firstChild, layer, Number(b.dataset.channel), scale);
+      for (const b of col.querySelectorAll(".maps > .map")) drawChannel(b.firstChild, layer, Number(b.dataset.channel), viewScale(state.layers, layer, Number(b.dataset.channel), mode));
     } else drawVector(col.querySelector(".maps > .map canvas"), layer.data, scale);
   });
 }
 
 export function renderNetwork(root, state, opts) {
-  const key = `${state.doc.model.id}|${opts.perStage}|${getLang()}|${state.layers.map((l) => l.shape.join("x")).join(",")}`;
+  const key = `${state.doc.model.id}|${opts.perStage}|${state.scaleMode}|${getLang()}|${state.layers.map((l) => l.shape.join("x")).join(",")}`;
   if (root.dataset.key === key && root.querySelector(".net-inner")) {
     updateNetwork(root, state);
     const wrap = root.querySelector(".net-inner");
@@ -133,6 +166,7 @@ export function renderNetwork(root, state, opts) {
   wrap.append(svg, row);
   root.append(wrap);
   for (const layer of state.layers) row.append(column(layer, state, opts));
+  fitColumns(wrap);
   rovingFocus(row, opts.focusKey);
   // hovering or focusing a map lights its edges; leaving shows the selected map's again
   const light = (ev) => {

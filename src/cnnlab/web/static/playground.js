@@ -1,7 +1,7 @@
 // The filter playground: edit a kernel, see the feature map (server-side `cnnlab.filters.apply`).
 
 import { decodeTensor, getJSON, postForm } from "./api.js";
-import { fmt, legend } from "./colors.js";
+import { fmt, legend, scaleOf } from "./colors.js";
 import { t } from "./i18n.js";
 import { drawMap, el } from "./maps.js";
 
@@ -27,7 +27,7 @@ function kernelGrid(gridBox, sizeSel, onEdit) {
     }
     sizeSel.value = String(size);
     gridBox.replaceChildren();
-    gridBox.style.gridTemplateColumns = `repeat(${size}, 3.6em)`;
+    gridBox.style.gridTemplateColumns = `repeat(${size}, 4.9em)`; // room for "-0.3033" whole
     for (let i = 0; i < size; i++) {
       for (let j = 0; j < size; j++) {
         // a text field, not type=number: a number field reports "abc" or "1e400" as an empty value,
@@ -145,8 +145,13 @@ export async function makePlayground(root, { currentImage }) {
         drawGray(inCv, doc.input, decodeTensor(doc.input));
         inputKey = key;
       }
-      const scale = drawGray(outCv, doc.output, decodeTensor(doc.output));
+      // the feature map in the network's colours (blue below 0, orange above), the photo in gray
+      const values = decodeTensor(doc.output);
+      const scale = scaleOf(values);
+      drawMap(outCv, values, 0, doc.output.shape[0], doc.output.shape[1], scale);
       q("#filter-legend").replaceChildren(legend(scale, { label: t("pg.legend") }));
+      const sum = kernel.flat().reduce((a, b) => a + b, 0);
+      if (norm.checked && Math.abs(sum) < 1e-9) note += t("pg.zeroSum"); // the server scales its positive part
       status.textContent = t("pg.status", { w: doc.output.shape[1], h: doc.output.shape[0], lo: fmt(doc.stats.min, 2), hi: fmt(doc.stats.max, 2), ms: (1000 * doc.seconds).toFixed(0) }) + note;
       status.classList.remove("error");
       root.dataset.updated = String(Date.now());

@@ -3,6 +3,7 @@
 // row and column).
 import { fmt, layerScale, legend } from "./colors.js";
 import { t } from "./i18n.js";
+import { player, walker } from "./animate.js";
 import { bigMap, el, numberGrid, readout, startPos } from "./maps.js";
 
 function windowOf(layer, inp) {
@@ -57,19 +58,23 @@ export function poolDetail(box, ctx, layer, channel) {
   if (lostR > 0 || lostC > 0) text += " " + t("pool.lost", { r: lostR, c: lostC, H, W, kh, s: sh });
   box.append(el("p", "explain", text));
   const sIn = layerScale(inp);
-  const sOut = layerScale(layer);
+  const sOut = sIn; // the kept maximum (or the mean) in the colour it had in the input
   const row = el("div", "detail-row");
   const inView = bigMap(inp, channel, sIn, { title: t("in.title", { name: inp.name, channel, h: H, w: W }) });
   if (lostR > 0) inView.shade(usedRows, 0, lostR, W, "never-read");
   if (lostC > 0) inView.shade(0, usedCols, H, lostC, "never-read");
   const mid = el("div", "dot");
   const line = readout();
-  const out = bigMap(layer, channel, sOut, { title: t("out.title", { name: layer.name, channel, h: oh, w: ow }), onMove: (y, x) => show(y, x) });
+  const out = bigMap(layer, channel, sOut, { title: t("out.title", { name: layer.name, channel, h: oh, w: ow }), onMove: (y, x, why) => show(y, x, why) });
   row.append(inView.fig, mid, out.fig);
-  box.append(row, line);
+  // play: the window slides over the input and the kept maximum lights up, position by position
+  const play = player(walker(out, oh, ow), line, { labels: { play: t("pool.play") } });
+  box.append(play.box, row, line);
   if (lostR > 0 || lostC > 0) box.append(el("p", "muted small", t("pool.legendLost")));
 
-  function show(y, x) {
+  function show(y, x, why) {
+    if (why === "pointer" || why === "key") play.stop();
+    play.where.textContent = t("conv.where", { y, x, oh, ow });
     const { y0, x0, rows, cols, vals } = windowAt(win, inp, layer, channel, y, x);
     let best = -1;
     vals.forEach((v, i) => {

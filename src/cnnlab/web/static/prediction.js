@@ -2,7 +2,7 @@
 // and the prediction card (the top classes as buttons: each asks where the model looks for that class),
 // plus the sentence a screen reader hears when the prediction changes.
 import { heat, legend } from "./colors.js";
-import { t } from "./i18n.js";
+import { num, pct, t } from "./i18n.js";
 import { drawHeat, drawMap, drawRGB, el } from "./maps.js";
 
 const $ = (id) => document.getElementById(id);
@@ -20,7 +20,10 @@ export function drawInput(state, heatOf) {
   const note = $("overlay-note");
   const leg = $("overlay-legend");
   leg.replaceChildren();
-  if (hm) {
+  if (hm && hm.method === "gradcam" && !heatOf(hm).some((v) => v > 0)) {
+    note.textContent = t("heat.gradcamZero", { layer: hm.layer || "", label: hm.label });
+    leg.append(legend({ kind: "heat", lo: 0, hi: 1 }, { label: t("heat.scale") }));
+  } else if (hm) {
     note.textContent = t(`heat.${hm.method}`, { layer: hm.layer || "", label: hm.label });
     leg.append(legend({ kind: "heat", lo: 0, hi: 1 }, { label: t("heat.scale") }));
   } else if (which === "gradcam" && !doc.gradcam) {
@@ -52,7 +55,7 @@ export function sourceText(state) {
 export function drawPrediction(state, { onClass }) {
   const p = state.doc.prediction;
   $("pred-label").textContent = p.label;
-  $("pred-prob").textContent = `${(100 * p.probability).toFixed(1)}%`;
+  $("pred-prob").textContent = pct(p.probability);
   $("pred-truth").textContent = sourceText(state);
   const bars = $("pred-bars");
   bars.replaceChildren();
@@ -67,7 +70,7 @@ export function drawPrediction(state, { onClass }) {
     fill.style.width = `${(100 * s.probability).toFixed(1)}%`;
     const track = el("span", "pt");
     track.append(fill);
-    b.append(el("span", "pl", s.label), " ", track, el("span", "pv", `${(100 * s.probability).toFixed(1)}%`));
+    b.append(el("span", "pl", s.label), " ", track, el("span", "pv", pct(s.probability)));
     b.addEventListener("click", () => onClass(s.index));
     bars.append(b);
   }
@@ -79,7 +82,7 @@ export function drawPrediction(state, { onClass }) {
     pick.append(o);
   });
   pick.value = String(chosen);
-  $("pred-live").textContent = t("pred.live", { label: p.label, p: (100 * p.probability).toFixed(1), model: state.doc.model.id });
+  $("pred-live").textContent = t("pred.live", { label: p.label, p: num(100 * p.probability, 1), model: state.doc.model.id });
 }
 
 export function clearPrediction(message) {

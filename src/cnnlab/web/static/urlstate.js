@@ -1,5 +1,5 @@
 // The view in the URL, so that it can be shared and reloaded:
-//   ?model=cnn2&image=test:123&stage=conv2&channel=5&pos=3,9&unit=7&class=2&compare=mlp,fast
+//   ?model=cnn2&image=test:123&stage=conv2&channel=5&pos=3,9&unit=7&class=2&compare=mlp,fast&overlay=gradcam
 // (`from=fast`: the test image is one of that model's test set, shown to `model` by its pixels)
 // (an upload or a drawing cannot travel in a URL: then `image` is left out and a reload picks a random
 // test image). The language is not part of it: it is each reader's own (localStorage).
@@ -19,6 +19,7 @@ export function readUrl() {
     unit: int(q.get("unit")),
     classIndex: int(q.get("class")),
     compare: (q.get("compare") || "").split(",").filter(Boolean),
+    overlay: ["gradcam", "saliency"].includes(q.get("overlay")) ? q.get("overlay") : null,
   };
 }
 
@@ -38,6 +39,8 @@ export function writeUrl(state) {
   }
   if (state.classIndex !== null && state.classIndex !== undefined) q.set("class", String(state.classIndex));
   if (state.compare.size) q.set("compare", [...state.compare].join(","));
+  const overlay = document.getElementById("overlay")?.value;
+  if (overlay && overlay !== "none") q.set("overlay", overlay);
   if (keep) q.set("lang", keep);
   const url = `${location.pathname}${q.toString() ? "?" + q : ""}`;
   if (url !== location.pathname + location.search) history.replaceState(null, "", url);
