@@ -26,7 +26,7 @@ def main(quick_dir: str) -> int:
         f"{machine.get('cores', '?')}-core {machine.get('cpu', 'CPU')}):"
     )
     print(
-        f"{'model':<6} {'quick error %':>14} {'full protocol error %':>22} {'epochs':>7} {'train time':>11}"
+        f"{'model':<6} {'quick error %':>14} {'full protocol error %':>22} {'epochs':>7} {'train time*':>11}"
     )
     for m in ("mlp", "cnn1", "cnn2", "cnn4"):
         q, f = quick.get(m), full.get(m)
@@ -37,6 +37,7 @@ def main(quick_dir: str) -> int:
         print(
             f"{m:<6} {shown:>14} {f['error_mean']:>15.2f} ± {f['error_std']:.2f} {f['epochs_mean']:>7g} {minutes:>11}"
         )
+    print("* train time of the full protocol there: one thread per model, two models at once")
     err = {m: r["error_pct"] for m, r in quick.items()}
     if all(m in err for m in ("mlp", "cnn1", "cnn2", "cnn4")):
         deeper = err["cnn4"] <= err["cnn2"] <= err["cnn1"]
