@@ -185,18 +185,9 @@ def test_the_overview_names_the_classes_beside_the_softmax_column():
     import cnnlab as cl
     from cnnlab.notebook import activations_html, overview
 
-    classes = [
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    ]
+    from cnnlab.data.mnist import DATASETS
+
+    classes = list(DATASETS["fashion_mnist"].classes)
     acts = cl.explain.activations(cl.create_model("cnn2", seed=0), np.zeros((28, 28)), classes=classes)
     fig = overview(acts)
     (ax,) = fig.axes
