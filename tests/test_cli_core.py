@@ -139,12 +139,12 @@ def test_compare(run_cli, data_args, tmp_path):
         (
             ["train", "--data", "cifar99", "--out", "{tmp}/a"],
             1,
-            "Unknown dataset 'cifar99'. Available: fashion_mnist, mnist",
+            "Unknown dataset 'cifar99' (did you mean 'cifar10'?). Available: fashion_mnist, mnist",
         ),
         (
             ["train", "--model", "cnn5", "--out", "{tmp}/a"],
             1,
-            "Unknown model 'cnn5'. Available: mlp, cnn1, cnn2, cnn4",
+            "Unknown model 'cnn5' (did you mean 'cnn4' or 'cnn2' or 'cnn1'?). Available: mlp, cnn1, cnn2, cnn4",
         ),
         (["train", "--model", "conv8-bogus", "--out", "{tmp}/a"], 1, "Invalid layer spec"),
         (["train", "--epochs", "0", "--out", "{tmp}/a"], 2, "expected a positive integer"),
