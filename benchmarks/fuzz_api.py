@@ -235,7 +235,7 @@ def framing(port: int) -> list[dict]:
                 answer += chunk
         head, _, body = answer.partition(b"\r\n\r\n")
         try:
-            json_ok = json.loads(body)["status"] == 400
+            json_ok = json.loads(body)["status"] in (400, 411)  # 411: a chunked body, refused unread
         except (ValueError, KeyError, TypeError):
             json_ok = False
         out.append(

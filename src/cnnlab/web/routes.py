@@ -32,6 +32,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {  # FastAPI's `responses` type
         404: "unknown model or layer",
         408: "the request body did not arrive in time",
         409: "the model or its test set cannot be loaded here",
+        411: "a chunked request body: send the body with a Content-Length",
         413: "body over the byte limit",
         415: "not an accepted image format",
         422: "invalid parameter or image (too many pixels, too small, truncated, ...)",
