@@ -45,8 +45,8 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import numpy as np
 from _machine import machine  # noqa: E402
+from slow_attacks import latency_summary  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fuzz_api.json"
 SLOW_RESULTS = RESULTS.with_name("fuzz_api_slow.json")
@@ -112,14 +112,7 @@ class HealthProbe:
         self._thread.join()
 
     def summary(self) -> dict:
-        ms = np.asarray(self.seconds) * 1000
-        return {
-            "n": len(ms),
-            "failures": self.failures,
-            "p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
-            "p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None,
-            "max_ms": round(float(ms.max()), 2) if len(ms) else None,
-        }
+        return latency_summary(self.seconds, self.failures)
 
 
 def warm_up(url: str, model: str) -> None:

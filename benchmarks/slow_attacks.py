@@ -83,16 +83,7 @@ class ProcessProbe:
         self.seconds, self.failures = doc["seconds"], doc["failures"]
 
     def summary(self) -> dict:
-        import numpy as np
-
-        ms = np.asarray(self.seconds) * 1000
-        return {
-            "n": len(ms),
-            "failures": self.failures,
-            "p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
-            "p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None,
-            "max_ms": round(float(ms.max()), 2) if len(ms) else None,
-        }
+        return latency_summary(self.seconds, self.failures)
 
 
 def _status(answer: bytes) -> int | None:
@@ -307,3 +298,17 @@ def verdict(result: dict, log: str) -> dict:
     )
     checks["no traceback in the server log"] = "Traceback" not in log
     return checks
+
+
+def latency_summary(seconds, failures) -> dict:
+    """Count, failures, p50/p99/max in ms of a probe's latencies (seconds): the `/healthz` columns."""
+    import numpy as np
+
+    ms = np.asarray(seconds) * 1000
+    return {
+        "n": len(ms),
+        "failures": failures,
+        "p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
+        "p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None,
+        "max_ms": round(float(ms.max()), 2) if len(ms) else None,
+    }

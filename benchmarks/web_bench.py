@@ -424,7 +424,9 @@ def _print_site(t, s: dict | None, ok: dict) -> None:
     t.add_row("  first network drawn (median)", f"{s['first_network_drawn_ms_median']:.0f} ms", "", "")
     t.add_row("  new image, all stages + softmax in the Worker (median)", f"{s['worker_explain_ms_median']:.1f} ms", "<= 60 ms", ok["worker_explain_ms"])  # fmt: skip
     t.add_row("  Grad-CAM + saliency (backward) in the Worker (median)", f"{s['worker_gradcam_ms_median']:.1f} ms", "<= 150 ms", ok["worker_gradcam_ms"])  # fmt: skip
-    t.add_row("  page -> worker -> page round trip (median)", f"{s['page_round_trip_ms_median']:.1f} ms", "", "")
+    t.add_row(
+        "  page -> worker -> page round trip (median)", f"{s['page_round_trip_ms_median']:.1f} ms", "", ""
+    )
     a = s["axe"]
     t.add_row("  axe-core serious+critical (site; en, pl; desktop, phone)", str(a["serious_or_critical"]) if a else "skipped", "0", ok["site_axe_serious_or_critical"])  # fmt: skip
 
