@@ -60,6 +60,7 @@ def test_resume_refuses_a_comparison_made_with_other_settings(tiny, tmp_path):
         ),
         (dict(patience=3), "early stopping on val_loss (patience 3), best weights restored", "keeping"),
         (dict(label_smoothing=0.1, ema=0.99), "label smoothing 0.1, EMA weights", "official"),
+        (dict(patience=None, monitor_window=5), "val_loss averaged over the 5 epochs ending there", "ties"),
     ],
 )
 def test_protocol_says_what_was_done(tiny, kw, says, never):

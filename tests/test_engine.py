@@ -105,6 +105,30 @@ def test_tie_break_state_survives_a_checkpoint():
     assert again.best_epoch == 1  # 0.4 is not lower than the restored 0.3
 
 
+def test_a_window_compares_trailing_means_so_one_lucky_epoch_does_not_win():
+    # a small split's loss: one low epoch (3) in a noisy stretch, then a run that has settled lower on average
+    losses = [0.9, 0.6, 0.30, 0.55, 0.50, 0.36, 0.35, 0.34, 0.38, 0.40]
+    state = _feed_logs(EarlyStopping("val_loss", patience=None), nn.Linear(1, 1), [{"val_loss": v} for v in losses])
+    assert state.best_epoch == 3  # each epoch on its own: the lucky one
+    es = EarlyStopping("val_loss", patience=None, window=3)
+    model = nn.Linear(1, 1)
+    state = _feed_logs(es, model, [{"val_loss": v} for v in losses])
+    assert state.best_epoch == 8 and torch.all(model.weight == 8.0)  # mean of epochs 6-8 is the lowest
+    assert "averaged over the 3 epochs ending there" in es.describe()
+    # the window's values travel in a checkpoint: continuing after epoch 7 keeps the same choice
+    first = EarlyStopping("val_loss", patience=None, window=3)
+    _feed_logs(first, nn.Linear(1, 1), [{"val_loss": v} for v in losses[:7]])
+    again = EarlyStopping("val_loss", patience=None, window=3)
+    again.load_state_dict(first.state_dict())
+    state = TrainState(model=nn.Linear(1, 1))
+    for epoch, v in enumerate(losses[7:], start=8):
+        state.epoch, state.logs = epoch, {"val_loss": v}
+        again.on_epoch_end(state)
+    assert again.best_epoch == 8
+    with pytest.raises(ValueError, match="window"):
+        EarlyStopping(window=0)
+
+
 def test_early_stopping_without_restore_keeps_last_weights():
     model = nn.Linear(2, 2)
     _feed(EarlyStopping(patience=1, restore_best_weights=False), model, [1.0, 2.0])

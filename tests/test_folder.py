@@ -512,7 +512,7 @@ def test_folder_recipe_keeps_the_tied_epoch_the_validation_loss_prefers(tmp_path
     out = tmp_path / "run"
     code, _, err = run_cli(
         "train", "--data", root, "--image-size", "12", "--model", "conv8-pool-dense16",
-        "--epochs", "12", "--out", out, "--quiet",
+        "--epochs", "12", "--out", out, "--quiet", "--monitor", "val_accuracy", "--monitor-window", "1",
     )  # fmt: skip
     assert code == 0, err
     rows = list(csv.DictReader((out / "metrics.csv").open()))

@@ -231,6 +231,14 @@ class TrainConfig:
         recipe=True,
         choices=MONITORS,
     )
+    monitor_window: int = option(
+        1,
+        "epochs averaged before model selection compares them (a trailing mean of the monitor): on a small "
+        "validation split one epoch's value is noise",
+        "selection",
+        recipe=True,
+        low=1,
+    )
     tta: str = option(
         "",
         "test-time views for the final evaluation, e.g. identity,flip",

@@ -18,7 +18,6 @@ import torch
 from cnnlab.config import TrainConfig, flag, resume_may_change
 from cnnlab.data import Dataset, channel_stats, check_dataset_name, load_data
 from cnnlab.engine import EarlyStopping, History, evaluate, fit, resolve_device
-from cnnlab.engine.callbacks import tie_break_for
 from cnnlab.engine.checkpoint import Checkpoint, CheckpointError, find_latest, load_checkpoint
 from cnnlab.engine.determinism import reproducibility
 from cnnlab.engine.distributed import Distributed, init_from_env
@@ -127,8 +126,7 @@ def train(
             print(f"resuming {where} from step {ckpt.step:,} of {total:,}", flush=True)
         print(describe_plan(config, data), flush=True)
     model = build_model(config, data)
-    # model selection on the monitored split (ties broken by its loss); early stopping only with a patience
-    selection = EarlyStopping(config.monitor, patience=config.patience)
+    selection = selection_of(config)
     with reproducibility(
         seed=config.seed, deterministic=config.deterministic, threads=config.threads
     ) as repro:
@@ -151,7 +149,12 @@ def train(
     )  # the one look at the test set
     path = None
     if out is not None:
-        chosen = {"rule": selection.describe(), "monitor": config.monitor, "tie_break": selection.tie_break}
+        chosen = {
+            "rule": selection.describe(),
+            "monitor": config.monitor,
+            "tie_break": selection.tie_break,
+            "window": selection.window,
+        }
         path = _save(
             out,
             config,
@@ -164,6 +167,12 @@ def train(
             {**chosen, "best_epoch": history.best_epoch},
         )
     return RunResult(config.model, path, count_params(model), history, test)
+
+
+def selection_of(config: TrainConfig) -> EarlyStopping:
+    """Model selection on the monitored split (accuracy ties broken by its loss, a trailing mean over
+    ``monitor_window`` epochs); early stopping only with a patience."""
+    return EarlyStopping(config.monitor, patience=config.patience, window=config.monitor_window)
 
 
 def check_names(config: TrainConfig, models: Sequence[str] = ()) -> None:
@@ -495,14 +504,13 @@ def protocol(config: TrainConfig, data: Dataset) -> str:
     else:
         final = "the official test set"
     sizes = f"{len(data.train):,} train / {len(data.val):,} validation / {len(data.test):,} final ({final})"
-    ties = tie_break_for(config.monitor, "max" if "acc" in config.monitor else "min")
-    ties = f" (ties: the lower {ties})" if ties else ""
+    rule = selection_of(config).describe()
     if config.patience is None:
-        stop = f"all {config.epochs} epochs, keeping the epoch with the best {config.monitor}{ties}"
+        stop = f"all {config.epochs} epochs, keeping {rule}"
     else:
         stop = (
             f"up to {config.epochs} epochs, early stopping on {config.monitor} (patience {config.patience}), "
-            f"best weights restored{ties}"
+            f"best weights restored ({rule})"
         )
     extras = [f"label smoothing {config.label_smoothing:g}"] if config.label_smoothing else []
     extras += ["EMA weights"] if config.ema else []
