@@ -108,7 +108,9 @@ def test_tie_break_state_survives_a_checkpoint():
 def test_a_window_compares_trailing_means_so_one_lucky_epoch_does_not_win():
     # a small split's loss: one low epoch (3) in a noisy stretch, then a run that has settled lower on average
     losses = [0.9, 0.6, 0.30, 0.55, 0.50, 0.36, 0.35, 0.34, 0.38, 0.40]
-    state = _feed_logs(EarlyStopping("val_loss", patience=None), nn.Linear(1, 1), [{"val_loss": v} for v in losses])
+    state = _feed_logs(
+        EarlyStopping("val_loss", patience=None), nn.Linear(1, 1), [{"val_loss": v} for v in losses]
+    )
     assert state.best_epoch == 3  # each epoch on its own: the lucky one
     es = EarlyStopping("val_loss", patience=None, window=3)
     model = nn.Linear(1, 1)
