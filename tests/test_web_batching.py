@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import sys
 import threading
 import time
 
@@ -284,3 +286,24 @@ def test_predict_uploads_are_answered_while_the_compute_pool_is_busy(runs):
     finally:
         app.state.batchers.close()
         pool.close()
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="threads have priorities of their own on Linux"
+)
+def test_worker_threads_run_below_the_event_loop():
+    """Decoding and forward passes yield the CPU to the loop: their threads' priority is lowered, the
+    calling thread's (the loop's) is not."""
+    from cnnlab.web.compute import WORKER_NICE, ComputePool
+
+    async def main():
+        pool = ComputePool(1, deadline=5.0)
+        try:
+            tid = await pool.run(threading.get_native_id)
+            return os.getpriority(os.PRIO_PROCESS, tid)
+        finally:
+            pool.close()
+
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert asyncio.run(main()) == min(19, mine + WORKER_NICE)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine

@@ -30,7 +30,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.web.compute import settle, settle_from_thread
+from cnnlab.web.compute import below_the_loop, settle, settle_from_thread
 
 if TYPE_CHECKING:
     import torch
@@ -155,6 +155,7 @@ class Batcher:
             return [self._items.popleft() for _ in range(min(len(self._items), self.max_batch))]
 
     def _work(self) -> None:
+        below_the_loop()
         while (batch := self._next_batch()) is not None:
             batch = [item for item in batch if not item.dropped]
             by_shape: dict[tuple, list[BatchItem]] = {}

@@ -19,12 +19,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from cnnlab.errors import CnnlabError
+
+WORKER_NICE = 5  # how far below the event loop a worker thread runs when both want a core
+
+
+def below_the_loop(by: int = WORKER_NICE) -> bool:
+    """Lower the calling thread's scheduling priority by ``by`` (Linux schedules each thread on its own,
+    so the process and its event loop keep theirs). When uploads keep every core busy, the loop, which
+    wakes for a moment per connection, is then run first instead of taking turns with the decoders: on
+    2 cores with the attacker sharing them, /healthz waited for the CPU behind the work it had queued.
+    False where threads have no priority of their own (not Linux) or it cannot be changed."""
+    if not sys.platform.startswith("linux"):  # elsewhere a thread id given as a pid could be another process
+        return False
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + by))
+    except OSError:
+        return False
+    return True
 
 
 class DeadlineExceeded(CnnlabError):
@@ -85,6 +105,7 @@ class ComputePool:
             t.start()
 
     def _work(self) -> None:
+        below_the_loop()
         while True:
             job = self._jobs.get()
             if job is None:  # closed
