@@ -259,3 +259,12 @@ def test_the_filters_command_refuses_special_images_and_kernel_files(hostile, ru
         assert code == 1 and seconds < 5 and "Traceback" not in err and err.count("\n") == 1, err
         assert re.search(expected, err), err
         assert not (tmp_path / "out").exists()
+
+
+def test_a_long_path_in_a_message_keeps_its_file_name():
+    from cnnlab.errors import shortened
+
+    long = "/tmp/" + "x" * 300 + "/kernel.json"
+    short = shortened(long)
+    assert len(short) == 120 and short.startswith("/tmp/xx") and short.endswith("x/kernel.json")
+    assert shortened("/a/b.png") == "/a/b.png"

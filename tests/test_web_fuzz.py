@@ -281,8 +281,9 @@ def test_live_hostile_body_is_400_fast_and_health_stays_fast(live):
         probe.join()
     # The server's own time, upload read included (the old parser: 266 s). The 100 ms target is measured
     # on an idle machine by benchmarks/fuzz_api.py; here other tests may share the cores.
-    assert min(answers) <= 0.5, answers
-    assert len(health) >= 3 and max(health) <= 2.0 and sorted(health)[len(health) // 2] <= 0.5, health
+    # Bounds that catch a stall, not speed targets: 2 s against 266 s.
+    assert min(answers) <= 2.0, answers
+    assert len(health) >= 3 and max(health) <= 2.0 and sorted(health)[len(health) // 2] <= 1.0, health
 
 
 def _raw(port: int, data: bytes) -> bytes:

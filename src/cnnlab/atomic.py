@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, shortened
 
 __all__ = ["FileStage", "atomic_files", "atomic_path", "new_folders", "write_atomic"]
 
@@ -140,13 +140,13 @@ def atomic_files(out_dir: str | os.PathLike[str]) -> Iterator[FileStage]:
     out = Path(out_dir)
     try:
         if out.exists() and not out.is_dir():
-            raise CnnlabError(f"output path '{_short(str(out))}' exists and is not a folder")
+            raise CnnlabError(f"output path '{shortened(str(out))}' exists and is not a folder")
         created = [p for p in (out, *out.parents) if not p.exists()]
         out.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".cnnlab-tmp-", dir=out))
     except OSError as exc:  # no permission, a name too long, ...
         raise CnnlabError(
-            f"cannot create output folder '{_short(str(out))}': {exc.strerror or exc}"
+            f"cannot create output folder '{shortened(str(out))}': {exc.strerror or exc}"
         ) from None
     stage = FileStage(out, tmp)
     ok = False
@@ -155,12 +155,8 @@ def atomic_files(out_dir: str | os.PathLike[str]) -> Iterator[FileStage]:
         stage.commit()
         ok = True
     except OSError as exc:
-        raise CnnlabError(f"cannot write to '{_short(str(out))}': {exc.strerror or exc}") from None
+        raise CnnlabError(f"cannot write to '{shortened(str(out))}': {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if not ok:
             _remove_empty(created)  # nothing of ours is left in them
-
-
-def _short(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."

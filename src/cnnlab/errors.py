@@ -7,6 +7,15 @@ Raise the most specific type; a plain ``CnnlabError`` is a bad value (exit 1, HT
 from __future__ import annotations
 
 
+def shortened(path: str, limit: int = 120) -> str:
+    """A path cut to ``limit`` characters for a message, in the middle: its start and the file name stay
+    (a long temporary folder must not hide which file it was)."""
+    if len(path) <= limit:
+        return path
+    tail = max(limit // 2, limit - 40 - 3)
+    return f"{path[: limit - tail - 3]}...{path[-tail:]}"
+
+
 def did_you_mean(word: str, choices, *, what: str = "") -> str:
     """`` (did you mean 'mypics'?)`` when ``word`` is close to one of ``choices`` (difflib), else ``""``."""
     import difflib

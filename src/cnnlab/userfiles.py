@@ -30,7 +30,7 @@ import os
 import stat
 from typing import BinaryIO
 
-from cnnlab.errors import CnnlabError, NotFoundError
+from cnnlab.errors import CnnlabError, NotFoundError, shortened
 
 __all__ = [
     "UserFileError",
@@ -51,7 +51,7 @@ class UserFileError(CnnlabError):
 
     def __init__(self, path: str | os.PathLike[str], reason: str, *, what: str = "file") -> None:
         self.path, self.reason, self.what = os.fspath(path), reason, what
-        super().__init__(f"cannot read {what} {_shown(self.path)!r}: {reason}")
+        super().__init__(f"cannot read {what} {shortened(self.path)!r}: {reason}")
 
 
 class UserFileNotFound(UserFileError, NotFoundError):
@@ -83,10 +83,6 @@ def format_size(n: int) -> str:
     return f"{n:,} bytes"
 
 
-def _shown(path: str, limit: int = 120) -> str:
-    return path if len(path) <= limit else f"{path[:40]}...{path[-60:]}"
-
-
 def _kind(mode: int) -> str:
     kinds = (
         (stat.S_ISDIR, "a folder"),
@@ -99,7 +95,7 @@ def _kind(mode: int) -> str:
 
 
 def _not_regular(path: str, mode: int, what: str) -> UserFileError:
-    link = f"a link to {_shown(os.path.realpath(path))!r}, which is " if os.path.islink(path) else ""
+    link = f"a link to {shortened(os.path.realpath(path))!r}, which is " if os.path.islink(path) else ""
     return UserFileError(path, f"it is {link}{_kind(mode)}, not a regular file", what=what)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, shortened
 from cnnlab.userfiles import UserFileError, read_user_bytes
 
 MAX_KERNEL_SIZE = 63
@@ -248,7 +248,7 @@ def _parse_text(text: str, what: str) -> np.ndarray:
 def load_kernel_file(path: str | os.PathLike) -> np.ndarray:
     """Read a kernel from a .json, .csv, .txt or .npy file (see the module docstring)."""
     p = Path(path)
-    what = f"kernel file {_short(str(p))!r}"
+    what = f"kernel file {shortened(str(p))!r}"
     try:
         data = read_user_bytes(p, max_bytes=MAX_KERNEL_FILE_BYTES, what="kernel file")
     except UserFileError as exc:
@@ -256,7 +256,7 @@ def load_kernel_file(path: str | os.PathLike) -> np.ndarray:
         big = (
             f" (a {MAX_KERNEL_SIZE}x{MAX_KERNEL_SIZE} kernel needs far less)" if "limit" in exc.reason else ""
         )
-        raise type(exc)(_short(str(p)), f"{exc.reason}{hint}{big}", what="kernel file") from None
+        raise type(exc)(shortened(str(p)), f"{exc.reason}{hint}{big}", what="kernel file") from None
     suffix = p.suffix.lower()
     if suffix == ".npy":
         try:
