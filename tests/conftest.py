@@ -141,3 +141,11 @@ def run_cli(capsys):
         return code, out, err
 
     return run
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests drive Chromium over runs really trained on Fashion-MNIST: they count as slow, so
+    `-m "not slow"` is the quick loop (the whole suite, CI's, runs them)."""
+    for item in items:
+        if item.get_closest_marker("browser") and not item.get_closest_marker("slow"):
+            item.add_marker(_pytest.mark.slow)
