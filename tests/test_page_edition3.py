@@ -342,3 +342,48 @@ def test_padding_stride_widget_plays(desk, site_url):
     )
     widget.locator(".player button.play").click()  # pause
     assert "Output (0, 1)" in formula.inner_text() or "Output (" in formula.inner_text()
+
+
+def test_conv_view_builds_the_output_from_per_channel_intermediate_maps(desk, site_url):
+    """CNN Explainer's picture of a convolution: each input channel's map, with its padding ring, ⊛ its
+    kernel slice = an intermediate map; their sum + bias is the output map (checked against the model's).
+    bnspec's conv1 reads one channel padded by 2 with stride 2; cnn2's conv2 reads 64 (16 drawn)."""
+    open_site(desk, site_url, "model=bnspec&image=test:0&stage=conv1&channel=2&pos=0,0")
+    desk.wait_for_selector("#detail .conv-build .build-sum", timeout=15000)
+    build = """() => { const b = document.querySelector('#detail .conv-build'), c = b.querySelector('.build-in canvas');
+        const px = c.getContext('2d').getImageData(0, 0, 1, 1).data, w = b.querySelector('.build-in .window');
+        return {items: b.querySelectorAll('.build-item').length, inW: c.width, outW: b.querySelector('.build-out canvas').width,
+                corner: [px[0], px[1], px[2]], diff: Number(b.querySelector('.build-sum').dataset.maxDiff),
+                win: [parseFloat(w.style.top), parseFloat(w.style.left), parseFloat(w.style.width)],
+                cell: c.getBoundingClientRect().width / c.width,
+                on: [...b.querySelectorAll('.build-item.on')].map((f) => f.dataset.channel),
+                note: b.querySelector('.build-note')?.textContent || ''}; }"""
+    info = desk.evaluate(build)
+    assert info["items"] == 1 and info["inW"] == 28 + 4 and info["outW"] == 14, info
+    assert info["corner"] in ([228, 225, 216], [255, 255, 255]), "the ring is hatched, not a value's colour"
+    assert info["diff"] < 1e-4, "Σ intermediate maps + bias is the model's output map"
+    assert info["win"][:2] == [0, 0] and abs(info["win"][2] - 5 * info["cell"]) < 0.01
+    desk.focus("#detail .big-holder.control")
+    desk.keyboard.press("ArrowDown")
+    desk.keyboard.press("ArrowRight")
+    moved = desk.evaluate(build)["win"]
+    assert [round(v / info["cell"]) for v in moved[:2]] == [2, 2], "the window moves by the stride"
+    open_site(desk, site_url, "model=cnn2&image=test:0&stage=conv2&channel=3")
+    desk.wait_for_selector("#detail .conv-build .build-sum", timeout=15000)
+    cin = desk.evaluate("() => cnnlab.layers.find((l) => l.name === 'conv2').params.in_channels")
+    info = desk.evaluate(build)
+    scale = desk.evaluate(
+        "() => Math.max(...cnnlab.layers.find((l) => l.name === 'conv2').data.map(Math.abs))"
+    )
+    assert info["items"] == min(16, cin) and f"16 of {cin}" in info["note"], info
+    assert info["diff"] <= 1e-5 * max(1.0, scale), info
+    other = desk.evaluate(
+        "() => [...document.querySelectorAll('#detail .build-item')].map((f) => f.dataset.channel).find((c) => !document.querySelector(`#detail .build-item.on[data-channel='${c}']`))"
+    )
+    desk.click(f"#detail .build-item[data-channel='{other}'] .build-out canvas")
+    desk.wait_for_function(
+        f"() => document.querySelector('#detail .build-item.on')?.dataset.channel === '{other}'"
+    )
+    assert desk.inner_text("#detail .ch-table tr.on th") == other
+    assert desk.errors == []
+
