@@ -402,8 +402,7 @@ async function init() {
   } catch (err) {
     setStatus(err.message, true);
   }
-  if (dataSource.kind === "static") return; // the filter playground needs the server (its kernels, its images)
-  makePlayground($("playground"), { currentImage: () => (state.layers.length ? pixelsBlob(state.layers[0]) : null) })
+  makePlayground($("playground"), { source: dataSource, currentImage: () => (state.layers.length ? pixelsBlob(state.layers[0]) : null) })
     .then((pg) => {
       playground = pg;
       return pg.run();

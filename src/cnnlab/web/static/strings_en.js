@@ -286,6 +286,7 @@ export default {
   "pg.noCurrent": "; no current input, so the cat photo",
   "pg.from": "; the kernel {name} of the model",
   "pg.status": "{w}×{h} feature map, values {lo} … {hi}, server {ms} ms",
+  "pg.statusHere": "{w}×{h} feature map, values {lo} … {hi}, computed in this browser in {ms} ms",
   footer: "cnnlab · every value on this page comes from the PyTorch model: the image, logits and probabilities exactly, the feature maps to 8 bits per map (each view states its precision)",
   "art.h": "How a CNN sees: a short walk through",
   "art.show": "Show {name}",

@@ -289,6 +289,7 @@ export default {
   "pg.noCurrent": "; brak bieżącego wejścia, więc zdjęcie kota",
   "pg.from": "; jądro {name} z modelu",
   "pg.status": "mapa cech {w}×{h}, wartości {lo} … {hi}, serwer {ms} ms",
+  "pg.statusHere": "mapa cech {w}×{h}, wartości {lo} … {hi}, policzona w tej przeglądarce w {ms} ms",
   footer: "cnnlab · każda wartość na tej stronie pochodzi z modelu PyTorch: obraz, logity i prawdopodobieństwa dokładnie, mapy cech z dokładnością 8 bitów na mapę (każdy widok podaje swoją dokładność)",
   "art.h": "Jak widzi CNN: krótki spacer",
   "art.show": "Pokaż {name}",
