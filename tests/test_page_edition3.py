@@ -387,3 +387,42 @@ def test_conv_view_builds_the_output_from_per_channel_intermediate_maps(desk, si
     assert desk.inner_text("#detail .ch-table tr.on th") == other
     assert desk.errors == []
 
+
+def test_padding_stride_widget_plays_with_values(desk, site_url):
+    """The widget's sizes are typed (not only stepped) and its input and kernel values are edited: the
+    output grid takes the formula's size, each output is the window's sum of products (as F.conv2d gives),
+    and pointing at an output moves the window there."""
+    import torch
+    import torch.nn.functional as F
+
+    open_site(desk, site_url, "model=cnn2&image=test:0")
+    w = desk.locator("#article-body .arith")
+    for key, value in (("n", 6), ("k", 2), ("p", 1), ("s", 3)):
+        w.locator(f"input[name='arith-{key}']").fill(str(value))
+        w.locator(f"input[name='arith-{key}']").press("Enter")
+    assert w.get_attribute("data-out") == "3"  # floor((6 + 2 - 2) / 3) + 1
+    assert w.locator(".arith-out button").count() == 9
+    assert "⌊(6 + 2·1 − 2) / 3⌋ + 1 = 3" in w.locator(".arith-formula").inner_text()
+    image = torch.arange(36, dtype=torch.float32).reshape(6, 6) % 7 - 2
+    kernel = torch.tensor([[1.0, -2.0], [0.5, 3.0]])
+    cells = w.locator(".arith-in input")
+    assert cells.count() == 36 and w.locator(".arith-in .pad").count() == 8 * 8 - 36
+    typed = """([sel, values]) => document.querySelectorAll(sel).forEach((c, i) => {
+        c.value = String(values[i]); c.dispatchEvent(new Event('input', {bubbles: true})); })"""
+    desk.evaluate(typed, ["#article-body .arith-in input", image.flatten().tolist()])
+    desk.evaluate(typed, ["#article-body .arith-kernel input", kernel.flatten().tolist()[:3]])
+    w.locator(".arith-kernel input").nth(3).fill("3")  # typed as a reader types
+    want = F.conv2d(image[None, None], kernel[None, None], stride=3, padding=1)[0, 0]
+    got = [float(t) for t in w.locator(".arith-out button").all_inner_texts()]
+    assert got == pytest.approx(want.flatten().tolist())
+    w.locator(".arith-out button[data-y='1'][data-x='2']").hover()
+    marked = desk.evaluate(
+        """() => [...document.querySelectorAll('#article-body .arith-in .arith-cell')]
+                 .map((c, i) => c.classList.contains('in-win') ? i : -1).filter((i) => i >= 0)"""
+    )
+    assert marked == [3 * 8 + 6, 3 * 8 + 7, 4 * 8 + 6, 4 * 8 + 7], marked  # rows 3-4, columns 6-7 of 8x8
+    assert f"= {want[1, 2].item():g}" in w.locator(".arith-formula").inner_text().replace("−", "-")
+    w.locator(".arith-kernel input").first.fill("x")
+    assert w.locator(".arith-kernel input").first.get_attribute("aria-invalid") == "true"
+    assert desk.errors == []
+
