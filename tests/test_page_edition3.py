@@ -426,3 +426,26 @@ def test_padding_stride_widget_plays_with_values(desk, site_url):
     assert w.locator(".arith-kernel input").first.get_attribute("aria-invalid") == "true"
     assert desk.errors == []
 
+
+def test_the_store_writes_the_url_itself(desk, site_url):
+    """The page's state is one store that writes the URL on every change of what the URL carries (no view
+    calls writeUrl by hand): set in the store, a class, an open stage, compare or overlay reaches the
+    URL; a position moved in a view does too."""
+    open_site(desk, site_url, "model=cnn2&image=test:0")
+    desk.evaluate(
+        """() => { cnnlab.classIndex = 3; cnnlab.compare = new Set(['mlp']); cnnlab.overlay = 'saliency';
+                  cnnlab.selected = {layer: 'conv1', channel: 2, pos: [4, 5], unit: null}; }"""
+    )
+    desk.wait_for_function(
+        """() => { const q = new URLSearchParams(location.search);
+                  return q.get('class') === '3' && q.get('compare') === 'mlp' && q.get('overlay') === 'saliency'
+                    && q.get('stage') === 'conv1' && q.get('channel') === '2' && q.get('pos') === '4,5'; }"""
+    )
+    open_site(desk, site_url, "model=cnn2&image=test:0&stage=conv1&channel=0&pos=3,3")
+    desk.wait_for_selector("#detail[data-kind='conv'] .sum[data-total]", timeout=15000)
+    desk.focus("#detail .big-holder.control")
+    desk.keyboard.press("ArrowRight")
+    desk.wait_for_function("() => new URLSearchParams(location.search).get('pos') === '3,4'")
+    desk.keyboard.press("Escape")
+    desk.wait_for_function("() => !new URLSearchParams(location.search).has('stage')")
+    assert desk.errors == []
