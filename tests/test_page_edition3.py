@@ -344,21 +344,23 @@ def test_padding_stride_widget_plays(desk, site_url):
     assert "Output (0, 1)" in formula.inner_text() or "Output (" in formula.inner_text()
 
 
+_BUILD = """() => { const b = document.querySelector('#detail .conv-build'), c = b.querySelector('.build-in canvas');
+    const px = c.getContext('2d').getImageData(0, 0, 1, 1).data, w = b.querySelector('.build-in .window');
+    return {items: b.querySelectorAll('.build-item').length, inW: c.width, outW: b.querySelector('.build-out canvas').width,
+            corner: [px[0], px[1], px[2]], diff: Number(b.querySelector('.build-sum').dataset.maxDiff),
+            win: [parseFloat(w.style.top), parseFloat(w.style.left), parseFloat(w.style.width)],
+            cell: c.getBoundingClientRect().width / c.width,
+            note: b.querySelector('.build-note')?.textContent || ''}; }"""
+
+
 def test_conv_view_builds_the_output_from_per_channel_intermediate_maps(desk, site_url):
     """CNN Explainer's picture of a convolution: each input channel's map, with its padding ring, ⊛ its
     kernel slice = an intermediate map; their sum + bias is the output map (checked against the model's).
-    bnspec's conv1 reads one channel padded by 2 with stride 2; cnn2's conv2 reads 64 (16 drawn)."""
+    bnspec's conv1 reads one channel padded by 2 with stride 2; its conv2 reads 8, and a click on one's
+    intermediate map follows that channel."""
     open_site(desk, site_url, "model=bnspec&image=test:0&stage=conv1&channel=2&pos=0,0")
     desk.wait_for_selector("#detail .conv-build .build-sum", timeout=15000)
-    build = """() => { const b = document.querySelector('#detail .conv-build'), c = b.querySelector('.build-in canvas');
-        const px = c.getContext('2d').getImageData(0, 0, 1, 1).data, w = b.querySelector('.build-in .window');
-        return {items: b.querySelectorAll('.build-item').length, inW: c.width, outW: b.querySelector('.build-out canvas').width,
-                corner: [px[0], px[1], px[2]], diff: Number(b.querySelector('.build-sum').dataset.maxDiff),
-                win: [parseFloat(w.style.top), parseFloat(w.style.left), parseFloat(w.style.width)],
-                cell: c.getBoundingClientRect().width / c.width,
-                on: [...b.querySelectorAll('.build-item.on')].map((f) => f.dataset.channel),
-                note: b.querySelector('.build-note')?.textContent || ''}; }"""
-    info = desk.evaluate(build)
+    info = desk.evaluate(_BUILD)
     assert info["items"] == 1 and info["inW"] == 28 + 4 and info["outW"] == 14, info
     assert info["corner"] in ([228, 225, 216], [255, 255, 255]), "the ring is hatched, not a value's colour"
     assert info["diff"] < 1e-4, "Σ intermediate maps + bias is the model's output map"
@@ -366,19 +368,17 @@ def test_conv_view_builds_the_output_from_per_channel_intermediate_maps(desk, si
     desk.focus("#detail .big-holder.control")
     desk.keyboard.press("ArrowDown")
     desk.keyboard.press("ArrowRight")
-    moved = desk.evaluate(build)["win"]
+    moved = desk.evaluate(_BUILD)["win"]
     assert [round(v / info["cell"]) for v in moved[:2]] == [2, 2], "the window moves by the stride"
-    open_site(desk, site_url, "model=cnn2&image=test:0&stage=conv2&channel=3")
-    desk.wait_for_selector("#detail .conv-build .build-sum", timeout=15000)
-    cin = desk.evaluate("() => cnnlab.layers.find((l) => l.name === 'conv2').params.in_channels")
-    info = desk.evaluate(build)
+    desk.click("#network .col[data-layer='conv2'] .map >> nth=1")
+    desk.wait_for_selector("#detail[data-layer='conv2'] .conv-build .build-sum", timeout=15000)
+    info = desk.evaluate(_BUILD)
     scale = desk.evaluate(
         "() => Math.max(...cnnlab.layers.find((l) => l.name === 'conv2').data.map(Math.abs))"
     )
-    assert info["items"] == min(16, cin) and f"16 of {cin}" in info["note"], info
-    assert info["diff"] <= 1e-5 * max(1.0, scale), info
+    assert info["items"] == 8 and info["note"] == "" and info["diff"] <= 1e-5 * max(1.0, scale), info
     other = desk.evaluate(
-        "() => [...document.querySelectorAll('#detail .build-item')].map((f) => f.dataset.channel).find((c) => !document.querySelector(`#detail .build-item.on[data-channel='${c}']`))"
+        "() => [...document.querySelectorAll('#detail .build-item:not(.on)')].map((f) => f.dataset.channel)[2]"
     )
     desk.click(f"#detail .build-item[data-channel='{other}'] .build-out canvas")
     desk.wait_for_function(
@@ -386,6 +386,18 @@ def test_conv_view_builds_the_output_from_per_channel_intermediate_maps(desk, si
     )
     assert desk.inner_text("#detail .ch-table tr.on th") == other
     assert desk.errors == []
+
+
+def test_conv_build_draws_the_strongest_16_and_sums_them_all(desk, site_url):
+    open_site(desk, site_url, "model=cnn2&image=test:0&stage=conv2&channel=3")
+    desk.wait_for_selector("#detail .conv-build .build-sum", timeout=15000)
+    cin = desk.evaluate("() => cnnlab.layers.find((l) => l.name === 'conv2').params.in_channels")
+    info = desk.evaluate(_BUILD)
+    scale = desk.evaluate(
+        "() => Math.max(...cnnlab.layers.find((l) => l.name === 'conv2').data.map(Math.abs))"
+    )
+    assert info["items"] == 16 < cin and f"16 of {cin}" in info["note"], info
+    assert info["diff"] <= 1e-5 * max(1.0, scale), info
 
 
 def test_padding_stride_widget_plays_with_values(desk, site_url):
@@ -429,9 +441,15 @@ def test_padding_stride_widget_plays_with_values(desk, site_url):
 
 def test_the_store_writes_the_url_itself(desk, site_url):
     """The page's state is one store that writes the URL on every change of what the URL carries (no view
-    calls writeUrl by hand): set in the store, a class, an open stage, compare or overlay reaches the
-    URL; a position moved in a view does too."""
-    open_site(desk, site_url, "model=cnn2&image=test:0")
+    calls writeUrl by hand): a position moved in a view reaches the URL, closing the view leaves it, and
+    a class, an open stage, compare or overlay set in the store reach it too."""
+    open_site(desk, site_url, "model=cnn2&image=test:0&stage=conv1&channel=0&pos=3,3")
+    desk.wait_for_selector("#detail[data-kind='conv'] .sum[data-total]", timeout=15000)
+    desk.focus("#detail .big-holder.control")
+    desk.keyboard.press("ArrowRight")
+    desk.wait_for_function("() => new URLSearchParams(location.search).get('pos') === '3,4'")
+    desk.keyboard.press("Escape")
+    desk.wait_for_function("() => !new URLSearchParams(location.search).has('stage')")
     desk.evaluate(
         """() => { cnnlab.classIndex = 3; cnnlab.compare = new Set(['mlp']); cnnlab.overlay = 'saliency';
                   cnnlab.selected = {layer: 'conv1', channel: 2, pos: [4, 5], unit: null}; }"""
@@ -441,11 +459,4 @@ def test_the_store_writes_the_url_itself(desk, site_url):
                   return q.get('class') === '3' && q.get('compare') === 'mlp' && q.get('overlay') === 'saliency'
                     && q.get('stage') === 'conv1' && q.get('channel') === '2' && q.get('pos') === '4,5'; }"""
     )
-    open_site(desk, site_url, "model=cnn2&image=test:0&stage=conv1&channel=0&pos=3,3")
-    desk.wait_for_selector("#detail[data-kind='conv'] .sum[data-total]", timeout=15000)
-    desk.focus("#detail .big-holder.control")
-    desk.keyboard.press("ArrowRight")
-    desk.wait_for_function("() => new URLSearchParams(location.search).get('pos') === '3,4'")
-    desk.keyboard.press("Escape")
-    desk.wait_for_function("() => !new URLSearchParams(location.search).has('stage')")
     assert desk.errors == []
