@@ -460,3 +460,24 @@ def test_the_store_writes_the_url_itself(desk, site_url):
                     && q.get('stage') === 'conv1' && q.get('channel') === '2' && q.get('pos') === '4,5'; }"""
     )
     assert desk.errors == []
+
+
+def test_compare_heat_maps_are_labelled(desk, site_url):
+    """Each compare card names what its heat map shows (Grad-CAM on which stage, or saliency when the model
+    has no maps) on the picture and under it, and the panel's heat legend is labelled with ends apart."""
+    open_site(desk, site_url, "model=cnn2&image=test:0&compare=mlp,cnn1")
+    desk.wait_for_selector("#compare .cmp-card[data-model='cnn1'] ol", timeout=20000)
+    desk.wait_for_selector("#compare .cmp-card[data-model='mlp'] ol", timeout=20000)
+    cards = desk.evaluate(
+        """() => [...document.querySelectorAll('#compare .cmp-card')].map((c) => [c.dataset.model,
+                  c.querySelector('canvas').getAttribute('aria-label'), c.querySelector('p.muted + canvas + p')?.textContent])"""
+    )
+    for model, aria, caption in cards:
+        assert caption and ("Grad-CAM on" in caption or "saliency" in caption), (model, caption)
+        assert ("Grad-CAM" in aria) == ("Grad-CAM on" in caption), (model, aria)
+    legend = desk.evaluate(
+        """() => { const l = document.querySelector('#compare > .legend'), e = l.querySelector('.legend-ends');
+                  const [a, b] = [...e.children].map((c) => c.getBoundingClientRect());
+                  return {label: l.querySelector('.legend-label')?.textContent, gap: b.left - a.right}; }"""
+    )
+    assert legend["label"] == "importance (0 to the most)" and legend["gap"] > 8, legend
