@@ -187,6 +187,10 @@ def test_names_live_region_and_text_size(page, server):
     open_detail(page, ".col[data-layer='pool1'] .map >> nth=0", "maxpool")
     assert page.evaluate(NAMELESS_CANVASES) == []
     assert page.evaluate(SMALL_TEXT) == []
+    open_detail(page, ".col[data-layer='conv2'] .map >> nth=0", "conv")  # its intermediate maps too
+    page.wait_for_selector("#detail .conv-build .build-sum")
+    assert page.evaluate(NAMELESS_CANVASES) == []
+    assert page.evaluate(SMALL_TEXT) == []
     maps = page.eval_on_selector_all(
         "#network .map", "ms => ms.map(m => m.getAttribute('aria-label') || m.textContent)"
     )
