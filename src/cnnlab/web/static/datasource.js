@@ -20,9 +20,13 @@ function httpSource() {
 function staticSource(siteUrl) {
   const ready = import("./sitesource.js").then(({ siteSource }) => siteSource(siteUrl));
   const later = (name) => async (...args) => (await ready)[name](...args);
-  // the filter playground's kernels and feature maps, computed here (./filterlocal.js)
-  const filters = import("./filterlocal.js").then(({ localFilters }) => localFilters(siteUrl));
-  const here = (name) => async (...args) => (await filters)[name](...args);
+  // the filter playground's kernels and feature maps, computed in this browser (./filterlocal.js), loaded
+  // when the playground first asks
+  let filters = null;
+  const here = (name) => async (...args) => {
+    if (!filters) filters = import("./filterlocal.js").then(({ localFilters }) => localFilters(siteUrl));
+    return (await filters)[name](...args);
+  };
   return {
     kind: "static", models: later("models"), explain: later("explain"), weights: later("weights"), gallery: later("gallery"),
     kernels: here("kernels"), filter: here("filter"),

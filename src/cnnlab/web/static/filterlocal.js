@@ -1,6 +1,7 @@
 // The filter playground's computation in the browser, for a published static site (no server to ask):
 // `cnnlab.filters.apply(image, kernel, boundary="symm", mode="same", op)` on a gray image, as the
-// server's /api/filter does it, on the site's sample photo (sample.png) or the page's input.
+// server's /api/filter does it, on the site's sample photo (sample.png) or the page's input; run in a
+// Web Worker (./filterworker.js).
 
 // scipy's convolve2d 'same' is the centre of 'full', rounded towards the start; cross-correlation the other way
 function samePadding(kh, kw, op) {
@@ -47,7 +48,7 @@ export function applyFilter(img, h, w, kernel, op) {
 
 // An image file as gray values in 0..1 (ITU-R 601-2 luma, as Pillow's "L"), at most maxSide on its long
 // side by keeping every n-th pixel (the server's rule).
-async function grayOf(blob, maxSide = 512) {
+export async function grayOf(blob, maxSide = 512) {
   const bmp = await createImageBitmap(blob);
   const cv = new OffscreenCanvas(bmp.width, bmp.height);
   const g = cv.getContext("2d");
@@ -76,9 +77,38 @@ function stats(values) {
   return { min, max };
 }
 
-// The static site's answers to the playground's two questions (the server's /api/kernels and /api/filter).
+// One request's answer, the document /api/filter gives: `sample()` gives the sample photo's gray values.
+export async function filterImage(fields, sample) {
+  const t0 = performance.now();
+  const img = fields.file ? await grayOf(fields.file) : await sample();
+  const rows = JSON.parse(fields.kernel);
+  const kernel = fields.normalize ? normalizeKernel(rows) : rows;
+  const out = applyFilter(img.data, img.h, img.w, kernel, fields.op);
+  const tensor = (data) => ({ encoding: "array", shape: [img.h, img.w], data });
+  return { kernel, input: tensor(img.data), output: tensor(out), stats: stats(out), seconds: (performance.now() - t0) / 1000, downsample: img.factor, computed: "browser" };
+}
+
+// The static site's answers to the playground's two questions (the server's /api/kernels and
+// /api/filter): the kernels from playground.json, the feature maps from a Web Worker (./filterworker.js),
+// so the page never waits on a filter.
 export function localFilters(base) {
-  let sample = null;
+  let worker = null;
+  let seq = 0;
+  const pending = new Map();
+  function start() {
+    worker = new Worker(new URL("./filterworker.js", import.meta.url), { type: "module" });
+    worker.onmessage = (e) => {
+      const p = pending.get(e.data.id);
+      pending.delete(e.data.id);
+      if (p) (e.data.ok ? p.resolve(e.data.doc) : p.reject(new Error(e.data.error)));
+    };
+    worker.onerror = (e) => {
+      e.preventDefault();
+      for (const p of pending.values()) p.reject(new Error(`the playground's worker stopped: ${e.message || "error"}`));
+      pending.clear();
+      worker = null; // the next request starts a fresh one
+    };
+  }
   return {
     kind: "static",
     async kernels() {
@@ -86,15 +116,13 @@ export function localFilters(base) {
       if (!r.ok) throw new Error(`playground.json could not be loaded (HTTP ${r.status})`);
       return r.json();
     },
-    async filter(fields) {
-      const t0 = performance.now();
-      if (!fields.file && !sample) sample = await fetch(new URL("sample.png", base)).then((r) => r.blob()).then(grayOf);
-      const img = fields.file ? await grayOf(fields.file) : sample;
-      const rows = JSON.parse(fields.kernel);
-      const kernel = fields.normalize ? normalizeKernel(rows) : rows;
-      const out = applyFilter(img.data, img.h, img.w, kernel, fields.op);
-      const tensor = (data) => ({ encoding: "array", shape: [img.h, img.w], data });
-      return { kernel, input: tensor(img.data), output: tensor(out), stats: stats(out), seconds: (performance.now() - t0) / 1000, downsample: img.factor, computed: "browser" };
+    filter(fields) {
+      if (!worker) start();
+      const id = ++seq;
+      return new Promise((resolve, reject) => {
+        pending.set(id, { resolve, reject });
+        worker.postMessage({ id, fields, sampleUrl: new URL("sample.png", base).href });
+      });
     },
   };
 }
