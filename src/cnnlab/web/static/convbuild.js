@@ -63,7 +63,10 @@ function thumb(cls, cell, drawn) {
   const win = el("div", "window");
   win.hidden = true;
   holder.append(cv, win);
-  const mark = (y, x, hh, ww) => (win.hidden = false) || Object.assign(win.style, { top: `${y * cell}px`, left: `${x * cell}px`, width: `${ww * cell}px`, height: `${hh * cell}px` });
+  const mark = (y, x, hh, ww) => {
+    win.hidden = false;
+    Object.assign(win.style, { top: `${y * cell}px`, left: `${x * cell}px`, width: `${ww * cell}px`, height: `${hh * cell}px` });
+  };
   return { holder, cv, mark };
 }
 
