@@ -187,6 +187,10 @@ def test_names_live_region_and_text_size(page, server):
     open_detail(page, ".col[data-layer='pool1'] .map >> nth=0", "maxpool")
     assert page.evaluate(NAMELESS_CANVASES) == []
     assert page.evaluate(SMALL_TEXT) == []
+    open_detail(page, ".col[data-layer='conv2'] .map >> nth=0", "conv")  # its intermediate maps too
+    page.wait_for_selector("#detail .conv-build .build-sum")
+    assert page.evaluate(NAMELESS_CANVASES) == []
+    assert page.evaluate(SMALL_TEXT) == []
     maps = page.eval_on_selector_all(
         "#network .map", "ms => ms.map(m => m.getAttribute('aria-label') || m.textContent)"
     )
@@ -226,7 +230,8 @@ def test_language_switch_is_remembered_and_the_article_teaches(page, server):
     widget = page.locator("#article-body .arith")
     formula = widget.locator(".arith-formula")
     assert "⌊(5 + 2·1 − 3) / 2⌋ + 1 = 3" in formula.inner_text()
-    widget.locator("select").nth(3).select_option("1")  # stride 1
+    widget.locator("input[name='arith-s']").fill("1")  # stride 1
+    widget.locator("input[name='arith-s']").press("Enter")
     assert "= 5" in formula.inner_text()
     page.select_option("#lang", "en")
     assert "How a CNN sees" in page.inner_text("#article-title")

@@ -342,3 +342,142 @@ def test_padding_stride_widget_plays(desk, site_url):
     )
     widget.locator(".player button.play").click()  # pause
     assert "Output (0, 1)" in formula.inner_text() or "Output (" in formula.inner_text()
+
+
+_BUILD = """() => { const b = document.querySelector('#detail .conv-build'), c = b.querySelector('.build-in canvas');
+    const px = c.getContext('2d').getImageData(0, 0, 1, 1).data, w = b.querySelector('.build-in .window');
+    return {items: b.querySelectorAll('.build-item').length, inW: c.width, outW: b.querySelector('.build-out canvas').width,
+            corner: [px[0], px[1], px[2]], diff: Number(b.querySelector('.build-sum').dataset.maxDiff),
+            win: [parseFloat(w.style.top), parseFloat(w.style.left), parseFloat(w.style.width)],
+            cell: c.getBoundingClientRect().width / c.width,
+            note: b.querySelector('.build-note')?.textContent || ''}; }"""
+
+
+def test_conv_view_builds_the_output_from_per_channel_intermediate_maps(desk, site_url):
+    """CNN Explainer's picture of a convolution: each input channel's map, with its padding ring, ⊛ its
+    kernel slice = an intermediate map; their sum + bias is the output map (checked against the model's).
+    bnspec's conv1 reads one channel padded by 2 with stride 2; its conv2 reads 8, and a click on one's
+    intermediate map follows that channel."""
+    open_site(desk, site_url, "model=bnspec&image=test:0&stage=conv1&channel=2&pos=0,0")
+    desk.wait_for_selector("#detail .conv-build .build-sum", timeout=15000)
+    info = desk.evaluate(_BUILD)
+    assert info["items"] == 1 and info["inW"] == 28 + 4 and info["outW"] == 14, info
+    assert info["corner"] in ([228, 225, 216], [255, 255, 255]), "the ring is hatched, not a value's colour"
+    assert info["diff"] < 1e-4, "Σ intermediate maps + bias is the model's output map"
+    assert info["win"][:2] == [0, 0] and abs(info["win"][2] - 5 * info["cell"]) < 0.01
+    desk.focus("#detail .big-holder.control")
+    desk.keyboard.press("ArrowDown")
+    desk.keyboard.press("ArrowRight")
+    moved = desk.evaluate(_BUILD)["win"]
+    assert [round(v / info["cell"]) for v in moved[:2]] == [2, 2], "the window moves by the stride"
+    desk.click("#network .col[data-layer='conv2'] .map >> nth=1")
+    desk.wait_for_selector("#detail[data-layer='conv2'] .conv-build .build-sum", timeout=15000)
+    info = desk.evaluate(_BUILD)
+    scale = desk.evaluate(
+        "() => Math.max(...cnnlab.layers.find((l) => l.name === 'conv2').data.map(Math.abs))"
+    )
+    assert info["items"] == 8 and info["note"] == "" and info["diff"] <= 1e-5 * max(1.0, scale), info
+    other = desk.evaluate(
+        "() => [...document.querySelectorAll('#detail .build-item:not(.on)')].map((f) => f.dataset.channel)[2]"
+    )
+    desk.click(f"#detail .build-item[data-channel='{other}'] .build-out canvas")
+    desk.wait_for_function(
+        f"() => document.querySelector('#detail .build-item.on')?.dataset.channel === '{other}'"
+    )
+    assert desk.inner_text("#detail .ch-table tr.on th") == other
+    assert desk.errors == []
+
+
+def test_conv_build_draws_the_strongest_16_and_sums_them_all(desk, site_url):
+    open_site(desk, site_url, "model=cnn2&image=test:0&stage=conv2&channel=3")
+    desk.wait_for_selector("#detail .conv-build .build-sum", timeout=15000)
+    cin = desk.evaluate("() => cnnlab.layers.find((l) => l.name === 'conv2').params.in_channels")
+    info = desk.evaluate(_BUILD)
+    scale = desk.evaluate(
+        "() => Math.max(...cnnlab.layers.find((l) => l.name === 'conv2').data.map(Math.abs))"
+    )
+    assert info["items"] == 16 < cin and f"16 of {cin}" in info["note"], info
+    assert info["diff"] <= 1e-5 * max(1.0, scale), info
+
+
+def test_padding_stride_widget_plays_with_values(desk, site_url):
+    """The widget's sizes are typed (not only stepped) and its input and kernel values are edited: the
+    output grid takes the formula's size, each output is the window's sum of products (as F.conv2d gives),
+    and pointing at an output moves the window there."""
+    import torch
+    import torch.nn.functional as F
+
+    open_site(desk, site_url, "model=cnn2&image=test:0")
+    w = desk.locator("#article-body .arith")
+    for key, value in (("n", 6), ("k", 2), ("p", 1), ("s", 3)):
+        w.locator(f"input[name='arith-{key}']").fill(str(value))
+        w.locator(f"input[name='arith-{key}']").press("Enter")
+    assert w.get_attribute("data-out") == "3"  # floor((6 + 2 - 2) / 3) + 1
+    assert w.locator(".arith-out button").count() == 9
+    assert "⌊(6 + 2·1 − 2) / 3⌋ + 1 = 3" in w.locator(".arith-formula").inner_text()
+    image = torch.arange(36, dtype=torch.float32).reshape(6, 6) % 7 - 2
+    kernel = torch.tensor([[1.0, -2.0], [0.5, 3.0]])
+    cells = w.locator(".arith-in input")
+    assert cells.count() == 36 and w.locator(".arith-in .pad").count() == 8 * 8 - 36
+    typed = """([sel, values]) => document.querySelectorAll(sel).forEach((c, i) => {
+        c.value = String(values[i]); c.dispatchEvent(new Event('input', {bubbles: true})); })"""
+    desk.evaluate(typed, ["#article-body .arith-in input", image.flatten().tolist()])
+    desk.evaluate(typed, ["#article-body .arith-kernel input", kernel.flatten().tolist()[:3]])
+    w.locator(".arith-kernel input").nth(3).fill("3")  # typed as a reader types
+    want = F.conv2d(image[None, None], kernel[None, None], stride=3, padding=1)[0, 0]
+    got = [float(t) for t in w.locator(".arith-out button").all_inner_texts()]
+    assert got == pytest.approx(want.flatten().tolist())
+    w.locator(".arith-out button[data-y='1'][data-x='2']").hover()
+    marked = desk.evaluate(
+        """() => [...document.querySelectorAll('#article-body .arith-in .arith-cell')]
+                 .map((c, i) => c.classList.contains('in-win') ? i : -1).filter((i) => i >= 0)"""
+    )
+    assert marked == [3 * 8 + 6, 3 * 8 + 7, 4 * 8 + 6, 4 * 8 + 7], marked  # rows 3-4, columns 6-7 of 8x8
+    assert f"= {want[1, 2].item():g}" in w.locator(".arith-formula").inner_text().replace("−", "-")
+    w.locator(".arith-kernel input").first.fill("x")
+    assert w.locator(".arith-kernel input").first.get_attribute("aria-invalid") == "true"
+    assert desk.errors == []
+
+
+def test_the_store_writes_the_url_itself(desk, site_url):
+    """The page's state is one store that writes the URL on every change of what the URL carries (no view
+    calls writeUrl by hand): a position moved in a view reaches the URL, closing the view leaves it, and
+    a class, an open stage, compare or overlay set in the store reach it too."""
+    open_site(desk, site_url, "model=cnn2&image=test:0&stage=conv1&channel=0&pos=3,3")
+    desk.wait_for_selector("#detail[data-kind='conv'] .sum[data-total]", timeout=15000)
+    desk.focus("#detail .big-holder.control")
+    desk.keyboard.press("ArrowRight")
+    desk.wait_for_function("() => new URLSearchParams(location.search).get('pos') === '3,4'")
+    desk.keyboard.press("Escape")
+    desk.wait_for_function("() => !new URLSearchParams(location.search).has('stage')")
+    desk.evaluate(
+        """() => { cnnlab.classIndex = 3; cnnlab.compare = new Set(['mlp']); cnnlab.overlay = 'saliency';
+                  cnnlab.selected = {layer: 'conv1', channel: 2, pos: [4, 5], unit: null}; }"""
+    )
+    desk.wait_for_function(
+        """() => { const q = new URLSearchParams(location.search);
+                  return q.get('class') === '3' && q.get('compare') === 'mlp' && q.get('overlay') === 'saliency'
+                    && q.get('stage') === 'conv1' && q.get('channel') === '2' && q.get('pos') === '4,5'; }"""
+    )
+    assert desk.errors == []
+
+
+def test_compare_heat_maps_are_labelled(desk, site_url):
+    """Each compare card names what its heat map shows (Grad-CAM on which stage, or saliency when the model
+    has no maps) on the picture and under it, and the panel's heat legend is labelled with ends apart."""
+    open_site(desk, site_url, "model=cnn2&image=test:0&compare=mlp")  # cnn2: Grad-CAM; mlp: saliency
+    desk.wait_for_selector("#compare .cmp-card[data-model='mlp'] ol", timeout=20000)
+    cards = desk.evaluate(
+        """() => [...document.querySelectorAll('#compare .cmp-card')].map((c) => [c.dataset.model,
+                  c.querySelector('canvas').getAttribute('aria-label'), c.querySelector('p.muted + canvas + p')?.textContent])"""
+    )
+    assert [c[0] for c in cards] == ["cnn2", "mlp"]
+    for model, aria, caption in cards:
+        assert caption and ("Grad-CAM on" in caption or "saliency" in caption), (model, caption)
+        assert ("Grad-CAM" in aria) == ("Grad-CAM on" in caption), (model, aria)
+    legend = desk.evaluate(
+        """() => { const l = document.querySelector('#compare > .legend'), e = l.querySelector('.legend-ends');
+                  const [a, b] = [...e.children].map((c) => c.getBoundingClientRect());
+                  return {label: l.querySelector('.legend-label')?.textContent, gap: b.left - a.right}; }"""
+    )
+    assert legend["label"] == "importance (0 to the most)" and legend["gap"] > 8, legend

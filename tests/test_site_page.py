@@ -35,7 +35,7 @@ def test_static_page_explains_gallery_images_uploads_and_drawings(spage, site_ur
     assert info["model"] == "cnn2" and info["source"] == "test:3"
     assert info["columns"][0] == "input" and info["columns"][-1] == "softmax"
     assert "true class" in spage.inner_text("#pred-truth").lower()
-    assert spage.is_hidden("#playground") and spage.locator("a[href='/docs']").count() == 0
+    assert spage.locator("a[href='/docs']").count() == 0
     n = rendered(spage)
     spage.click("#random")
     wait_render(spage, n)
@@ -136,3 +136,36 @@ def test_gallery_of_the_models_own_test_images(spage, site_url, site_runs):
     assert f"true class: {labels[5]}" in spage.inner_text("#pred-truth")
     switch_model(spage, "cnn2")  # another dataset: another gallery
     spage.wait_for_function("() => document.querySelector('#gallery .gallery-item canvas')?.width === 28")
+
+
+def test_static_playground_filters_in_the_browser(spage, site_url):
+    """The filter playground works on a published site: its named kernels and the sample photo are in the
+    site, the feature map is computed in the browser as `cnnlab.filters.apply` computes it (boundary symm,
+    mode same; convolution and cross-correlation, odd and even kernels), and a learned kernel sent from
+    the conv view is filtered on the current input."""
+    from cnnlab.filters import apply
+
+    open_site(spage, site_url, "model=cnn2&image=test:0&stage=conv1&channel=0")
+    spage.wait_for_function("() => Number(document.getElementById('playground').dataset.updated || 0) > 0")
+    assert spage.is_visible("#playground") and "computed in this browser" in spage.inner_text(
+        "#filter-status"
+    )
+    assert spage.evaluate("() => document.getElementById('filter-input').width") == 451  # the cat photo
+    rng = np.random.default_rng(0)
+    img = rng.random((9, 11)).astype(np.float32)
+    for k in (rng.normal(size=(3, 3)), rng.normal(size=(4, 4))):
+        for op in ("conv", "corr"):
+            got = spage.evaluate(
+                """async ([img, k, op]) => {
+                    const m = await import(new URL('static/filterlocal.js', location.href));
+                    return Array.from(m.applyFilter(Float32Array.from(img), 9, 11, k, op)); }""",
+                [img.ravel().tolist(), k.tolist(), op],
+            )
+            np.testing.assert_allclose(np.reshape(got, (9, 11)), apply(img, k, op=op), rtol=1e-5, atol=1e-5)
+    spage.wait_for_selector("#detail[data-kind='conv'] .sum[data-total]", timeout=15000)
+    n = spage.evaluate("() => Number(document.getElementById('playground').dataset.updated)")
+    spage.click("#detail button:has-text('Try this kernel in the playground')")
+    spage.wait_for_function(f"() => Number(document.getElementById('playground').dataset.updated) > {n}")
+    assert "the kernel conv1[0, 0] of the model" in spage.inner_text("#filter-status")
+    assert spage.evaluate("() => document.getElementById('filter-input').width") == 28
+    assert spage.errors == []

@@ -12,6 +12,9 @@ needs (``web/static/engine/``):
 - ``gallery.bin``: the first N images of the run's own test split, uint8 (N, C, H, W), exactly what the
   model was tested on.
 
+Beside ``site.json``, ``playground.json`` and ``sample.png`` (the named kernels and the gray sample photo)
+let the page's filter playground work in the browser too.
+
 Everything is written to a temporary folder beside the target and renamed into place at the end, so a
 refused run, a damaged one or a missing test set leaves nothing behind.
 """
@@ -50,8 +53,33 @@ def _site_index() -> str:
     html = (STATIC / "index.html").read_text(encoding="utf-8")
     html = html.replace('"/static/', '"static/')
     html = _SERVED_ONLY.sub("", html)
-    html = html.replace('<section id="playground" ', '<section id="playground" hidden ')  # needs the server
     return html.replace("<head>", '<head>\n  <meta name="cnnlab-site" content="site.json">', 1)
+
+
+PLAYGROUND_KERNEL = 7  # the largest named kernel the page's playground offers
+
+
+def _write_playground(folder: Path) -> None:
+    """The filter playground's named kernels and gray sample photo: a static site filters in the browser
+    (web/static/filterlocal.js) what `cnnlab serve` filters at /api/filter. No sample photo here (an odd
+    scikit-image install): the playground then filters the page's own input only."""
+    from PIL import Image
+
+    from cnnlab.filters import KERNEL_INFO, KERNELS, sample_image
+
+    kernels = [
+        {"name": n, "description": i.description, "source": i.source, "matrix": KERNELS[n].tolist()}
+        for n, i in KERNEL_INFO.items()
+        if max(KERNELS[n].shape) <= PLAYGROUND_KERNEL
+    ]
+    (folder / "playground.json").write_text(json.dumps({"kernels": kernels}), encoding="utf-8")
+    try:
+        gray = sample_image(gray=True)
+    except CnnlabError:
+        return
+    Image.fromarray(np.clip(np.round(gray * 255), 0, 255).astype(np.uint8)).save(
+        folder / "sample.png", optimize=True
+    )
 
 
 def _check_out(out: Path) -> None:
@@ -101,6 +129,7 @@ def publish(
     try:
         shutil.copytree(STATIC, tmp / "static", ignore=shutil.ignore_patterns("apidocs.*", "*.md"))
         (tmp / "index.html").write_text(_site_index(), encoding="utf-8")
+        _write_playground(tmp)
         entries = [_write_model(c, tmp / "models" / c[1]["model"]["id"]) for c in checked]
         site = {"schema": SITE_SCHEMA, "models": entries, "unavailable": []}
         (tmp / "site.json").write_text(json.dumps(site, indent=1), encoding="utf-8")

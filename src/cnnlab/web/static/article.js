@@ -1,8 +1,8 @@
 // The short article beside the live network: kernels, padding and stride (with a widget), ReLU, pooling,
 // flatten and softmax, each told on the model in view, with a button that opens that stage of it.
 import { getLang, num, plural, t } from "./i18n.js";
-import { player } from "./animate.js";
 import { el } from "./maps.js";
+import { strideWidget } from "./stridewidget.js";
 
 function firstOf(layers, kinds) {
   return layers.find((l) => kinds.includes(l.kind));
@@ -22,95 +22,6 @@ function section(id, title, paragraphs, extra = []) {
   h.id = `art-${id}`;
   s.append(h, ...paragraphs.filter(Boolean).map((p) => el("p", "", p)), ...extra);
   return s;
-}
-
-// The widget's picture: the padded input (padding cells gray, "0"), the kernel's window at output
-// position `cur.pos`, and the output grid beside it; the formula in words below.
-function drawArith(cv, formula, cur, o) {
-  const { n, k, p, s } = cur;
-  const N = n + 2 * p;
-  const cell = Math.max(14, Math.min(26, Math.floor(150 / N)));
-  const gap = 30;
-  cv.width = (N + Math.max(o, 1)) * cell + gap + 2;
-  cv.height = Math.max(N, 1) * cell + 2;
-  cv.style.width = `${cv.width}px`;
-  const g = cv.getContext("2d");
-  g.clearRect(0, 0, cv.width, cv.height);
-  g.font = `${Math.max(12, cell - 12)}px system-ui, sans-serif`;
-  g.textAlign = "center";
-  g.textBaseline = "middle";
-  for (let i = 0; i < N; i++) {
-    for (let j = 0; j < N; j++) {
-      const pad = i < p || j < p || i >= p + n || j >= p + n;
-      g.fillStyle = pad ? "#e4e1d8" : "#ffffff";
-      g.fillRect(1 + j * cell, 1 + i * cell, cell - 1, cell - 1);
-      if (pad) {
-        g.fillStyle = "#55524a";
-        g.fillText("0", 1 + j * cell + cell / 2, 1 + i * cell + cell / 2);
-      }
-    }
-  }
-  g.strokeStyle = "#8d8a80";
-  g.strokeRect(0.5 + p * cell, 0.5 + p * cell, n * cell, n * cell);
-  const x0 = N * cell + gap;
-  if (o >= 1) {
-    const pos = cur.pos % (o * o);
-    const oy = Math.floor(pos / o);
-    const ox = pos % o;
-    for (let i = 0; i < o; i++) {
-      for (let j = 0; j < o; j++) {
-        g.fillStyle = i === oy && j === ox ? "#f4a259" : "#fdf2e6";
-        g.fillRect(x0 + j * cell, 1 + i * cell, cell - 1, cell - 1);
-      }
-    }
-    g.strokeStyle = "#b4470c";
-    g.lineWidth = 3;
-    g.strokeRect(1.5 + ox * s * cell, 1.5 + oy * s * cell, k * cell - 2, k * cell - 2);
-    g.lineWidth = 1;
-    formula.textContent = t("arith.formula", { n, k, p, s, o, y: oy, x: ox, r0: oy * s - p, c0: ox * s - p });
-  } else formula.textContent = t("arith.none", { n, k, p });
-  cv.setAttribute("aria-label", t("arith.aria", { n, k, p, s, o }));
-}
-
-// Padding and stride: an n x n input (padding drawn around it), a k x k kernel stepping by s, and the
-// output size the formula gives; step through the positions with the buttons.
-function strideWidget() {
-  const box = el("div", "arith");
-  const opts = { n: [3, 4, 5, 6, 7, 8], k: [1, 2, 3, 4, 5], p: [0, 1, 2], s: [1, 2, 3] };
-  const cur = { n: 5, k: 3, p: 1, s: 2, pos: 0 };
-  const controls = el("div", "arith-controls");
-  for (const key of Object.keys(opts)) {
-    const label = el("label", "", t(`arith.${key}`));
-    const sel = el("select");
-    for (const v of opts[key]) {
-      const o = el("option", "", String(v));
-      o.value = String(v);
-      sel.append(o);
-    }
-    sel.value = String(cur[key]);
-    sel.addEventListener("change", () => {
-      cur[key] = Number(sel.value);
-      cur.pos = 0;
-      draw();
-    });
-    label.append(sel);
-    controls.append(label);
-  }
-  const cv = el("canvas", "arith-canvas");
-  cv.setAttribute("role", "img");
-  const formula = el("p", "arith-formula");
-  formula.setAttribute("aria-live", "polite");
-  const out = () => Math.floor((cur.n + 2 * cur.p - cur.k) / cur.s) + 1;
-  const draw = () => drawArith(cv, formula, cur, out());
-  // play, pause or step the window over every output position (the controls of the detail views)
-  const play = player((d) => {
-    const o = Math.max(1, out() * out());
-    cur.pos = (cur.pos + d + o) % o;
-    draw();
-  }, formula, { labels: { play: t("arith.play"), back: t("arith.prev"), fwd: t("arith.next") } });
-  box.append(controls, play.box, cv, formula);
-  draw();
-  return box;
 }
 
 // The first convolution of the model, as a stage of its own or inside a block (a residual block, a

@@ -5,6 +5,9 @@ import { heat, legend } from "./colors.js";
 import { pct, t } from "./i18n.js";
 import { decodeTensor } from "./api.js";
 import { drawHeat, drawRGB, drawMap, el } from "./maps.js";
+import { chooseModel, explainFor } from "./requests.js";
+import { travels } from "./source.js";
+import { $, state, toggleCompare } from "./state.js";
 
 function inputCanvas(doc, layer0) {
   const cv = el("canvas", "cmp-input");
@@ -52,7 +55,7 @@ function card(doc, layer0, { current, onOpen }) {
 }
 
 // Draw the panel: the model choice, then one card per model (the current one first).
-export function renderCompare(root, { state, explainFor, onOpen, onToggle, canUse }) {
+function renderCompare(root, { onOpen, onToggle, canUse }) {
   root.replaceChildren(el("h2", "", t("cmp.title")), el("p", "muted small", t("cmp.text")));
   const fs = el("fieldset", "cmp-pick");
   fs.append(el("legend", "", t("cmp.pick")));
@@ -91,4 +94,19 @@ export function renderCompare(root, { state, explainFor, onOpen, onToggle, canUs
         slot.replaceChildren(el("h3", "", id), el("p", "error", err.message));
       });
   }
+}
+
+// The panel for the page's state: the models ticked in the store, each asked about the image in view.
+export function drawCompare() {
+  renderCompare($("compare"), {
+    canUse: (m) => travels(state.source, m) || (state.source?.kind === "test" && state.source.data === m.data),
+    onToggle: (id, on) => {
+      toggleCompare(id, on);
+      drawCompare();
+    },
+    onOpen: (id) => {
+      $("model").value = id;
+      chooseModel(id);
+    },
+  });
 }

@@ -2,7 +2,9 @@
 // the model and language choices, the compare panel, and Escape to close the detail view.
 const $ = (id) => document.getElementById(id);
 
-export function wireControls({ state, sketch, explain, useFile, chooseModel, closeDetail, drawCompare, render, explainClass, setLang, getLang, LANGS }) {
+// The image sources: the sketch pad's buttons, random test images, the file chooser and drag-and-drop.
+function wireSources({ state, explain, useFile }) {
+  const sketch = state.sketch;
   $("sketch-clear").addEventListener("click", () => {
     sketch.clear();
     if (state.source && state.source.kind === "sketch") explain(); // says "draw something"; sends nothing
@@ -39,7 +41,14 @@ export function wireControls({ state, sketch, explain, useFile, chooseModel, clo
     useFile(ev.dataTransfer.files[0]);
   });
   $("invert").addEventListener("change", () => state.source && state.source.kind === "upload" && explain());
-  $("overlay").addEventListener("change", () => state.doc && render(state.doc)); // render writes the URL
+}
+
+// What the page shows: the overlay and its class, the network's scale and size, the model, compare.
+function wireViewOptions({ state, chooseModel, drawCompare, render, explainClass, setOverlay }) {
+  $("overlay").addEventListener("change", (ev) => {
+    setOverlay(ev.target.value);
+    if (state.doc) render(state.doc);
+  });
   $("cam-class").addEventListener("change", (ev) => {
     const i = Number(ev.target.value);
     if (state.doc) explainClass(i);
@@ -63,6 +72,12 @@ export function wireControls({ state, sketch, explain, useFile, chooseModel, clo
       panel.scrollIntoView({ block: "nearest" });
     }
   });
+}
+
+export function wireControls(page) {
+  wireSources(page);
+  wireViewOptions(page);
+  const { closeDetail, setLang, getLang, LANGS } = page;
   const lang = $("lang");
   for (const [code, name] of Object.entries(LANGS)) {
     const o = document.createElement("option");

@@ -3,6 +3,7 @@
 // kernel, the channel's partial sum, their running total, the bias, and the model's own value.
 import { colorOf, cssColor, fmt, layerScale, legend } from "./colors.js";
 import { barCell } from "./dense.js";
+import { convBuild } from "./convbuild.js";
 import { plural, t } from "./i18n.js";
 import { player } from "./animate.js";
 import { bigMap, el, headCell, numberGrid, readout, startPos } from "./maps.js";
@@ -91,7 +92,7 @@ function geometry(layer, inp, channel) {
     return { vals, y0, x0, padded };
   };
   const chans = [...Array(cinPer).keys()].map((k) => group * cinPer + k);
-  return { kh, kw, sh, top, nk: kh * kw, span: [dh * (kh - 1) + 1, dw * (kw - 1) + 1], chans, H, W, patchAt };
+  return { kh, kw, sh, sw, dh, dw, top, left, nk: kh * kw, span: [dh * (kh - 1) + 1, dw * (kw - 1) + 1], chans, H, W, patchAt };
 }
 
 
@@ -169,6 +170,32 @@ function tolerance(W, g, inp, outError, model) {
   return outError + 4 * Math.sqrt(variance) + 1e-4 * Math.max(1, Math.abs(model));
 }
 
+// The numbers of output (y, x): each input channel's patch, its products with the kernel and their sum.
+function position(g, W, bias, y, x) {
+  const patches = g.chans.map((c) => g.patchAt(c, y, x).vals);
+  const prods = patches.map((vals, k) => vals.map((v, i) => (Number.isFinite(v) ? v : 0) * W[k * g.nk + i]));
+  const per = prods.map((pr) => pr.reduce((a, b) => a + b, 0));
+  const sum = per.reduce((a, b) => a + b, 0);
+  return { patches, prods, per, sum, total: sum + bias };
+}
+
+// The line under the maps: Σ over the channels, + bias = total, beside the model's own value.
+function sumLine(line, { y, x, at, bias, model, err, bound, words }) {
+  const ok = Math.abs(at.total - model) <= bound;
+  Object.assign(line.dataset, { total: String(at.total), output: String(model), bound: String(bound) });
+  line.replaceChildren(
+    el("span", "", t("conv.line", { y, x, ...words, sum: fmt(at.sum, 4), bias: fmt(bias, 4) })),
+    el("b", "", fmt(at.total, 4)),
+    el("span", ok ? "ok" : "bad", ` ${t("conv.model")}: ${fmt(model, 4)}${err ? ` (±${fmt(err, 4)})` : ""} ${ok ? "✓" : "✗"}`),
+  );
+}
+
+// The input channel that contributes most to output (y, x): where the view starts.
+function strongest(g, W, y, x) {
+  const per = position(g, W, 0, y, x).per;
+  return per.reduce((b, v, k) => (Math.abs(v) > Math.abs(per[b]) ? k : b), 0);
+}
+
 export async function convDetail(box, ctx, layer, channel) {
   const inp = ctx.inputOf(layer.name);
   const g = geometry(layer, inp, channel);
@@ -178,8 +205,8 @@ export async function convDetail(box, ctx, layer, channel) {
   const [, oh, ow] = layer.shape;
   const scales = { in: layerScale(inp), out: layerScale(layer), kern: symScale(W) };
   scales.prod = productScale(scales);
-  const chWord = plural(chans.length, [t("channel.one"), t("channel.few"), t("channel.many")]);
-  box.append(el("p", "explain", t(chans.length === 1 ? "conv.text1" : "conv.text", { name: layer.name, channel, kh, kw, n: chans.length, chWord, s: g.sh, pad: g.top })));
+  const words = { n: chans.length, chWord: plural(chans.length, [t("channel.one"), t("channel.few"), t("channel.many")]) };
+  box.append(el("p", "explain", t(chans.length === 1 ? "conv.text1" : "conv.text", { name: layer.name, channel, kh, kw, ...words, s: g.sh, pad: g.top })));
   let sel = 0;
   let inView = null;
   const line = readout();
@@ -192,26 +219,24 @@ export async function convDetail(box, ctx, layer, channel) {
     const i = (out.pos[0] * ow + out.pos[1] + d + oh * ow) % (oh * ow);
     out.moveTo(Math.floor(i / ow), i % ow, "step");
   }, line);
-  const table = channelTable(chans, (k) => {
+  const pick = (k, pos = null) => {
     sel = k;
-    show(...out.pos, "pick");
-  });
+    if (pos) out.moveTo(...pos, "pointer");
+    else show(...out.pos, "pick");
+  };
+  const table = channelTable(chans, pick);
+  const build = convBuild({ layer, channel, g, inp, W, bias, scales, onPick: pick });
   const fall = el("canvas", "waterfall");
   fall.setAttribute("role", "img");
   const toPg = el("button", "", t("conv.toPlayground"));
   toPg.type = "button";
-  box.append(play.box, row, line, el("h3", "", t("conv.allTitle", { n: chans.length, chWord })), el("p", "muted small", t("conv.allNote")), table.wrap, el("p", "muted small", t("conv.waterfall")), fall, toPg);
-  const kernelOf = (k) => Array.from(W.subarray(k * nk, (k + 1) * nk));
-  const kernels = chans.map((_, k) => kernelOf(k));
+  box.append(play.box, row, line, build.box, el("h3", "", t("conv.allTitle", words)), el("p", "muted small", t("conv.allNote")), table.wrap, el("p", "muted small", t("conv.waterfall")), fall, toPg);
+  const kernels = chans.map((_, k) => Array.from(W.subarray(k * nk, (k + 1) * nk)));
 
   function show(y, x, why) {
     if (why === "pointer" || why === "key") play.stop();
     ctx.setPos(y, x);
-    const patches = chans.map((c) => g.patchAt(c, y, x).vals);
-    const prods = patches.map((vals, k) => vals.map((v, i) => (Number.isFinite(v) ? v : 0) * W[k * nk + i]));
-    const per = prods.map((pr) => pr.reduce((a, b) => a + b, 0));
-    const sum = per.reduce((a, b) => a + b, 0);
-    const total = sum + bias;
+    const at = position(g, W, bias, y, x);
     const model = layer.data[channel * oh * ow + y * ow + x];
     if (!inView || inView.channel !== chans[sel]) {
       inView = bigMap(inp, chans[sel], scales.in, { title: t("in.title", { name: inp.name, channel: chans[sel], h: g.H, w: g.W }), pad: layer.params.padding });
@@ -221,19 +246,13 @@ export async function convDetail(box, ctx, layer, channel) {
     const { y0, x0, padded } = g.patchAt(chans[sel], y, x);
     inView.mark(y0, x0, ...g.span);
     out.mark(y, x, 1, 1);
-    mid.replaceChildren(...dotProduct(patches[sel], kernels[sel], prods[sel], per[sel], { g, scales, y0, x0, o: channel, c: chans[sel], padded }));
+    build.mark(y, x, sel);
+    mid.replaceChildren(...dotProduct(at.patches[sel], kernels[sel], at.prods[sel], at.per[sel], { g, scales, y0, x0, o: channel, c: chans[sel], padded }));
     const err = layer.errors[channel];
-    const bound = tolerance(W, g, inp, err, model);
-    const ok = Math.abs(total - model) <= bound;
-    Object.assign(line.dataset, { total: String(total), output: String(model), bound: String(bound) });
-    line.replaceChildren(
-      el("span", "", t("conv.line", { y, x, n: chans.length, chWord, sum: fmt(sum, 4), bias: fmt(bias, 4) })),
-      el("b", "", fmt(total, 4)),
-      el("span", ok ? "ok" : "bad", ` ${t("conv.model")}: ${fmt(model, 4)}${err ? ` (±${fmt(err, 4)})` : ""} ${ok ? "✓" : "✗"}`),
-    );
-    table.update({ patches, kernels, prods, per, bias, total, sel, g, scales });
-    drawWaterfall(fall, per, bias, model);
-    fall.setAttribute("aria-label", t("conv.fallLabel", { n: chans.length, chWord, sum: fmt(sum, 4), bias: fmt(bias, 4), total: fmt(total, 4) }));
+    sumLine(line, { y, x, at, bias, model, err, bound: tolerance(W, g, inp, err, model), words });
+    table.update({ ...at, kernels, bias, sel, g, scales });
+    drawWaterfall(fall, at.per, bias, model);
+    fall.setAttribute("aria-label", t("conv.fallLabel", { ...words, sum: fmt(at.sum, 4), bias: fmt(bias, 4), total: fmt(at.total, 4) }));
     play.where.textContent = t("conv.where", { y, x, oh, ow });
   }
 
@@ -243,7 +262,6 @@ export async function convDetail(box, ctx, layer, channel) {
   });
   // start on the input channel that contributes most at the strongest (or the URL's) position
   const pos0 = startPos(ctx, layer, channel);
-  const first = chans.map((c, k) => g.patchAt(c, ...pos0).vals.reduce((a, v, i) => a + (Number.isFinite(v) ? v : 0) * W[k * nk + i], 0));
-  sel = first.reduce((b, v, k) => (Math.abs(v) > Math.abs(first[b]) ? k : b), 0);
+  sel = strongest(g, W, ...pos0);
   out.moveTo(...pos0, "start");
 }

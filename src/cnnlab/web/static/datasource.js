@@ -1,4 +1,5 @@
-// One front end, two data sources: the page asks this interface for models, explanations and weights.
+// One front end, two data sources: the page asks this interface for models, explanations and weights,
+// and the filter playground for its kernels and feature maps.
 // `cnnlab serve` answers over HTTP (the JSON API); a site written by `cnnlab publish` (its index.html
 // carries <meta name="cnnlab-site">) answers in the browser, from a Web Worker running the published
 // models (./sitesource.js). Both give the same documents (cnnlab.activations/2).
@@ -10,6 +11,8 @@ function httpSource() {
     models: () => getJSON("/api/models"),
     explain: (fields) => postForm("/api/explain", fields),
     weights: (model, layer, channel) => getJSON(`/api/weights?${new URLSearchParams({ model, layer, channel })}`),
+    kernels: () => getJSON("/api/kernels"),
+    filter: (fields) => postForm("/api/filter", fields),
   };
 }
 
@@ -17,7 +20,17 @@ function httpSource() {
 function staticSource(siteUrl) {
   const ready = import("./sitesource.js").then(({ siteSource }) => siteSource(siteUrl));
   const later = (name) => async (...args) => (await ready)[name](...args);
-  return { kind: "static", models: later("models"), explain: later("explain"), weights: later("weights"), gallery: later("gallery") };
+  // the filter playground's kernels and feature maps, computed in this browser (./filterlocal.js), loaded
+  // when the playground first asks
+  let filters = null;
+  const here = (name) => async (...args) => {
+    if (!filters) filters = import("./filterlocal.js").then(({ localFilters }) => localFilters(siteUrl));
+    return (await filters)[name](...args);
+  };
+  return {
+    kind: "static", models: later("models"), explain: later("explain"), weights: later("weights"), gallery: later("gallery"),
+    kernels: here("kernels"), filter: here("filter"),
+  };
 }
 
 function choose() {

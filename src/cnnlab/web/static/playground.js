@@ -1,12 +1,13 @@
-// The filter playground: edit a kernel, see the feature map (server-side `cnnlab.filters.apply`).
+// The filter playground: edit a kernel, see the feature map (`cnnlab.filters.apply`: the server's
+// /api/filter, or on a published site the same computation in the browser; the data source chooses).
 
-import { decodeTensor, getJSON, postForm } from "./api.js";
+import { decodeTensor } from "./api.js";
 import { fmt, legend, scaleOf } from "./colors.js";
 import { t } from "./i18n.js";
 import { drawMap, el } from "./maps.js";
 
-// A cell's number: an empty cell is 0; anything but a finite decimal number is null (invalid).
-function cellValue(text) {
+// A cell's number: empty is 0; anything but a finite decimal number is null (marked invalid).
+export function cellValue(text) {
   const v = text.trim();
   if (v === "") return 0;
   if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(v)) return null;
@@ -68,138 +69,125 @@ function drawGray(canvas, tensor, data) {
     if (v < lo) lo = v;
     if (v > hi) hi = v;
   }
-  const scale = { kind: "gray", lo, hi: hi > lo ? hi : lo + 1 };
-  drawMap(canvas, data, 0, h, w, scale);
-  return scale;
+  drawMap(canvas, data, 0, h, w, { kind: "gray", lo, hi: hi > lo ? hi : lo + 1 });
 }
 
-export async function makePlayground(root, { currentImage }) {
-  const { kernels } = await getJSON("/api/kernels");
-  const presets = kernels.filter((k) => k.matrix.length <= 7 && k.matrix.length === k.matrix[0].length);
+// The playground's controls, found once.
+function controlsOf(root) {
   const q = (sel) => root.querySelector(sel);
-  const gridBox = q("#kernel-grid");
-  const presetSel = q("#kernel-preset");
-  const sizeSel = q("#kernel-size");
-  const opSel = q("#kernel-op");
-  const srcSel = q("#kernel-image");
-  const norm = q("#kernel-normalize");
-  const status = q("#filter-status");
-  const inCv = q("#filter-input");
-  const outCv = q("#filter-output");
-  let from = null; // the model layer a kernel came from, while it is unedited
-  let timer = null;
-  let inputKey = null;
-  let seq = 0; // the latest request: an older answer arriving late is dropped
+  return {
+    grid: q("#kernel-grid"), preset: q("#kernel-preset"), size: q("#kernel-size"), op: q("#kernel-op"), image: q("#kernel-image"),
+    norm: q("#kernel-normalize"), status: q("#filter-status"), inCv: q("#filter-input"), outCv: q("#filter-output"), legend: q("#filter-legend"),
+  };
+}
 
+function fillPresets(sel, presets) {
   for (const k of presets) {
     const o = el("option", "", `${k.name} (${k.matrix.length}×${k.matrix.length})`);
     o.value = k.name;
     o.title = k.description;
-    presetSel.append(o);
+    sel.append(o);
   }
+}
 
-  const grid = kernelGrid(gridBox, sizeSel, () => {
-    presetSel.value = "";
-    from = null;
-    schedule();
-  });
-  const buildGrid = grid.build;
-
-  // The kernel as rows, or null after marking the cells that are not numbers.
-  function matrix() {
-    const { rows, bad } = grid.read();
-    if (!bad.length) return rows;
-    status.textContent = t("pg.bad", { cells: bad.join("; ") });
-    status.classList.add("error");
-    return null;
+// The request for a kernel, and a note when "current input" has no image yet.
+async function filterFields(kernel, c, currentImage) {
+  const fields = { kernel: JSON.stringify(kernel), op: c.op.value, normalize: c.norm.checked, echo_input: true };
+  let note = "";
+  if (c.image.value === "current") {
+    const blob = await currentImage();
+    if (blob) fields.file = blob;
+    else note = t("pg.noCurrent");
   }
+  return { fields, note };
+}
 
-  function schedule() {
+// A result on screen: the input in gray (redrawn when it changed), the feature map in the network's
+// colours (blue below 0, orange above) with its legend, and the status line.
+function showFilter(doc, kernel, c, note, redrawInput) {
+  if (redrawInput) drawGray(c.inCv, doc.input, decodeTensor(doc.input));
+  const values = decodeTensor(doc.output);
+  const scale = scaleOf(values);
+  drawMap(c.outCv, values, 0, doc.output.shape[0], doc.output.shape[1], scale);
+  c.legend.replaceChildren(legend(scale, { label: t("pg.legend") }));
+  const sum = kernel.flat().reduce((a, b) => a + b, 0);
+  const zero = c.norm.checked && Math.abs(sum) < 1e-9 ? t("pg.zeroSum") : ""; // its positive part was scaled
+  c.status.textContent = t(doc.computed === "browser" ? "pg.statusHere" : "pg.status", { w: doc.output.shape[1], h: doc.output.shape[0], lo: fmt(doc.stats.min, 2), hi: fmt(doc.stats.max, 2), ms: (1000 * doc.seconds).toFixed(0) }) + note + zero;
+  c.status.classList.remove("error");
+}
+
+function failed(c, message) {
+  c.status.textContent = message;
+  c.status.classList.add("error");
+}
+
+const identity = (n) => Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => (i === n >> 1 && j === n >> 1 ? 1 : 0)));
+
+// `source`: the page's data source (its kernels() and filter()); `currentImage()`: the network's input
+// as an image file. Returns run(), inputChanged() (the page's input image changed) and useKernel().
+export async function makePlayground(root, { source, currentImage }) {
+  const { kernels } = await source.kernels();
+  const presets = kernels.filter((k) => k.matrix.length <= 7 && k.matrix.length === k.matrix[0].length);
+  const c = controlsOf(root);
+  fillPresets(c.preset, presets);
+  let from = null; // the model layer a kernel came from, while it is unedited
+  let timer = null;
+  let inputKey = null;
+  let seq = 0; // the latest request: an older answer arriving late is dropped
+  const schedule = () => {
     clearTimeout(timer);
     timer = setTimeout(run, 120);
-  }
+  };
+  const custom = () => {
+    c.preset.value = "";
+    from = null;
+  };
+  const grid = kernelGrid(c.grid, c.size, () => (custom(), schedule()));
 
   async function run() {
-    const kernel = matrix();
-    if (!kernel) return;
+    const { rows, bad } = grid.read();
+    if (bad.length) return failed(c, t("pg.bad", { cells: bad.join("; ") }));
     const mine = ++seq;
-    const fields = {
-      kernel: JSON.stringify(kernel),
-      op: opSel.value,
-      normalize: norm.checked,
-      echo_input: true,
-    };
-    let note = "";
-    if (srcSel.value === "current") {
-      const blob = await currentImage();
-      if (blob) fields.file = blob;
-      else note = t("pg.noCurrent");
-    }
-    status.textContent = "…";
-    if (from) note += t("pg.from", { name: from });
+    const { fields, note } = await filterFields(rows, c, currentImage);
+    c.status.textContent = "…";
     try {
-      const doc = await postForm("/api/filter", fields);
+      const doc = await source.filter(fields);
       if (mine !== seq) return;
-      const key = srcSel.value;
-      if (inputKey !== key || srcSel.value === "current") {
-        drawGray(inCv, doc.input, decodeTensor(doc.input));
-        inputKey = key;
-      }
-      // the feature map in the network's colours (blue below 0, orange above), the photo in gray
-      const values = decodeTensor(doc.output);
-      const scale = scaleOf(values);
-      drawMap(outCv, values, 0, doc.output.shape[0], doc.output.shape[1], scale);
-      q("#filter-legend").replaceChildren(legend(scale, { label: t("pg.legend") }));
-      const sum = kernel.flat().reduce((a, b) => a + b, 0);
-      if (norm.checked && Math.abs(sum) < 1e-9) note += t("pg.zeroSum"); // the server scales its positive part
-      status.textContent = t("pg.status", { w: doc.output.shape[1], h: doc.output.shape[0], lo: fmt(doc.stats.min, 2), hi: fmt(doc.stats.max, 2), ms: (1000 * doc.seconds).toFixed(0) }) + note;
-      status.classList.remove("error");
+      const key = c.image.value;
+      showFilter(doc, rows, c, note + (from ? t("pg.from", { name: from }) : ""), inputKey !== key || key === "current");
+      inputKey = key;
       root.dataset.updated = String(Date.now());
     } catch (err) {
-      if (mine !== seq) return;
-      status.textContent = err.message;
-      status.classList.add("error");
+      if (mine === seq) failed(c, err.message);
     }
   }
 
-  presetSel.addEventListener("change", () => {
-    const k = presets.find((p) => p.name === presetSel.value);
-    if (k) buildGrid(k.matrix);
+  c.preset.addEventListener("change", () => {
+    const k = presets.find((p) => p.name === c.preset.value);
+    if (k) grid.build(k.matrix);
     from = null;
     schedule();
   });
-  sizeSel.addEventListener("change", () => {
-    const n = Number(sizeSel.value);
-    const m = Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => (i === (n >> 1) && j === (n >> 1) ? 1 : 0)));
-    presetSel.value = "";
-    from = null;
-    buildGrid(m);
-    schedule();
-  });
-  for (const c of [opSel, srcSel, norm]) c.addEventListener("change", schedule);
-
+  c.size.addEventListener("change", () => (custom(), grid.build(identity(Number(c.size.value))), schedule()));
+  for (const e of [c.op, c.image, c.norm]) e.addEventListener("change", schedule);
   const first = presets.find((p) => p.name === "outline") || presets[0];
-  presetSel.value = first.name;
-  buildGrid(first.matrix);
-  // The page calls this when its input image changes (a new image, model or error), so that
-  // "image = current input" always shows the image the network is explaining.
-  function inputChanged() {
-    if (srcSel.value === "current") schedule();
-  }
+  c.preset.value = first.name;
+  grid.build(first.matrix);
 
   // A learned kernel from the model (one input channel's weights): filtered like a CNN layer does it
   // (cross-correlation, no flip), on the image the network is explaining.
   function useKernel(matrix, name) {
-    presetSel.value = "";
-    buildGrid(matrix);
-    opSel.value = "corr";
-    srcSel.value = "current";
-    norm.checked = false;
+    grid.build(matrix);
+    c.preset.value = "";
+    c.op.value = "corr";
+    c.image.value = "current";
+    c.norm.checked = false;
     from = name;
     root.scrollIntoView({ behavior: "instant", block: "start" });
-    gridBox.querySelector("input").focus({ preventScroll: true });
+    c.grid.querySelector("input").focus({ preventScroll: true });
     schedule();
   }
-
+  // "image = current input" always shows the image the network is explaining
+  const inputChanged = () => c.image.value === "current" && schedule();
   return { run, inputChanged, useKernel };
 }

@@ -13,7 +13,7 @@ export function drawInput(state, heatOf) {
   const [c, h, w] = input.shape;
   if (c === 3) drawRGB(cv, input.data, h, w);
   else drawMap(cv, input.data, 0, h, w, { kind: "gray", lo: 0, hi: 1 });
-  const which = $("overlay").value;
+  const which = state.overlay;
   const doc = state.doc;
   const hm = which === "gradcam" ? doc.gradcam : which === "saliency" ? doc.saliency : null;
   if (hm) drawHeat(cv, heatOf(hm), h, w, heat, 0.6);

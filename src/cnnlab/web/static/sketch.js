@@ -2,6 +2,33 @@
 // like a Fashion-MNIST image; for an RGB model it draws in a chosen colour on white. The drawing is sent
 // at the model's resolution while you draw; a cleared (empty) pad sends nothing.
 
+// Pointer strokes on the canvas, in canvas pixels: down(point), move(point) and end().
+function followPointer(canvas, { down, move, end }) {
+  const point = (ev) => {
+    const r = canvas.getBoundingClientRect();
+    return [((ev.clientX - r.left) * canvas.width) / r.width, ((ev.clientY - r.top) * canvas.height) / r.height];
+  };
+  canvas.addEventListener("pointerdown", (ev) => {
+    canvas.setPointerCapture(ev.pointerId);
+    down(point(ev));
+  });
+  canvas.addEventListener("pointermove", (ev) => move(point(ev)));
+  canvas.addEventListener("pointerup", end);
+  canvas.addEventListener("pointercancel", end);
+}
+
+// The drawing scaled down to size x size (smoothly, so strokes become soft edges), as PNG.
+function scaledPng(canvas, size) {
+  const small = document.createElement("canvas");
+  small.width = size;
+  small.height = size;
+  const s = small.getContext("2d");
+  s.imageSmoothingEnabled = true;
+  s.imageSmoothingQuality = "high";
+  s.drawImage(canvas, 0, 0, size, size);
+  return new Promise((resolve) => small.toBlob((b) => resolve(b), "image/png"));
+}
+
 export function makeSketch(canvas, { onChange, size = 28 }) {
   const ctx = canvas.getContext("2d");
   const state = { size, colour: false, pen: "#1f4fa0", drawing: false, last: null, dirty: false, timer: null };
@@ -12,11 +39,6 @@ export function makeSketch(canvas, { onChange, size = 28 }) {
     state.dirty = false;
     clearTimeout(state.timer);
     state.timer = null;
-  }
-
-  function point(ev) {
-    const r = canvas.getBoundingClientRect();
-    return [((ev.clientX - r.left) * canvas.width) / r.width, ((ev.clientY - r.top) * canvas.height) / r.height];
   }
 
   function stroke(a, b) {
@@ -44,27 +66,25 @@ export function makeSketch(canvas, { onChange, size = 28 }) {
     }
   }
 
-  canvas.addEventListener("pointerdown", (ev) => {
-    canvas.setPointerCapture(ev.pointerId);
-    state.drawing = true;
-    state.last = point(ev);
-    stroke(state.last, state.last);
-    schedule(false);
+  followPointer(canvas, {
+    down(p) {
+      state.drawing = true;
+      state.last = p;
+      stroke(p, p);
+      schedule(false);
+    },
+    move(p) {
+      if (!state.drawing) return;
+      stroke(state.last, p);
+      state.last = p;
+      schedule(false);
+    },
+    end() {
+      if (!state.drawing) return;
+      state.drawing = false;
+      schedule(true);
+    },
   });
-  canvas.addEventListener("pointermove", (ev) => {
-    if (!state.drawing) return;
-    const p = point(ev);
-    stroke(state.last, p);
-    state.last = p;
-    schedule(false);
-  });
-  const end = () => {
-    if (!state.drawing) return;
-    state.drawing = false;
-    schedule(true);
-  };
-  canvas.addEventListener("pointerup", end);
-  canvas.addEventListener("pointercancel", end);
   clear();
 
   return {
@@ -83,16 +103,6 @@ export function makeSketch(canvas, { onChange, size = 28 }) {
     setColour(css) {
       state.pen = css;
     },
-    // The drawing scaled down to size x size (smoothly, so strokes become soft edges), as PNG.
-    blob() {
-      const small = document.createElement("canvas");
-      small.width = state.size;
-      small.height = state.size;
-      const s = small.getContext("2d");
-      s.imageSmoothingEnabled = true;
-      s.imageSmoothingQuality = "high";
-      s.drawImage(canvas, 0, 0, state.size, state.size);
-      return new Promise((resolve) => small.toBlob((b) => resolve(b), "image/png"));
-    },
+    blob: () => scaledPng(canvas, state.size),
   };
 }

@@ -3,6 +3,7 @@
 // (`from=fast`: the test image is one of that model's test set, shown to `model` by its pixels)
 // (an upload or a drawing cannot travel in a URL: then `image` is left out and a reload picks a random
 // test image). The language is not part of it: it is each reader's own (localStorage).
+// writeUrl is called by the store (state.js) after every change of what it carries, never by hand.
 
 export function readUrl() {
   const q = new URLSearchParams(location.search);
@@ -39,8 +40,7 @@ export function writeUrl(state) {
   }
   if (state.classIndex !== null && state.classIndex !== undefined) q.set("class", String(state.classIndex));
   if (state.compare.size) q.set("compare", [...state.compare].join(","));
-  const overlay = document.getElementById("overlay")?.value;
-  if (overlay && overlay !== "none") q.set("overlay", overlay);
+  if (state.overlay && state.overlay !== "none") q.set("overlay", state.overlay);
   if (keep) q.set("lang", keep);
   const url = `${location.pathname}${q.toString() ? "?" + q : ""}`;
   if (url !== location.pathname + location.search) history.replaceState(null, "", url);
