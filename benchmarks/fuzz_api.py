@@ -250,6 +250,11 @@ def main() -> int:
     p.add_argument("--out", default=None, help=f"[{RESULTS.name}, or {SLOW_RESULTS.name} with --slow]")
     p.add_argument("--slow", action="store_true", help="the slow-attack family of issue 22 instead")
     p.add_argument("--slow-seconds", type=float, default=10.0, help="how long each slow attack runs [10]")
+    p.add_argument(
+        "--trace-files",
+        action="store_true",
+        help="with --slow: strace the server during the attacks and list every file it opened, created, renamed or removed outside the runs and data folders (Linux, strace)",
+    )
     p.add_argument("--attackers-nice", type=int, default=0, help="run the slow attackers' threads at this niceness, standing in for clients on other machines (the probe and server stay at 0) [0]")  # fmt: skip
     args = p.parse_args()
     if args.slow:
@@ -320,6 +325,80 @@ def main() -> int:
     return 0 if all(result["pass"].values()) else 1
 
 
+class FileTrace:
+    """``strace -f`` attached to a running process: every file it opens, creates, renames or removes while
+    the block runs (successful calls only). The interpreter's own files (its prefix, shared libraries,
+    /proc, /sys, /dev) are not counted as the server's reading."""
+
+    CALLS = "openat,open,creat,mkdir,mkdirat,rename,renameat,renameat2,unlink,unlinkat,link,linkat,symlink,symlinkat"
+    SYSTEM = (
+        "/proc/",
+        "/sys/",
+        "/dev/",
+        "/usr/lib/",
+        "/usr/share/",
+        "/lib/",
+        "/lib64/",
+        "/etc/ld.so",
+        "/etc/localtime",
+    )
+
+    def __init__(self, pid: int, *, enabled: bool = True):
+        self.pid, self.enabled = pid, enabled
+        self.log = Path(tempfile.mkdtemp()) / "strace.log"
+
+    def __enter__(self) -> FileTrace:
+        if self.enabled:
+            cmd = [
+                "strace",
+                "-f",
+                "-qq",
+                "-z",
+                "-e",
+                f"trace={self.CALLS}",
+                "-o",
+                str(self.log),
+                "-p",
+                str(self.pid),
+            ]
+            self.process = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)  # attached to every thread before the attacks start
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def outside(self, *allowed: str | os.PathLike) -> dict:
+        """Distinct paths read and written outside ``allowed`` folders (and the interpreter's own)."""
+        import re
+
+        roots = [os.path.realpath(a) + os.sep for a in allowed]
+        system = (*self.SYSTEM, sys.prefix + os.sep, sys.base_prefix + os.sep)
+        read, written = set(), set()
+        for line in self.log.read_text(errors="replace").splitlines():
+            m = re.search(r'(\w+)\((?:AT_FDCWD|\d+|-?\d+)?,? ?"([^"]*)"(.*)', line)
+            if not m:
+                continue
+            call, path, rest = m.groups()
+            full = os.path.realpath(path) if path.startswith("/") else path
+            if any(full.startswith(r) or path.startswith(r) for r in roots):
+                continue
+            writes = call not in ("openat", "open") or any(
+                f in rest for f in ("O_WRONLY", "O_RDWR", "O_CREAT")
+            )
+            if writes:
+                written.add(path)
+            elif not path.startswith(system):
+                read.add(path)
+        return {
+            "read": sorted(read),
+            "written": sorted(written),
+            "trace_lines": len(self.log.read_text(errors="replace").splitlines()),
+        }
+
+
 def slow(args) -> int:
     """``--slow``: issue 22's slow-attack family against one server (see `slow_attacks`)."""
     import slow_attacks
@@ -334,11 +413,16 @@ def slow(args) -> int:
         slow_attacks.oversized_runs(runs, model)
         with LiveServer(runs, "--data-dir", args.data_dir) as server:
             warm_up(server.url, model)
-            result = slow_attacks.family(server, runs, model, seconds=args.slow_seconds)
+            with FileTrace(server.process.pid, enabled=args.trace_files) as trace:
+                result = slow_attacks.family(server, runs, model, seconds=args.slow_seconds)
             alive = server.alive
             log = server.log_tail(20000)
+        files = trace.outside(runs, args.data_dir) if args.trace_files else None
     checks = slow_attacks.verdict(result, log)
     checks["server alive"] = alive
+    if files is not None:
+        result["files touched outside the runs and data folders"] = files
+        checks["no file outside the runs folder"] = not files["read"] and not files["written"]
     doc = {"machine": machine(), "seconds_each": args.slow_seconds, "concurrency": slow_attacks.CONCURRENCY,
            "attackers_nice": args.attackers_nice, "load_average_after": os.getloadavg(),
            "attacks": result, "targets": slow_attacks.TARGETS, "pass": checks, "server_log_tail": log[-4000:]}  # fmt: skip
@@ -349,6 +433,8 @@ def slow(args) -> int:
             print(f"{name:24s} answers {r['answers']}; /healthz p50 {h['p50_ms']} p99 {h['p99_ms']} max {h['max_ms']} ms ({h['n']} probes, {h['failures']} failed)")  # fmt: skip
     rss = result["200 near-8 MiB bodies"]
     print(f"200 near-8 MiB bodies: {rss['statuses']}; RSS idle {rss['rss_idle_mb']} MiB, peak {rss['rss_peak_mb']} MiB, after 1 s {rss['rss_after_1s_mb']} MiB, after 5 s {rss['rss_after_5s_mb']} MiB")  # fmt: skip
+    if files is not None:
+        print(f"files outside the runs and data folders ({files['trace_lines']:,} traced calls): read {files['read'] or 'none'}, written {files['written'] or 'none'}")  # fmt: skip
     print("targets:", ", ".join(f"{k} {'PASS' if v else 'FAIL'}" for k, v in checks.items()))
     out = Path(args.out or SLOW_RESULTS)
     out.parent.mkdir(parents=True, exist_ok=True)
