@@ -133,6 +133,16 @@ class TrainConfig:
     label_smoothing: float = option(
         0.0, "label smoothing of the training loss", "training", recipe=True, low=0, high=1, high_open=True
     )
+    clip_grad_norm: float | None = option(
+        None,
+        "clip the gradients' global L2 norm to at most this before each optimizer step ('none': no clipping)",
+        "training",
+        recipe=True,
+        low=0,
+        low_open=True,
+        none="none",
+        metavar="NORM",
+    )
     augment_translate: int = option(
         0, "random shifts of up to N pixels", "training", recipe=True, low=0, high=64, metavar="PIXELS"
     )

@@ -1,7 +1,8 @@
 """Callbacks: everything at the edges of the training loop, with Keras-style lifecycle hooks.
 
 ``fit`` calls, in order: ``on_train_begin``; per epoch ``on_epoch_begin``; per step
-``on_train_batch_begin``, ``on_before_backward`` (the loss is known, the weights not yet touched) and
+``on_train_batch_begin``, ``on_before_optimizer_step`` (inside the step: the loss and gradients are known,
+the weights not yet touched; on a CUDA graph, right after the replay) and
 ``on_train_batch_end``; ``on_epoch_end`` (``state.logs`` holds the epoch's metrics); ``on_train_end``
 (only when training ends normally). A callback that keeps state across a resume has ``state_dict`` and
 ``load_state_dict``.
@@ -108,7 +109,7 @@ class Callback:
     def on_train_begin(self, state: TrainState) -> None: ...
     def on_epoch_begin(self, state: TrainState) -> None: ...
     def on_train_batch_begin(self, state: TrainState) -> None: ...
-    def on_before_backward(self, state: TrainState) -> None: ...
+    def on_before_optimizer_step(self, state: TrainState) -> None: ...
     def on_train_batch_end(self, state: TrainState) -> None: ...
     def on_epoch_end(self, state: TrainState) -> None: ...
     def on_train_end(self, state: TrainState) -> None: ...
@@ -130,8 +131,8 @@ class CallbackList(Callback):
     def on_train_batch_begin(self, state: TrainState) -> None:
         self._each("on_train_batch_begin", state)
 
-    def on_before_backward(self, state: TrainState) -> None:
-        self._each("on_before_backward", state)
+    def on_before_optimizer_step(self, state: TrainState) -> None:
+        self._each("on_before_optimizer_step", state)
 
     def on_train_batch_end(self, state: TrainState) -> None:
         self._each("on_train_batch_end", state)

@@ -23,7 +23,7 @@ class NonFiniteGuard(Callback):
     def __init__(self, checkpoints=None):
         self.checkpoints = checkpoints
 
-    def on_before_backward(self, state: TrainState) -> None:
+    def on_before_optimizer_step(self, state: TrainState) -> None:
         due = self.checkpoints is not None and self.checkpoints.due(state.global_step + 1)
         look = state.device.type == "cpu" or state.step % CUDA_LOOK_EVERY == 0 or due
         bad = look and not math.isfinite(state.loss.item())

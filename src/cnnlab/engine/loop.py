@@ -110,6 +110,11 @@ def fit(
             else []
         )
     )
+
+    def check(loss: torch.Tensor) -> None:  # inside the step: after backward, before the weights change
+        state.loss = loss
+        edges.on_before_optimizer_step(state)  # the non-finite guard
+
     with edges.training(state):
         for epoch in range(state.first_epoch, cfg.epochs + 1):
             state.begin_epoch(epoch)
@@ -121,11 +126,9 @@ def fit(
                     x = augment(x, idx, seed=cfg.seed, epoch=epoch, step=state.step)
                 n = len(y)  # the global batch; under DDP this rank trains on its shard of it
                 x, y, state.batch_indices = ddp.shard(x), ddp.shard(y), ddp.shard(idx)
-                loss, logits = step.forward(x, y)
-                state.loss = loss.detach()
-                edges.on_before_backward(state)  # the non-finite guard: stop before the weights change
-                step.update(loss, share=ddp.loss_share(len(y), n))
-                state.sums.add(state.loss, logits, y)
+                # forward, loss, backward, check, clip, optimizer and lr step (eager, or a graph's replay)
+                loss, logits = step(x, y, share=ddp.loss_share(len(y), n), check=check)
+                state.sums.add(loss, logits, y)
                 state.step, state.global_step = state.step + 1, state.global_step + 1
                 edges.on_train_batch_end(state)  # EMA, checkpoints, progress
             state.logs = epoch_logs(state, train.num_samples, val, cfg)
