@@ -9,10 +9,10 @@ before any data is loaded.
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any, get_type_hints
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, did_you_mean
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "nesterov")
 SCHEDULES = ("constant", "onecycle", "linear")
@@ -303,8 +303,6 @@ class TrainConfig:
         """This config with the batch size capped by a training split of ``n_train`` images (at most a
         quarter of it, at least 8) and the epochs raised to reach ``min_steps``: enough optimizer steps
         whatever the dataset's size."""
-        from dataclasses import replace
-
         batch = min(self.batch_size, max(8, n_train // 4))
         steps_per_epoch = max(1, -(-n_train // batch))
         epochs = max(self.epochs, -(-self.min_steps // steps_per_epoch))
@@ -327,14 +325,17 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def training_options(given: dict[str, Any]) -> TrainConfig:
-    """A config holding the training options ``given`` (``fit``'s keyword options) over the defaults,
-    each checked as the CLI checks it."""
+def training_options(given: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+    """``base`` (default: the defaults) with the training options ``given`` (``fit``'s keyword overrides)
+    over it, each checked as the CLI checks it; an unknown name is one clear error with a suggestion."""
     allowed = options_in("training")
     unknown = sorted(set(given) - set(allowed))
     if unknown:
-        raise CnnlabError(f"Unknown training option {unknown[0]!r}. Available: {', '.join(allowed)}")
-    cfg = TrainConfig(**given)
+        raise CnnlabError(
+            f"Unknown training option {unknown[0]!r}{did_you_mean(unknown[0], allowed)}. "
+            f"Available: {', '.join(allowed)}"
+        )
+    cfg = replace(base, **given) if base is not None else TrainConfig(**given)
     table = options()
     for name in allowed:
         opt, _, annotation = table[name]

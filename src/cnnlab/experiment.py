@@ -133,7 +133,7 @@ def train(
         history = fit(
             model,
             data,
-            **config.fit_options(),
+            config,
             callbacks=[selection],
             device=device,
             progress=progress,

@@ -14,6 +14,7 @@ import random
 import secrets
 import shutil
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -29,6 +30,13 @@ from cnnlab.engine.checkpoint import (
     write_checkpoint,
 )
 from cnnlab.engine.history import History
+
+
+class Stateful(Protocol):
+    """What a checkpoint saves and loads besides tensors' owners: ``state_dict`` / ``load_state_dict``."""
+
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict, /) -> Any: ...
 
 
 def _set_aside_as(folder: Path) -> str:
@@ -195,7 +203,7 @@ def capture(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     schedule,
-    ema: nn.Module | None,
+    ema: Stateful | None,
     callbacks,
     history: History,
     position: dict,
@@ -239,7 +247,7 @@ def restore(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     schedule,
-    ema: nn.Module | None,
+    ema: Stateful | None,
     callbacks,
     history: History,
     rank: int = 0,
