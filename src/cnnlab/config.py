@@ -31,7 +31,9 @@ class Option:
     wins), run (checkpoints, devices, reproducibility). ``recipe``: recipes may set it, so its flag has no
     default of its own. ``low``/``high``: inclusive bounds unless ``low_open``/``high_open``. ``each``:
     allowed items of a comma-separated value. ``none``: the word that means None on the command line.
-    ``resume``: a resumed run may change it (it does not change what is trained).
+    ``resume``: a resumed run may change it (it does not change what is trained). ``report``: how the
+    protocol in results.md names it when it is not at its default, a format with ``{}`` for the value
+    (None: the protocol's own sentence covers it, or it does not change what is trained).
     """
 
     help: str
@@ -47,6 +49,7 @@ class Option:
     metavar: str | None = None
     const: str | None = None  # the value of the flag given without one (``--pretrained`` alone)
     resume: bool = False
+    report: str | None = None
 
 
 def option(default: Any, help: str, group: str, **kw: Any) -> Any:
@@ -131,7 +134,14 @@ class TrainConfig:
     weight_decay: float = option(0.0, "L2 weight decay", "training", recipe=True, low=0)
     schedule: str = option("constant", "learning-rate schedule", "training", recipe=True, choices=SCHEDULES)
     label_smoothing: float = option(
-        0.0, "label smoothing of the training loss", "training", recipe=True, low=0, high=1, high_open=True
+        0.0,
+        "label smoothing of the training loss",
+        "training",
+        recipe=True,
+        low=0,
+        high=1,
+        high_open=True,
+        report="label smoothing {:g}",
     )
     clip_grad_norm: float | None = option(
         None,
@@ -142,13 +152,30 @@ class TrainConfig:
         low_open=True,
         none="none",
         metavar="NORM",
+        report="gradients clipped to norm {:g}",
     )
     augment_translate: int = option(
-        0, "random shifts of up to N pixels", "training", recipe=True, low=0, high=64, metavar="PIXELS"
+        0,
+        "random shifts of up to N pixels",
+        "training",
+        recipe=True,
+        low=0,
+        high=64,
+        metavar="PIXELS",
+        report="shifts of up to {} pixels",
     )
-    augment_flip: str = option("none", "horizontal flips", "training", recipe=True, choices=FLIPS)
+    augment_flip: str = option(
+        "none", "horizontal flips", "training", recipe=True, choices=FLIPS, report="{} horizontal flips"
+    )
     augment_erasing: float = option(
-        0.0, "random-erasing probability per image", "training", recipe=True, low=0, high=1, metavar="P"
+        0.0,
+        "random-erasing probability per image",
+        "training",
+        recipe=True,
+        low=0,
+        high=1,
+        metavar="P",
+        report="random erasing (p {:g})",
     )
     augment_crop: float = option(
         0.0,
@@ -158,6 +185,7 @@ class TrainConfig:
         low=0,
         high=1,
         metavar="AREA",
+        report="random-resized crops (at least {:g} of the area)",
     )
     augment_crop_ratio: float = option(
         4 / 3, "random-resized crop: the largest aspect ratio", "training", recipe=True, low=1, high=10,
@@ -171,6 +199,7 @@ class TrainConfig:
         low=0,
         high=180,
         metavar="DEG",
+        report="rotations of up to {:g} degrees",
     )
     augment_jitter: float = option(
         0.0,
@@ -180,6 +209,7 @@ class TrainConfig:
         low=0,
         high=1,
         metavar="S",
+        report="colour jitter {:g}",
     )
     backbone_lr: float = option(
         1.0,
@@ -205,6 +235,7 @@ class TrainConfig:
         low_open=True,
         high_open=True,
         metavar="DECAY",
+        report="EMA weights",
     )
     amp: str = option(
         "auto",
@@ -256,6 +287,7 @@ class TrainConfig:
         recipe=True,
         resume=True,
         each=TTA_VIEWS,
+        report="test-time views {}",
     )
     # where and how the run is kept (not recipe settings; resuming may change the first three)
     device: str = option("auto", "auto (CUDA when present), cpu or cuda", "run", resume=True)
@@ -313,8 +345,18 @@ class TrainConfig:
         return {name: getattr(self, name) for name in options_in("training")}
 
     def data_options(self) -> dict[str, Any]:
-        """The keyword options ``load_data`` takes besides name/split/seed/limit."""
-        return {k: getattr(self, k) for k in ("image_size", "channels", "resize", "bad_images")}
+        """The keyword options ``load_data`` takes from this config: the ``data`` group, but for the
+        dataset's name (its first argument)."""
+        return {k: getattr(self, k) for k in options_in("data") if k != "data"}
+
+    def reported(self) -> list[str]:
+        """The options results.md names, in table order: each declared with a ``report`` and set away
+        from its default (``label smoothing 0.1``, ``2 horizontal flips``, ``EMA weights``...)."""
+        return [
+            opt.report.format(getattr(self, name))
+            for name, (opt, default, _) in options().items()
+            if opt.report is not None and getattr(self, name) not in (default, None, "", 0)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

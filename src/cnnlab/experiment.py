@@ -217,15 +217,7 @@ def with_backbone_size(config: TrainConfig) -> TrainConfig:
 
 def load_config_data(config: TrainConfig, *, data_dir: str | os.PathLike | None = None, **kw) -> Dataset:
     """The dataset ``config`` names, split and sized as it says."""
-    return load_data(
-        config.data,
-        split=config.split,
-        seed=config.seed,
-        data_dir=data_dir,
-        limit=config.limit,
-        **config.data_options(),
-        **kw,
-    )
+    return load_data(config.data, seed=config.seed, data_dir=data_dir, **config.data_options(), **kw)
 
 
 def build_model(config: TrainConfig, data: Dataset) -> torch.nn.Module:
@@ -512,9 +504,7 @@ def protocol(config: TrainConfig, data: Dataset) -> str:
             f"up to {config.epochs} epochs, early stopping on {config.monitor} (patience {config.patience}), "
             f"best weights restored ({rule})"
         )
-    extras = [f"label smoothing {config.label_smoothing:g}"] if config.label_smoothing else []
-    extras += ["EMA weights"] if config.ema else []
-    extras += [f"test-time views {config.tta}"] if config.tta else []
+    extras = config.reported()  # what the option table says results.md names: augmentations included
     return (
         f"Split `{config.split}` (seed {config.seed}): {sizes}. Recipe `{config.recipe}`: {config.optimizer} lr "
         f"{config.lr:g}, batch {config.batch_size}, schedule {config.schedule}"
