@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from cnnlab.atomic import write_atomic, write_json
 from cnnlab.config import TrainConfig, flag, resume_may_change
 from cnnlab.data import Dataset, channel_stats, check_dataset_name, load_data
 from cnnlab.engine import EarlyStopping, History, evaluate, fit, resolve_device
@@ -33,7 +34,7 @@ from cnnlab.models import (
 )
 from cnnlab.models.pretrained import pretrained_file
 from cnnlab.recipes import check_fits
-from cnnlab.runs import ensure_new_run_dir, environment, normalization_of, save_run, write_atomic, write_json
+from cnnlab.runs import ensure_new_run_dir, environment, normalization_of, save_run
 from cnnlab.summarize import summary
 from cnnlab.userfiles import check_user_file
 

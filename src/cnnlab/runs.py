@@ -19,7 +19,6 @@ Every file is validated when loaded (`cnnlab.runfiles`): a damaged config.json o
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import platform
@@ -30,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cnnlab.atomic import write_atomic
+from cnnlab.atomic import write_atomic, write_json
 from cnnlab.engine.history import History
 from cnnlab.errors import CnnlabError, NotFoundError, RunFileError
 from cnnlab.runfiles import CHECKSUM, WEIGHTS, checksum_line, read_config, read_history, read_results
@@ -48,10 +47,6 @@ def ensure_new_run_dir(path: str | os.PathLike, *, overwrite: bool = False) -> P
             f"Output folder {p} already holds files (a run?); choose another --out or pass --overwrite"
         )
     return p
-
-
-def write_json(path: Path, obj) -> None:
-    write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def environment(device: torch.device | str, seed: int) -> dict:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab.atomic import write_json
 from cnnlab.engine.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -147,8 +148,6 @@ class Checkpointer:
 
     def write_report(self, name: str, report: dict) -> Path:
         """A small JSON report in the run folder (e.g. why training stopped)."""
-        from cnnlab.runs import write_json
-
         path = self.folder.parent / name
         write_json(path, report)
         return path
