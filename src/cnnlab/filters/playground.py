@@ -1,6 +1,6 @@
 """The `cnnlab filters` command: kernels on photos, the tutorial's figures, raw feature maps.
 
-Called with the parsed argparse Namespace from `cnnlab.filters.cli`. All options and kernels are checked
+Called with the parsed argparse Namespace from `cnnlab.commands.filters`. All options and kernels are checked
 before any image is read; every file is staged and only moved into `--out` once everything succeeded.
 """
 
@@ -41,7 +41,7 @@ def _unique(name: str, taken: set[str]) -> str:
 
 def _check_options(args: argparse.Namespace) -> tuple[tuple[int, int], tuple[int, ...] | None]:
     """Stride and padding as (rows, cols) and 1, 2 or 4 values. Their counts and ranges, --downsample,
-    --dpi, --fill-value and --max-megapixels are checked by argparse (cnnlab.filters.cli): exit 2."""
+    --dpi, --fill-value and --max-megapixels are checked by argparse (cnnlab.commands.filters): exit 2."""
     stride = tuple(args.stride)
     padding = tuple(args.padding) if args.padding is not None else None
     if padding is not None and args.mode not in (None, "valid"):
