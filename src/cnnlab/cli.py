@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "cnnlab.commands.filters",
     "cnnlab.commands.images",
     "cnnlab.commands.explain",
+    "cnnlab.commands.serve",
     "cnnlab.commands.publish",
 )
 
