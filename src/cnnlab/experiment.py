@@ -102,20 +102,10 @@ def train(
     config.validate()
     check_fits(config)
     check_names(config)
-    device = resolve_device(config.device)
-    ddp = init_from_env(device)  # under torchrun: join the job (gloo on CPU, NCCL on CUDA)
-    if ddp.active and device.type == "cuda":
-        device = torch.device("cuda", ddp.local_rank)
-    checkpoints, ckpt = None, None
-    if out is not None:  # fail before any work, never after
-        checkpoints, ckpt = _checkpoints_for(
-            config, out, resume=resume, force=force, overwrite=overwrite, ddp=ddp, data_dir=data_dir
-        )
-    elif resume is not None:
-        ckpt = _checked(load_checkpoint(_auto_needs_out(resume)), config, ddp=ddp, force=force)
-    if ckpt is not None and data_dir is None:  # a resumed run reads its data where it was started
-        saved_dir = ckpt.meta.get("data_dir")
-        data_dir = saved_dir if isinstance(saved_dir, str) else None
+    device, ddp = _where_to_train(config)
+    checkpoints, ckpt, data_dir = _continuing(
+        config, out, resume=resume, force=force, overwrite=overwrite, ddp=ddp, data_dir=data_dir
+    )
     if data is None:
         config = with_backbone_size(config)
         data = load_config_data(config, data_dir=data_dir)
@@ -150,24 +140,47 @@ def train(
     )  # the one look at the test set
     path = None
     if out is not None:
-        chosen = {
-            "rule": selection.describe(),
-            "monitor": config.monitor,
-            "tie_break": selection.tie_break,
-            "window": selection.window,
-        }
-        path = _save(
-            out,
-            config,
-            model,
-            history,
-            data,
-            env,
-            test,
-            data_dir,
-            {**chosen, "best_epoch": history.best_epoch},
-        )
+        chosen = _selection_record(selection, config, history)
+        path = _save(out, config, model, history, data, env, test, data_dir, chosen)
     return RunResult(config.model, path, count_params(model), history, test)
+
+
+def _where_to_train(config: TrainConfig) -> tuple[torch.device, Distributed]:
+    """The device, and under torchrun the job this process joins (gloo on CPU, NCCL on CUDA)."""
+    device = resolve_device(config.device)
+    ddp = init_from_env(device)
+    if ddp.active and device.type == "cuda":
+        device = torch.device("cuda", ddp.local_rank)
+    return device, ddp
+
+
+def _continuing(
+    config: TrainConfig, out, *, resume, force: bool, overwrite: bool, ddp: Distributed, data_dir
+) -> tuple[Checkpointer | None, Checkpoint | None, str | os.PathLike | None]:
+    """(the run's checkpointer, the checkpoint it continues from, its data folder), checked before any
+    work: a resumed run reads its data where it was started."""
+    checkpoints, ckpt = None, None
+    if out is not None:
+        checkpoints, ckpt = _checkpoints_for(
+            config, out, resume=resume, force=force, overwrite=overwrite, ddp=ddp, data_dir=data_dir
+        )
+    elif resume is not None:
+        ckpt = _checked(load_checkpoint(_auto_needs_out(resume)), config, ddp=ddp, force=force)
+    if ckpt is not None and data_dir is None:
+        saved_dir = ckpt.meta.get("data_dir")
+        data_dir = saved_dir if isinstance(saved_dir, str) else None
+    return checkpoints, ckpt, data_dir
+
+
+def _selection_record(selection: EarlyStopping, config: TrainConfig, history: History) -> dict:
+    """How the kept epoch was chosen, and which it was (results.json records it)."""
+    return {
+        "rule": selection.describe(),
+        "monitor": config.monitor,
+        "tie_break": selection.tie_break,
+        "window": selection.window,
+        "best_epoch": history.best_epoch,
+    }
 
 
 def selection_of(config: TrainConfig) -> EarlyStopping:
