@@ -68,15 +68,13 @@ class TrainState:
 
     def begin_epoch(self, epoch: int) -> None:
         """Fresh running sums, timer and lr for ``epoch`` — or those of the epoch a resume cut short."""
-        cut, self.cut = (
-            (self.cut, None) if self.cut is not None and epoch == self.first_epoch else (None, None)
-        )
-        self.epoch = epoch
-        self.step = cut["step"] if cut else 0
-        saved = cut["sums"] if cut else None
-        self.sums = EpochSums.of(saved, self.device)
-        self.epoch_lr = cut["lr"] if saved else float(self.optimizer.param_groups[0]["lr"])
-        self.epoch_t0 = time.perf_counter() - (cut["seconds"] if saved else 0.0)
+        fresh: dict[str, Any] = {"step": 0, "sums": None}
+        cut = self.cut if self.cut is not None and epoch == self.first_epoch else fresh
+        self.cut, self.epoch, self.step = None, epoch, cut["step"]
+        self.sums = EpochSums.of(cut["sums"], self.device)
+        mid_epoch = cut["sums"] is not None  # cut short after some steps: its lr and time so far go on
+        self.epoch_lr = cut["lr"] if mid_epoch else float(self.optimizer.param_groups[0]["lr"])
+        self.epoch_t0 = time.perf_counter() - (cut["seconds"] if mid_epoch else 0.0)
 
     def position(self, *, epoch_end: bool) -> dict:
         """Where training stands, as a checkpoint records it."""

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from html import escape
 from typing import Any, TextIO
 
 from cnnlab.engine.callbacks import Callback, LoopView
 
 
-def format_row(row: dict, epochs: int) -> str:
+def format_row(row: Mapping[str, Any], epochs: int) -> str:
     parts = [
         f"epoch {row['epoch']}/{epochs}",
         f"{row['seconds']:.1f}s",
