@@ -34,7 +34,8 @@ from cnnlab.models import (
 )
 from cnnlab.models.pretrained import pretrained_file
 from cnnlab.recipes import check_fits
-from cnnlab.runs import ensure_new_run_dir, environment, normalization_of, save_run
+from cnnlab.run.config import trained_run_config
+from cnnlab.run.folder import ensure_new_run_dir, environment, save_run
 from cnnlab.summarize import summary
 from cnnlab.userfiles import check_user_file
 
@@ -264,21 +265,10 @@ def _save(
     selection: dict,
 ) -> Path:
     """Write the run folder: what rebuilds the model and repeats the run, and what it measured."""
-    mean, std = normalization_of(model)
     params = count_params(model)
-    saved = {
-        **config.to_dict(),
-        "input_shape": list(data.input_shape),
-        "classes": list(data.classes),
-        "num_classes": data.num_classes,
-        "spec": _spec_of(config.model),
-        "params": params,
-        "dataset": data.describe(),
-        "data_dir": str(data_dir or os.environ.get("CNNLAB_DATA_DIR") or "") or None,
-        "mean": mean,
-        "std": std,
-        "preprocessing": "pixels / 255 (0..1), shape (N, C, H, W); mean/std applied by the model's normalize stage",
-    }
+    saved = trained_run_config(
+        config, model, data, data_dir=data_dir, spec=_spec_of(config.model), params=params
+    )
     path = save_run(
         out,
         model,
@@ -478,7 +468,7 @@ def compare(
 
 def _finished(folder: Path, config: TrainConfig) -> RunResult | None:
     """The result of a complete run in ``folder`` (trained with ``config``), or None if it is not done."""
-    from cnnlab.runs import load_run
+    from cnnlab.run.folder import load_run
 
     if not (folder / "results.json").is_file():
         return None

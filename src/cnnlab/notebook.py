@@ -245,7 +245,7 @@ RUN_KEYS = (
 
 
 def run_html(run) -> str:
-    """A `cnnlab.runs.Run`: its settings, final-set results and curves."""
+    """A `cnnlab.run.folder.Run`: its settings, final-set results and curves."""
     cfg = run.config
     settings = [(k, cfg.get(k)) for k in RUN_KEYS]
     settings += [("input", "x".join(map(str, run.input_shape))), ("classes", len(run.classes))]

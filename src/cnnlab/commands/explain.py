@@ -12,7 +12,7 @@ from cnnlab.errors import CnnlabError
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from cnnlab.runs import load_run
+    from cnnlab.run.folder import load_run
 
     run = load_run(args.run)
     out = Path(args.out) if args.out else run.path / "plots" / "explain"

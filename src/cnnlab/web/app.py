@@ -84,7 +84,7 @@ PRELOAD = (
     "cnnlab.explain.wire",
     "cnnlab.filters.conv",
     "cnnlab.filters.kernels",
-    "cnnlab.runs",
+    "cnnlab.run.folder",
     "cnnlab.pngsafe",
     "cnnlab.tensorfiles",
 )

@@ -12,7 +12,7 @@
       splits.json        folder and CSV datasets: the file of every image in each split, and how they were split
       nonfinite_loss.json  only when the loss became NaN/inf: step, lr, batch indices
 An existing run is never silently overwritten; `--resume auto` continues one from its checkpoints.
-Every file is validated when loaded (`cnnlab.runfiles`): a damaged config.json or weights file is one
+Every file is validated when loaded (`cnnlab.run.files`): a damaged config.json or weights file is one
 `RunFileError` line; a damaged results.json or metrics.csv only loses what it held, with a note.
 """
 
@@ -22,7 +22,6 @@ import hashlib
 import logging
 import os
 import platform
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,9 +31,10 @@ from torch import nn
 from cnnlab.atomic import write_atomic, write_json
 from cnnlab.engine.history import History
 from cnnlab.errors import CnnlabError, NotFoundError, RunFileError
-from cnnlab.runfiles import CHECKSUM, WEIGHTS, checksum_line, read_config, read_history, read_results
+from cnnlab.run.config import run_config
+from cnnlab.run.files import CHECKSUM, WEIGHTS, checksum_line, read_config, read_history, read_results
 
-log = logging.getLogger("cnnlab.runs")
+log = logging.getLogger("cnnlab.run.folder")
 
 
 def ensure_new_run_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -148,52 +148,6 @@ def save_run(
     return p
 
 
-def normalization_of(model: nn.Module) -> tuple[list[float] | None, list[float] | None]:
-    """The (mean, std) of the model's ``normalize`` stage, or (None, None) when it has none."""
-    from cnnlab.models.normalize import Normalize
-
-    norm = next((m for m in model.modules() if isinstance(m, Normalize)), None)
-    if norm is None:
-        return None, None
-    return norm.mean.flatten().tolist(), norm.std.flatten().tolist()
-
-
-def run_config(model: nn.Module, config=None, data=None) -> dict:
-    """config.json of `save_run`: ``config`` (a dict or a `TrainConfig`) completed from the dataset and
-    the model, checked for what rebuilding the model and finding its test set need."""
-    cfg = dict(config.to_dict() if hasattr(config, "to_dict") else (config or {}))
-    if data is not None:  # the dataset trained on is the truth about where the test images are
-        c, h, w = data.input_shape
-        cfg.update(data=data.name, split=data.split, seed=data.seed, limit=data.limit)
-        cfg.update(input_shape=[c, h, w], classes=list(data.classes), num_classes=data.num_classes)
-        cfg.setdefault("dataset", data.describe())
-        if data.split_files() is not None:  # a folder or CSV: decode its test images as they trained
-            cfg["image_size"] = cfg.get("image_size") or h
-            cfg["channels"] = cfg.get("channels") or c
-        elif cfg.get("data_dir") is None and os.environ.get("CNNLAB_DATA_DIR"):
-            cfg["data_dir"] = os.environ["CNNLAB_DATA_DIR"]
-    if cfg.get("mean") is None:
-        cfg["mean"], cfg["std"] = normalization_of(model)
-    if not cfg.get("model"):
-        raise CnnlabError(
-            "save_run needs the model's name or layer spec, as create_model was given it: "
-            "config={'model': 'cnn2'} (or the TrainConfig it was trained with)"
-        )
-    missing = [k for k in ("input_shape", "classes") if k not in cfg]
-    if missing:
-        raise CnnlabError(
-            f"save_run needs the model's {' and '.join(missing)}: pass data= (the Dataset it was trained "
-            "on), or give them in config"
-        )
-    if cfg.get("data") is None:
-        warnings.warn(
-            "save_run: no dataset recorded (pass data=, the Dataset the model was trained on); "
-            "`cnnlab eval` and the export's parity check will not find this run's test images",
-            stacklevel=3,
-        )
-    return cfg
-
-
 @dataclass
 class Run:
     path: Path
@@ -246,7 +200,7 @@ class Run:
 def load_run(path: str | os.PathLike, *, device: str | torch.device = "cpu", verify: bool = True) -> Run:
     """Load a run folder: rebuild the model from ``config.json`` and load its safetensors weights.
 
-    Every file is validated first (`cnnlab.runfiles`): config.json against the run schema, the weights
+    Every file is validated first (`cnnlab.run.files`): config.json against the run schema, the weights
     against their recorded sha256 (unless ``verify=False``, for weights changed on purpose). A run with
     no recorded sha256 (older cnnlab, made by hand) loads with ``verified=None`` and a note. A damaged
     results.json or metrics.csv is left out with a note (``run.notes``, also logged as warnings).
@@ -259,7 +213,7 @@ def load_run(path: str | os.PathLike, *, device: str | torch.device = "cpu", ver
         >>> run = cl.load_run("runs/cnn2")  # doctest: +SKIP
         >>> run.model, run.classes
     """
-    from cnnlab.runfiles import verify_weights
+    from cnnlab.run.files import verify_weights
 
     p = Path(path)
     if not p.is_dir():
@@ -295,7 +249,7 @@ def _model_for(config: dict, weights: Path, device) -> nn.Module:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from cnnlab.runfiles import read_safetensors_header
+    from cnnlab.run.files import read_safetensors_header
 
     stored = read_safetensors_header(weights)
     with torch.device("meta"):  # shapes only
