@@ -10,14 +10,14 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from cnnlab.atomic import write_atomic, write_json
 from cnnlab.config import TrainConfig, flag, resume_may_change
-from cnnlab.data import Dataset, channel_stats, check_dataset_name, load_data
+from cnnlab.data import BUILTIN_NAMES, Dataset, channel_stats, check_dataset_name, list_datasets, load_data
 from cnnlab.engine import EarlyStopping, History, evaluate, fit, resolve_device
 from cnnlab.engine.checkpoint import Checkpoint, CheckpointError, find_latest, load_checkpoint
 from cnnlab.engine.determinism import reproducibility
@@ -31,11 +31,14 @@ from cnnlab.models import (
     create_model,
     is_backbone,
     is_registered,
+    list_models,
 )
 from cnnlab.models.pretrained import pretrained_file
-from cnnlab.recipes import check_fits
+from cnnlab.notebook import comparison_html, result_html
+from cnnlab.plots import learning_curves
+from cnnlab.recipes import check_fits, get_recipe
 from cnnlab.run.config import trained_run_config
-from cnnlab.run.folder import ensure_new_run_dir, environment, save_run
+from cnnlab.run.folder import ensure_new_run_dir, environment, load_run, save_run
 from cnnlab.summarize import summary
 from cnnlab.userfiles import check_user_file
 
@@ -62,8 +65,6 @@ class RunResult:
 
     def _repr_html_(self) -> str:
         """In Jupyter: what was trained, the final-set numbers and the learning curves."""
-        from cnnlab.notebook import result_html
-
         return result_html(self)
 
 
@@ -72,8 +73,6 @@ class Comparison(list):
     Jupyter as the tutorial's error % table with every model's learning curves."""
 
     def _repr_html_(self) -> str:
-        from cnnlab.notebook import comparison_html
-
         return comparison_html(self)
 
 
@@ -204,8 +203,6 @@ def check_names(config: TrainConfig, models: Sequence[str] = ()) -> None:
 
 def describe_plan(config: TrainConfig, data: Dataset) -> str:
     """One line before training: the recipe, why it fits, and the schedule it gives on this data."""
-    from cnnlab.recipes import get_recipe
-
     n = len(data.train)
     steps = -(-n // config.batch_size)
     epochs = f"{config.epochs} epoch{'s' * (config.epochs != 1)}"
@@ -221,10 +218,6 @@ def describe_plan(config: TrainConfig, data: Dataset) -> str:
 def with_backbone_size(config: TrainConfig) -> TrainConfig:
     """A pretrained backbone trained on your folder sees images at the size its weights were trained on,
     unless --image-size says otherwise (built-in datasets keep their native size)."""
-    from dataclasses import replace
-
-    from cnnlab.data import BUILTIN_NAMES
-
     if config.image_size is not None or not is_backbone(config.model) or config.data in BUILTIN_NAMES:
         return config
     return replace(config, image_size=int(backbone_config(config.model).input_size[-1]))
@@ -402,8 +395,6 @@ def _never_checkpointed(out: Path) -> bool:
 
 
 def _spec_of(model: str) -> str | None:
-    from cnnlab.models import list_models
-
     if is_registered(model):
         return next(m.spec for m in list_models() if m.name == model)
     return model
@@ -468,8 +459,6 @@ def compare(
 
 def _finished(folder: Path, config: TrainConfig) -> RunResult | None:
     """The result of a complete run in ``folder`` (trained with ``config``), or None if it is not done."""
-    from cnnlab.run.folder import load_run
-
     if not (folder / "results.json").is_file():
         return None
     run = load_run(folder)
@@ -490,8 +479,6 @@ def _safe_name(model: str) -> str:
 
 def protocol(config: TrainConfig, data: Dataset) -> str:
     """What was done, in words, as it was done: split sizes, recipe, stopping rule, which set is scored."""
-    from cnnlab.data import list_datasets
-
     official = {d["name"]: d["test_size"] for d in list_datasets()}
     if data.name not in official:
         final = "the held-out test split"
@@ -548,8 +535,6 @@ def lesson(results: list[RunResult]) -> list[str]:
 
 
 def write_results(root: Path, results: list[RunResult], base: TrainConfig, data: Dataset) -> None:
-    from cnnlab.plots import learning_curves
-
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(results[0].row()), lineterminator="\n")
     w.writeheader()
