@@ -25,14 +25,31 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 from torch import nn
 
+import cnnlab
 from cnnlab.atomic import write_atomic, write_json
+from cnnlab.data import BUILTIN_NAMES, LIGHT_ON_DARK, load_recorded
 from cnnlab.engine.history import History
 from cnnlab.errors import CnnlabError, NotFoundError, RunFileError
+from cnnlab.models import create_model
+from cnnlab.notebook import run_html
+from cnnlab.plots import learning_curves
 from cnnlab.run.config import run_config
-from cnnlab.run.files import CHECKSUM, WEIGHTS, checksum_line, read_config, read_history, read_results
+from cnnlab.run.files import (
+    CHECKSUM,
+    WEIGHTS,
+    checksum_line,
+    read_config,
+    read_history,
+    read_results,
+    read_safetensors_header,
+    verify_weights,
+)
 
 log = logging.getLogger("cnnlab.run.folder")
 
@@ -50,10 +67,6 @@ def ensure_new_run_dir(path: str | os.PathLike, *, overwrite: bool = False) -> P
 
 
 def environment(device: torch.device | str, seed: int) -> dict:
-    import numpy
-
-    import cnnlab
-
     dev = torch.device(device)
     env = {
         "cnnlab": cnnlab.__version__,
@@ -117,8 +130,6 @@ def save_run(
         >>> history = cl.fit(model, data, epochs=5)  # doctest: +SKIP
         >>> cl.save_run("runs/cnn2", model, history, data=data, config={"model": "cnn2"})  # doctest: +SKIP
     """
-    from safetensors.torch import save
-
     p = ensure_new_run_dir(path, overwrite=overwrite)
     config = run_config(model, config, data)
     p.mkdir(parents=True, exist_ok=True)
@@ -142,8 +153,6 @@ def save_run(
         },
     )
     if len(history):
-        from cnnlab.plots import learning_curves
-
         learning_curves({str(config["model"]): history}, p / "plots" / "learning_curves.png")
     return p
 
@@ -160,8 +169,6 @@ class Run:
 
     def _repr_html_(self) -> str:
         """In Jupyter: settings, final-set results and learning curves."""
-        from cnnlab.notebook import run_html
-
         return run_html(self)
 
     @property
@@ -174,8 +181,6 @@ class Run:
 
     def load_dataset(self, *, data_dir: str | os.PathLike | None = None, download: bool = False):
         """The dataset this run trained on, cut and decoded as it was (see ``cnnlab.data.load_recorded``)."""
-        from cnnlab.data import load_recorded
-
         return load_recorded(self.config, data_dir=data_dir, download=download)
 
     @property
@@ -187,8 +192,6 @@ class Run:
         built-in datasets, whose images were never padded. ``light_on_dark``: the training images show
         light objects on black (Fashion-MNIST, MNIST), so ``invert="auto"`` may invert a dark-on-light photo.
         """
-        from cnnlab.data import BUILTIN_NAMES, LIGHT_ON_DARK
-
         data = self.config.get("data")
         return {
             "resize": self.config.get("resize") or "pad",
@@ -213,8 +216,6 @@ def load_run(path: str | os.PathLike, *, device: str | torch.device = "cpu", ver
         >>> run = cl.load_run("runs/cnn2")  # doctest: +SKIP
         >>> run.model, run.classes
     """
-    from cnnlab.run.files import verify_weights
-
     p = Path(path)
     if not p.is_dir():
         raise NotFoundError(f"Run folder {p} does not exist")
@@ -246,11 +247,6 @@ def _model_for(config: dict, weights: Path, device) -> nn.Module:
     (read from the safetensors header, capped in size and entries) are compared with the model's, built
     first on the meta device (shapes only, no memory), before the model is built for real or any tensor
     data is read: a config describing a model larger than the weights file can hold costs nothing."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from cnnlab.run.files import read_safetensors_header
-
     stored = read_safetensors_header(weights)
     with torch.device("meta"):  # shapes only
         planned = {k: tuple(v.shape) for k, v in _build(config, weights).state_dict().items()}
@@ -275,8 +271,6 @@ def _model_for(config: dict, weights: Path, device) -> nn.Module:
 
 
 def _build(config: dict, weights: Path) -> nn.Module:
-    from cnnlab.models import create_model
-
     try:
         return create_model(
             config["model"],
