@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from cnnlab.engine.callbacks import Callback, LoopView
 from cnnlab.engine.setup import param_groups
@@ -18,8 +19,6 @@ def make_ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedMo
 
     The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates, so short runs are not dominated
     by the random initial weights (a fixed 0.999 would keep ~37% of them after 1,000 steps)."""
-    from torch.optim.swa_utils import AveragedModel
-
     updates: int | None = None
 
     def ema(

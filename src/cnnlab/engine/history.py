@@ -8,6 +8,7 @@ import io
 from dataclasses import dataclass, field
 
 from cnnlab.engine.callbacks import Callback, LoopView
+from cnnlab.notebook import history_html
 
 COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 
@@ -67,8 +68,6 @@ class History(Callback):
 
     def _repr_html_(self) -> str:
         """In Jupyter: the epochs as a table (the best in bold) and the learning curves."""
-        from cnnlab.notebook import history_html
-
         return history_html(self)
 
     def as_dict(self) -> dict:
