@@ -228,13 +228,13 @@ class CallbackList(Callback):
         self._each("on_epoch_end", loop)
 
     @contextmanager
-    def training(self, state: TrainState) -> Iterator[LoopView]:
+    def training(self, state: TrainState) -> Iterator[None]:
         """``on_train_begin`` now, ``on_train_end`` when the block ends normally; contexts callbacks
-        opened (progress display, signal handlers) are closed however it ends. Yields the view."""
+        opened (progress display, signal handlers) are closed however it ends."""
         loop = state.view()
         with state.resources:
             self._each("on_train_begin", loop)
-            yield loop
+            yield
             self._each("on_train_end", loop)
 
 

@@ -91,12 +91,13 @@ def fit(
         schedule=step.schedule,
     )
     edges = side_concerns(cfg, state, history, callbacks, progress, checkpoints, resume)
+    loop = state.view()  # what callbacks see: read-only, plus their requests (stop, ...)
 
     def check(loss: torch.Tensor) -> None:  # inside the step: after backward, before the weights change
         state.loss = loss
         edges.on_before_optimizer_step(loop)  # the non-finite guard
 
-    with edges.training(state) as loop:
+    with edges.training(state):
         for epoch in range(state.first_epoch, cfg.epochs + 1):
             state.begin_epoch(epoch)
             edges.on_epoch_begin(loop)
