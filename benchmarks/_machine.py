@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 
-from cnnlab.runs import cpu_name
+from cnnlab.run.folder import cpu_name
 
 
 def machine(**versions: str) -> dict:

@@ -63,7 +63,7 @@ def make_runs(runs: str | None, root: Path) -> None:
     """A runs folder holding a cnn2 and a fastcnn run (copied from ``runs``, or fresh weights)."""
     from cnnlab.data import DATASETS
     from cnnlab.engine import History
-    from cnnlab.runs import save_run
+    from cnnlab.run.folder import save_run
 
     classes = list(DATASETS["fashion_mnist"].classes)
     for name in MODELS:

@@ -24,7 +24,7 @@ import cnnlab as cl
 from cnnlab.engine.checkpoint import CheckpointError, load_checkpoint, write_checkpoint
 from cnnlab.engine.snapshot import Checkpointer
 from cnnlab.errors import RunFileError
-from cnnlab.runs import load_run
+from cnnlab.run.folder import load_run
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -97,7 +97,7 @@ def test_a_model_larger_than_its_weights_is_refused_before_it_is_built(tmp_path)
     save_file({"output.weight": torch.zeros(2, 4)}, folder / "model.safetensors")
     code = (
         "import resource, sys, time\n"
-        "from cnnlab.runs import load_run\n"
+        "from cnnlab.run.folder import load_run\n"
         "from cnnlab.errors import RunFileError\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "t0 = time.perf_counter()\n"

@@ -132,3 +132,18 @@ def test_lesson_checks_the_posts_ordering_in_words():
     bad = lesson([r("mlp", 12.0), r("cnn1", 8.9), r("cnn2", 9.4), r("cnn4", 8.2)])
     assert "NOT in this run: cnn2 9.40% > cnn1 8.90%" in bad[1]
     assert lesson([r("fastcnn", 8.0)]) == []
+
+
+def test_protocol_names_the_recipes_augmentations_from_the_option_table(tiny):
+    cfg = _cfg(augment_flip="alternating", augment_translate=2, augment_erasing=0.25, clip_grad_norm=1.0)
+    text = protocol(cfg, tiny)
+    for says in ("alternating horizontal flips", "shifts of up to 2 pixels", "random erasing (p 0.25)",
+                 "gradients clipped to norm 1"):  # fmt: skip
+        assert says in text, says
+    assert cl.TrainConfig().reported() == []  # defaults name nothing
+
+
+def test_data_options_are_the_tables_data_group():
+    from cnnlab.config import options_in
+
+    assert set(cl.TrainConfig().data_options()) == set(options_in("data")) - {"data"}

@@ -17,16 +17,16 @@ from cnnlab.errors import CnnlabError, NonFiniteLossError
 def _feed(es: EarlyStopping, model: nn.Module, values: list[float]) -> TrainState:
     """Drive the callback as fit does, changing the weights each epoch so restores are visible."""
     state = TrainState(model=model)
-    es.on_train_begin(state)
+    es.on_train_begin(state.view())
     for epoch, v in enumerate(values, start=1):
         with torch.no_grad():
             for p in model.parameters():
                 p.fill_(float(epoch))
         state.epoch, state.logs = epoch, {"val_loss": v, "val_accuracy": -v}
-        es.on_epoch_end(state)
+        es.on_epoch_end(state.view())
         if state.stop_training:
             break
-    es.on_train_end(state)
+    es.on_train_end(state.view())
     return state
 
 
@@ -59,14 +59,14 @@ def test_early_stopping_modes_and_min_delta():
 
 def _feed_logs(es: EarlyStopping, model: nn.Module, logs: list[dict]) -> TrainState:
     state = TrainState(model=model)
-    es.on_train_begin(state)
+    es.on_train_begin(state.view())
     for epoch, row in enumerate(logs, start=1):
         with torch.no_grad():
             for p in model.parameters():
                 p.fill_(float(epoch))
         state.epoch, state.logs = epoch, row
-        es.on_epoch_end(state)
-    es.on_train_end(state)
+        es.on_epoch_end(state.view())
+    es.on_train_end(state.view())
     return state
 
 
@@ -101,7 +101,7 @@ def test_tie_break_state_survives_a_checkpoint():
     again.load_state_dict(es.state_dict())
     state = TrainState(model=nn.Linear(1, 1))
     state.epoch, state.logs = 2, logs[1]
-    again.on_epoch_end(state)
+    again.on_epoch_end(state.view())
     assert again.best_epoch == 1  # 0.4 is not lower than the restored 0.3
 
 
@@ -125,7 +125,7 @@ def test_a_window_compares_trailing_means_so_one_lucky_epoch_does_not_win():
     state = TrainState(model=nn.Linear(1, 1))
     for epoch, v in enumerate(losses[7:], start=8):
         state.epoch, state.logs = epoch, {"val_loss": v}
-        again.on_epoch_end(state)
+        again.on_epoch_end(state.view())
     assert again.best_epoch == 8
     with pytest.raises(ValueError, match="window"):
         EarlyStopping(window=0)
@@ -248,3 +248,34 @@ def test_predict_takes_what_evaluate_takes(tiny):
     assert acc == pytest.approx(cl.evaluate(model, tiny.test)["accuracy"])
     with pytest.raises(CnnlabError, match="predict takes images"):
         cl.predict(model, [1, 2, 3])
+
+
+def test_callbacks_run_by_priority_see_a_read_only_view_and_may_ask_to_stop(tiny):
+    order: list[str] = []
+
+    class Probe(cl.engine.Callback):
+        def __init__(self, name: str, priority: int = 0):
+            self.name, self.priority = name, priority
+
+        def on_epoch_end(self, loop):
+            order.append(self.name)
+            with pytest.raises(AttributeError):
+                loop.epoch = 7  # a view: callbacks change the loop only through its requests
+            with pytest.raises(TypeError):
+                loop.logs["loss"] = 0.0
+            assert loop.model is model and loop.optimizer is not None and loop.step == loop.steps_per_epoch
+            if self.name == "stopper":
+                loop.request_stop()
+
+    model = cl.create_model("mlp", input_shape=tiny.input_shape, num_classes=10, seed=0)
+    h = cl.fit(model, tiny, epochs=5, batch_size=50, progress=False,
+               callbacks=[Probe("late", 5), Probe("stopper"), Probe("early", -5)])  # fmt: skip
+    assert order == ["early", "stopper", "late"] and h.epochs == 1 and h.stopped_early
+
+
+def test_fit_takes_a_config_then_checked_overrides(tiny):
+    config = cl.TrainConfig(epochs=3, batch_size=50, lr=0.01)
+    h = cl.fit(cl.create_model("mlp", seed=0), tiny, config, epochs=1, progress=False)
+    assert h.epochs == 1
+    with pytest.raises(CnnlabError, match=r"Unknown training option 'batchsize' \(did you mean 'batch_size'"):
+        cl.fit(cl.create_model("mlp"), tiny, batchsize=10, progress=False)

@@ -429,7 +429,7 @@ def test_explain_never_imports_the_engine():
         "m = cl.create_model('cnn1', seed=0)\n"
         "cl.explain.activations(m, np.zeros((28, 28)))\n"
         "cl.explain.gradcam(m, np.zeros((28, 28)))\n"
-        "bad = [k for k in sys.modules if k.startswith('cnnlab.engine') or k == 'cnnlab.runs']\n"
+        "bad = [k for k in sys.modules if k.startswith('cnnlab.engine') or k == 'cnnlab.run.folder']\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -14,7 +14,7 @@ from cnnlab.engine import History, fit
 from cnnlab.errors import CnnlabError
 from cnnlab.export import export_run
 from cnnlab.models import create_model
-from cnnlab.runs import Run, load_run, save_run
+from cnnlab.run.folder import Run, load_run, save_run
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

@@ -37,8 +37,7 @@ def _steps(kind, tiny, cfg, n=6, **kw):
     )
     losses = []
     for x, y, _ in itertools.islice(batches.epoch(1), n):
-        loss, _ = step.forward(x, y)
-        step.update(loss)
+        loss, _ = step(x, y)
         losses.append(float(loss.detach()))
     return model, losses, step
 
@@ -133,3 +132,36 @@ def test_cuda_graphs_on_without_a_gpu_is_one_clear_line(run_cli, tmp_path, tiny,
     assert err.value.exit_code == 2
     with pytest.raises(cl.CnnlabError, match="Unknown --cuda-graphs 'maybe'"):
         TrainConfig(cuda_graphs="maybe").validate()
+
+
+@pytest.mark.parametrize("kind", [TrainStep, GraphedStep])
+def test_clip_grad_norm_clips_in_the_one_step_body(tiny, one_thread, kind):
+    """--clip-grad-norm is one line of the step body: both paths move the weights exactly as
+    torch.nn.utils.clip_grad_norm_ on a copy does (plain first SGD step: a move of lr * max_norm)."""
+    cfg = training_options(dict(optimizer="sgd", lr=0.1, epochs=1, clip_grad_norm=1e-3))
+    model = cl.create_model(MODEL, input_shape=tiny.input_shape, num_classes=10, seed=0)
+    reference = copy.deepcopy(model)
+    batches = DeviceBatches(tiny.train.images, tiny.train.labels, batch_size=50, drop_last=True)
+    x, y, _ = next(iter(batches.epoch(1)))
+    kw = dict(capture=False) if kind is GraphedStep else {}
+    step = kind(
+        model, cfg, steps_per_epoch=1, device=torch.device("cpu"), ddp=Distributed(), example=batches, **kw
+    )
+    before = [p.detach().clone() for p in model.parameters()]
+    step(x, y)
+
+    opt = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9)
+    torch.nn.functional.cross_entropy(reference(x).float(), y).backward()
+    raw = torch.nn.utils.clip_grad_norm_(reference.parameters(), 1e-3)
+    opt.step()
+    assert raw > 1e-2  # the clipping bites
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)
+    moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(model.parameters(), before, strict=True)])
+    assert float(moved.norm()) == pytest.approx(0.1 * 1e-3, rel=1e-4)
+
+
+def test_clip_grad_norm_is_one_option_of_the_table():
+    assert TrainConfig().clip_grad_norm is None  # off by default
+    with pytest.raises(cl.CnnlabError, match="--clip-grad-norm must be a positive number"):
+        training_options(dict(clip_grad_norm=0.0))

@@ -184,7 +184,7 @@ def test_the_overview_names_the_classes_beside_the_softmax_column():
 
     import cnnlab as cl
     from cnnlab.data.mnist import DATASETS
-    from cnnlab.notebook import activations_html, overview
+    from cnnlab.explain.reprs import activations_html, overview
 
     classes = list(DATASETS["fashion_mnist"].classes)
     acts = cl.explain.activations(cl.create_model("cnn2", seed=0), np.zeros((28, 28)), classes=classes)

@@ -10,7 +10,7 @@ import pytest
 import cnnlab as cl
 from browser_support import served
 from cnnlab.engine import History
-from cnnlab.runs import save_run
+from cnnlab.run.folder import save_run
 
 pytest_plugins = ["browser_support"]
 pytestmark = pytest.mark.browser

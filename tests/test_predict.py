@@ -16,7 +16,7 @@ from cnnlab.engine import History
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
 from cnnlab.prediction import collect_images, predict_files
-from cnnlab.runs import load_run, save_run
+from cnnlab.run.folder import load_run, save_run
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ from PIL import Image
 import cnnlab as cl
 from cnnlab import notebook
 from cnnlab.engine import History
+from cnnlab.explain import reprs
 from conftest import synthetic_dataset
 
 EVIL = '<img src=x onerror="alert(1)">'
@@ -161,7 +162,7 @@ def test_explanations_show_themselves(trained, data):
     assert f">{acts.prediction.label}<" in acts.prediction._repr_html_()
     cam = cl.explain.gradcam(model, image, classes=data.classes)
     assert Image.open(io.BytesIO(cam._repr_png_())).format == "PNG"
-    png = Image.open(io.BytesIO(notebook.heatmap_png(cam, acts["input"].values)))  # over the input
+    png = Image.open(io.BytesIO(reprs.heatmap_png(cam, acts["input"].values)))  # over the input
     assert png.format == "PNG" and np.asarray(png).std() > 0
 
 

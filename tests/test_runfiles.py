@@ -17,8 +17,8 @@ import torch
 import cnnlab as cl
 from cnnlab.engine import History
 from cnnlab.errors import RunFileError
-from cnnlab.runfiles import CHECKSUM, MAX_DEPTH
-from cnnlab.runs import load_run, save_run
+from cnnlab.run.files import CHECKSUM, MAX_DEPTH
+from cnnlab.run.folder import load_run, save_run
 
 CLASSES = [str(i) for i in range(10)]
 

@@ -23,7 +23,7 @@ from PIL import Image
 import cnnlab as cl
 from cnnlab.engine import History
 from cnnlab.explain import schema
-from cnnlab.runs import save_run
+from cnnlab.run.folder import save_run
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
@@ -677,7 +677,7 @@ import io, json, sys
 from PIL import Image
 import cnnlab as cl
 from cnnlab.engine import History
-from cnnlab.runs import save_run
+from cnnlab.run.folder import save_run
 from cnnlab.web import create_app
 from fastapi.testclient import TestClient
 

@@ -174,7 +174,7 @@ def png(seed: int, size: int = 28) -> bytes:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     from cnnlab.engine import History
-    from cnnlab.runs import save_run
+    from cnnlab.run.folder import save_run
 
     root = tmp_path_factory.mktemp("batch-runs")
     config = {"model": "fastcnn", "input_shape": [1, 28, 28], "classes": CLASSES, "data": "fashion_mnist",

@@ -20,7 +20,7 @@ import torch
 import cnnlab as cl
 from cnnlab.engine import History
 from cnnlab.explain import schema
-from cnnlab.runs import save_run
+from cnnlab.run.folder import save_run
 
 pytest.importorskip("fastapi")
 hypothesis = pytest.importorskip("hypothesis")

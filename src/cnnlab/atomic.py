@@ -13,6 +13,7 @@ write through it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -68,6 +69,11 @@ def write_atomic(path: Path, data: bytes | str, *, fsync: bool = True) -> None:
         if fsync:
             f.flush()
             os.fsync(f.fileno())
+
+
+def write_json(path: Path, obj) -> None:
+    """``obj`` as indented JSON (values JSON cannot hold as their ``str``), written atomically."""
+    write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def _remove_empty(folders: list[Path]) -> None:

@@ -20,9 +20,10 @@ from cnnlab.errors import CnnlabError
 _COMMAND_MODULES = (
     "cnnlab.commands.core",
     "cnnlab.commands.train",
-    "cnnlab.filters.cli",
+    "cnnlab.commands.filters",
     "cnnlab.commands.images",
     "cnnlab.commands.explain",
+    "cnnlab.commands.serve",
     "cnnlab.commands.publish",
 )
 

@@ -9,10 +9,10 @@ before any data is loaded.
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any, get_type_hints
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, did_you_mean
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "nesterov")
 SCHEDULES = ("constant", "onecycle", "linear")
@@ -31,7 +31,9 @@ class Option:
     wins), run (checkpoints, devices, reproducibility). ``recipe``: recipes may set it, so its flag has no
     default of its own. ``low``/``high``: inclusive bounds unless ``low_open``/``high_open``. ``each``:
     allowed items of a comma-separated value. ``none``: the word that means None on the command line.
-    ``resume``: a resumed run may change it (it does not change what is trained).
+    ``resume``: a resumed run may change it (it does not change what is trained). ``report``: how the
+    protocol in results.md names it when it is not at its default, a format with ``{}`` for the value
+    (None: the protocol's own sentence covers it, or it does not change what is trained).
     """
 
     help: str
@@ -47,6 +49,7 @@ class Option:
     metavar: str | None = None
     const: str | None = None  # the value of the flag given without one (``--pretrained`` alone)
     resume: bool = False
+    report: str | None = None
 
 
 def option(default: Any, help: str, group: str, **kw: Any) -> Any:
@@ -131,14 +134,48 @@ class TrainConfig:
     weight_decay: float = option(0.0, "L2 weight decay", "training", recipe=True, low=0)
     schedule: str = option("constant", "learning-rate schedule", "training", recipe=True, choices=SCHEDULES)
     label_smoothing: float = option(
-        0.0, "label smoothing of the training loss", "training", recipe=True, low=0, high=1, high_open=True
+        0.0,
+        "label smoothing of the training loss",
+        "training",
+        recipe=True,
+        low=0,
+        high=1,
+        high_open=True,
+        report="label smoothing {:g}",
+    )
+    clip_grad_norm: float | None = option(
+        None,
+        "clip the gradients' global L2 norm to at most this before each optimizer step ('none': no clipping)",
+        "training",
+        recipe=True,
+        low=0,
+        low_open=True,
+        none="none",
+        metavar="NORM",
+        report="gradients clipped to norm {:g}",
     )
     augment_translate: int = option(
-        0, "random shifts of up to N pixels", "training", recipe=True, low=0, high=64, metavar="PIXELS"
+        0,
+        "random shifts of up to N pixels",
+        "training",
+        recipe=True,
+        low=0,
+        high=64,
+        metavar="PIXELS",
+        report="shifts of up to {} pixels",
     )
-    augment_flip: str = option("none", "horizontal flips", "training", recipe=True, choices=FLIPS)
+    augment_flip: str = option(
+        "none", "horizontal flips", "training", recipe=True, choices=FLIPS, report="{} horizontal flips"
+    )
     augment_erasing: float = option(
-        0.0, "random-erasing probability per image", "training", recipe=True, low=0, high=1, metavar="P"
+        0.0,
+        "random-erasing probability per image",
+        "training",
+        recipe=True,
+        low=0,
+        high=1,
+        metavar="P",
+        report="random erasing (p {:g})",
     )
     augment_crop: float = option(
         0.0,
@@ -148,6 +185,7 @@ class TrainConfig:
         low=0,
         high=1,
         metavar="AREA",
+        report="random-resized crops (at least {:g} of the area)",
     )
     augment_crop_ratio: float = option(
         4 / 3, "random-resized crop: the largest aspect ratio", "training", recipe=True, low=1, high=10,
@@ -161,6 +199,7 @@ class TrainConfig:
         low=0,
         high=180,
         metavar="DEG",
+        report="rotations of up to {:g} degrees",
     )
     augment_jitter: float = option(
         0.0,
@@ -170,6 +209,7 @@ class TrainConfig:
         low=0,
         high=1,
         metavar="S",
+        report="colour jitter {:g}",
     )
     backbone_lr: float = option(
         1.0,
@@ -195,6 +235,7 @@ class TrainConfig:
         low_open=True,
         high_open=True,
         metavar="DECAY",
+        report="EMA weights",
     )
     amp: str = option(
         "auto",
@@ -246,6 +287,7 @@ class TrainConfig:
         recipe=True,
         resume=True,
         each=TTA_VIEWS,
+        report="test-time views {}",
     )
     # where and how the run is kept (not recipe settings; resuming may change the first three)
     device: str = option("auto", "auto (CUDA when present), cpu or cuda", "run", resume=True)
@@ -293,8 +335,6 @@ class TrainConfig:
         """This config with the batch size capped by a training split of ``n_train`` images (at most a
         quarter of it, at least 8) and the epochs raised to reach ``min_steps``: enough optimizer steps
         whatever the dataset's size."""
-        from dataclasses import replace
-
         batch = min(self.batch_size, max(8, n_train // 4))
         steps_per_epoch = max(1, -(-n_train // batch))
         epochs = max(self.epochs, -(-self.min_steps // steps_per_epoch))
@@ -305,8 +345,18 @@ class TrainConfig:
         return {name: getattr(self, name) for name in options_in("training")}
 
     def data_options(self) -> dict[str, Any]:
-        """The keyword options ``load_data`` takes besides name/split/seed/limit."""
-        return {k: getattr(self, k) for k in ("image_size", "channels", "resize", "bad_images")}
+        """The keyword options ``load_data`` takes from this config: the ``data`` group, but for the
+        dataset's name (its first argument)."""
+        return {k: getattr(self, k) for k in options_in("data") if k != "data"}
+
+    def reported(self) -> list[str]:
+        """The options results.md names, in table order: each declared with a ``report`` and set away
+        from its default (``label smoothing 0.1``, ``2 horizontal flips``, ``EMA weights``...)."""
+        return [
+            opt.report.format(getattr(self, name))
+            for name, (opt, default, _) in options().items()
+            if opt.report is not None and getattr(self, name) not in (default, None, "", 0)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -317,14 +367,17 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def training_options(given: dict[str, Any]) -> TrainConfig:
-    """A config holding the training options ``given`` (``fit``'s keyword options) over the defaults,
-    each checked as the CLI checks it."""
+def training_options(given: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+    """``base`` (default: the defaults) with the training options ``given`` (``fit``'s keyword overrides)
+    over it, each checked as the CLI checks it; an unknown name is one clear error with a suggestion."""
     allowed = options_in("training")
     unknown = sorted(set(given) - set(allowed))
     if unknown:
-        raise CnnlabError(f"Unknown training option {unknown[0]!r}. Available: {', '.join(allowed)}")
-    cfg = TrainConfig(**given)
+        raise CnnlabError(
+            f"Unknown training option {unknown[0]!r}{did_you_mean(unknown[0], allowed)}. "
+            f"Available: {', '.join(allowed)}"
+        )
+    cfg = replace(base, **given) if base is not None else TrainConfig(**given)
     table = options()
     for name in allowed:
         opt, _, annotation = table[name]

@@ -10,13 +10,14 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
+from cnnlab.atomic import write_atomic, write_json
 from cnnlab.config import TrainConfig, flag, resume_may_change
-from cnnlab.data import Dataset, channel_stats, check_dataset_name, load_data
+from cnnlab.data import BUILTIN_NAMES, Dataset, channel_stats, check_dataset_name, list_datasets, load_data
 from cnnlab.engine import EarlyStopping, History, evaluate, fit, resolve_device
 from cnnlab.engine.checkpoint import Checkpoint, CheckpointError, find_latest, load_checkpoint
 from cnnlab.engine.determinism import reproducibility
@@ -30,10 +31,14 @@ from cnnlab.models import (
     create_model,
     is_backbone,
     is_registered,
+    list_models,
 )
 from cnnlab.models.pretrained import pretrained_file
-from cnnlab.recipes import check_fits
-from cnnlab.runs import ensure_new_run_dir, environment, normalization_of, save_run, write_atomic, write_json
+from cnnlab.notebook import comparison_html, result_html
+from cnnlab.plots import learning_curves
+from cnnlab.recipes import check_fits, get_recipe
+from cnnlab.run.config import trained_run_config
+from cnnlab.run.folder import ensure_new_run_dir, environment, load_run, save_run
 from cnnlab.summarize import summary
 from cnnlab.userfiles import check_user_file
 
@@ -60,8 +65,6 @@ class RunResult:
 
     def _repr_html_(self) -> str:
         """In Jupyter: what was trained, the final-set numbers and the learning curves."""
-        from cnnlab.notebook import result_html
-
         return result_html(self)
 
 
@@ -70,8 +73,6 @@ class Comparison(list):
     Jupyter as the tutorial's error % table with every model's learning curves."""
 
     def _repr_html_(self) -> str:
-        from cnnlab.notebook import comparison_html
-
         return comparison_html(self)
 
 
@@ -101,20 +102,10 @@ def train(
     config.validate()
     check_fits(config)
     check_names(config)
-    device = resolve_device(config.device)
-    ddp = init_from_env(device)  # under torchrun: join the job (gloo on CPU, NCCL on CUDA)
-    if ddp.active and device.type == "cuda":
-        device = torch.device("cuda", ddp.local_rank)
-    checkpoints, ckpt = None, None
-    if out is not None:  # fail before any work, never after
-        checkpoints, ckpt = _checkpoints_for(
-            config, out, resume=resume, force=force, overwrite=overwrite, ddp=ddp, data_dir=data_dir
-        )
-    elif resume is not None:
-        ckpt = _checked(load_checkpoint(_auto_needs_out(resume)), config, ddp=ddp, force=force)
-    if ckpt is not None and data_dir is None:  # a resumed run reads its data where it was started
-        saved_dir = ckpt.meta.get("data_dir")
-        data_dir = saved_dir if isinstance(saved_dir, str) else None
+    device, ddp = _where_to_train(config)
+    checkpoints, ckpt, data_dir = _continuing(
+        config, out, resume=resume, force=force, overwrite=overwrite, ddp=ddp, data_dir=data_dir
+    )
     if data is None:
         config = with_backbone_size(config)
         data = load_config_data(config, data_dir=data_dir)
@@ -133,7 +124,7 @@ def train(
         history = fit(
             model,
             data,
-            **config.fit_options(),
+            config,
             callbacks=[selection],
             device=device,
             progress=progress,
@@ -149,24 +140,47 @@ def train(
     )  # the one look at the test set
     path = None
     if out is not None:
-        chosen = {
-            "rule": selection.describe(),
-            "monitor": config.monitor,
-            "tie_break": selection.tie_break,
-            "window": selection.window,
-        }
-        path = _save(
-            out,
-            config,
-            model,
-            history,
-            data,
-            env,
-            test,
-            data_dir,
-            {**chosen, "best_epoch": history.best_epoch},
-        )
+        chosen = _selection_record(selection, config, history)
+        path = _save(out, config, model, history, data, env, test, data_dir, chosen)
     return RunResult(config.model, path, count_params(model), history, test)
+
+
+def _where_to_train(config: TrainConfig) -> tuple[torch.device, Distributed]:
+    """The device, and under torchrun the job this process joins (gloo on CPU, NCCL on CUDA)."""
+    device = resolve_device(config.device)
+    ddp = init_from_env(device)
+    if ddp.active and device.type == "cuda":
+        device = torch.device("cuda", ddp.local_rank)
+    return device, ddp
+
+
+def _continuing(
+    config: TrainConfig, out, *, resume, force: bool, overwrite: bool, ddp: Distributed, data_dir
+) -> tuple[Checkpointer | None, Checkpoint | None, str | os.PathLike | None]:
+    """(the run's checkpointer, the checkpoint it continues from, its data folder), checked before any
+    work: a resumed run reads its data where it was started."""
+    checkpoints, ckpt = None, None
+    if out is not None:
+        checkpoints, ckpt = _checkpoints_for(
+            config, out, resume=resume, force=force, overwrite=overwrite, ddp=ddp, data_dir=data_dir
+        )
+    elif resume is not None:
+        ckpt = _checked(load_checkpoint(_auto_needs_out(resume)), config, ddp=ddp, force=force)
+    if ckpt is not None and data_dir is None:
+        saved_dir = ckpt.meta.get("data_dir")
+        data_dir = saved_dir if isinstance(saved_dir, str) else None
+    return checkpoints, ckpt, data_dir
+
+
+def _selection_record(selection: EarlyStopping, config: TrainConfig, history: History) -> dict:
+    """How the kept epoch was chosen, and which it was (results.json records it)."""
+    return {
+        "rule": selection.describe(),
+        "monitor": config.monitor,
+        "tie_break": selection.tie_break,
+        "window": selection.window,
+        "best_epoch": history.best_epoch,
+    }
 
 
 def selection_of(config: TrainConfig) -> EarlyStopping:
@@ -189,8 +203,6 @@ def check_names(config: TrainConfig, models: Sequence[str] = ()) -> None:
 
 def describe_plan(config: TrainConfig, data: Dataset) -> str:
     """One line before training: the recipe, why it fits, and the schedule it gives on this data."""
-    from cnnlab.recipes import get_recipe
-
     n = len(data.train)
     steps = -(-n // config.batch_size)
     epochs = f"{config.epochs} epoch{'s' * (config.epochs != 1)}"
@@ -206,10 +218,6 @@ def describe_plan(config: TrainConfig, data: Dataset) -> str:
 def with_backbone_size(config: TrainConfig) -> TrainConfig:
     """A pretrained backbone trained on your folder sees images at the size its weights were trained on,
     unless --image-size says otherwise (built-in datasets keep their native size)."""
-    from dataclasses import replace
-
-    from cnnlab.data import BUILTIN_NAMES
-
     if config.image_size is not None or not is_backbone(config.model) or config.data in BUILTIN_NAMES:
         return config
     return replace(config, image_size=int(backbone_config(config.model).input_size[-1]))
@@ -217,15 +225,7 @@ def with_backbone_size(config: TrainConfig) -> TrainConfig:
 
 def load_config_data(config: TrainConfig, *, data_dir: str | os.PathLike | None = None, **kw) -> Dataset:
     """The dataset ``config`` names, split and sized as it says."""
-    return load_data(
-        config.data,
-        split=config.split,
-        seed=config.seed,
-        data_dir=data_dir,
-        limit=config.limit,
-        **config.data_options(),
-        **kw,
-    )
+    return load_data(config.data, seed=config.seed, data_dir=data_dir, **config.data_options(), **kw)
 
 
 def build_model(config: TrainConfig, data: Dataset) -> torch.nn.Module:
@@ -258,21 +258,10 @@ def _save(
     selection: dict,
 ) -> Path:
     """Write the run folder: what rebuilds the model and repeats the run, and what it measured."""
-    mean, std = normalization_of(model)
     params = count_params(model)
-    saved = {
-        **config.to_dict(),
-        "input_shape": list(data.input_shape),
-        "classes": list(data.classes),
-        "num_classes": data.num_classes,
-        "spec": _spec_of(config.model),
-        "params": params,
-        "dataset": data.describe(),
-        "data_dir": str(data_dir or os.environ.get("CNNLAB_DATA_DIR") or "") or None,
-        "mean": mean,
-        "std": std,
-        "preprocessing": "pixels / 255 (0..1), shape (N, C, H, W); mean/std applied by the model's normalize stage",
-    }
+    saved = trained_run_config(
+        config, model, data, data_dir=data_dir, spec=_spec_of(config.model), params=params
+    )
     path = save_run(
         out,
         model,
@@ -406,8 +395,6 @@ def _never_checkpointed(out: Path) -> bool:
 
 
 def _spec_of(model: str) -> str | None:
-    from cnnlab.models import list_models
-
     if is_registered(model):
         return next(m.spec for m in list_models() if m.name == model)
     return model
@@ -472,8 +459,6 @@ def compare(
 
 def _finished(folder: Path, config: TrainConfig) -> RunResult | None:
     """The result of a complete run in ``folder`` (trained with ``config``), or None if it is not done."""
-    from cnnlab.runs import load_run
-
     if not (folder / "results.json").is_file():
         return None
     run = load_run(folder)
@@ -494,8 +479,6 @@ def _safe_name(model: str) -> str:
 
 def protocol(config: TrainConfig, data: Dataset) -> str:
     """What was done, in words, as it was done: split sizes, recipe, stopping rule, which set is scored."""
-    from cnnlab.data import list_datasets
-
     official = {d["name"]: d["test_size"] for d in list_datasets()}
     if data.name not in official:
         final = "the held-out test split"
@@ -512,9 +495,7 @@ def protocol(config: TrainConfig, data: Dataset) -> str:
             f"up to {config.epochs} epochs, early stopping on {config.monitor} (patience {config.patience}), "
             f"best weights restored ({rule})"
         )
-    extras = [f"label smoothing {config.label_smoothing:g}"] if config.label_smoothing else []
-    extras += ["EMA weights"] if config.ema else []
-    extras += [f"test-time views {config.tta}"] if config.tta else []
+    extras = config.reported()  # what the option table says results.md names: augmentations included
     return (
         f"Split `{config.split}` (seed {config.seed}): {sizes}. Recipe `{config.recipe}`: {config.optimizer} lr "
         f"{config.lr:g}, batch {config.batch_size}, schedule {config.schedule}"
@@ -554,8 +535,6 @@ def lesson(results: list[RunResult]) -> list[str]:
 
 
 def write_results(root: Path, results: list[RunResult], base: TrainConfig, data: Dataset) -> None:
-    from cnnlab.plots import learning_curves
-
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(results[0].row()), lineterminator="\n")
     w.writeheader()

@@ -140,7 +140,7 @@ def export_run(
         >>> r.parity["max_abs_diff"] <= 1e-4, r.parity["argmax_agreement"]  # doctest: +SKIP
         (True, 1.0)
     """
-    from cnnlab.runs import Run, load_run
+    from cnnlab.run.folder import Run, load_run
 
     if format not in FORMATS:
         raise CnnlabError(f"Unknown export format {format!r}. Available: {', '.join(FORMATS)}")

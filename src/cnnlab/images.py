@@ -1,8 +1,9 @@
 """Load any image Pillow can read as a float32 array in 0..1, safely.
 
-One loader for the filter playground, web uploads and folder datasets. It accepts a path, raw bytes or a
-binary file object, and always returns either `(H, W)` grayscale (ITU-R 601 luma: 0.299 R + 0.587 G +
-0.114 B, the tutorial's weights) or `(H, W, 3)` RGB.
+One loader for the filter playground, explain's arrays and web uploads; folder datasets and predict decode
+files to uint8 at the model's size in `cnnlab.data.decode`, with the same limits (imported from here). It
+accepts a path, raw bytes or a binary file object, and always returns either `(H, W)` grayscale (ITU-R
+601 luma: 0.299 R + 0.587 G + 0.114 B, the tutorial's weights) or `(H, W, 3)` RGB.
 
 Safety: a path is opened with `cnnlab.userfiles.open_user_file` (regular files only, at most
 `MAX_IMAGE_BYTES`, never blocking on a FIFO); the pixel count is checked on the header, before any pixel

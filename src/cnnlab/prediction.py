@@ -20,7 +20,9 @@ import numpy as np
 import torch
 
 from cnnlab.data.decode import IMAGE_EXTENSIONS, BadImage, decode_images
+from cnnlab.engine import predict
 from cnnlab.errors import CnnlabError
+from cnnlab.explain.inputs import auto_invert
 
 __all__ = ["FilePrediction", "PredictResult", "collect_images", "predict_files"]
 
@@ -114,9 +116,6 @@ def predict_files(
         >>> predict_files(run, ["cat.jpg"]).predictions[0].top[0]  # doctest: +SKIP
         ('cat', 0.97)
     """
-    from cnnlab.engine import predict
-    from cnnlab.explain.inputs import auto_invert
-
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise CnnlabError(f"top_k must be a positive integer, got {top_k!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -135,32 +134,60 @@ def predict_files(
     files, bad = collect_images(paths)
     result = PredictResult([], bad, (c, h, w), resize)
     for start in range(0, len(files), chunk):
-        part = files[start : start + chunk]
-        decoded = decode_images(
-            part, size=h, channels=c, resize=resize, fill=options["fill"], workers=workers
+        _predict_chunk(
+            run,
+            files[start : start + chunk],
+            result,
+            k=k,
+            invert=invert,
+            batch_size=batch_size,
+            workers=workers,
         )
-        result.bad.extend(decoded.bad)
-        good = [f for f, ok in zip(part, decoded.ok.tolist(), strict=True) if ok]
-        sizes = decoded.sizes[decoded.ok]
-        result.resized += int(((sizes[:, 0] != h) | (sizes[:, 1] != w)).sum())
-        if not good:
-            continue
-        x = torch.from_numpy(decoded.images)
-        if invert == "auto":
-            flip = auto_invert(x) & (c == 1 and options["light_on_dark"])
-        else:
-            flip = torch.full((len(x),), bool(invert))  # a bool mask, also for invert=1 or 0
-        x = torch.where(flip.view(-1, 1, 1, 1), 255 - x, x)
-        result.inverted += int(flip.sum())
-        probs = predict(run.model, x, batch_size=batch_size)
-        top_p, top_i = torch.topk(probs, k, dim=1)
-        for f, ps, idx in zip(good, top_p.tolist(), top_i.tolist(), strict=True):
-            result.predictions.append(
-                FilePrediction(f, [(classes[i], float(p)) for i, p in zip(idx, ps, strict=True)])
-            )
     if not result.predictions:
         shown = "; ".join(f"{p}: {r}" for p, r in result.bad[:3])
         raise CnnlabError(f"No readable image to predict ({len(result.bad)} skipped: {shown}).")
+    _add_notes(result, options)
+    if np.isnan([p for pr in result.predictions for _, p in pr.top]).any():
+        raise CnnlabError("The model produced NaN probabilities; its weights are broken (non-finite).")
+    return result
+
+
+def _predict_chunk(
+    run, part: list[str], result: PredictResult, *, k: int, invert: bool | str, batch_size: int, workers
+) -> None:
+    """Decode ``part`` as training decoded its images, invert where asked, and add each readable file's top
+    ``k`` classes (and the unreadable ones, the resized and inverted counts) to ``result``."""
+    c, h, w = result.input_shape
+    options = run.image_options
+    decoded = decode_images(
+        part, size=h, channels=c, resize=result.resize, fill=options["fill"], workers=workers
+    )
+    result.bad.extend(decoded.bad)
+    good = [f for f, ok in zip(part, decoded.ok.tolist(), strict=True) if ok]
+    sizes = decoded.sizes[decoded.ok]
+    result.resized += int(((sizes[:, 0] != h) | (sizes[:, 1] != w)).sum())
+    if not good:
+        return
+    x = torch.from_numpy(decoded.images)
+    if invert == "auto":
+        flip = auto_invert(x) & (c == 1 and options["light_on_dark"])
+    else:
+        flip = torch.full((len(x),), bool(invert))  # a bool mask, also for invert=1 or 0
+    x = torch.where(flip.view(-1, 1, 1, 1), 255 - x, x)
+    result.inverted += int(flip.sum())
+    probs = predict(run.model, x, batch_size=batch_size)
+    top_p, top_i = torch.topk(probs, k, dim=1)
+    classes = list(run.classes)
+    for f, ps, idx in zip(good, top_p.tolist(), top_i.tolist(), strict=True):
+        result.predictions.append(
+            FilePrediction(f, [(classes[i], float(p)) for i, p in zip(idx, ps, strict=True)])
+        )
+
+
+def _add_notes(result: PredictResult, options: dict) -> None:
+    """Say how many images were resized (and how) or inverted before the model saw them."""
+    _, h, w = result.input_shape
+    resize = result.resize
     if result.resized:
         how = {"pad": "keeping the aspect ratio, padded", "crop": "centre-cropped", "stretch": "stretched"}[
             resize
@@ -179,6 +206,3 @@ def predict_files(
             f"{result.inverted} of {len(result.predictions)} images were inverted (dark on a light background, "
             "unlike the light-on-black training images; --invert no keeps them as they are)."
         )
-    if np.isnan([p for pr in result.predictions for _, p in pr.top]).any():
-        raise CnnlabError("The model produced NaN probabilities; its weights are broken (non-finite).")
-    return result

@@ -148,7 +148,7 @@ def publish(
 def _checked(run_path: Path, model_id: str, gallery: int, data_dir) -> tuple:
     """(run, model document, gallery images, labels) of one run, every refusal checked; nothing written."""
     from cnnlab.explain.data import run_test_split
-    from cnnlab.runs import load_run
+    from cnnlab.run.folder import load_run
 
     run = load_run(run_path)
     try:

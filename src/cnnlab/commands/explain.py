@@ -1,4 +1,4 @@
-"""The `explain` and `serve` subcommands: reports on a run (files), and the explainer page + JSON API."""
+"""The `explain` subcommand: reports on a run, per image or on its test set, as files and tables."""
 
 from __future__ import annotations
 
@@ -7,38 +7,49 @@ import json
 import os
 from pathlib import Path
 
-from cnnlab.commands.args import INVERT, add_invert, port, positive_int
+from cnnlab.commands.args import INVERT, add_invert, positive_int
 from cnnlab.errors import CnnlabError
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from cnnlab.explain.files import image_report, safe_name, write_dataset_report
-    from cnnlab.explain.inputs import prepare_input
-    from cnnlab.runs import load_run
+    from cnnlab.run.folder import load_run
 
     run = load_run(args.run)
     out = Path(args.out) if args.out else run.path / "plots" / "explain"
-    name = str(run.config.get("model", "model"))
     if args.layer is not None:  # fail before any work on a layer that is not there
         from cnnlab.explain.stages import find_stage
 
         find_stage(run.model, args.layer)
     if not args.images:
-        from cnnlab.explain.data import recorded_test_files, run_test_split
+        return _explain_test_set(args, run, out)
+    return _explain_images(args, run, out)
 
-        recorded = recorded_test_files(run.path)  # a folder run's test files, to name its images
-        _check_writable(out)  # before any work: a report that cannot be written is one line, now
-        split, classes = run_test_split(run.config, data_dir=args.data_dir, download=True)
-        report, files = write_dataset_report(
-            run.model, split, out / "dataset", classes=classes, recorded_files=recorded
-        )
-        summary = {"run": str(run.path), "out": str(out / "dataset"), **report.summary()}
-        if args.json:
-            print(json.dumps(summary, indent=2))
-            return 0
-        _dataset_table(summary)
-        print(f"Wrote {len(files)} files to {out / 'dataset'}")
+
+def _explain_test_set(args: argparse.Namespace, run, out: Path) -> int:
+    """The dataset report: the run's test split through the model, confusion and per-class scores."""
+    from cnnlab.explain.data import recorded_test_files, run_test_split
+    from cnnlab.explain.files import write_dataset_report
+
+    recorded = recorded_test_files(run.path)  # a folder run's test files, to name its images
+    _check_writable(out)  # before any work: a report that cannot be written is one line, now
+    split, classes = run_test_split(run.config, data_dir=args.data_dir, download=True)
+    report, files = write_dataset_report(
+        run.model, split, out / "dataset", classes=classes, recorded_files=recorded
+    )
+    summary = {"run": str(run.path), "out": str(out / "dataset"), **report.summary()}
+    if args.json:
+        print(json.dumps(summary, indent=2))
         return 0
+    _dataset_table(summary)
+    print(f"Wrote {len(files)} files to {out / 'dataset'}")
+    return 0
+
+
+def _explain_images(args: argparse.Namespace, run, out: Path) -> int:
+    """One report folder per image (activations, kernels, Grad-CAM, saliency), and its top classes."""
+    from cnnlab.explain.files import image_report, safe_name
+    from cnnlab.explain.inputs import prepare_input
+
     invert = INVERT[args.invert]
     prepared = []  # read every image first: a bad file fails before anything is written
     for path in args.images:
@@ -61,7 +72,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             classes=run.classes,
             layer=args.layer,
             top_k=args.top_k,
-            model_name=name,
+            model_name=str(run.config.get("model", "model")),
         )
         results.append((path, rep))
     if args.json:
@@ -144,26 +155,6 @@ def _dataset_table(summary: dict) -> None:
         print(f"Note: {note}")
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from cnnlab.web.server import serve
-
-    runs = Path(args.runs_dir)
-    if not runs.is_dir():
-        raise CnnlabError(
-            f"runs folder {runs} does not exist; train a model first (cnnlab train --out runs/cnn2)"
-        )
-    serve(
-        runs,
-        host=args.host,
-        port=args.port,
-        data_dir=args.data_dir,
-        threads=args.threads,
-        workers=args.workers,
-        max_concurrent=args.max_concurrent,
-    )
-    return 0
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "explain",
@@ -179,23 +170,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None, help="dataset folder for the test-set report")
     p.add_argument("--json", action="store_true", help="print the activations JSON (or the dataset summary)")
     p.set_defaults(handler=cmd_explain)
-
-    p = sub.add_parser("serve", help="the explainer page and JSON API for the runs in a folder")
-    p.add_argument("runs_dir", metavar="RUNS_DIR", nargs="?", default="runs", help="folder of runs [runs]")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind [127.0.0.1: this machine only]")
-    p.add_argument("--port", type=port, default=8000, help="[8000]")
-    p.add_argument("--data-dir", default=None, help="dataset folder, for random test images")
-    p.add_argument("--threads", type=positive_int, default=1, help="torch threads per request [1]")
-    p.add_argument(
-        "--workers",
-        type=positive_int,
-        default=1,
-        help="server processes (e.g. one per core for many users) [1]",
-    )
-    p.add_argument(
-        "--max-concurrent",
-        type=positive_int,
-        default=4,
-        help="requests computed at once; more wait briefly, then 503 [4]",
-    )
-    p.set_defaults(handler=cmd_serve)

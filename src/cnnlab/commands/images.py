@@ -14,7 +14,7 @@ from cnnlab.userfiles import printable
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from cnnlab.prediction import predict_files
-    from cnnlab.runs import load_run
+    from cnnlab.run.folder import load_run
 
     run = load_run(args.run)
     result = predict_files(

@@ -144,7 +144,7 @@ def _config(args: argparse.Namespace):
 def cmd_eval(args: argparse.Namespace) -> int:
     from cnnlab.config import TrainConfig
     from cnnlab.engine import evaluate
-    from cnnlab.runs import load_run
+    from cnnlab.run.folder import load_run
 
     run = load_run(args.run)
     cfg = run.config

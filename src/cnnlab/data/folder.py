@@ -192,6 +192,13 @@ def load_folder(
     check_class_counts(
         np.bincount(imgs.labels, minlength=len(imgs.classes)), fractions, imgs.classes, where=left
     )
+    return _split_into_dataset(Path(path), imgs, split, seed, limit)
+
+
+def _split_into_dataset(path: Path, imgs: FolderImages, split: str, seed: int, limit: int | None) -> Dataset:
+    """The decoded images split stratified by class (each split capped at ``limit``), with the training
+    split's per-channel statistics."""
+    fractions = parse_fractions(split)
     train, val, test = folder_split(imgs.labels, fractions, seed, classes=imgs.classes)
     if limit is not None:
         train, val, test = train[:limit], val[:limit], test[:limit]
@@ -203,7 +210,7 @@ def load_folder(
     train_split = make(train)
     mean, std = channel_stats(train_split.images)
     return Dataset(
-        name=str(Path(path).expanduser().resolve()),
+        name=str(path.expanduser().resolve()),
         classes=imgs.classes,
         train=train_split,
         val=make(val),

@@ -75,6 +75,29 @@ def _digest(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, separators=(",", ":")).encode()).hexdigest()
 
 
+def _cached(
+    cache_root: Path, ids: tuple[str, str, str], options: dict, src: FolderSource, *, bad_images: str
+) -> FolderImages | None:
+    """The decoded array of these contents with these options, from the cache: this folder's entry, or
+    the same contents anywhere (a moved or copied folder). Under ``--bad-images strict`` a cached listing of
+    unreadable files is the error decoding would have raised."""
+    _, opt_id, content_id = ids  # (the folder's, the options', the contents') ids
+    for candidate in [
+        cache_root / "-".join(ids),
+        *sorted(p.with_suffix("") for p in cache_root.glob(f"*-{opt_id}-{content_id}.json")),
+    ]:
+        hit = _read_cache(candidate, options, src.root)
+        if hit is not None:
+            if bad_images == "strict" and hit.bad:
+                file, why = hit.bad[0]
+                raise CnnlabError(
+                    f"'{src.root / file}': {why} (--bad-images strict; use --bad-images skip to leave "
+                    "such files out with a report)"
+                )
+            return hit
+    return None
+
+
 def decode_folder(
     path: str | os.PathLike[str],
     *,
@@ -104,22 +127,11 @@ def decode_folder(
     folder_id = _digest(str(src.origin.resolve()))[:8]
     cache_root = cache_dir("folders")
     stem = f"{folder_id}-{opt_id}-{content_id}"
-    if cache:
-        # The same contents anywhere (a moved or copied folder) reuse the same decoded array.
-        for candidate in [
-            cache_root / stem,
-            *sorted(p.with_suffix("") for p in cache_root.glob(f"*-{opt_id}-{content_id}.json")),
-        ]:
-            hit = _read_cache(candidate, options, src.root)
-            if hit is not None:
-                hit.seconds = time.perf_counter() - t0
-                if bad_images == "strict" and hit.bad:
-                    file, why = hit.bad[0]
-                    raise CnnlabError(
-                        f"'{src.root / file}': {why} (--bad-images strict; use --bad-images skip to leave "
-                        "such files out with a report)"
-                    )
-                return hit
+    ids = (folder_id, opt_id, content_id)
+    hit = _cached(cache_root, ids, options, src, bad_images=bad_images) if cache else None
+    if hit is not None:
+        hit.seconds = time.perf_counter() - t0
+        return hit
     paths = [os.path.join(str(src.root), f) for f in src.files]
     with _progress_bar(progress, len(paths), f"decoding {src.origin.name}") as update:
         images, ok, bad_abs, _ = decode_images(

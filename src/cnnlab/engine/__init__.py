@@ -2,7 +2,7 @@
 
 from cnnlab.engine.augment import Augment
 from cnnlab.engine.batches import DeviceBatches, epoch_permutation, to_float
-from cnnlab.engine.callbacks import Callback, CallbackList, EarlyStopping, TrainState
+from cnnlab.engine.callbacks import Callback, CallbackList, EarlyStopping, LoopView, TrainState
 from cnnlab.engine.checkpointing import Checkpointing
 from cnnlab.engine.ema import EMA
 from cnnlab.engine.guard import NonFiniteGuard
@@ -25,6 +25,7 @@ __all__ = [
     "DeviceBatches",
     "EarlyStopping",
     "History",
+    "LoopView",
     "NonFiniteGuard",
     "ParamGroups",
     "ProgressBar",

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load, save
 
 from cnnlab.errors import CnnlabError
 from cnnlab.tensorfiles import TensorFileError, check_bytes
@@ -155,8 +157,6 @@ def write_checkpoint(
     A failure (disk full, no permission) raises ``CheckpointError`` and leaves every earlier checkpoint
     as it was; the half-written temp folder is removed.
     """
-    from safetensors.torch import save
-
     root = Path(root)
     final = root / folder_name(step)
     tmp = root / f".tmp-{final.name}-{secrets.token_hex(4)}"
@@ -304,9 +304,6 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         >>> ckpt = load_checkpoint("runs/cnn2/checkpoints/step-000001407")  # doctest: +SKIP
         >>> ckpt.step, ckpt.state["position"]
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
     p = Path(path)
     manifest, contents = verify(p)
     try:

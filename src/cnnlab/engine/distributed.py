@@ -31,6 +31,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from cnnlab.errors import CnnlabError
 
@@ -74,8 +75,6 @@ class Distributed:
     def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
         if not self.active:
             return model
-        from torch.nn.parallel import DistributedDataParallel
-
         return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     def agree(self, bad: bool, signum: int) -> tuple[bool, int]:

@@ -8,8 +8,10 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
-from cnnlab.engine.callbacks import Callback, TrainState
+from cnnlab.engine.callbacks import Callback, LoopView
+from cnnlab.engine.setup import param_groups
 
 
 def make_ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
@@ -17,8 +19,6 @@ def make_ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedMo
 
     The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates, so short runs are not dominated
     by the random initial weights (a fixed 0.999 would keep ~37% of them after 1,000 steps)."""
-    from torch.optim.swa_utils import AveragedModel
-
     updates: int | None = None
 
     def ema(
@@ -40,20 +40,34 @@ def make_ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedMo
 
 
 class EMA(Callback):
-    """Keep ``state.ema``, an average of the weights with ``decay`` (e.g. 0.999), and end with it."""
+    """Keep an average of the weights with ``decay`` (e.g. 0.999); validate on it, and end with it. Its
+    ``state_dict`` is the average's (checkpoints carry it)."""
+
+    priority = -40  # updated after every step before anything reads this step's weights
 
     def __init__(self, decay: float):
         self.decay = decay
+        self.averaged: torch.optim.swa_utils.AveragedModel | None = None
 
-    def on_train_begin(self, state: TrainState) -> None:
-        state.ema = make_ema(state.model, self.decay)
-        state.weights = state.ema.module  # what validation and early stopping look at
+    def on_train_begin(self, loop: LoopView) -> None:
+        self.averaged = make_ema(loop.model, self.decay)
+        loop.evaluate_with(self.averaged.module)  # what validation and early stopping look at
 
-    def on_train_batch_end(self, state: TrainState) -> None:
-        state.ema.update_parameters(state.model)
+    def on_train_batch_end(self, loop: LoopView) -> None:
+        assert self.averaged is not None
+        self.averaged.update_parameters(loop.model)
 
-    def on_train_end(self, state: TrainState) -> None:
-        state.model.load_state_dict(state.ema.module.state_dict())
+    def on_train_end(self, loop: LoopView) -> None:
+        assert self.averaged is not None
+        loop.model.load_state_dict(self.averaged.module.state_dict())
+
+    def state_dict(self) -> dict:
+        assert self.averaged is not None, "the average exists from on_train_begin on"
+        return self.averaged.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        assert self.averaged is not None, "the average exists from on_train_begin on"
+        self.averaged.load_state_dict(state)
 
 
 class FreezeBackbone(Callback):
@@ -61,16 +75,16 @@ class FreezeBackbone(Callback):
     everything: the usual start of fine-tuning a pretrained backbone. A function of the epoch alone, so a
     resumed run freezes exactly as the original did."""
 
+    priority = -20
+
     def __init__(self, epochs: int):
         self.epochs = epochs
 
-    def on_epoch_begin(self, state: TrainState) -> None:
-        from cnnlab.engine.setup import param_groups
-
-        frozen = state.epoch <= self.epochs
-        for p in param_groups(state.model).backbone:
+    def on_epoch_begin(self, loop: LoopView) -> None:
+        frozen = loop.epoch <= self.epochs
+        for p in param_groups(loop.model).backbone:
             p.requires_grad_(not frozen)
 
-    def on_train_end(self, state: TrainState) -> None:
-        for p in state.model.parameters():
+    def on_train_end(self, loop: LoopView) -> None:
+        for p in loop.model.parameters():
             p.requires_grad_(True)

@@ -2,8 +2,9 @@
 
 Small models on a GPU are launch-bound: an eager step of a residual net issues ~200 kernels, each a few
 microseconds of CPU work, while the GPU itself is busy for a fraction of that. ``GraphedStep`` records
-forward, loss, backward, the learning rate of the step (a device tensor computed from a device step
-counter) and the fused optimizer once, then replays the recording: one launch per step.
+the step body the eager path runs (``TrainStep.body``: forward, loss, backward, gradient clipping, the
+fused optimizer, and the next step's learning rate — a device tensor computed from a device step counter)
+once, then replays the recording: one launch per step.
 
 What a graph needs, and how ``fit`` gives it:
 - fixed shapes: the last short batch of an epoch is dropped (``DeviceBatches(drop_last=True)``);
@@ -28,7 +29,7 @@ import torch
 from torch import nn
 
 from cnnlab.engine.setup import autocast, make_optimizer, warmup_fraction
-from cnnlab.engine.step import TrainStep
+from cnnlab.engine.step import Check, TrainStep
 from cnnlab.errors import UsageError
 
 WARMUP_STEPS = 3  # eager steps on a side stream before capture (allocations, cuDNN/cuBLAS autotuning)
@@ -64,7 +65,7 @@ class DeviceSchedule:
     def __init__(self, name: str, lr: float, total_steps: int, device: torch.device):
         self.name, self.max_lr, self.total = name, float(lr), max(int(total_steps), 1)
         self.lr = torch.tensor(self.max_lr, dtype=torch.float32, device=device)
-        self.step = torch.zeros((), dtype=torch.float32, device=device)
+        self.count = torch.zeros((), dtype=torch.float32, device=device)  # optimizer steps taken
         self.set_lr()
 
     def _at(self, s: torch.Tensor) -> torch.Tensor:
@@ -86,23 +87,30 @@ class DeviceSchedule:
 
     def set_lr(self) -> None:
         """lr <- schedule(step), in place (graph-safe)."""
-        self.lr.copy_(self._at(self.step))
+        self.lr.copy_(self._at(self.count))
 
     def advance(self) -> None:
-        self.step += 1
+        self.count += 1
+
+    def step(self) -> None:
+        """After an optimizer step: the learning rate of the next one (as ``LRScheduler.step``)."""
+        self.advance()
+        self.set_lr()
 
     def state_dict(self) -> dict:
-        return {"step": int(self.step.item())}
+        return {"step": int(self.count.item())}
 
     def load_state_dict(self, state: dict) -> None:
-        self.step.fill_(float(state["step"]))
+        self.count.fill_(float(state["step"]))
         self.set_lr()
 
 
 class GraphedStep(TrainStep):
-    """A ``TrainStep`` whose ``forward`` replays one captured CUDA graph of the whole step (``update`` is
-    then a no-op). With ``capture=False`` — or after a failed capture — the same step body runs eagerly,
-    which is also how its arithmetic is tested on a CPU."""
+    """A ``TrainStep`` that captures its ``body`` once in a CUDA graph and replays it for every batch. With
+    ``capture=False`` — or after a failed capture — the same body runs eagerly, which is also how its
+    arithmetic is tested on a CPU. What differs from the eager step is only where the state lives: the
+    learning rate is a device tensor (``DeviceSchedule``), the optimizer is capturable, autocast keeps no
+    weight cache."""
 
     def __init__(self, model: nn.Module, cfg, *, steps_per_epoch: int, device: torch.device, ddp, example,
                  capture: bool = True):  # fmt: skip
@@ -125,16 +133,11 @@ class GraphedStep(TrainStep):
     def _make_cast(self, cfg, device: torch.device):
         return autocast(device, cfg.amp, cache=False)  # autocast's weight cache cannot live in a graph
 
-    def _body(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The step as the graph records it: forward, loss, backward, lr of this step, optimizer step."""
-        loss, logits = self._loss(self.net, x, y)
-        loss.backward()
-        self.schedule_tensor.set_lr()
-        self.optimizer.step()
-        self.schedule_tensor.advance()
-        return loss.detach(), logits.detach()
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, *, share: float = 1.0, check: Check | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training step: the captured body replayed (``check`` then sees the loss after the replay: a
+        graph cannot stop halfway), or the body run eagerly before capture or after a failed one."""
         if not self.started:  # after on_train_begin: a resumed run's state is loaded by now
             self.started = True
             for group in self.optimizer.param_groups:  # a loaded optimizer holds a copy of the lr
@@ -143,16 +146,14 @@ class GraphedStep(TrainStep):
             if self.capture_wanted:
                 self._try_capture(x, y)
         if self.graph is None or self.static is None:
-            self.optimizer.zero_grad(set_to_none=True)
-            return self._body(x, y)
+            return self.body(x, y, share=share, check=check)
         sx, sy, loss, logits = self.static
         sx.copy_(x)
         sy.copy_(y)
         self.graph.replay()
+        if check is not None:
+            check(loss)
         return loss, logits
-
-    def update(self, loss: torch.Tensor, share: float = 1.0) -> None:
-        """Already done by ``forward``: the replay (or eager body) ran backward and the optimizer."""
 
     def _try_capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
         saved = _snapshot(self.model, self.optimizer, self.schedule_tensor)
@@ -173,14 +174,12 @@ class GraphedStep(TrainStep):
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):  # warm-up: allocations and autotuning happen outside the graph
             for _ in range(WARMUP_STEPS):
-                self.optimizer.zero_grad(set_to_none=True)
-                self._body(sx, sy)
+                self.body(sx, sy)
         torch.cuda.current_stream(self.device).wait_stream(side)
         _restore(saved, self.model, self.optimizer, self.schedule_tensor)  # in place: addresses stay
         graph = torch.cuda.CUDAGraph()
-        self.optimizer.zero_grad(set_to_none=True)  # backward inside the graph allocates fresh gradients
-        with torch.cuda.graph(graph):
-            loss, logits = self._body(sx, sy)
+        with torch.cuda.graph(graph):  # the body sets the gradients to None: backward allocates them here
+            loss, logits = self.body(sx, sy)
         self.graph, self.static = graph, (sx, sy, loss, logits)
 
 
@@ -190,7 +189,7 @@ def _tensors(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Devic
         for k, v in optimizer.state.get(p, {}).items():
             if torch.is_tensor(v):
                 found[f"opt.{i}.{k}"] = v
-    found["schedule.step"] = schedule.step
+    found["schedule.step"] = schedule.count
     return found
 
 

@@ -7,7 +7,8 @@ import csv
 import io
 from dataclasses import dataclass, field
 
-from cnnlab.engine.callbacks import Callback, TrainState
+from cnnlab.engine.callbacks import Callback, LoopView
+from cnnlab.notebook import history_html
 
 COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 
@@ -22,12 +23,14 @@ class History(Callback):
     def append(self, row: dict) -> None:
         self.rows.append(dict(row))
 
-    def on_epoch_end(self, state: TrainState) -> None:
-        self.append(state.logs)
+    priority = -30  # after the guard: a non-finite epoch is never recorded
 
-    def on_train_end(self, state: TrainState) -> None:
-        self.best_epoch = state.best_epoch
-        self.stopped_early = self.stopped_early or state.stop_training
+    def on_epoch_end(self, loop: LoopView) -> None:
+        self.append(dict(loop.logs))
+
+    def on_train_end(self, loop: LoopView) -> None:
+        self.best_epoch = loop.best_epoch
+        self.stopped_early = loop.stop_requested
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -65,8 +68,6 @@ class History(Callback):
 
     def _repr_html_(self) -> str:
         """In Jupyter: the epochs as a table (the best in bold) and the learning curves."""
-        from cnnlab.notebook import history_html
-
         return history_html(self)
 
     def as_dict(self) -> dict:

@@ -39,6 +39,7 @@ from cnnlab.seeds import derive_seed
 def fit(
     model: nn.Module,
     data,
+    config: TrainConfig | None = None,
     *,
     callbacks: Sequence[Callback] = (),
     device: str | torch.device | None = None,
@@ -46,15 +47,18 @@ def fit(
     validate: bool = True,
     checkpoints: Checkpointer | None = None,
     resume: Checkpoint | None = None,
-    **options: Any,
+    **overrides: Any,
 ) -> History:
     """Train ``model`` on ``data.train``, validating on ``data.val`` after every epoch.
 
-    ``options`` are TrainConfig's training options (``epochs``, ``batch_size``, ``lr``, ``optimizer``,
-    ``schedule``, ``label_smoothing``, ``augment_*``, ``ema``, ``amp``, ``compile``, ``channels_last``,
-    ``seed``...), with the same defaults and checks as ``cnnlab train`` (``cnnlab.config``). Cross-entropy
-    on logits. Returns the ``History``; with ``EarlyStopping(restore_best_weights=True)`` the model ends
-    holding the best epoch's weights, with ``ema`` the averaged ones.
+    The training options (``epochs``, ``batch_size``, ``lr``, ``optimizer``, ``schedule``,
+    ``label_smoothing``, ``clip_grad_norm``, ``augment_*``, ``ema``, ``amp``, ``compile``,
+    ``channels_last``, ``seed``...) come from ``config`` (a ``TrainConfig``: typed, so an IDE and mypy check
+    them; its other groups are not fit's concern) and then ``overrides``, keyword by keyword, each checked
+    against the option table as ``cnnlab train`` checks its flags (an unknown name is an error that
+    suggests the nearest). Cross-entropy on logits. Returns the ``History``; with
+    ``EarlyStopping(restore_best_weights=True)`` the model ends holding the best epoch's weights, with
+    ``ema`` the averaged ones.
 
     With ``checkpoints`` (a ``Checkpointer``) the whole training state is saved every N steps and at the end
     of every epoch, and the first SIGINT/SIGTERM finishes the step, saves and raises ``Interrupted``. With
@@ -67,22 +71,10 @@ def fit(
         >>> model = cl.create_model("cnn2", seed=0)
         >>> history = cl.fit(model, data, epochs=2, callbacks=[cl.EarlyStopping(patience=5)])
     """
-    cfg = training_options(options)
+    cfg = training_options(overrides, config)
     dev, ddp = resolve_device(device), Distributed.current()
-    mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model.to(device=dev, memory_format=mf)  # type: ignore[call-overload]  # Module.to takes memory_format
-    torch.manual_seed(cfg.seed if ddp.rank == 0 else derive_seed(cfg.seed, ddp.rank))  # dropout, per rank
     graphs = use_graphs(cfg.cuda_graphs, dev, ddp, cfg)  # fixed shapes: the last short batch is dropped
-    train = DeviceBatches(
-        data.train.images,
-        data.train.labels,
-        batch_size=cfg.batch_size,
-        device=dev,
-        shuffle=True,
-        seed=cfg.seed,
-        memory_format=mf,
-        drop_last=graphs,
-    )
+    train = placed(model, data, cfg, dev, ddp, drop_last=graphs)
     val = getattr(data, "val", None) if validate else None
     step = (GraphedStep if graphs else TrainStep)(
         model, cfg, steps_per_epoch=len(train), device=dev, ddp=ddp, example=train
@@ -91,48 +83,86 @@ def fit(
     history = History(compile_seconds=step.compile_seconds)
     state = TrainState(
         model=model,
-        weights=model,
         epochs=cfg.epochs,
         steps_per_epoch=len(train),
-        optimizer=step.optimizer,
-        schedule=step.schedule,
         device=dev,
         ddp=ddp,
+        optimizer=step.optimizer,
+        schedule=step.schedule,
     )
-    edges = CallbackList(
-        [NonFiniteGuard(checkpoints), *([EMA(cfg.ema)] if cfg.ema else []), history]
-        + ([FreezeBackbone(cfg.freeze_epochs)] if cfg.freeze_epochs else [])
-        + ([ProgressBar()] if progress and ddp.is_main else [])
-        + list(callbacks)
-        + (
-            [Checkpointing(checkpoints, resume=resume, callbacks=callbacks, history=history)]
-            if checkpoints or resume
-            else []
-        )
-    )
+    edges = side_concerns(cfg, state, history, callbacks, progress, checkpoints, resume)
+    loop = state.view()  # what callbacks see: read-only, plus their requests (stop, ...)
+
+    def check(loss: torch.Tensor) -> None:  # inside the step: after backward, before the weights change
+        state.loss = loss
+        edges.on_before_optimizer_step(loop)  # the non-finite guard
+
     with edges.training(state):
         for epoch in range(state.first_epoch, cfg.epochs + 1):
             state.begin_epoch(epoch)
-            edges.on_epoch_begin(state)
+            edges.on_epoch_begin(loop)
             model.train()
             for x, y, idx in train.epoch(epoch, start_step=state.step):
-                edges.on_train_batch_begin(state)
+                edges.on_train_batch_begin(loop)
                 if augment is not None:
                     x = augment(x, idx, seed=cfg.seed, epoch=epoch, step=state.step)
                 n = len(y)  # the global batch; under DDP this rank trains on its shard of it
                 x, y, state.batch_indices = ddp.shard(x), ddp.shard(y), ddp.shard(idx)
-                loss, logits = step.forward(x, y)
-                state.loss = loss.detach()
-                edges.on_before_backward(state)  # the non-finite guard: stop before the weights change
-                step.update(loss, share=ddp.loss_share(len(y), n))
-                state.sums.add(state.loss, logits, y)
+                # forward, loss, backward, check, clip, optimizer and lr step (eager, or a graph's replay)
+                loss, logits = step(x, y, share=ddp.loss_share(len(y), n), check=check)
+                state.sums.add(loss, logits, y)
                 state.step, state.global_step = state.step + 1, state.global_step + 1
-                edges.on_train_batch_end(state)  # EMA, checkpoints, progress
+                edges.on_train_batch_end(loop)  # EMA, checkpoints, progress
             state.logs = epoch_logs(state, train.num_samples, val, cfg)
-            edges.on_epoch_end(state)  # guard, history, progress, early stopping, checkpoints
+            edges.on_epoch_end(loop)  # guard, history, progress, early stopping, checkpoints
             if state.stop_training:
                 break
     return history
+
+
+def placed(
+    model: nn.Module, data, cfg: TrainConfig, dev: torch.device, ddp: Distributed, *, drop_last: bool
+) -> DeviceBatches:
+    """Put ``model`` on ``dev`` in the config's memory layout, seed dropout (per rank), and return the
+    training split's batches on ``dev``."""
+    mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model.to(device=dev, memory_format=mf)  # type: ignore[call-overload]  # Module.to takes memory_format
+    torch.manual_seed(cfg.seed if ddp.rank == 0 else derive_seed(cfg.seed, ddp.rank))  # dropout, per rank
+    return DeviceBatches(
+        data.train.images,
+        data.train.labels,
+        batch_size=cfg.batch_size,
+        device=dev,
+        shuffle=True,
+        seed=cfg.seed,
+        memory_format=mf,
+        drop_last=drop_last,
+    )
+
+
+def side_concerns(
+    cfg: TrainConfig,
+    state: TrainState,
+    history: History,
+    callbacks: Sequence[Callback],
+    progress: bool,
+    checkpoints: Checkpointer | None,
+    resume: Checkpoint | None,
+) -> CallbackList:
+    """The callbacks around the loop: the built-in ones the config asks for and the user's, run in order of
+    their ``priority``."""
+    ema = EMA(cfg.ema) if cfg.ema else None
+    edges: list[Callback] = [NonFiniteGuard(checkpoints), history, *list(callbacks)]
+    edges += [ema] if ema else []
+    edges += [FreezeBackbone(cfg.freeze_epochs)] if cfg.freeze_epochs else []
+    edges += [ProgressBar()] if progress and state.ddp.is_main else []
+    if checkpoints or resume:
+        edges.append(
+            Checkpointing(
+                checkpoints, loop=state, history=history, resume=resume, callbacks=callbacks, ema=ema
+            )
+        )
+    return CallbackList(edges)
 
 
 def augmentation(cfg: TrainConfig) -> Augment | None:
@@ -150,7 +180,7 @@ def epoch_logs(state: TrainState, num_samples: int, val, cfg: TrainConfig) -> di
     row["accuracy"] = sums.correct.item() / num_samples
     if val is not None and len(val.labels):
         m = evaluate(  # the EMA average when there is one
-            state.weights or state.model,
+            state.weights if state.weights is not None else state.model,
             val,
             device=state.device,
             amp=cfg.amp,

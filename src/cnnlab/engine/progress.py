@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from html import escape
 from typing import Any, TextIO
 
-from cnnlab.engine.callbacks import Callback, TrainState
+from cnnlab.engine.callbacks import Callback, LoopView
 
 
-def format_row(row: dict, epochs: int) -> str:
+def format_row(row: Mapping[str, Any], epochs: int) -> str:
     parts = [
         f"epoch {row['epoch']}/{epochs}",
         f"{row['seconds']:.1f}s",
@@ -35,6 +36,8 @@ class ProgressBar(Callback):
             loss, a device sync on a GPU).
     """
 
+    priority = -10  # after the history, before your callbacks: an epoch's line prints before they run
+
     def __init__(
         self,
         *,
@@ -54,7 +57,7 @@ class ProgressBar(Callback):
         self._line: Any = None  # a ProgressLine while training in Jupyter
         self._t0 = 0.0
 
-    def on_train_begin(self, state: TrainState) -> None:
+    def on_train_begin(self, loop: LoopView) -> None:
         from rich.console import Console
 
         console = Console(file=self.stream)
@@ -65,7 +68,7 @@ class ProgressBar(Callback):
         if live and self._jupyter:
             # not rich's Jupyter bar: it is an ipywidgets Output that stays behind, empty, once closed
             self._line = ProgressLine()
-            state.resources.callback(self._line.close)  # an error or Ctrl-C leaves the last line shown
+            loop.at_exit(self._line.close)  # an error or Ctrl-C leaves the last line shown
         elif live:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -78,53 +81,51 @@ class ProgressBar(Callback):
                 console=console,
                 transient=True,
             )
-            state.resources.enter_context(self._bar)
+            loop.keep_open(self._bar)
 
-    def on_epoch_begin(self, state: TrainState) -> None:
+    def on_epoch_begin(self, loop: LoopView) -> None:
         self._last = time.monotonic()
         if self._bar is not None:
-            desc = f"epoch {state.epoch}/{state.epochs}"
-            self._task = self._bar.add_task(
-                desc, total=state.steps_per_epoch, completed=state.step, metrics=""
-            )
+            desc = f"epoch {loop.epoch}/{loop.epochs}"
+            self._task = self._bar.add_task(desc, total=loop.steps_per_epoch, completed=loop.step, metrics="")
 
-    def _metrics(self, state: TrainState) -> str:
-        seen = max(state.sums.seen, 1)
-        return f"loss {state.sums.loss_sum.item() / seen:.4f} acc {state.sums.correct.item() / seen:.4f}"
+    def _metrics(self, loop: LoopView) -> str:
+        seen = max(loop.sums.seen, 1)
+        return f"loss {loop.sums.loss_sum.item() / seen:.4f} acc {loop.sums.correct.item() / seen:.4f}"
 
-    def on_train_batch_end(self, state: TrainState) -> None:
-        last = state.step == state.steps_per_epoch
+    def on_train_batch_end(self, loop: LoopView) -> None:
+        last = loop.step == loop.steps_per_epoch
         if self._bar is not None:
-            if state.step % self.every_steps == 1 or last:
-                self._bar.update(self._task, completed=state.step, metrics=self._metrics(state))
+            if loop.step % self.every_steps == 1 or last:
+                self._bar.update(self._task, completed=loop.step, metrics=self._metrics(loop))
         elif self._line is not None:
-            if state.step % self.every_steps == 1 or last:
+            if loop.step % self.every_steps == 1 or last:
                 self._line.update(
-                    f"epoch {state.epoch}/{state.epochs}  step {state.step}/{state.steps_per_epoch}  "
-                    f"{self._metrics(state)}",
-                    state.step / max(state.steps_per_epoch, 1),
+                    f"epoch {loop.epoch}/{loop.epochs}  step {loop.step}/{loop.steps_per_epoch}  "
+                    f"{self._metrics(loop)}",
+                    loop.step / max(loop.steps_per_epoch, 1),
                 )
         elif not last and time.monotonic() - self._last >= self.every_seconds:
             self._last = time.monotonic()
-            seconds = time.perf_counter() - state.epoch_t0
+            seconds = time.perf_counter() - loop.epoch_t0
             print(
-                f"epoch {state.epoch}/{state.epochs}  step {state.step}/{state.steps_per_epoch}  "
-                f"{seconds:.0f}s  {self._metrics(state)}",
+                f"epoch {loop.epoch}/{loop.epochs}  step {loop.step}/{loop.steps_per_epoch}  "
+                f"{seconds:.0f}s  {self._metrics(loop)}",
                 file=self.stream,
                 flush=True,
             )
 
-    def on_epoch_end(self, state: TrainState) -> None:
-        line = format_row(state.logs, state.epochs)
+    def on_epoch_end(self, loop: LoopView) -> None:
+        line = format_row(loop.logs, loop.epochs)
         if self._bar is not None:
             self._bar.remove_task(self._task)
             self._bar.console.print(line)
             return
         print(line, file=self.stream, flush=True)  # plain text: no escape codes in a log or a notebook
 
-    def on_train_end(self, state: TrainState) -> None:
+    def on_train_end(self, loop: LoopView) -> None:
         if self._line is not None:
-            epochs = state.epoch - state.first_epoch + 1
+            epochs = loop.epoch - loop.first_epoch + 1
             self._line.close(
                 f"trained {epochs} epoch{'s' * (epochs != 1)} in {time.perf_counter() - self._t0:.1f} s"
             )

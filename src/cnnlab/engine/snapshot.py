@@ -14,11 +14,13 @@ import random
 import secrets
 import shutil
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
+from cnnlab.atomic import write_json
 from cnnlab.engine.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -29,6 +31,13 @@ from cnnlab.engine.checkpoint import (
     write_checkpoint,
 )
 from cnnlab.engine.history import History
+
+
+class Stateful(Protocol):
+    """What a checkpoint saves and loads besides tensors' owners: ``state_dict`` / ``load_state_dict``."""
+
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict, /) -> Any: ...
 
 
 def _set_aside_as(folder: Path) -> str:
@@ -139,8 +148,6 @@ class Checkpointer:
 
     def write_report(self, name: str, report: dict) -> Path:
         """A small JSON report in the run folder (e.g. why training stopped)."""
-        from cnnlab.runs import write_json
-
         path = self.folder.parent / name
         write_json(path, report)
         return path
@@ -195,7 +202,7 @@ def capture(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     schedule,
-    ema: nn.Module | None,
+    ema: Stateful | None,
     callbacks,
     history: History,
     position: dict,
@@ -239,7 +246,7 @@ def restore(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     schedule,
-    ema: nn.Module | None,
+    ema: Stateful | None,
     callbacks,
     history: History,
     rank: int = 0,

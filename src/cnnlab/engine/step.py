@@ -1,8 +1,17 @@
-"""One training step in two halves: ``forward`` (logits and loss under autocast) and ``update``
-(backward, optimizer step, learning-rate schedule). ``fit`` calls the non-finite guard between them.
-``cnnlab.engine.graphs.GraphedStep`` is the same interface with the whole step captured in a CUDA graph."""
+"""The training step, written once: ``TrainStep.body`` is forward, loss, backward, the caller's check,
+gradient clipping, optimizer step and learning-rate schedule. The eager path calls it for every batch;
+``cnnlab.engine.graphs.GraphedStep`` captures the same function in a CUDA graph and replays it.
+
+Why one function run whole (rather than a captured forward+backward with the optimizer replayed apart):
+a graph of the whole step is one launch per step, which is what makes small models fast on a GPU, and a
+body that both paths run cannot drift between them. The price is where the non-finite guard looks: the
+eager body calls ``check(loss)`` after backward and before the optimizer, so a bad loss never reaches the
+weights; a graph cannot stop halfway, so there the check runs right after the replay.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -10,23 +19,29 @@ from torch import nn
 
 from cnnlab.engine.setup import autocast, compile_model, make_optimizer, make_schedule
 
+Check = Callable[[torch.Tensor], None]  # sees the step's detached loss; raises to stop the run
+
 
 class TrainStep:
-    """The optimizer, schedule and (optionally compiled, DDP-wrapped) network of a run.
+    """The optimizer, schedule and (optionally compiled, DDP-wrapped) network of a run, and its step.
 
     Args:
         model: the module to train (its parameters are optimised).
         cfg: the training options (a ``TrainConfig``): optimizer, lr, weight_decay, schedule, epochs,
-            label_smoothing, amp, compile.
+            label_smoothing, clip_grad_norm, amp, compile.
         steps_per_epoch: for the schedule's length.
         device, ddp: where it trains; ``ddp`` wraps the network for data-parallel gradients.
         example: the training batches (``DeviceBatches``): ``torch.compile`` warms up on the first one,
             outside the timed run.
+
+    Example:
+        >>> loss, logits = step(x, y, check=guard)  # doctest: +SKIP  # one optimizer step
     """
 
     def __init__(self, model: nn.Module, cfg, *, steps_per_epoch: int, device: torch.device, ddp, example):
         self.model = model
         self.label_smoothing = cfg.label_smoothing
+        self.clip_grad_norm: float | None = cfg.clip_grad_norm
         self.optimizer = self._make_optimizer(model, cfg, device)
         self.schedule = self._make_schedule(cfg, steps_per_epoch)
         self.cast = self._make_cast(cfg, device)
@@ -54,14 +69,29 @@ class TrainStep:
             logits = net(x)  # (B, num_classes)
             return F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing), logits
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean loss, logits) of a batch; the loss is on the graph for ``update``."""
-        return self._loss(self.net, x, y)
+    def body(
+        self, x: torch.Tensor, y: torch.Tensor, *, share: float = 1.0, check: Check | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on the batch ``(x, y)``; returns its (mean loss, logits), detached.
 
-    def update(self, loss: torch.Tensor, share: float = 1.0) -> None:
-        """Backward (of ``loss * share``: this rank's weight in a DDP batch), an optimizer and a schedule step."""
-        self.optimizer.zero_grad(set_to_none=True)
+        ``share``: this rank's weight in a DDP batch (its loss is scaled before backward). ``check``: called
+        with the loss after backward and before the weights change (the non-finite guard); a graph captures
+        the body without it. Every other line runs on both paths, so none may read a value back to the host."""
+        self.optimizer.zero_grad(set_to_none=True)  # a graph's backward then allocates its own gradients
+        loss, logits = self._loss(self.net, x, y)
         (loss if share == 1.0 else loss * share).backward()
+        loss, logits = loss.detach(), logits.detach()
+        if check is not None:
+            check(loss)
+        if self.clip_grad_norm is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
         self.optimizer.step()
         if self.schedule is not None:
-            self.schedule.step()
+            self.schedule.step()  # the learning rate of the next step
+        return loss, logits
+
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, *, share: float = 1.0, check: Check | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training step: the body, run eagerly."""
+        return self.body(x, y, share=share, check=check)

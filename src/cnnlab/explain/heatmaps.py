@@ -36,7 +36,7 @@ class Heatmap:
 
     def _repr_png_(self) -> bytes:
         """In Jupyter: the heat map as a picture."""
-        from cnnlab.notebook import heatmap_png
+        from cnnlab.explain.reprs import heatmap_png
 
         return heatmap_png(self)
 

@@ -110,6 +110,17 @@ def prepare_input(
             )  # fmt: skip
         image = load_image(image, gray=c == 1, max_pixels=max_pixels)
         source = src
+    t = _as_chw(image, input_shape)
+    original = (int(t.shape[1]), int(t.shape[2]))
+    t, resized = _shaped(t, input_shape, resize, fill)
+    return _finish(
+        t.numpy(), original, input_shape, invert, light_on_dark, source=source, label=label, resized=resized
+    )
+
+
+def _as_chw(image, input_shape: tuple[int, int, int] | None) -> torch.Tensor:
+    """A tensor or array image as float32 (C, H, W) pixels in 0..1 (uint8 divided by 255; an RGB array
+    made gray for a one-channel model), all finite."""
     if isinstance(image, torch.Tensor):
         t = image.detach().cpu()
         if t.dim() == 4 and t.shape[0] == 1:
@@ -136,24 +147,30 @@ def prepare_input(
             raise CnnlabError(f"expected an (H, W) or (H, W, C) image, got shape {a.shape}")
     if not torch.isfinite(t).all():
         raise CnnlabError("the image has NaN or infinite pixels")
-    original = (int(t.shape[1]), int(t.shape[2]))
-    resized = False
-    if input_shape is not None:
-        c, h, w = (int(v) for v in input_shape)
-        if t.shape[0] != c:
-            if c == 1 and t.shape[0] >= 3:
-                weights = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32).view(3, 1, 1)
-                t = (t[:3] * weights).sum(0, keepdim=True)
-            elif t.shape[0] == 1:
-                t = t.expand(c, -1, -1).contiguous()
-            else:
-                raise CnnlabError(f"the model takes {c} channels; the image has {t.shape[0]}")
-        if tuple(t.shape[1:]) != (h, w):  # the geometry image files get (`cnnlab.data.fit`)
-            t = torch.from_numpy(fit_array(t.numpy(), (h, w), resize, fill))
-            resized = True
-    return _finish(
-        t.numpy(), original, input_shape, invert, light_on_dark, source=source, label=label, resized=resized
-    )
+    return t
+
+
+def _shaped(
+    t: torch.Tensor, input_shape: tuple[int, int, int] | None, resize: str, fill: str
+) -> tuple[torch.Tensor, bool]:
+    """(C, H, W) pixels with the model's channels and size (resized as image files are), and whether the
+    size changed."""
+    if input_shape is None:
+        return t, False
+    c, h, w = (int(v) for v in input_shape)
+    if t.shape[0] != c:
+        if c == 1 and t.shape[0] >= 3:
+            weights = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32).view(3, 1, 1)
+            t = (t[:3] * weights).sum(0, keepdim=True)
+        elif t.shape[0] == 1:
+            t = t.expand(c, -1, -1).contiguous()
+        else:
+            raise CnnlabError(f"the model takes {c} channels; the image has {t.shape[0]}")
+    if tuple(t.shape[1:]) == (h, w):
+        return t, False
+    return torch.from_numpy(
+        fit_array(t.numpy(), (h, w), resize, fill)
+    ), True  # as files get (cnnlab.data.fit)
 
 
 def _finish(a, original, input_shape, invert, light_on_dark, *, source, label, resized) -> PreparedInput:

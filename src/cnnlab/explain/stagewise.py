@@ -76,7 +76,7 @@ class Prediction:
 
     def _repr_html_(self) -> str:
         """In Jupyter: the most probable classes as a table."""
-        from cnnlab.notebook import prediction_table
+        from cnnlab.explain.reprs import prediction_table
 
         return prediction_table(self)
 
@@ -141,7 +141,7 @@ class Activations(Mapping):
 
     def _repr_html_(self) -> str:
         """In Jupyter: the network as columns of feature maps, and what it predicted."""
-        from cnnlab.notebook import activations_html
+        from cnnlab.explain.reprs import activations_html
 
         return activations_html(self)
 

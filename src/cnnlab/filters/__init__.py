@@ -10,7 +10,7 @@ Example:
     >>> cl.filters.output_size(5, 3, padding=1, stride=2)
     3
 
-Names are imported on first use (PEP 562), so `cnnlab --help` (which imports `cnnlab.filters.cli`)
+Names are imported on first use (PEP 562), so `cnnlab --help` (which imports `cnnlab.commands.filters`)
 does not load numpy or scipy.
 """
 

@@ -118,6 +118,61 @@ def _output_cells(ax, x0: float, out_h: int, out_w: int) -> tuple[dict, dict]:
     return cells, texts
 
 
+class _Scene:
+    """The animation's picture: everything static is drawn once (the padded input, the kernel or the pooling
+    kind, the output grid, the title); ``show`` then only moves the window and updates texts and colours."""
+
+    def __init__(self, xp: np.ndarray, k, kind: str, *, padding, size, window, out, title: str):
+        from matplotlib.figure import Figure
+        from matplotlib.patches import Rectangle
+
+        (p_h, p_w), (n_h, n_w), (k_h, k_w), (out_h, out_w) = padding, size, window, out
+        hp, wp = xp.shape
+        k_x0 = wp + 1.5  # layout in cell units: padded input | kernel | output
+        o_x0 = k_x0 + (k_w if kind == "conv" else 2) + 1.5
+        width, height = o_x0 + out_w + 0.5, max(hp, out_h) + 2.35
+        self.fig = fig = Figure(figsize=(width * CELL, height * CELL), dpi=DPI)
+        ax = fig.add_axes((0, 0, 1, 1))
+        ax.set_xlim(0, width)
+        ax.set_ylim(height, 0)
+        ax.axis("off")
+        inside = lambda y, z: p_h <= y < p_h + n_h and p_w <= z < p_w + n_w  # noqa: E731
+        face = [["#cfe3ff" if inside(y, z) else "#dddddd" for z in range(wp)] for y in range(hp)]
+        _grid(ax, 0.5, 1.35, xp, face=face, fmt=lambda v: "" if np.isinf(v) else f"{v:g}")
+        self.window = Rectangle((0.5, 1.35), k_w, k_h, fill=False, edgecolor="#d62728", lw=3, zorder=5)
+        ax.add_patch(self.window)
+        self.weights = []
+        if kind == "conv":  # the kernel's weight, small, in the corner of each window cell
+            for (a, b), w in np.ndenumerate(k):
+                t = ax.text(0, 0, f"×{w:g}", ha="right", va="bottom", fontsize=7, color="#d62728", zorder=6)
+                self.weights.append((a, b, t))
+            _grid(ax, k_x0, 1.35, k, face=[["#ffd8d8"] * k_w for _ in range(k_h)], fmt=lambda v: f"{v:g}")
+            ax.text(k_x0 + k_w / 2, 1.05, "kernel", ha="center", fontsize=10)
+        else:
+            ax.text(k_x0 + 1, 1.35 + hp / 2, kind, ha="center", va="center", fontsize=14, color="#d62728")
+        self.out_w = out_w
+        self.out_cells, self.out_texts = _output_cells(ax, o_x0, out_h, out_w)
+        ax.text(
+            0.5 + wp / 2, 1.05, "input (grey: padding)" if p_h or p_w else "input", ha="center", fontsize=10
+        )
+        ax.text(o_x0 + out_w / 2, 1.05, "output", ha="center", fontsize=10)
+        ax.text(0.5, 0.4, title, fontsize=10, va="center")
+        self.caption = ax.text(0.5, height - 0.4, "", fontsize=9, va="center")
+
+    def show(self, i: int, at: tuple[int, int], caption: str, value: float) -> None:
+        """Frame ``i``: the window at padded-input row/column ``at``, output cell ``i`` being filled."""
+        y, x = at
+        self.window.set_xy((0.5 + x, 1.35 + y))
+        for a, b, t in self.weights:
+            t.set_position((0.5 + x + b + 0.92, 1.35 + y + a + 0.9))
+        if i:  # the previous output cell is done: from orange to green
+            self.out_cells[divmod(i - 1, self.out_w)].set_facecolor("#d9f2d9")
+        cell = divmod(i, self.out_w)
+        self.out_cells[cell].set_facecolor("#ffb347")
+        self.out_texts[cell].set_text(f"{value:.3g}")
+        self.caption.set_text(caption)
+
+
 def animate(
     input_size: int | tuple[int, int] = 5,
     kernel_size: int | tuple[int, int] = 3,
@@ -134,9 +189,6 @@ def animate(
         >>> len(anim.frames), anim.out_shape
         (9, (3, 3))
     """
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
-
     if kind not in KINDS:
         raise CnnlabError(f"Unknown animation kind {kind!r}. Choose one of: {', '.join(KINDS)}")
     two = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
@@ -156,50 +208,16 @@ def animate(
         k = _CLASSIC_3X3 if (k_h, k_w) == (3, 3) else rng.integers(-1, 3, size=(k_h, k_w))
     pad_value = -np.inf if kind == "max" else 0
     xp = np.pad(x.astype(float), ((p_h, p_h), (p_w, p_w)), constant_values=pad_value)
-    hp, wp = xp.shape
-    k_x0 = wp + 1.5  # layout in cell units: padded input | kernel | output
-    o_x0 = k_x0 + (k_w if kind == "conv" else 2) + 1.5
-    width, height = o_x0 + out_w + 0.5, max(hp, out_h) + 2.35
     title = _title(kind, (n_h, n_w), (k_h, k_w), (p_h, p_w), (s_h, s_w), (out_h, out_w))
-    # Draw everything static once; per frame only move the window and update texts and colours.
-    fig = Figure(figsize=(width * CELL, height * CELL), dpi=DPI)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.set_xlim(0, width)
-    ax.set_ylim(height, 0)
-    ax.axis("off")
-    inside = lambda y, z: p_h <= y < p_h + n_h and p_w <= z < p_w + n_w  # noqa: E731
-    face = [["#cfe3ff" if inside(y, z) else "#dddddd" for z in range(wp)] for y in range(hp)]
-    _grid(ax, 0.5, 1.35, xp, face=face, fmt=lambda v: "" if np.isinf(v) else f"{v:g}")
-    window = Rectangle((0.5, 1.35), k_w, k_h, fill=False, edgecolor="#d62728", lw=3, zorder=5)
-    ax.add_patch(window)
-    weights = []
-    if kind == "conv":  # the kernel's weight, small, in the corner of each window cell
-        for (a, b), w in np.ndenumerate(k):
-            t = ax.text(0, 0, f"×{w:g}", ha="right", va="bottom", fontsize=7, color="#d62728", zorder=6)
-            weights.append((a, b, t))
-        _grid(ax, k_x0, 1.35, k, face=[["#ffd8d8"] * k_w for _ in range(k_h)], fmt=lambda v: f"{v:g}")
-        ax.text(k_x0 + k_w / 2, 1.05, "kernel", ha="center", fontsize=10)
-    else:
-        ax.text(k_x0 + 1, 1.35 + hp / 2, kind, ha="center", va="center", fontsize=14, color="#d62728")
-    out_cells, out_texts = _output_cells(ax, o_x0, out_h, out_w)
-    ax.text(0.5 + wp / 2, 1.05, "input (grey: padding)" if p_h or p_w else "input", ha="center", fontsize=10)
-    ax.text(o_x0 + out_w / 2, 1.05, "output", ha="center", fontsize=10)
-    ax.text(0.5, 0.4, title, fontsize=10, va="center")
-    caption = ax.text(0.5, height - 0.4, "", fontsize=9, va="center")
-
+    scene = _Scene(
+        xp, k, kind, padding=(p_h, p_w), size=(n_h, n_w), window=(k_h, k_w), out=(out_h, out_w), title=title
+    )
     frames = []
     for i in range(out_h * out_w):
         r, c = divmod(i, out_w)
         value, expr = _window_value(xp[r * s_h : r * s_h + k_h, c * s_w : c * s_w + k_w], k, kind)
-        window.set_xy((0.5 + c * s_w, 1.35 + r * s_h))
-        for a, b, t in weights:
-            t.set_position((0.5 + c * s_w + b + 0.92, 1.35 + r * s_h + a + 0.9))
-        if i:  # the previous output cell is done: from orange to green
-            out_cells[divmod(i - 1, out_w)].set_facecolor("#d9f2d9")
-        out_cells[r, c].set_facecolor("#ffb347")
-        out_texts[r, c].set_text(f"{value:.3g}")
-        caption.set_text(f"out[{r},{c}] = {expr} = {value:.3g}")
-        frames.append(_render(fig))
+        scene.show(i, (r * s_h, c * s_w), f"out[{r},{c}] = {expr} = {value:.3g}", value)
+        frames.append(_render(scene.fig))
     return Animation(frames=frames, out_shape=(out_h, out_w), title=title)
 
 

@@ -53,7 +53,7 @@ def run_conv_arith(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console()
-    # Sizes arrive parsed and range-checked by argparse (cnnlab.filters.cli): (rows, cols) pairs.
+    # Sizes arrive parsed and range-checked by argparse (cnnlab.commands.filters): (rows, cols) pairs.
     n = args.input
     k = args.kernel or ((2, 2) if args.pool else (3, 3))
     s = args.stride or (k if args.pool else (1, 1))

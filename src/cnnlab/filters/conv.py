@@ -217,6 +217,35 @@ def choose_method(kernel_shape: Sequence[int]) -> str:
     return "fft" if kernel_shape[0] * kernel_shape[1] >= FFT_MIN_AREA else "direct"
 
 
+def _pads(
+    hw: tuple[int, int],
+    kernel_shape: tuple[int, ...],
+    *,
+    mode: str | None,
+    padding,
+    op: str,
+    max_pixels: int | None,
+) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) padding from ``padding`` or ``mode``, checked: not both, the padded image
+    within ``max_pixels``, and at least as large as the kernel."""
+    if padding is not None:
+        if mode not in (None, "valid"):
+            raise CnnlabError(f"give either mode={mode!r} or explicit padding, not both")
+        pads = _padding4(padding)
+    else:
+        pads = mode_padding(kernel_shape, mode or "same", op)
+    h, w = hw
+    check_padded_size((h, w), kernel_shape, pads, max_pixels)
+    hp, wp = h + pads[0] + pads[1], w + pads[2] + pads[3]
+    if kernel_shape[0] > hp or kernel_shape[1] > wp:
+        where = "the image" if hp == h and wp == w else "the padded image"
+        raise CnnlabError(
+            f"kernel {kernel_shape[0]}x{kernel_shape[1]} is larger than {where} ({hp}x{wp}) in "
+            f"'{mode or 'valid'}' mode; use mode 'same' or 'full', or more padding"
+        )
+    return pads
+
+
 def apply(
     image: np.ndarray,
     kernel: Any,
@@ -275,22 +304,9 @@ def apply(
     k = parse_kernel(kernel)
     if normalize:
         k = normalize_kernel(k)
-    if padding is not None:
-        if mode not in (None, "valid"):
-            raise CnnlabError(f"give either mode={mode!r} or explicit padding, not both")
-        pads = _padding4(padding)
-    else:
-        pads = mode_padding(k.shape, mode or "same", op)
+    pads = _pads(img.shape[:2], k.shape, mode=mode, padding=padding, op=op, max_pixels=max_pixels)
     sh, sw = _pair(stride, "stride", minimum=1)
-    h, w = img.shape[:2]
-    check_padded_size((h, w), k.shape, pads, max_pixels)
-    hp, wp = h + pads[0] + pads[1], w + pads[2] + pads[3]
-    if k.shape[0] > hp or k.shape[1] > wp:
-        where = "the image" if hp == h and wp == w else "the padded image"
-        raise CnnlabError(
-            f"kernel {k.shape[0]}x{k.shape[1]} is larger than {where} ({hp}x{wp}) in "
-            f"'{mode or 'valid'}' mode; use mode 'same' or 'full', or more padding"
-        )
+    hp, wp = img.shape[0] + pads[0] + pads[1], img.shape[1] + pads[2] + pads[3]
     dtype = img.dtype if img.dtype in (np.float32, np.float64) else np.float64
     if boundary == "fill":
         _check_fill(fillvalue, k, dtype)

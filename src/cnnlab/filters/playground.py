@@ -1,6 +1,6 @@
 """The `cnnlab filters` command: kernels on photos, the tutorial's figures, raw feature maps.
 
-Called with the parsed argparse Namespace from `cnnlab.filters.cli`. All options and kernels are checked
+Called with the parsed argparse Namespace from `cnnlab.commands.filters`. All options and kernels are checked
 before any image is read; every file is staged and only moved into `--out` once everything succeeded.
 """
 
@@ -41,7 +41,7 @@ def _unique(name: str, taken: set[str]) -> str:
 
 def _check_options(args: argparse.Namespace) -> tuple[tuple[int, int], tuple[int, ...] | None]:
     """Stride and padding as (rows, cols) and 1, 2 or 4 values. Their counts and ranges, --downsample,
-    --dpi, --fill-value and --max-megapixels are checked by argparse (cnnlab.filters.cli): exit 2."""
+    --dpi, --fill-value and --max-megapixels are checked by argparse (cnnlab.commands.filters): exit 2."""
     stride = tuple(args.stride)
     padding = tuple(args.padding) if args.padding is not None else None
     if padding is not None and args.mode not in (None, "valid"):
@@ -111,6 +111,23 @@ def _feature(args, src: np.ndarray, matrix: np.ndarray, stride, padding, max_pix
     return feature, ms, choose_method(matrix.shape) if args.method == "auto" else args.method
 
 
+def _settings(args: argparse.Namespace, stride, padding) -> str:
+    """The operation in words, for the table's title and the grid's caption."""
+    pad_arg = None if padding is None else (padding[0] if len(padding) == 1 else padding)
+    size_rule = f"padding {pad_arg}" if pad_arg is not None else f"mode {args.mode or 'same'}"
+    return f"{args.op}, boundary {args.boundary}, {size_rule}, stride {stride[0] if stride[0] == stride[1] else stride}"
+
+
+def _write_feature(stage, stem: str, name: str, src: np.ndarray, feature: np.ndarray, *, dpi: int) -> None:
+    """One kernel's three files in ``stem/``: the raw map (``.npy``), the map as a picture, the tutorial's
+    figure."""
+    buf = io.BytesIO()
+    np.save(buf, feature)
+    stage.write(f"{stem}/{name}.npy", buf.getvalue())
+    stage.write(f"{stem}/{name}_map.png", feature_png(feature))
+    stage.write(f"{stem}/{name}.png", png_bytes(tutorial_figure(src, feature, name), dpi=dpi))
+
+
 def run_filters(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -122,9 +139,7 @@ def run_filters(args: argparse.Namespace) -> int:
     taken: set[str] = set()
     stems = [_unique(_safe_name(Path(s).stem if s else SAMPLE_NAME), taken) for s in sources]
     max_pixels = int(args.max_megapixels * 1e6)
-    pad_arg = None if padding is None else (padding[0] if len(padding) == 1 else padding)
-    size_rule = f"padding {pad_arg}" if pad_arg is not None else f"mode {args.mode or 'same'}"
-    settings = f"{args.op}, boundary {args.boundary}, {size_rule}, stride {stride[0] if stride[0] == stride[1] else stride}"
+    settings = _settings(args, stride, padding)
     table = Table(title=f"Feature maps ({settings})")
     for col in ("image", "kernel", "input", "output", "min", "max", "engine", "ms"):
         table.add_column(col, justify="right" if col in ("min", "max", "ms") else "left")
@@ -140,13 +155,7 @@ def run_filters(args: argparse.Namespace) -> int:
             for name, matrix, factor in kernels:
                 src = prepared[factor]
                 feature, ms, engine = _feature(args, src, matrix, stride, padding, max_pixels)
-                buf = io.BytesIO()
-                np.save(buf, feature)
-                stage.write(f"{stem}/{name}.npy", buf.getvalue())
-                stage.write(f"{stem}/{name}_map.png", feature_png(feature))
-                stage.write(
-                    f"{stem}/{name}.png", png_bytes(tutorial_figure(src, feature, name), dpi=args.dpi)
-                )
+                _write_feature(stage, stem, name, src, feature, dpi=args.dpi)
                 small = _preview(feature)
                 grid_items.append((name, matrix, small))
                 if args.show:

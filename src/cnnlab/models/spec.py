@@ -75,6 +75,63 @@ class _Builder:
             )
 
 
+def _add_layer(b: _Builder, spec: str, tok) -> None:
+    """The stage (or stages: ``dense`` after an image flattens it first) one token stands for, checked
+    against the shape so far."""
+    spatial = len(b.shape) == 3
+    if tok.kind in ("conv", "pool", "gap") and not spatial:
+        raise spec_error(spec, f"'{tok.kind}' needs an image-shaped input but comes after flatten/dense")
+    if tok.kind == "conv":
+        c, k, s, p = tok.args
+        if p != "same" and (b.shape[1] + 2 * p < k or b.shape[2] + 2 * p < k):
+            raise spec_error(
+                spec,
+                f"a {k}x{k} kernel does not fit the {b.shape[1]}x{b.shape[2]} "
+                f"feature map at conv layer {b.counts.get('conv', 0) + 1}; use padding or fewer pooling layers",
+            )
+        b.check_size(spec, b.shape[0] * c * k * k + c)
+        b.add("conv", nn.Conv2d(b.shape[0], c, k, stride=s, padding=p))
+    elif tok.kind == "dense":
+        if spatial:
+            b.add("flatten", Flatten(), numbered=False)
+        b.check_size(spec, (b.shape[0] + 1) * tok.args[0])
+        b.add("dense", nn.Linear(b.shape[0], tok.args[0]))
+    elif tok.kind == "pool":
+        how, k, s = tok.args
+        if b.shape[1] < k or b.shape[2] < k:
+            raise spec_error(spec, f"{k}x{k} pooling does not fit the {b.shape[1]}x{b.shape[2]} feature map")
+        b.add("pool", nn.MaxPool2d(k, s) if how == "max" else nn.AvgPool2d(k, s))
+    elif tok.kind == "gap":
+        b.add("gap", nn.AdaptiveAvgPool2d(1), numbered=False)
+        b.add("flatten", Flatten(), numbered=False)
+    elif tok.kind == "drop":
+        b.add("drop", Dropout(tok.args[0]))
+    elif tok.kind == "bn":
+        b.add("bn", nn.BatchNorm2d(b.shape[0]) if spatial else nn.BatchNorm1d(b.shape[0]))
+    elif tok.kind == "flatten":
+        if "flatten" in b.stages:
+            raise spec_error(spec, "flatten appears twice")
+        b.add("flatten", Flatten(), numbered=False)
+    elif tok.kind == "act":
+        raise spec_error(spec, f"activation '{tok.args[0]}' must follow a conv or dense layer (or its bn)")
+
+
+def _add_norm_and_activation(b: _Builder, tokens: list, i: int, kind: str) -> int:
+    """After a conv or dense layer: an optional ``bn`` token, then its activation (the explicit one, else
+    relu). Returns the index of the next token not taken."""
+    if i < len(tokens) and tokens[i].kind == "bn":
+        b.add("bn", nn.BatchNorm2d(b.shape[0]) if kind == "conv" else nn.BatchNorm1d(b.shape[0]))
+        i += 1
+    act = "relu"
+    if i < len(tokens) and tokens[i].kind == "act":
+        act = tokens[i].args[0]
+        i += 1
+    factory = ACTIVATIONS[act]
+    if factory is not None:
+        b.add(act, factory())
+    return i
+
+
 def build_from_spec(spec: str, *, input_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
     """Build an ``nn.Sequential`` of named stages from a spec (see the module docstring).
 
@@ -88,59 +145,10 @@ def build_from_spec(spec: str, *, input_shape: tuple[int, int, int], num_classes
     i = 0
     while i < len(tokens):
         tok = tokens[i]
+        _add_layer(b, spec, tok)
         i += 1
-        spatial = len(b.shape) == 3
-        if tok.kind in ("conv", "pool", "gap") and not spatial:
-            raise spec_error(spec, f"'{tok.kind}' needs an image-shaped input but comes after flatten/dense")
-        if tok.kind == "conv":
-            c, k, s, p = tok.args
-            if p != "same" and (b.shape[1] + 2 * p < k or b.shape[2] + 2 * p < k):
-                raise spec_error(
-                    spec,
-                    f"a {k}x{k} kernel does not fit the {b.shape[1]}x{b.shape[2]} "
-                    f"feature map at conv layer {b.counts.get('conv', 0) + 1}; use padding or fewer pooling layers",
-                )
-            b.check_size(spec, b.shape[0] * c * k * k + c)
-            b.add("conv", nn.Conv2d(b.shape[0], c, k, stride=s, padding=p))
-        elif tok.kind == "dense":
-            if spatial:
-                b.add("flatten", Flatten(), numbered=False)
-            b.check_size(spec, (b.shape[0] + 1) * tok.args[0])
-            b.add("dense", nn.Linear(b.shape[0], tok.args[0]))
-        elif tok.kind == "pool":
-            how, k, s = tok.args
-            if b.shape[1] < k or b.shape[2] < k:
-                raise spec_error(
-                    spec, f"{k}x{k} pooling does not fit the {b.shape[1]}x{b.shape[2]} feature map"
-                )
-            b.add("pool", nn.MaxPool2d(k, s) if how == "max" else nn.AvgPool2d(k, s))
-        elif tok.kind == "gap":
-            b.add("gap", nn.AdaptiveAvgPool2d(1), numbered=False)
-            b.add("flatten", Flatten(), numbered=False)
-        elif tok.kind == "drop":
-            b.add("drop", Dropout(tok.args[0]))
-        elif tok.kind == "bn":
-            b.add("bn", nn.BatchNorm2d(b.shape[0]) if spatial else nn.BatchNorm1d(b.shape[0]))
-        elif tok.kind == "flatten":
-            if "flatten" in b.stages:
-                raise spec_error(spec, "flatten appears twice")
-            b.add("flatten", Flatten(), numbered=False)
-        elif tok.kind == "act":
-            raise spec_error(
-                spec, f"activation '{tok.args[0]}' must follow a conv or dense layer (or its bn)"
-            )
         if tok.kind in ("conv", "dense"):
-            # optional bn, then the activation (explicit or relu)
-            if i < len(tokens) and tokens[i].kind == "bn":
-                b.add("bn", nn.BatchNorm2d(b.shape[0]) if tok.kind == "conv" else nn.BatchNorm1d(b.shape[0]))
-                i += 1
-            act = "relu"
-            if i < len(tokens) and tokens[i].kind == "act":
-                act = tokens[i].args[0]
-                i += 1
-            factory = ACTIVATIONS[act]
-            if factory is not None:
-                b.add(act, factory())
+            i = _add_norm_and_activation(b, tokens, i, tok.kind)
     if len(b.shape) != 1:
         b.add("flatten", Flatten(), numbered=False)
     b.check_size(spec, (b.shape[0] + 1) * num_classes)

@@ -4,7 +4,7 @@
     cnnlab serve runs/ --port 8000         # the same, from the command line (127.0.0.1 by default)
 
 The server computes nothing itself: it validates requests and serialises what `cnnlab.explain`,
-`cnnlab.filters` and `cnnlab.runs` return. Limits are in `cnnlab.web.limits`.
+`cnnlab.filters` and `cnnlab.run.folder` return. Limits are in `cnnlab.web.limits`.
 """
 
 from __future__ import annotations

@@ -72,10 +72,22 @@ class Headers:
 # what requests and the warm-up import on first use: the image formats' plugins, the filter playground's
 # SciPy convolutions, the explainer's modules, run loading
 PRELOAD = (
-    "PIL.Image", "scipy.fft", "scipy.ndimage", "cnnlab.data", "cnnlab.explain.data", "cnnlab.explain.heatmaps",
-    "cnnlab.explain.inputs", "cnnlab.explain.stages", "cnnlab.explain.stagewise", "cnnlab.explain.wire",
-    "cnnlab.filters.conv", "cnnlab.filters.kernels", "cnnlab.runs", "cnnlab.pngsafe", "cnnlab.tensorfiles",
-)  # fmt: skip
+    "PIL.Image",
+    "scipy.fft",
+    "scipy.ndimage",
+    "cnnlab.data",
+    "cnnlab.explain.data",
+    "cnnlab.explain.heatmaps",
+    "cnnlab.explain.inputs",
+    "cnnlab.explain.stages",
+    "cnnlab.explain.stagewise",
+    "cnnlab.explain.wire",
+    "cnnlab.filters.conv",
+    "cnnlab.filters.kernels",
+    "cnnlab.run.folder",
+    "cnnlab.pngsafe",
+    "cnnlab.tensorfiles",
+)
 
 
 def preload() -> None:
@@ -207,6 +219,55 @@ def _add_limits(app, limited: dict, *, wait_seconds: float, max_body_bytes: int,
     app.add_middleware(Headers)
 
 
+class _Compute:
+    """Where the app computes: a pool of threads for explains, a smaller one for predict's parsing and
+    decoding (never queued behind explains), and predict's batchers."""
+
+    def __init__(
+        self,
+        max_concurrent: int,
+        request_seconds: float,
+        max_models: int,
+        max_batch: int,
+        batch_window: float,
+    ):
+        self.max_concurrent, self.request_seconds = max_concurrent, request_seconds
+        self.max_models, self.max_batch, self.batch_window = max_models, max_batch, batch_window
+
+    def install(self, app) -> None:
+        from cnnlab.web.compute import ComputePool
+
+        app.state.pool = ComputePool(self.max_concurrent, deadline=self.request_seconds)
+        app.state.predict_pool = ComputePool(max(2, self.max_concurrent // 2), deadline=self.request_seconds)
+        app.state.batchers = batching.Batchers(
+            self.max_models, max_batch=self.max_batch, window=self.batch_window
+        )
+
+    @staticmethod
+    async def close(app) -> None:
+        """After uvicorn's drain: let work already inside torch finish (bounded), start nothing new."""
+        app.state.batchers.close()
+        app.state.predict_pool.close(0)
+        await asyncio.to_thread(app.state.pool.close, limits.CLOSE_SECONDS)
+
+
+def _lifespan(registry, compute: _Compute, *, warm: bool):
+    """Serving starts: fresh compute when the app is served again after a shutdown (tests do that), the
+    first model warmed in the background; serving ends: compute closed."""
+
+    @asynccontextmanager
+    async def lifespan(app):
+        if app.state.pool.closed:
+            compute.install(app)
+        gc.freeze()  # see _warm
+        if warm:
+            threading.Thread(target=_warm, args=(registry,), daemon=True, name="cnnlab-warm").start()
+        yield
+        await compute.close(app)
+
+    return lifespan
+
+
 def create_app(
     runs_dir: str | os.PathLike,
     *,
@@ -252,7 +313,6 @@ def create_app(
     from fastapi import FastAPI
 
     from cnnlab import __version__
-    from cnnlab.web.compute import ComputePool
     from cnnlab.web.registry import RunRegistry
     from cnnlab.web.routes import router
 
@@ -266,29 +326,9 @@ def create_app(
     # log line per hostile request would only let a stranger fill the log
     logging.getLogger("python_multipart").setLevel(logging.ERROR)
 
-    def new_pool() -> ComputePool:
-        return ComputePool(max_concurrent, deadline=request_seconds)
-
-    def new_predict_pool() -> ComputePool:  # predict's parsing and decoding: never queued behind explains
-        return ComputePool(max(2, max_concurrent // 2), deadline=request_seconds)
-
-    @asynccontextmanager
-    async def lifespan(app):
-        if app.state.pool.closed:  # the app is served again after a shutdown (tests do that)
-            app.state.pool = new_pool()
-            app.state.predict_pool = new_predict_pool()
-            app.state.batchers = batching.Batchers(max_models, max_batch=max_batch, window=batch_window)
-        gc.freeze()  # see _warm
-        if warm:
-            threading.Thread(target=_warm, args=(registry,), daemon=True, name="cnnlab-warm").start()
-        yield
-        # after uvicorn's drain: let work already inside torch finish (bounded), start nothing new
-        app.state.batchers.close()
-        app.state.predict_pool.close(0)
-        await asyncio.to_thread(app.state.pool.close, limits.CLOSE_SECONDS)
-
+    compute = _Compute(max_concurrent, request_seconds, max_models, max_batch, batch_window)
     app = FastAPI(
-        lifespan=lifespan,
+        lifespan=_lifespan(registry, compute, warm=warm),
         docs_url=None,  # Swagger UI and ReDoc load from a CDN: blank offline. /docs is our own page.
         redoc_url=None,
         title="cnnlab explainer",
@@ -298,10 +338,8 @@ def create_app(
         ),
     )
     app.state.registry = registry
-    app.state.pool = new_pool()  # here too: an app driven without lifespan events needs one
-    app.state.predict_pool = new_predict_pool()
+    compute.install(app)  # here too: an app driven without lifespan events needs it
     app.state.body_budget = limits.BodyBudget(body_budget)
-    app.state.batchers = batching.Batchers(max_models, max_batch=max_batch, window=batch_window)
     _error_handlers(app, registry.root)
     app.include_router(router)
     _pages(app)

@@ -3,7 +3,7 @@
 A model id is the run folder's path relative to RUNS_DIR (``cnn4``, ``compare/cnn2``), taken from the
 scan; a request's id is only ever looked up in that table. A run qualifies when it holds ``config.json``
 and ``model.safetensors`` as regular files whose real location is inside RUNS_DIR (symlinks that lead
-out are ignored). Its config.json is validated when scanned (`cnnlab.runfiles`): a run whose config is
+out are ignored). Its config.json is validated when scanned (`cnnlab.run.files`): a run whose config is
 damaged is kept apart with the reason (listed as unavailable, 409 when asked for), and never stops the
 others from being listed. Weights are read only with safetensors (`cnnlab.load_run`, which checks their
 sha256), never unpickled. Loaded models and test sets are kept in small LRU caches.
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError, NotFoundError, RunFileError
-from cnnlab.runfiles import WEIGHTS, read_config, read_results
+from cnnlab.run.files import WEIGHTS, read_config, read_results
 from cnnlab.userfiles import is_text, printable
 
 SCAN_DEPTH = 3  # runs/<a>/<b>/<c>: a compare folder holds one run per model
@@ -224,9 +224,9 @@ class RunRegistry:
         return runs[model_id]
 
     def run(self, model_id: str):
-        """The loaded `cnnlab.runs.Run` for ``model_id`` (from the cache when its files are unchanged). A
+        """The loaded `cnnlab.run.folder.Run` for ``model_id`` (from the cache when its files are unchanged). A
         run that failed to load fails again at once, until one of its files changes."""
-        from cnnlab.runs import load_run
+        from cnnlab.run.folder import load_run
 
         entry = self.entry(model_id)
         with self._lock:

@@ -1,5 +1,5 @@
 """The JSON API. Each endpoint validates its input, calls `cnnlab.explain` / `cnnlab.filters` /
-`cnnlab.runs`, and serialises what they return; nothing is computed here."""
+`cnnlab.run.folder`, and serialises what they return; nothing is computed here."""
 
 from __future__ import annotations
 

@@ -106,6 +106,14 @@ def _register_filters(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="keep every N-th pixel, the tutorial's img[::2, ::2] for 2",
     )
+    _edge_and_size_args(p)
+    _operation_args(p)
+    _output_args(p)
+    p.set_defaults(handler=_run_filters)
+
+
+def _edge_and_size_args(p: argparse.ArgumentParser) -> None:
+    """How the kernel meets the image's edges, and the output's size: boundary, padding or mode, stride."""
     p.add_argument(
         "--boundary",
         default="symm",
@@ -133,6 +141,10 @@ def _register_filters(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--stride", type=_stride, default=(1,), metavar="S", help="kernel step: S or SH,SW (default 1)"
     )
+
+
+def _operation_args(p: argparse.ArgumentParser) -> None:
+    """What sliding the kernel computes (convolution or correlation), and with which engine."""
     p.add_argument("--op", choices=["conv", "corr"], default="conv", help=_OP_HELP)
     p.add_argument("--correlate", dest="op", action="store_const", const="corr", help="same as --op corr")
     p.add_argument(
@@ -141,6 +153,10 @@ def _register_filters(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="engine (default auto: direct below 25 entries, FFT from 5x5 up)",
     )
+
+
+def _output_args(p: argparse.ArgumentParser) -> None:
+    """Where the figures go and how they are drawn; the size of image accepted."""
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default {DEFAULT_OUT})")
     p.add_argument(
         "--dpi",
@@ -158,7 +174,6 @@ def _register_filters(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--show", action="store_true", help="also open the figures in a window when a display is available"
     )
-    p.set_defaults(handler=_run_filters)
 
 
 def _register_kernels(subparsers: argparse._SubParsersAction) -> None:

@@ -1,4 +1,4 @@
-"""The files of a run folder, checked against one schema when they are read (`cnnlab.runs.load_run` and
+"""The files of a run folder, checked against one schema when they are read (`cnnlab.run.folder.load_run` and
 the web server's run scan both come here).
 
 - ``config.json`` (required): at most `CONFIG_MAX_BYTES`, JSON nested at most `MAX_DEPTH` deep, and the
@@ -8,7 +8,7 @@ the web server's run scan both come here).
   one `RunFileError` line naming the file and the key.
 - ``results.json`` and ``metrics.csv`` (optional): read tolerantly. A damaged one, or a damaged key in
   one, is dropped with a note: it never stops the model from loading.
-- ``model.safetensors.sha256`` (`CHECKSUM`): the weights' sha256, written by `cnnlab.runs.save_run`, in
+- ``model.safetensors.sha256`` (`CHECKSUM`): the weights' sha256, written by `cnnlab.run.folder.save_run`, in
   ``sha256sum`` format (``sha256sum -c model.safetensors.sha256`` checks it too). A file of its own,
   not a key in config.json or results.json: those are the files people edit by hand (rename a class,
   fix a note), and an edit there must not make the weights look corrupt, nor a rewrite of them drop the

@@ -12,30 +12,46 @@
       splits.json        folder and CSV datasets: the file of every image in each split, and how they were split
       nonfinite_loss.json  only when the loss became NaN/inf: step, lr, batch indices
 An existing run is never silently overwritten; `--resume auto` continues one from its checkpoints.
-Every file is validated when loaded (`cnnlab.runfiles`): a damaged config.json or weights file is one
+Every file is validated when loaded (`cnnlab.run.files`): a damaged config.json or weights file is one
 `RunFileError` line; a damaged results.json or metrics.csv only loses what it held, with a note.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import platform
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 from torch import nn
 
-from cnnlab.atomic import write_atomic
+import cnnlab
+from cnnlab.atomic import write_atomic, write_json
+from cnnlab.data import BUILTIN_NAMES, LIGHT_ON_DARK, load_recorded
 from cnnlab.engine.history import History
 from cnnlab.errors import CnnlabError, NotFoundError, RunFileError
-from cnnlab.runfiles import CHECKSUM, WEIGHTS, checksum_line, read_config, read_history, read_results
+from cnnlab.models import create_model
+from cnnlab.notebook import run_html
+from cnnlab.plots import learning_curves
+from cnnlab.run.config import run_config
+from cnnlab.run.files import (
+    CHECKSUM,
+    WEIGHTS,
+    checksum_line,
+    read_config,
+    read_history,
+    read_results,
+    read_safetensors_header,
+    verify_weights,
+)
 
-log = logging.getLogger("cnnlab.runs")
+log = logging.getLogger("cnnlab.run.folder")
 
 
 def ensure_new_run_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -50,15 +66,7 @@ def ensure_new_run_dir(path: str | os.PathLike, *, overwrite: bool = False) -> P
     return p
 
 
-def write_json(path: Path, obj) -> None:
-    write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
-
-
 def environment(device: torch.device | str, seed: int) -> dict:
-    import numpy
-
-    import cnnlab
-
     dev = torch.device(device)
     env = {
         "cnnlab": cnnlab.__version__,
@@ -122,8 +130,6 @@ def save_run(
         >>> history = cl.fit(model, data, epochs=5)  # doctest: +SKIP
         >>> cl.save_run("runs/cnn2", model, history, data=data, config={"model": "cnn2"})  # doctest: +SKIP
     """
-    from safetensors.torch import save
-
     p = ensure_new_run_dir(path, overwrite=overwrite)
     config = run_config(model, config, data)
     p.mkdir(parents=True, exist_ok=True)
@@ -147,56 +153,8 @@ def save_run(
         },
     )
     if len(history):
-        from cnnlab.plots import learning_curves
-
         learning_curves({str(config["model"]): history}, p / "plots" / "learning_curves.png")
     return p
-
-
-def normalization_of(model: nn.Module) -> tuple[list[float] | None, list[float] | None]:
-    """The (mean, std) of the model's ``normalize`` stage, or (None, None) when it has none."""
-    from cnnlab.models.normalize import Normalize
-
-    norm = next((m for m in model.modules() if isinstance(m, Normalize)), None)
-    if norm is None:
-        return None, None
-    return norm.mean.flatten().tolist(), norm.std.flatten().tolist()
-
-
-def run_config(model: nn.Module, config=None, data=None) -> dict:
-    """config.json of `save_run`: ``config`` (a dict or a `TrainConfig`) completed from the dataset and
-    the model, checked for what rebuilding the model and finding its test set need."""
-    cfg = dict(config.to_dict() if hasattr(config, "to_dict") else (config or {}))
-    if data is not None:  # the dataset trained on is the truth about where the test images are
-        c, h, w = data.input_shape
-        cfg.update(data=data.name, split=data.split, seed=data.seed, limit=data.limit)
-        cfg.update(input_shape=[c, h, w], classes=list(data.classes), num_classes=data.num_classes)
-        cfg.setdefault("dataset", data.describe())
-        if data.split_files() is not None:  # a folder or CSV: decode its test images as they trained
-            cfg["image_size"] = cfg.get("image_size") or h
-            cfg["channels"] = cfg.get("channels") or c
-        elif cfg.get("data_dir") is None and os.environ.get("CNNLAB_DATA_DIR"):
-            cfg["data_dir"] = os.environ["CNNLAB_DATA_DIR"]
-    if cfg.get("mean") is None:
-        cfg["mean"], cfg["std"] = normalization_of(model)
-    if not cfg.get("model"):
-        raise CnnlabError(
-            "save_run needs the model's name or layer spec, as create_model was given it: "
-            "config={'model': 'cnn2'} (or the TrainConfig it was trained with)"
-        )
-    missing = [k for k in ("input_shape", "classes") if k not in cfg]
-    if missing:
-        raise CnnlabError(
-            f"save_run needs the model's {' and '.join(missing)}: pass data= (the Dataset it was trained "
-            "on), or give them in config"
-        )
-    if cfg.get("data") is None:
-        warnings.warn(
-            "save_run: no dataset recorded (pass data=, the Dataset the model was trained on); "
-            "`cnnlab eval` and the export's parity check will not find this run's test images",
-            stacklevel=3,
-        )
-    return cfg
 
 
 @dataclass
@@ -211,8 +169,6 @@ class Run:
 
     def _repr_html_(self) -> str:
         """In Jupyter: settings, final-set results and learning curves."""
-        from cnnlab.notebook import run_html
-
         return run_html(self)
 
     @property
@@ -225,8 +181,6 @@ class Run:
 
     def load_dataset(self, *, data_dir: str | os.PathLike | None = None, download: bool = False):
         """The dataset this run trained on, cut and decoded as it was (see ``cnnlab.data.load_recorded``)."""
-        from cnnlab.data import load_recorded
-
         return load_recorded(self.config, data_dir=data_dir, download=download)
 
     @property
@@ -238,8 +192,6 @@ class Run:
         built-in datasets, whose images were never padded. ``light_on_dark``: the training images show
         light objects on black (Fashion-MNIST, MNIST), so ``invert="auto"`` may invert a dark-on-light photo.
         """
-        from cnnlab.data import BUILTIN_NAMES, LIGHT_ON_DARK
-
         data = self.config.get("data")
         return {
             "resize": self.config.get("resize") or "pad",
@@ -251,7 +203,7 @@ class Run:
 def load_run(path: str | os.PathLike, *, device: str | torch.device = "cpu", verify: bool = True) -> Run:
     """Load a run folder: rebuild the model from ``config.json`` and load its safetensors weights.
 
-    Every file is validated first (`cnnlab.runfiles`): config.json against the run schema, the weights
+    Every file is validated first (`cnnlab.run.files`): config.json against the run schema, the weights
     against their recorded sha256 (unless ``verify=False``, for weights changed on purpose). A run with
     no recorded sha256 (older cnnlab, made by hand) loads with ``verified=None`` and a note. A damaged
     results.json or metrics.csv is left out with a note (``run.notes``, also logged as warnings).
@@ -264,8 +216,6 @@ def load_run(path: str | os.PathLike, *, device: str | torch.device = "cpu", ver
         >>> run = cl.load_run("runs/cnn2")  # doctest: +SKIP
         >>> run.model, run.classes
     """
-    from cnnlab.runfiles import verify_weights
-
     p = Path(path)
     if not p.is_dir():
         raise NotFoundError(f"Run folder {p} does not exist")
@@ -297,11 +247,6 @@ def _model_for(config: dict, weights: Path, device) -> nn.Module:
     (read from the safetensors header, capped in size and entries) are compared with the model's, built
     first on the meta device (shapes only, no memory), before the model is built for real or any tensor
     data is read: a config describing a model larger than the weights file can hold costs nothing."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from cnnlab.runfiles import read_safetensors_header
-
     stored = read_safetensors_header(weights)
     with torch.device("meta"):  # shapes only
         planned = {k: tuple(v.shape) for k, v in _build(config, weights).state_dict().items()}
@@ -326,8 +271,6 @@ def _model_for(config: dict, weights: Path, device) -> nn.Module:
 
 
 def _build(config: dict, weights: Path) -> nn.Module:
-    from cnnlab.models import create_model
-
     try:
         return create_model(
             config["model"],
