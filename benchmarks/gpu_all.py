@@ -70,7 +70,7 @@ def part_command(
         )
     else:
         cmd += ["--seeds", str(quick_seeds if args.quick else seeds), "--budget", f"{budget:.0f}"]
-        cmd += ["--epochs", "2"] if args.quick and name == "best" else []
+        cmd += ["--epochs", "2"] if args.quick else []  # a smoke test: two epochs of each recipe
     if args.limit and name != "resume":
         cmd += ["--limit", str(args.limit)]
     return cmd + (["--data-dir", args.data_dir] if args.data_dir else [])

@@ -47,6 +47,7 @@ def _norm(x: torch.Tensor, arch: str) -> torch.Tensor:
     return (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
 
 
+@pytest.mark.slow  # several seconds: fresh interpreters or real training
 def test_importing_cnnlab_or_building_its_own_models_loads_no_timm():
     code = (
         "import sys, cnnlab as cl; cl.create_model('cnn2'); cl.list_models(); "
@@ -241,6 +242,7 @@ def test_bad_backbone_requests_get_one_clear_error(name, kwargs, error, message)
     assert message in str(e.value)
 
 
+@pytest.mark.slow  # several seconds: fresh interpreters or real training
 def test_without_timm_the_error_names_the_extra():
     code = (
         "import sys; sys.modules['timm'] = None\n"

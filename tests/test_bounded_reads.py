@@ -87,6 +87,7 @@ def test_a_header_claiming_more_data_than_the_file_holds_is_refused(run):
         load_run(run, verify=False)
 
 
+@pytest.mark.slow  # several seconds: fresh interpreters or real training
 def test_a_model_larger_than_its_weights_is_refused_before_it_is_built(tmp_path):
     # issue 22: "flatten-dense65536" on [1, 174, 174] made `eval` take 99 s and 8.1 GB; here a smaller
     # one (1 GB of float32 if built) in a process of its own, whose peak memory is measured

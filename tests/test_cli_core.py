@@ -195,6 +195,7 @@ def test_python_dash_m_and_help():
         assert cmd in r.stdout
 
 
+@pytest.mark.slow  # several seconds: fresh interpreters or real training
 def test_eval_repeats_the_runs_own_test_time_views_and_autocast(run_cli, tmp_path, fmnist_dir):
     out_dir = tmp_path / "run"
     args = ["--data-dir", str(fmnist_dir)]

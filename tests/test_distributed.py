@@ -72,6 +72,7 @@ def _params_worker(rank: int, port: int, data_dir: str, out: str) -> None:
     shutdown()
 
 
+@pytest.mark.slow  # several seconds: fresh interpreters or real training
 def test_two_ranks_identical_every_step_and_equal_to_one_process(forkserver, fmnist_dir, tmp_path):  # noqa: F811
     port = free_port()
     procs = [

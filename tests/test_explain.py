@@ -422,6 +422,7 @@ def test_dataset_report_on_a_split_matches_a_forward_pass():
     assert rep.confusion().sum() == 50
 
 
+@pytest.mark.slow  # several seconds: fresh interpreters or real training
 def test_explain_never_imports_the_engine():
     code = (
         "import sys, numpy as np, cnnlab as cl\n"

@@ -261,6 +261,7 @@ def _python_cnnlab(*argv, timeout=120, **kw) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow  # several seconds: fresh interpreters or real training
 def test_resume_auto_needs_only_the_run_folder_and_ctrl_c_prints_the_command(fmnist_dir, tmp_path, reference):
     """A run started with many flags, stopped by SIGTERM, continues with `--resume auto --out RUN` alone:
     data, model, recipe and options come from the run's checkpoints, and the result is the same run."""

@@ -85,6 +85,7 @@ def test_error_answers_hide_quoted_paths_whole(message, shown):
     assert public_message(message, Path("/tmp/runs")) == shown
 
 
+@pytest.mark.slow  # several seconds: fresh interpreters or real training
 def test_a_stop_answers_a_request_in_flight_with_json_503(tmp_path):
     # issue 22: SIGTERM with a slow upload in flight: the client got 500 text/plain, the log a traceback
     pytest.importorskip("fastapi")

@@ -701,6 +701,7 @@ print(json.dumps({"codes": codes, "new": new}))
 """
 
 
+@pytest.mark.slow  # several seconds: fresh interpreters or real training
 def test_requests_import_nothing_the_app_did_not_import_at_start(tmp_path):
     # The first requests run on several threads at once (and beside the warm-up thread): any module they
     # imported on first use could be handed to one of them half initialised (an ImportError under load).
