@@ -383,7 +383,7 @@ class FileTrace:
                 continue
             call, path, rest = m.groups()
             full = os.path.realpath(path) if path.startswith("/") else path
-            if any(full.startswith(r) or path.startswith(r) for r in roots):
+            if any((full + os.sep).startswith(r) or (path + os.sep).startswith(r) for r in roots):
                 continue
             writes = call not in ("openat", "open") or any(
                 f in rest for f in ("O_WRONLY", "O_RDWR", "O_CREAT")

@@ -64,7 +64,7 @@ def _page_times(browser, base: str, runs: int) -> tuple[list[float], list[float]
         page = browser.new_page(viewport={"width": 1440, "height": 900})
         page.goto(base + "/?model=cnn2")
         page.wait_for_selector("body[data-ready='1']", timeout=30000)
-        page.wait_for_selector("body[data-rendered='1']", timeout=30000)
+        page.wait_for_function("() => Number(document.body.dataset.rendered || 0) >= 1", timeout=30000)
         t = page.evaluate("() => [window.cnnlabInteractiveMs, window.cnnlabFirstRenderMs]")
         if i:  # the first navigation also pays chromium's start-up
             interactive.append(t[0])
@@ -81,7 +81,7 @@ def bench_site(base: str, runs: int, images: int) -> dict:
         interactive, drawn = _page_times(browser, base, runs)
         page = browser.new_page(viewport={"width": 1440, "height": 900})
         page.goto(base + "/?model=cnn2")
-        page.wait_for_selector("body[data-rendered='1']", timeout=30000)
+        page.wait_for_function("() => Number(document.body.dataset.rendered || 0) >= 1", timeout=30000)
         times = page.evaluate(EXPLAIN_IN_WORKER, images + 5)[5:]  # warm-up: the JIT
         browser.close()
     med = {k: statistics.median(t[k] for t in times) for k in ("forward_ms", "gradcam_ms", "round_trip_ms")}
@@ -111,7 +111,9 @@ def bench_site_axe(base: str, axe_js: Path) -> dict:
                 ctx = browser.new_context(viewport={"width": w, "height": h}, bypass_csp=True)
                 page = ctx.new_page()
                 page.goto(f"{base}/?model=cnn2&lang={lang}")
-                page.wait_for_selector("body[data-rendered='1']", timeout=30000)
+                page.wait_for_function(
+                    "() => Number(document.body.dataset.rendered || 0) >= 1", timeout=30000
+                )
                 page.click(".col[data-layer='conv2'] .map >> nth=1")
                 page.wait_for_selector("#detail .sum[data-total]", timeout=30000)
                 page.click("#compare-toggle")

@@ -242,7 +242,7 @@ def bench_page(base: str, runs: int, clicks: int) -> dict | None:
             page = browser.new_page(viewport={"width": 1440, "height": 900})
             page.goto(base + "/?model=cnn2")
             page.wait_for_selector("body[data-ready='1']", timeout=30000)
-            page.wait_for_selector("body[data-rendered='1']", timeout=30000)
+            page.wait_for_function("() => Number(document.body.dataset.rendered || 0) >= 1", timeout=30000)
             # milliseconds since navigation start, measured by the page itself
             t = page.evaluate(
                 "() => ({ready: window.cnnlabInteractiveMs, rendered: window.cnnlabFirstRenderMs, "
@@ -295,7 +295,9 @@ def bench_axe(base: str) -> dict | None:
                     page = ctx.new_page()
                     if where == "page":
                         page.goto(f"{base}/?model=cnn2&lang={lang}")
-                        page.wait_for_selector("body[data-rendered='1']", timeout=30000)
+                        page.wait_for_function(
+                            "() => Number(document.body.dataset.rendered || 0) >= 1", timeout=30000
+                        )
                         page.click(".col[data-layer='conv2'] .map >> nth=1")
                         page.wait_for_selector("#detail .sum[data-total]", timeout=30000)
                         page.click("#compare-toggle")
