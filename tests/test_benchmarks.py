@@ -58,7 +58,7 @@ def test_gpu_all_runs_its_parts_and_writes_a_summary(fmnist_dir, tmp_path):
         "cpu",
         "--quick",
         "--limit",
-        "400",
+        "128",  # the plain peer's GPU-sized net on a CPU: a smoke test of the plumbing, not a measurement
         "--parts",
         "fast,plain",
         "--data-dir",
