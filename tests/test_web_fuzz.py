@@ -316,6 +316,23 @@ def test_live_malformed_framing_gets_the_json_error_shape(live, raw):
     assert doc["status"] == 400 and "malformed HTTP request" in doc["error"]
 
 
+def test_a_client_still_sending_after_a_400_reads_the_answer_not_a_reset(live):
+    """A head over the limit followed by more of it, sent while the server answers: the server reads and
+    drops what keeps coming after its 400 (lingering close) instead of closing with bytes unread, which
+    makes the kernel reset the connection, often before the client has read the answer."""
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", live.port), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 40_000)
+            time.sleep(0.05)  # the server has answered and shut its side by now
+            for _ in range(8):  # still sending: 256 KB more, after the answer
+                s.sendall(b"a" * 32_768)
+            s.shutdown(socket.SHUT_WR)
+            answer = b"".join(iter(lambda: s.recv(65536), b""))
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400"), answer[:200]
+        assert json.loads(body)["status"] == 400
+
+
 @pytest.mark.slow
 def test_sigterm_exits_within_seconds_with_requests_in_flight(root):
     from cnnlab.web.live import LiveServer

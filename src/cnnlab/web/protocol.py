@@ -11,6 +11,12 @@ Chunked request bodies are never parsed: h11 decodes a chunked body chunk by chu
 loop (about 10 us a chunk: a body of 1-byte chunks is an attacker-priced stall), so the connection hands
 over the request's head and then no more of its body (`_HeadOnlyForChunked`); the app answers such a
 request 411 (send a Content-Length) and the connection is closed (`limits.BodyLimit`).
+
+After its 400 the connection closes the way HTTP servers do when a client may still be sending (Apache's
+and nginx's "lingering close"): the answer is sent and the sending side shut, then whatever still arrives
+is read and dropped, for at most `LINGER_SECONDS` and `LINGER_BYTES`, before the socket closes. Closed at
+once with unread bytes in its buffer, a socket is reset by the kernel, and the reset can overtake the 400
+so that the client sees "connection reset" instead of the answer.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from cnnlab.web.limits import is_chunked
 
 MAX_HEAD_BYTES = 16 * 1024  # the request line and headers together (h11's "incomplete event" limit)
+LINGER_SECONDS = 2.0  # after a 400: how long what the client still sends is read and dropped
+LINGER_BYTES = 1 << 20  # ... and how much of it, at most
 
 
 class _HeadOnlyForChunked(h11.Connection):
@@ -51,6 +59,15 @@ class JsonErrorsH11(H11Protocol):
         super().__init__(*args, **kwargs)
         old = self.conn
         self.conn = _HeadOnlyForChunked(h11.SERVER, old._max_incomplete_event_size)
+        self.lingering: int | None = None  # after a 400: bytes dropped so far
+
+    def data_received(self, data: bytes) -> None:
+        if self.lingering is None:
+            super().data_received(data)
+            return
+        self.lingering += len(data)
+        if self.lingering > LINGER_BYTES:
+            self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
         body = json.dumps(
@@ -67,4 +84,15 @@ class JsonErrorsH11(H11Protocol):
             self.transport.write(self.conn.send(h11.EndOfMessage()))
         except h11.LocalProtocolError:  # a response had already begun: nothing more can be said
             pass
-        self.transport.close()
+        self.linger()
+
+    def linger(self) -> None:
+        """Shut the sending side (the answer goes first), drop what still arrives, close within
+        `LINGER_SECONDS` or once the client closes its side (the transport then closes itself)."""
+        if not self.transport.can_write_eof() or self.transport.is_closing():
+            self.transport.close()
+            return
+        self.lingering = 0
+        self.transport.write_eof()
+        self.transport.resume_reading()  # the flow control may have paused it on a full buffer
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
