@@ -13,8 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from cnnlab import __version__
 from cnnlab.errors import CnnlabError
+from cnnlab.version import __version__
 
 # Modules that add subcommands: each has `register(subparsers)`; handlers are set with set_defaults.
 _COMMAND_MODULES = (
