@@ -9,6 +9,7 @@ checkpoint first, see cnnlab.engine.signals).
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -34,8 +35,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import importlib
-
     parser = _Parser(
         prog="cnnlab",
         description="Convolutional networks on images: hand-made kernels, the MLP-vs-CNN tutorial, fast recipes, "
