@@ -14,6 +14,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any, TypedDict, get_type_hints
 
 from cnnlab.errors import CnnlabError, did_you_mean
+from cnnlab.recipes import choose, get_recipe
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "nesterov")
 SCHEDULES = ("constant", "onecycle", "linear")
@@ -325,8 +326,6 @@ class TrainConfig:
     ) -> TrainConfig:
         """Defaults, then the recipe's settings for this device type, then ``overrides`` (explicit flags).
         ``recipe="auto"`` picks one for the data (``cnnlab.recipes.choose``)."""
-        from cnnlab.recipes import choose, get_recipe
-
         if recipe == "auto":
             recipe = choose(overrides.get("data", default_of("data")), pretrained=overrides.get("pretrained"))
         settings = get_recipe(recipe).settings(device_type)

@@ -14,11 +14,17 @@ it without an import cycle; views that need a package's own figures live in that
 from __future__ import annotations
 
 import base64
+import io
 from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
 from cnnlab.pictures import SCREEN_DPI
+from cnnlab.pictures import figure_png as render
+from cnnlab.plots import learning_curves_figure
 
 MAX_ROWS = 16  # longer tables show their head and tail around an elision row
 _STYLE = "border-collapse:collapse;font-variant-numeric:tabular-nums;margin:0.3em 0"
@@ -142,8 +148,6 @@ def side_by_side(*parts: str) -> str:
 
 def figure_png(fig, *, dpi: int = SCREEN_DPI, tight: bool = True) -> bytes:
     """A figure as a PNG at screen resolution (`cnnlab.plots.figure_png`), margins trimmed."""
-    from cnnlab.pictures import figure_png as render
-
     return render(fig, dpi=dpi, tight=tight)
 
 
@@ -152,8 +156,6 @@ def curves_png(histories: Mapping[str, Any]) -> bytes | None:
     or None when no history has an epoch yet."""
     if not any(len(h) for h in histories.values()):
         return None
-    from cnnlab.plots import learning_curves_figure
-
     return figure_png(
         learning_curves_figure({k: h for k, h in histories.items() if len(h)}, figsize=(11, 3.8))
     )
@@ -315,11 +317,6 @@ def dataset_html(data) -> str:
 
 def class_strip_png(split, classes: Sequence[str], *, scale: int = 2) -> bytes:
     """The first image of each class side by side (nearest-neighbour enlarged), as a PNG."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-
     labels = split.labels.numpy()
     tiles = []
     for k in range(len(classes))[:20]:
