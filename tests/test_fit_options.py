@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_train_options_name_every_training_option_with_its_type():
     table = get_type_hints(TrainConfig)
     typed = get_type_hints(TrainOptions)
-    assert list(typed) == options_in("training")  # same names, in table order
-    assert {name: typed[name] for name in typed} == {name: table[name] for name in typed}
+    fix = "config.py: TrainOptions lists every `training` option of TrainConfig, in order, with its type"
+    assert list(typed) == options_in("training"), fix
+    assert {name: typed[name] for name in typed} == {name: table[name] for name in typed}, fix
     assert TrainOptions.__required_keys__ == frozenset()  # every option may be left out
 
 
