@@ -20,6 +20,7 @@ DPI = 80  # the tutorial's 20x10 inch figure -> 1600x800 px: plenty for a 451x30
 
 def _new_figure(figsize: tuple[float, float], pyplot: bool):
     if pyplot:  # for --show: a figure owned by pyplot so plt.show() can open it
+        # deferred: pyplot picks a GUI backend and costs ~0.5 s; only --show needs it
         import matplotlib.pyplot as plt
 
         return plt.figure(figsize=figsize)

@@ -184,6 +184,7 @@ def run_filters(args: argparse.Namespace) -> int:
 
 def _show(shown: list[tuple[str, np.ndarray, np.ndarray, str]], console) -> None:
     """Open the tutorial figures in windows, if this machine has a display."""
+    # deferred: pyplot picks a GUI backend and costs ~0.5 s; only --show needs it
     import matplotlib.pyplot as plt
 
     if plt.get_backend().lower() in _NONINTERACTIVE:

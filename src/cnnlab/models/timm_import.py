@@ -61,4 +61,5 @@ def import_torchvision() -> None:
                 torch.library.define(f"torchvision::{op}", _NMS_SCHEMA)
         for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
             del sys.modules[name]  # the half-imported package, so the retry starts clean
+        # deferred: the retry of the optional import above
         import torchvision  # noqa: F401, F811
