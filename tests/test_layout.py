@@ -12,12 +12,9 @@ PACKAGE = Path(cnnlab.__file__).parent
 # Modules whose in-function imports are still to be sorted (reworked by other issues at the same time);
 # remove an entry once its module's deferred imports each carry their reason.
 PENDING = (
-    "web/",
     "data/",
     "images.py",
     "recipes.py",
-    "seeds.py",
-    "errors.py",
     "engine/step.py",
     "engine/augment.py",
     "engine/graphs.py",
