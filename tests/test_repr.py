@@ -195,3 +195,20 @@ def test_printing_data_images_and_activations_is_a_short_summary(tiny):
         text = repr(obj)
         assert says in text and "\n" not in text and len(text) < 200, text
     assert "tensor(" not in repr(tiny) and isinstance(acts["conv1"].values, np.ndarray)
+
+
+def test_the_views_import_no_feature_module():
+    """The types import their views, never the other way: ``cnnlab.notebook`` uses only the figure leaves,
+    and explain's views only explain's figures and ``notebook``'s pieces (no import runs back up a floor)."""
+    import ast
+    from pathlib import Path
+
+    def imported(module) -> set[str]:
+        tree = ast.parse(Path(module.__file__).read_text())
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+
+    assert {m for m in imported(notebook) if m.startswith("cnnlab")} == {"cnnlab.pictures", "cnnlab.plots"}
+    assert {m for m in imported(reprs) if m.startswith("cnnlab")} == {
+        "cnnlab.explain.figures",
+        "cnnlab.notebook",
+    }

@@ -14,11 +14,24 @@ loading PyTorch. The public API is exactly `__all__`.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from cnnlab.version import __version__  # noqa: F401  (in __all__)
 
-# public name -> module that defines it
+if TYPE_CHECKING:  # the same names, eagerly, for IDEs and mypy (``cl.fit``'s options are then typed)
+    from cnnlab import data, engine, explain, filters, models  # noqa: F401
+    from cnnlab.config import TrainConfig  # noqa: F401
+    from cnnlab.data import Dataset, list_datasets, load_data  # noqa: F401
+    from cnnlab.engine import EarlyStopping, History, evaluate, fit, predict  # noqa: F401
+    from cnnlab.errors import CnnlabError  # noqa: F401
+    from cnnlab.experiment import build_model, compare, train  # noqa: F401
+    from cnnlab.images import load_image  # noqa: F401
+    from cnnlab.models import count_params, create_model, list_models, register_model  # noqa: F401
+    from cnnlab.run.folder import load_run, save_run  # noqa: F401
+    from cnnlab.summarize import summary  # noqa: F401
+
+
+# public name -> module that defines it (the TYPE_CHECKING imports above name the same; a test keeps them so)
 _EXPORTS = {
     "CnnlabError": "cnnlab.errors",
     "load_data": "cnnlab.data",

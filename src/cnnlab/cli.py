@@ -9,12 +9,13 @@ checkpoint first, see cnnlab.engine.signals).
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from cnnlab import __version__
 from cnnlab.errors import CnnlabError
+from cnnlab.version import __version__
 
 # Modules that add subcommands: each has `register(subparsers)`; handlers are set with set_defaults.
 _COMMAND_MODULES = (
@@ -34,8 +35,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import importlib
-
     parser = _Parser(
         prog="cnnlab",
         description="Convolutional networks on images: hand-made kernels, the MLP-vs-CNN tutorial, fast recipes, "

@@ -3,16 +3,19 @@
 Every option is declared once, as a field with its default, help text, allowed values and whether recipes
 set it. The CLI's flags (`cnnlab.commands.flags`), the recipes' overrides (`cnnlab.recipes`), ``fit``'s
 keyword options and their defaults, and validation are all derived from this table, and validation runs
-before any data is loaded.
+before any data is loaded. ``TrainOptions`` types ``fit``'s keywords for IDEs and mypy; a test keeps it
+equal to the table's ``training`` group.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
-from typing import Any, get_type_hints
+from typing import Any, TypedDict, get_type_hints
 
 from cnnlab.errors import CnnlabError, did_you_mean
+from cnnlab.recipes import choose, get_recipe
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "nesterov")
 SCHEDULES = ("constant", "onecycle", "linear")
@@ -324,8 +327,6 @@ class TrainConfig:
     ) -> TrainConfig:
         """Defaults, then the recipe's settings for this device type, then ``overrides`` (explicit flags).
         ``recipe="auto"`` picks one for the data (``cnnlab.recipes.choose``)."""
-        from cnnlab.recipes import choose, get_recipe
-
         if recipe == "auto":
             recipe = choose(overrides.get("data", default_of("data")), pretrained=overrides.get("pretrained"))
         settings = get_recipe(recipe).settings(device_type)
@@ -367,7 +368,43 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def training_options(given: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+class TrainOptions(TypedDict, total=False):
+    """``fit``'s keyword options, for IDEs and mypy: the table's ``training`` group, each name with its
+    field's type (``cl.fit(model, data, epohcs=3)`` is then a type error before it is a runtime one).
+
+    Written by hand rather than generated: a type checker reads source, so a TypedDict derived from the
+    dataclass at import time would be invisible to it, and a generated file would need a build step and
+    a check that it is current anyway. ``tests/test_options.py`` fails when this and the table disagree
+    in names or types: a new training option is one field above and one line here.
+    """
+
+    epochs: int
+    min_steps: int
+    batch_size: int
+    lr: float
+    optimizer: str
+    weight_decay: float
+    schedule: str
+    label_smoothing: float
+    clip_grad_norm: float | None
+    augment_translate: int
+    augment_flip: str
+    augment_erasing: float
+    augment_crop: float
+    augment_crop_ratio: float
+    augment_rotate: float
+    augment_jitter: float
+    backbone_lr: float
+    freeze_epochs: int
+    ema: float | None
+    amp: str
+    compile: bool
+    cuda_graphs: str
+    channels_last: bool
+    seed: int
+
+
+def training_options(given: Mapping[str, Any], base: TrainConfig | None = None) -> TrainConfig:
     """``base`` (default: the defaults) with the training options ``given`` (``fit``'s keyword overrides)
     over it, each checked as the CLI checks it; an unknown name is one clear error with a suggestion."""
     allowed = options_in("training")

@@ -6,6 +6,8 @@ Raise the most specific type; a plain ``CnnlabError`` is a bad value (exit 1, HT
 
 from __future__ import annotations
 
+import difflib
+
 
 def shortened(path: str, limit: int = 120) -> str:
     """A path cut to ``limit`` characters for a message, in the middle: its start and the file name stay
@@ -18,8 +20,6 @@ def shortened(path: str, limit: int = 120) -> str:
 
 def did_you_mean(word: str, choices, *, what: str = "") -> str:
     """`` (did you mean 'mypics'?)`` when ``word`` is close to one of ``choices`` (difflib), else ``""``."""
-    import difflib
-
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=3, cutoff=0.6)
     if not close:
         return ""

@@ -30,6 +30,8 @@ from torch import nn
 
 from cnnlab.atomic import atomic_path
 from cnnlab.errors import CnnlabError
+from cnnlab.models.normalize import Normalize
+from cnnlab.run.folder import Run, load_run
 
 __all__ = ["FORMATS", "ExportResult", "export_run", "metadata_for", "parity"]
 
@@ -61,8 +63,6 @@ class ExportResult:
 
 def metadata_for(run) -> dict:
     """What a consumer of the exported file needs to feed it correctly (all values are strings)."""
-    from cnnlab.models.normalize import Normalize
-
     c, h, w = (int(v) for v in run.input_shape)
     norm = next((m for m in run.model.modules() if isinstance(m, Normalize)), None)
     mean = norm.mean.flatten().tolist() if norm is not None else None
@@ -140,8 +140,6 @@ def export_run(
         >>> r.parity["max_abs_diff"] <= 1e-4, r.parity["argmax_agreement"]  # doctest: +SKIP
         (True, 1.0)
     """
-    from cnnlab.run.folder import Run, load_run
-
     if format not in FORMATS:
         raise CnnlabError(f"Unknown export format {format!r}. Available: {', '.join(FORMATS)}")
     if isinstance(parity_images, bool) or not isinstance(parity_images, int) or parity_images < 0:
@@ -194,6 +192,7 @@ def _write_checked(
 
 def _need_onnx() -> None:
     try:
+        # deferred: onnx and onnxruntime are the optional `export` extra (onnx ~0.8 s)
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
@@ -203,6 +202,7 @@ def _need_onnx() -> None:
 
 
 def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, meta: dict) -> None:
+    # deferred: the optional `export` extra
     import onnx
 
     with warnings.catch_warnings():
@@ -274,6 +274,7 @@ def parity(
     """
     model = model.eval()
     if format == "onnx":
+        # deferred: the optional `export` extra
         import onnxruntime as ort
 
         opts = ort.SessionOptions()

@@ -1,24 +1,34 @@
 """What cnnlab's objects look like in Jupyter: the HTML and PNG behind their `_repr_html_`/`_repr_png_`.
 
-The classes keep one-line repr methods that call in here, so the markup lives in one place. Every piece
-of text is escaped (class names, run paths and layer specs come from users); pictures are inline
-base64 `data:` URIs, so a saved notebook shows them without files beside it. Nothing here trains or
-evaluates: a repr only formats what the object holds and draws small figures (curves at screen
-resolution), so displaying an object costs milliseconds, not a pass over a dataset.
+Each type shows itself: its ``_repr_html_`` (or ``_repr_png_``) is one line that calls its view here
+(``History`` -> `history_html`, ``Summary`` -> `summary_html`, ``RunResult``, ``Run``, ``Dataset``,
+``Animation``...), or in its own package when the view needs that package's figures (explain's
+``Activations``, ``Prediction`` and ``Heatmap``: `cnnlab.explain.reprs`, built from the pieces here).
+Methods rather than a registry of formatters: Jupyter finds a method on the object with no setup, where a
+registry would hold only what some import had registered before the cell ran. This module imports no
+feature module (the objects are duck-typed; it uses only the figure leaves `cnnlab.pictures` and
+`cnnlab.plots`), so every import points one way, from the types down to their views.
 
-This module imports nothing from feature packages (the objects are duck-typed), so any module may use
-it without an import cycle; views that need a package's own figures live in that package (explain's in
-``cnnlab.explain.reprs``).
+Every piece of text is escaped (class names, run paths and layer specs come from users); pictures are
+inline base64 `data:` URIs, so a saved notebook shows them without files beside it. Nothing here trains
+or evaluates: a repr only formats what the object holds and draws small figures (curves at screen
+resolution), so displaying an object costs milliseconds, not a pass over a dataset.
 """
 
 from __future__ import annotations
 
 import base64
+import io
 from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
 from cnnlab.pictures import SCREEN_DPI
+from cnnlab.pictures import figure_png as render
+from cnnlab.plots import learning_curves_figure
 
 MAX_ROWS = 16  # longer tables show their head and tail around an elision row
 _STYLE = "border-collapse:collapse;font-variant-numeric:tabular-nums;margin:0.3em 0"
@@ -142,8 +152,6 @@ def side_by_side(*parts: str) -> str:
 
 def figure_png(fig, *, dpi: int = SCREEN_DPI, tight: bool = True) -> bytes:
     """A figure as a PNG at screen resolution (`cnnlab.plots.figure_png`), margins trimmed."""
-    from cnnlab.pictures import figure_png as render
-
     return render(fig, dpi=dpi, tight=tight)
 
 
@@ -152,8 +160,6 @@ def curves_png(histories: Mapping[str, Any]) -> bytes | None:
     or None when no history has an epoch yet."""
     if not any(len(h) for h in histories.values()):
         return None
-    from cnnlab.plots import learning_curves_figure
-
     return figure_png(
         learning_curves_figure({k: h for k, h in histories.items() if len(h)}, figsize=(11, 3.8))
     )
@@ -315,11 +321,6 @@ def dataset_html(data) -> str:
 
 def class_strip_png(split, classes: Sequence[str], *, scale: int = 2) -> bytes:
     """The first image of each class side by side (nearest-neighbour enlarged), as a PNG."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-
     labels = split.labels.numpy()
     tiles = []
     for k in range(len(classes))[:20]:
@@ -338,6 +339,3 @@ def class_strip_png(split, classes: Sequence[str], *, scale: int = 2) -> bytes:
     buf = io.BytesIO()
     pic.save(buf, format="PNG")
     return buf.getvalue()
-
-
-# ---- live progress -------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 _FIGURE: Any = None
@@ -12,8 +13,6 @@ SCREEN_DPI = 72  # figures shown in a notebook: sharp enough on screen, ~60 KB a
 def figure_png(fig, *, dpi: int = 110, tight: bool = False) -> bytes:
     """A matplotlib figure as PNG bytes (matplotlib renders PNGs with Agg whatever the figure's canvas);
     ``tight``: margins trimmed, as Jupyter's inline backend shows figures."""
-    import io
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     return buf.getvalue()
@@ -24,6 +23,7 @@ def figure_class() -> Any:
     notebook cell draws it (a bare Figure only prints its repr there). Created on first use."""
     global _FIGURE
     if _FIGURE is None:
+        # deferred: matplotlib (~0.4 s), only when a figure is drawn (a leaf every figure module imports)
         from matplotlib.figure import Figure
 
         class NotebookFigure(Figure):

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cnnlab.atomic import write_atomic
 from cnnlab.pictures import figure_png
 
 # Histories are duck-typed (`cnnlab.engine.History`: h["epoch"], h["val_loss"], h.best_epoch), so this
@@ -21,6 +22,7 @@ def learning_curves_figure(histories: Mapping[str, History], *, figsize=(12, 4.5
     """Train (dashed) vs validation (solid) accuracy and loss per epoch, one colour per model; the
     best epoch is marked. The tutorial's figure, for one model or several. Both losses are the training
     loss function (label smoothing included, as Keras reports them), so the curves compare like with like."""
+    # deferred: matplotlib (~0.4 s), only when a figure is drawn (histories and runs import this module)
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -48,7 +50,5 @@ def learning_curves_figure(histories: Mapping[str, History], *, figsize=(12, 4.5
 
 def learning_curves(histories: Mapping[str, History], path: Path) -> Path:
     """Write `learning_curves_figure` to ``path`` as a PNG (atomically)."""
-    from cnnlab.atomic import write_atomic
-
     write_atomic(Path(path), figure_png(learning_curves_figure(histories)))
     return Path(path)

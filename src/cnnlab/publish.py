@@ -32,8 +32,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from safetensors.torch import save
 
 from cnnlab.errors import CnnlabError
+from cnnlab.explain.data import run_test_split
+from cnnlab.explain.graph import engine_stages
+from cnnlab.explain.heatmaps import default_layer
+from cnnlab.explain.stages import named_stages, stage_kind, stage_params
+from cnnlab.filters import KERNEL_INFO, KERNELS, sample_image
+from cnnlab.models import count_params
+from cnnlab.run.folder import load_run
+from cnnlab.web.registry import RunEntry
 
 SITE_SCHEMA = "cnnlab.site/1"
 STATIC = Path(__file__).parent / "web" / "static"
@@ -63,10 +73,6 @@ def _write_playground(folder: Path) -> None:
     """The filter playground's named kernels and gray sample photo: a static site filters in the browser
     (web/static/filterlocal.js) what `cnnlab serve` filters at /api/filter. No sample photo here (an odd
     scikit-image install): the playground then filters the page's own input only."""
-    from PIL import Image
-
-    from cnnlab.filters import KERNEL_INFO, KERNELS, sample_image
-
     kernels = [
         {"name": n, "description": i.description, "source": i.source, "matrix": KERNELS[n].tolist()}
         for n, i in KERNEL_INFO.items()
@@ -147,9 +153,6 @@ def publish(
 
 def _checked(run_path: Path, model_id: str, gallery: int, data_dir) -> tuple:
     """(run, model document, gallery images, labels) of one run, every refusal checked; nothing written."""
-    from cnnlab.explain.data import run_test_split
-    from cnnlab.run.folder import load_run
-
     run = load_run(run_path)
     try:
         doc = model_document(run, model_id)
@@ -193,12 +196,6 @@ def _write_model(checked: tuple, folder: Path) -> dict:
 
 def model_document(run, model_id: str) -> dict:
     """What the page's engine needs to know of one loaded run, weights and gallery aside."""
-    from cnnlab.explain.graph import engine_stages
-    from cnnlab.explain.heatmaps import default_layer
-    from cnnlab.explain.stages import named_stages, stage_kind, stage_params
-    from cnnlab.models import count_params
-    from cnnlab.web.registry import RunEntry
-
     ops = engine_stages(run.model)  # Unsupported, naming the stage, before anything is written
     stages = [
         {"name": n, "kind": stage_kind(m), "module": repr(m), "params": stage_params(m), "ops": o["ops"]}
@@ -241,8 +238,6 @@ def _keys(ops, out: set[str]) -> set[str]:
 
 def engine_weights(model, stages: list[dict]) -> bytes:
     """The tensors the op trees name, as float32 safetensors (sorted keys: the same model, the same bytes)."""
-    from safetensors.torch import save
-
     state = model.state_dict()
     wanted = _keys([s["ops"] for s in stages], set())
     missing = sorted(wanted - set(state))

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from cnnlab.notebook import summary_html
+
 
 @dataclass
 class StageRow:
@@ -53,8 +55,6 @@ class Summary:
         }
 
     def _repr_html_(self) -> str:
-        from cnnlab.notebook import summary_html
-
         return summary_html(self)
 
     def __str__(self) -> str:

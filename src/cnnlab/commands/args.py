@@ -72,6 +72,7 @@ def print_json(obj) -> None:
 
 
 def table(title: str, columns: list[str], rows: list[list]) -> None:
+    # deferred: rich (~80 ms) is not needed by `cnnlab --help`
     from rich.console import Console
     from rich.table import Table
 

@@ -9,6 +9,7 @@ from cnnlab.errors import CnnlabError
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
+    # deferred: torch (~1 s): `cnnlab --help` and name checks answer before it loads
     from cnnlab.data import list_datasets
 
     ds = list_datasets()
@@ -31,6 +32,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    # deferred: torch (~1 s): `cnnlab --help` and name checks answer before it loads
     from cnnlab.models import GRAMMAR, count_params, create_model, list_models
 
     infos = list_models(families=True)
@@ -67,6 +69,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def _input_shape_for(args: argparse.Namespace) -> tuple[tuple[int, int, int], int]:
     """(input shape, classes) of a built-in dataset, or of a folder/CSV as `train` would decode it."""
+    # deferred: torch (~1 s): `cnnlab --help` and name checks answer before it loads
     from cnnlab.data import list_datasets
     from cnnlab.data.folder import DEFAULT_CHANNELS, DEFAULT_IMAGE_SIZE
     from cnnlab.data.folder_source import is_folder_dataset, scan_source
@@ -87,6 +90,7 @@ def _input_shape_for(args: argparse.Namespace) -> tuple[tuple[int, int, int], in
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
+    # deferred: torch (~1 s): `cnnlab --help` and name checks answer before it loads
     from cnnlab.models import create_model
     from cnnlab.summarize import summary
 

@@ -12,11 +12,13 @@ from cnnlab.errors import CnnlabError
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    # deferred: torch (~1 s): `cnnlab --help` and name checks answer before it loads
     from cnnlab.run.folder import load_run
 
     run = load_run(args.run)
     out = Path(args.out) if args.out else run.path / "plots" / "explain"
     if args.layer is not None:  # fail before any work on a layer that is not there
+        # deferred: torch (~1 s): `cnnlab --help` and name checks answer before it loads
         from cnnlab.explain.stages import find_stage
 
         find_stage(run.model, args.layer)
@@ -27,6 +29,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def _explain_test_set(args: argparse.Namespace, run, out: Path) -> int:
     """The dataset report: the run's test split through the model, confusion and per-class scores."""
+    # deferred: torch (~1 s): `cnnlab --help` and name checks answer before it loads
     from cnnlab.explain.data import recorded_test_files, run_test_split
     from cnnlab.explain.files import write_dataset_report
 
@@ -47,6 +50,7 @@ def _explain_test_set(args: argparse.Namespace, run, out: Path) -> int:
 
 def _explain_images(args: argparse.Namespace, run, out: Path) -> int:
     """One report folder per image (activations, kernels, Grad-CAM, saliency), and its top classes."""
+    # deferred: torch (~1 s): `cnnlab --help` and name checks answer before it loads
     from cnnlab.explain.files import image_report, safe_name
     from cnnlab.explain.inputs import prepare_input
 
@@ -98,6 +102,7 @@ def _check_writable(out: Path) -> None:
 
 
 def _topk_table(title: str, top, image) -> None:
+    # deferred: rich (~80 ms) is not needed by `cnnlab --help`
     from rich.console import Console
     from rich.table import Table
 
@@ -118,6 +123,7 @@ def _topk_table(title: str, top, image) -> None:
 
 
 def _dataset_table(summary: dict) -> None:
+    # deferred: rich (~80 ms) is not needed by `cnnlab --help`
     from rich.console import Console
     from rich.table import Table
 

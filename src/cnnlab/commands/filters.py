@@ -10,6 +10,7 @@ folder, so a failure leaves no partial outputs.
 from __future__ import annotations
 
 import argparse
+import json
 
 from cnnlab.commands.args import finite_float, int_between, positive_finite_float, positive_int
 
@@ -233,14 +234,14 @@ def _register_conv_arith(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_filters(args: argparse.Namespace) -> int:
+    # deferred: numpy and scipy (~0.2 s): `cnnlab --help` does not need them
     from cnnlab.filters.playground import run_filters
 
     return run_filters(args)
 
 
 def _run_kernels(args: argparse.Namespace) -> int:
-    import json
-
+    # deferred: rich (~80 ms) is not needed by `cnnlab --help`
     from rich.console import Console
     from rich.table import Table
 
@@ -290,6 +291,7 @@ def _matrix_text(m) -> str:
 
 
 def _run_conv_arith(args: argparse.Namespace) -> int:
+    # deferred: numpy and scipy (~0.2 s): `cnnlab --help` does not need them
     from cnnlab.filters.arith_report import run_conv_arith
 
     return run_conv_arith(args)

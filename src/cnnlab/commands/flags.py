@@ -9,6 +9,9 @@ from dataclasses import replace
 from typing import Any
 
 from cnnlab.commands.args import number
+from cnnlab.config import TrainConfig, _kind, check_value, flag, options, options_in
+from cnnlab.errors import CnnlabError
+from cnnlab.recipes import RECIPES
 
 NONE = "none"  # what a flag such as --patience none parses to (argparse's None means "not given")
 
@@ -16,9 +19,6 @@ NONE = "none"  # what a flag such as --patience none parses to (argparse's None 
 def _parser_for(name: str, base: type, annotation: Any, opt) -> Any:
     """Text -> value, checked against the option's declaration: a value that does not fit is argparse's
     one-line usage error (exit code 2), as any malformed command line."""
-    from cnnlab.config import check_value, flag
-    from cnnlab.errors import CnnlabError
-
     parse = {int: _int, float: number}.get(base, str)
 
     def parse_and_check(text: str):
@@ -72,8 +72,6 @@ def _help(opt, default: Any) -> str:
 
 def add_option_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, names: list[str]) -> None:
     """One flag per option in ``names``, as the table declares it."""
-    from cnnlab.config import _kind, flag, options
-
     table = options()
     for name in names:
         opt, default, annotation = table[name]
@@ -96,8 +94,6 @@ def add_option_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, 
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    from cnnlab.config import options_in
-
     g = p.add_argument_group("data")
     add_option_flags(g, options_in("data"))
     g.add_argument(
@@ -109,9 +105,6 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 def add_recipe_args(p: argparse.ArgumentParser, *, model_flag: bool = True) -> None:
     """--recipe and the recipe flags, --seed and --device; ``model_flag``: include --model."""
-    from cnnlab.config import options_in
-    from cnnlab.recipes import RECIPES
-
     p.add_argument(
         "--recipe",
         default="auto",
@@ -130,8 +123,6 @@ def add_recipe_args(p: argparse.ArgumentParser, *, model_flag: bool = True) -> N
 def given_options(args: argparse.Namespace) -> dict[str, Any]:
     """The options the command line set: flags typed (even at their default value), and values a command
     filled in itself (``compare --quick``); ``--patience none`` as None."""
-    from cnnlab.config import options
-
     typed = getattr(args, "_given", None) or set()
     given = {}
     for k, (opt, default, _) in options().items():
@@ -143,7 +134,7 @@ def given_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def config_from_args(args: argparse.Namespace, model: str | None):
     """TrainConfig defaults <- the recipe's settings for the device <- options given on the command line."""
-    from cnnlab.config import TrainConfig
+    # deferred: torch (~1 s): `cnnlab --help` and name checks answer before it loads
     from cnnlab.engine import resolve_device
 
     given = given_options(args)

@@ -13,6 +13,7 @@ from cnnlab.userfiles import printable
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    # deferred: torch (~1 s): `cnnlab --help` and name checks answer before it loads
     from cnnlab.prediction import predict_files
     from cnnlab.run.folder import load_run
 
@@ -35,6 +36,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             w.writerow([printable(p.path)] + [v for c, prob in p.top for v in (c, f"{prob:.6f}")])
         sys.stdout.write(buf.getvalue())
     else:
+        # deferred: rich (~80 ms) is not needed by `cnnlab --help`
         from rich.console import Console
         from rich.table import Table
 
@@ -52,6 +54,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    # deferred: torch (~1 s): `cnnlab --help` and name checks answer before it loads
     from cnnlab.export import export_run
 
     r = export_run(

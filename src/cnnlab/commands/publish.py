@@ -8,6 +8,7 @@ from cnnlab.commands.args import positive_int
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    # deferred: numpy and scipy (~0.2 s): `cnnlab --help` does not need them
     from cnnlab.publish import publish
 
     site = publish(args.runs, args.out, gallery=args.gallery, data_dir=args.data_dir)

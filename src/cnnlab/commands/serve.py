@@ -10,6 +10,7 @@ from cnnlab.errors import CnnlabError
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # deferred: fastapi and torch (~1.3 s): only `serve` needs them
     from cnnlab.web.server import serve
 
     runs = Path(args.runs_dir)

@@ -5,14 +5,21 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from cnnlab import names
 from cnnlab.commands.args import positive_int, print_json, table
-from cnnlab.commands.flags import add_data_args, add_recipe_args, config_from_args, given_options
+from cnnlab.commands.flags import (
+    add_data_args,
+    add_option_flags,
+    add_recipe_args,
+    config_from_args,
+    given_options,
+)
+from cnnlab.config import TrainConfig
 from cnnlab.errors import CnnlabError
+from cnnlab.recipes import get_recipe
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
-    from cnnlab.commands.flags import add_option_flags
-
     g = p.add_argument_group("checkpoints, resuming, reproducibility, processes")
     g.add_argument(
         "--resume",
@@ -57,12 +64,14 @@ def _argv_of(parser: argparse.ArgumentParser, args: argparse.Namespace, skip: se
 
 def cmd_train(args: argparse.Namespace) -> int:
     check_names_typed(args, [args.model] if args.model else [])
+    # deferred: torch (~1 s): `cnnlab --help` and name checks answer before it loads
     from cnnlab.engine import distributed
 
     if args.nproc > 1 and not distributed.launched():  # become the launcher: torchrun, in-process
         argv = ["-m", "cnnlab", "train", *_argv_of(args.parser, args, skip={"nproc", "parser", "handler"})]
         return distributed.launch(args.nproc, argv)
 
+    # deferred: as above (torch is loaded by now, but only on this path)
     import torch.distributed
 
     from cnnlab.engine.signals import Interrupted
@@ -116,9 +125,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 def check_names_typed(args: argparse.Namespace, models: list[str]) -> None:
     """The names typed on the command line, checked before PyTorch loads: a typo of a model, recipe,
     dataset or folder fails in a fraction of a second, with the close matches."""
-    from cnnlab import names
-    from cnnlab.recipes import get_recipe
-
     if args.recipe != "auto":
         get_recipe(args.recipe)
     names.check_dataset_name(args.data)
@@ -129,6 +135,7 @@ def check_names_typed(args: argparse.Namespace, models: list[str]) -> None:
 def _config(args: argparse.Namespace):
     """The run's config: from the command line, or for ``--resume auto`` from the run folder's own
     checkpoints with the flags given again over it (``cnnlab train --resume auto --out RUN`` alone)."""
+    # deferred: torch (~1 s): `cnnlab --help` and name checks answer before it loads
     from cnnlab.experiment import resumed_config
 
     if args.resume == "auto" and args.out:
@@ -142,7 +149,7 @@ def _config(args: argparse.Namespace):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from cnnlab.config import TrainConfig
+    # deferred: torch (~1 s): `cnnlab --help` and name checks answer before it loads
     from cnnlab.engine import evaluate
     from cnnlab.run.folder import load_run
 
@@ -191,6 +198,7 @@ def _quick(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    # deferred: torch (~1 s): `cnnlab --help` and name checks answer before it loads
     from cnnlab.experiment import compare, lesson, results_table_md
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]

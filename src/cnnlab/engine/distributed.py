@@ -147,6 +147,7 @@ def launch(nproc: int, args: Sequence[str]) -> int:
     """Run ``python ARGS`` as ``nproc`` workers on this machine via torchrun's launcher (what
     ``torchrun --standalone --nproc-per-node NPROC`` does); returns the first failing worker's exit code
     (128 + signal when a worker was killed), else 0."""
+    # deferred: torch builds without distributed support lack these; only the launcher needs them
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch

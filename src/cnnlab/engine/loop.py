@@ -9,15 +9,15 @@ device as uint8; batches are index gathers; augmentation runs on the device per 
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import fields
-from typing import Any
 
 import torch
 from torch import nn
 
-from cnnlab.config import TrainConfig, training_options
+from cnnlab.config import TrainConfig, TrainOptions, training_options
 from cnnlab.engine.augment import Augment
 from cnnlab.engine.batches import DeviceBatches
 from cnnlab.engine.callbacks import Callback, CallbackList, TrainState
@@ -35,6 +35,11 @@ from cnnlab.engine.snapshot import Checkpointer
 from cnnlab.engine.step import TrainStep
 from cnnlab.seeds import derive_seed
 
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # typing.Unpack is 3.11+; typing_extensions comes with torch
+    from typing_extensions import Unpack
+
 
 def fit(
     model: nn.Module,
@@ -47,16 +52,17 @@ def fit(
     validate: bool = True,
     checkpoints: Checkpointer | None = None,
     resume: Checkpoint | None = None,
-    **overrides: Any,
+    **overrides: Unpack[TrainOptions],
 ) -> History:
     """Train ``model`` on ``data.train``, validating on ``data.val`` after every epoch.
 
     The training options (``epochs``, ``batch_size``, ``lr``, ``optimizer``, ``schedule``,
     ``label_smoothing``, ``clip_grad_norm``, ``augment_*``, ``ema``, ``amp``, ``compile``,
-    ``channels_last``, ``seed``...) come from ``config`` (a ``TrainConfig``: typed, so an IDE and mypy check
-    them; its other groups are not fit's concern) and then ``overrides``, keyword by keyword, each checked
-    against the option table as ``cnnlab train`` checks its flags (an unknown name is an error that
-    suggests the nearest). Cross-entropy on logits. Returns the ``History``; with
+    ``channels_last``, ``seed``...) come from ``config`` (a ``TrainConfig``; its other groups are not fit's
+    concern) and then ``overrides``, keyword by keyword. Both are typed, so an IDE completes the names and
+    mypy catches ``fit(model, data, epohcs=3)`` (the overrides are a ``TrainOptions``, kept in step with
+    the option table by a test); at run time each override is still checked against the table as ``cnnlab
+    train`` checks its flags (an unknown name is an error that suggests the nearest). Cross-entropy on logits. Returns the ``History``; with
     ``EarlyStopping(restore_best_weights=True)`` the model ends holding the best epoch's weights, with
     ``ema`` the averaged ones.
 

@@ -7,8 +7,12 @@ import json
 import os
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cnnlab.data import load_recorded
 from cnnlab.data.load import IMAGE_OPTIONS  # noqa: F401  (the web's test-set cache keys on them)
 from cnnlab.errors import RunFileError
+from cnnlab.userfiles import UserFileNotFound, read_user_bytes
 
 SPLITS_FILE = "splits.json"
 SPLITS_MAX_BYTES = 256 << 20  # ~50 bytes per file name: millions of images
@@ -25,24 +29,21 @@ def run_test_split(config: dict, *, data_dir: str | os.PathLike | None = None, d
     Returns:
         ``(split, classes)``: the split (``.images`` uint8 (N, C, H, W), ``.labels``) and class names.
     """
-    from cnnlab.data import load_recorded
-
     data = load_recorded(config, data_dir=data_dir, download=download)
     return data.test, list(data.classes)
+
+
+class Splits(BaseModel):
+    """The part of a run's splits.json a report reads; the rest passes unchecked."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    test: list[str] = Field(max_length=50_000_000)
 
 
 def recorded_test_files(run_folder: str | os.PathLike) -> list[str] | None:
     """The test split's files, in split order, as the run recorded them in splits.json (paths relative
     to the dataset folder); None for a run without one (built-in datasets). A damaged file is a
     `RunFileError`."""
-    from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-    from cnnlab.userfiles import UserFileNotFound, read_user_bytes
-
-    class Splits(BaseModel):  # the part of splits.json a report reads; the rest passes unchecked
-        model_config = ConfigDict(strict=True, extra="allow")
-        test: list[str] = Field(max_length=50_000_000)
-
     path = Path(run_folder) / SPLITS_FILE
     try:
         data = read_user_bytes(path, max_bytes=SPLITS_MAX_BYTES, what="splits file")

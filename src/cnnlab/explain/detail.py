@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -136,8 +137,6 @@ class PoolDetail:
 
 
 def _t(a: np.ndarray):
-    import torch
-
     return torch.from_numpy(np.ascontiguousarray(a))
 
 

@@ -4,6 +4,7 @@ confusion matrix and the most confidently wrong images."""
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,21 +12,18 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.atomic import write_atomic
+from cnnlab.pictures import figure_class  # a Figure that draws itself in Jupyter (_repr_png_)
+
 DPI = 100
 
 
 def _figure(w: float, h: float):
-    from cnnlab.pictures import figure_class  # a Figure that draws itself in Jupyter (_repr_png_)
-
     return figure_class()(figsize=(w, h), dpi=DPI)
 
 
 def save(fig, path: Path) -> Path:
     """Write a figure as PNG, atomically."""
-    import io
-
-    from cnnlab.atomic import write_atomic
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     write_atomic(Path(path), buf.getvalue())
@@ -58,6 +56,7 @@ def mosaic(maps: np.ndarray, cols: int, *, gap: int = 1) -> np.ndarray:
 
 
 def _diverging_cmap():
+    # deferred: matplotlib (~0.4 s), only when a figure is drawn (explain's reprs import this module)
     import matplotlib
 
     return matplotlib.colormaps["RdBu_r"].with_extremes(bad="white")
@@ -114,6 +113,7 @@ def _nearest(m: np.ndarray, size: int) -> np.ndarray:
 def overview(acts: Any, *, per_stage: int = 6, tile: int = 32, gap: int = 6):
     """The network as columns of feature maps, one column per stage (the page's overview, as a file).
     Composed into one RGB image, so it costs one imshow however many stages there are."""
+    # deferred: matplotlib (~0.4 s), only when a figure is drawn (explain's reprs import this module)
     import matplotlib
 
     cmap = matplotlib.colormaps["RdBu_r"]

@@ -21,6 +21,7 @@ from torch import nn
 from cnnlab.errors import CnnlabError, NotFoundError
 from cnnlab.explain import schema
 from cnnlab.explain.inputs import PreparedInput, prepare_input
+from cnnlab.explain.reprs import heatmap_png
 from cnnlab.explain.stages import eval_mode, model_device, named_stages, stage_kind
 from cnnlab.explain.stagewise import model_classes
 
@@ -36,8 +37,6 @@ class Heatmap:
 
     def _repr_png_(self) -> bytes:
         """In Jupyter: the heat map as a picture."""
-        from cnnlab.explain.reprs import heatmap_png
-
         return heatmap_png(self)
 
     def to_schema(self, encoding: str = "base64") -> schema.HeatmapSchema:

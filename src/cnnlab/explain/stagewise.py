@@ -17,6 +17,7 @@ from torch import nn
 from cnnlab.errors import CnnlabError, NotFoundError
 from cnnlab.explain import schema
 from cnnlab.explain.inputs import PreparedInput, prepare_input
+from cnnlab.explain.reprs import activations_html, prediction_table
 from cnnlab.explain.stages import eval_mode, model_device, named_stages, stage_kind, stage_params
 from cnnlab.explain.wire import wire_values
 
@@ -76,8 +77,6 @@ class Prediction:
 
     def _repr_html_(self) -> str:
         """In Jupyter: the most probable classes as a table."""
-        from cnnlab.explain.reprs import prediction_table
-
         return prediction_table(self)
 
     @property
@@ -141,8 +140,6 @@ class Activations(Mapping):
 
     def _repr_html_(self) -> str:
         """In Jupyter: the network as columns of feature maps, and what it predicted."""
-        from cnnlab.explain.reprs import activations_html
-
         return activations_html(self)
 
     def __getitem__(self, name: str) -> Stage:

@@ -14,9 +14,11 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from cnnlab.errors import CnnlabError
 from cnnlab.filters.arith import conv_arith
+from cnnlab.notebook import animation_html
 
 KINDS = ("conv", "max", "avg")
 MAX_GRID = 12  # input side; larger grids make unreadable frames and hundreds of them
@@ -41,13 +43,9 @@ class Animation:
 
     def _repr_html_(self) -> str:
         """In Jupyter: the animated GIF, captioned."""
-        from cnnlab.notebook import animation_html
-
         return animation_html(self)
 
     def gif(self, duration_ms: int = 700) -> bytes:
-        from PIL import Image
-
         images = [
             Image.fromarray(f).convert("P", palette=Image.Palette.ADAPTIVE, colors=64) for f in self.frames
         ]
@@ -59,8 +57,6 @@ class Animation:
 
     def strip(self, scale: float = 0.5) -> bytes:
         """All frames in one PNG, laid out like the output grid (row r, column c = output cell r, c)."""
-        from PIL import Image
-
         w, h = (max(1, round(s * scale)) for s in self.size)
         rows, cols = self.out_shape
         sheet = Image.new("RGB", (cols * w, rows * h), "white")
@@ -74,6 +70,7 @@ class Animation:
 
 def _grid(ax, x0: float, y0: float, values, *, face=None, fmt=str, fontsize=11) -> None:
     """Draw a matrix of cells with its top-left corner at (x0, y0) (y grows downwards)."""
+    # deferred: matplotlib (~0.4 s), only when a figure is drawn (`filters conv-arith` without --animate needs none)
     from matplotlib.patches import Rectangle
 
     rows, cols = np.shape(values)
@@ -106,6 +103,7 @@ def _window_value(win: np.ndarray, k, kind: str) -> tuple[float, str]:
 
 def _output_cells(ax, x0: float, out_h: int, out_w: int) -> tuple[dict, dict]:
     """The output grid's cells and their (empty) texts, filled in frame by frame."""
+    # deferred: matplotlib (~0.4 s), only when a figure is drawn (`filters conv-arith` without --animate needs none)
     from matplotlib.patches import Rectangle
 
     cells, texts = {}, {}
@@ -123,6 +121,7 @@ class _Scene:
     kind, the output grid, the title); ``show`` then only moves the window and updates texts and colours."""
 
     def __init__(self, xp: np.ndarray, k, kind: str, *, padding, size, window, out, title: str):
+        # deferred: matplotlib (~0.4 s), only when a figure is drawn (`filters conv-arith` without --animate needs none)
         from matplotlib.figure import Figure
         from matplotlib.patches import Rectangle
 
@@ -222,6 +221,7 @@ def animate(
 
 
 def _render(fig) -> np.ndarray:
+    # deferred: matplotlib (~0.4 s), only when a figure is drawn (`filters conv-arith` without --animate needs none)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)

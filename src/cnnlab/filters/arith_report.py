@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from rich.console import Console
+from rich.table import Table
+
+from cnnlab.atomic import atomic_files
 from cnnlab.errors import CnnlabError
+from cnnlab.filters.animation import animate
 from cnnlab.filters.arith import AxisArith, conv_arith
 
 MAX_LISTED = 12  # outputs listed per axis before the table elides the middle
@@ -35,8 +40,6 @@ def _reads(axis: AxisArith, i: int) -> str:
 
 
 def _axis_table(axis: AxisArith, title: str):
-    from rich.table import Table
-
     table = Table(title=title, title_justify="left")
     table.add_column("output", justify="right")
     table.add_column("reads input positions (in parentheses: padding)")
@@ -50,8 +53,6 @@ def _axis_table(axis: AxisArith, title: str):
 
 
 def run_conv_arith(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     console = Console()
     # Sizes arrive parsed and range-checked by argparse (cnnlab.commands.filters): (rows, cols) pairs.
     n = args.input
@@ -99,9 +100,6 @@ def run_conv_arith(args: argparse.Namespace) -> int:
 
 
 def _animate(args, n, k, rows, cols, s, console) -> None:
-    from cnnlab.atomic import atomic_files
-    from cnnlab.filters.animation import animate
-
     if (
         rows.pad_before != rows.pad_after
         or cols.pad_before != cols.pad_after

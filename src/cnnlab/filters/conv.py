@@ -152,6 +152,7 @@ def _check_choice(value: str, choices: Sequence[str], name: str) -> None:
 
 
 def _correlate_direct(padded: np.ndarray, k: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    # deferred: scipy (~0.2 s), only when a convolution runs (`filters kernels` needs none)
     from scipy import ndimage
 
     # ndimage centres the kernel at index k//2 and writes an output as large as its input: the valid
@@ -163,6 +164,7 @@ def _correlate_direct(padded: np.ndarray, k: np.ndarray, out_hw: tuple[int, int]
 
 def _correlate_fft(padded: np.ndarray, k: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     """Valid cross-correlation by overlap-save: FFT tiles of the padded image against the kernel."""
+    # deferred: scipy.fft (~0.2 s), only for large kernels
     from scipy import fft
 
     kh, kw = k.shape

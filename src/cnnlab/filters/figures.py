@@ -11,17 +11,19 @@ import io
 from collections.abc import Sequence
 
 import numpy as np
+from PIL import Image
+
+from cnnlab.pictures import figure_class
 
 DPI = 80  # the tutorial's 20x10 inch figure -> 1600x800 px: plenty for a 451x300 photo, quick to save
 
 
 def _new_figure(figsize: tuple[float, float], pyplot: bool):
     if pyplot:  # for --show: a figure owned by pyplot so plt.show() can open it
+        # deferred: pyplot picks a GUI backend and costs ~0.5 s; only --show needs it
         import matplotlib.pyplot as plt
 
         return plt.figure(figsize=figsize)
-    from cnnlab.pictures import figure_class
-
     return figure_class()(figsize=figsize)  # a Figure that draws itself when a notebook cell returns it
 
 
@@ -137,8 +139,6 @@ def feature_png(feature: np.ndarray) -> bytes:
         >>> feature_png(np.arange(6.0).reshape(2, 3))[:4]
         b'\\x89PNG'
     """
-    from PIL import Image
-
     scaled = np.rint(display_range(feature) * 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(scaled).save(buf, format="PNG")

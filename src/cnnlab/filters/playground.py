@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
 
 from cnnlab.atomic import atomic_files
 from cnnlab.errors import CnnlabError
@@ -129,9 +131,6 @@ def _write_feature(stage, stem: str, name: str, src: np.ndarray, feature: np.nda
 
 
 def run_filters(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     stride, padding = _check_options(args)
     kernels = _kernels(args)
@@ -185,6 +184,7 @@ def run_filters(args: argparse.Namespace) -> int:
 
 def _show(shown: list[tuple[str, np.ndarray, np.ndarray, str]], console) -> None:
     """Open the tutorial figures in windows, if this machine has a display."""
+    # deferred: pyplot picks a GUI backend and costs ~0.5 s; only --show needs it
     import matplotlib.pyplot as plt
 
     if plt.get_backend().lower() in _NONINTERACTIVE:

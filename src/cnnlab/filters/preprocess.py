@@ -38,6 +38,7 @@ def sample_image(*, gray: bool = False) -> np.ndarray:
     if path is not None:
         return load_image(path, gray=gray)
     try:  # a scikit-image layout we did not expect: ask it for the array
+        # deferred: inside the try, a failing import is one more way the sample is unavailable
         from skimage import data
 
         rgb = data.chelsea().astype(np.float32) / 255.0

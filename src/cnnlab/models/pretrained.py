@@ -14,11 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
 from cnnlab.errors import CnnlabError, NotFoundError
 from cnnlab.models.timm_config import PREFIX, BackboneConfig
 from cnnlab.models.timm_import import import_timm
+from cnnlab.tensorfiles import TensorFileError, read_header
+from cnnlab.userfiles import UserFileError, UserFileNotFound
 
 HUB_FILE = "model.safetensors"
 Pretrained = bool | str | os.PathLike | None  # True: the ImageNet weights; a path: a local file
@@ -30,6 +34,7 @@ def pretrained_file(cfg: BackboneConfig, *, note: Callable[[str], None] | None =
 
     Offline without them in the cache: one error naming the cache folder and ``--pretrained PATH``.
     """
+    # deferred: huggingface_hub is the optional `timm` extra
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
 
     if not cfg.hf_hub_id:
@@ -109,12 +114,6 @@ MAX_PRETRAINED_BYTES = 16 << 30  # the largest backbone weights file read
 
 
 def _read(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from cnnlab.tensorfiles import TensorFileError, read_header
-    from cnnlab.userfiles import UserFileError, UserFileNotFound
-
     try:  # a regular file (a FIFO or /dev/zero is named as such), its header capped and checked first
         read_header(path, max_bytes=MAX_PRETRAINED_BYTES)
     except UserFileNotFound:

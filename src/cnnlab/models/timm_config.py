@@ -67,6 +67,7 @@ def backbone_config(name: str) -> BackboneConfig:
     arch = timm_name(name) if PREFIX in name else name  # a name/spec mix fails before timm loads
     timm = import_timm()
     arch = _known(timm, arch)
+    # deferred: timm is the optional `timm` extra
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
     try:

@@ -10,6 +10,8 @@ import contextlib
 import sys
 from types import ModuleType
 
+import torch
+
 from cnnlab.errors import CnnlabError
 
 INSTALL_HINT = "timm backbones need the optional dependencies: pip install 'cnnlab[timm]'"
@@ -28,6 +30,7 @@ def import_timm() -> ModuleType:
     """
     try:
         import_torchvision()
+        # deferred: timm is the optional `timm` extra (see the module's docstring)
         import timm
     except CnnlabError:
         raise
@@ -48,15 +51,15 @@ def import_torchvision() -> None:
     runs only after that exact failure; where torchvision imports normally it does nothing.
     """
     try:
+        # deferred: torchvision is the optional `timm` extra
         import torchvision  # noqa: F401
     except RuntimeError as exc:
         if not any(f"operator torchvision::{op} does not exist" in str(exc) for op in _TORCHVISION_OPS):
             raise
-        import torch
-
         for op in _TORCHVISION_OPS:
             with contextlib.suppress(RuntimeError):  # already declared: nothing to add
                 torch.library.define(f"torchvision::{op}", _NMS_SCHEMA)
         for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
             del sys.modules[name]  # the half-imported package, so the retry starts clean
+        # deferred: the retry of the optional import above
         import torchvision  # noqa: F401, F811

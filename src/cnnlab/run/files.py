@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cnnlab.engine.history import History
 from cnnlab.errors import RunFileError
+from cnnlab.tensorfiles import TensorFileError, read_header
 from cnnlab.userfiles import (
     UserFileError,
     UserFileNotFound,
@@ -280,8 +281,6 @@ def read_history(folder: Path, *, best_epoch: int | None) -> tuple[History, list
 def read_safetensors_header(path: Path, *, max_bytes: int = WEIGHTS_MAX_BYTES) -> dict[str, tuple[int, ...]]:
     """The tensors' shapes in the safetensors file at ``path`` (a regular file of at most ``max_bytes``),
     from its header alone, capped and checked (`cnnlab.tensorfiles`); `RunFileError` otherwise."""
-    from cnnlab.tensorfiles import TensorFileError, read_header
-
     check_regular(path, max_bytes=max_bytes)
     try:
         return read_header(path, max_bytes=max_bytes)

@@ -31,7 +31,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import nn
 
-import cnnlab
 from cnnlab.atomic import write_atomic, write_json
 from cnnlab.data import BUILTIN_NAMES, LIGHT_ON_DARK, load_recorded
 from cnnlab.engine.history import History
@@ -50,6 +49,7 @@ from cnnlab.run.files import (
     read_safetensors_header,
     verify_weights,
 )
+from cnnlab.version import __version__
 
 log = logging.getLogger("cnnlab.run.folder")
 
@@ -69,7 +69,7 @@ def ensure_new_run_dir(path: str | os.PathLike, *, overwrite: bool = False) -> P
 def environment(device: torch.device | str, seed: int) -> dict:
     dev = torch.device(device)
     env = {
-        "cnnlab": cnnlab.__version__,
+        "cnnlab": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,

@@ -16,10 +16,13 @@ __all__ = ["create_app", "serve"]
 
 def __getattr__(name: str) -> Any:
     if name == "create_app":
+        # importing a light submodule (`cnnlab.web.registry` for `cnnlab publish`) runs this file first:
+        # deferred: so that it does not load FastAPI, uvicorn and every route
         from cnnlab.web.app import create_app
 
         return create_app
     if name == "serve":
+        # deferred: as above (uvicorn)
         from cnnlab.web.server import serve
 
         return serve

@@ -16,8 +16,21 @@ import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from cnnlab.web import batching, limits
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cnnlab import __version__
+from cnnlab.errors import CnnlabError
+from cnnlab.userfiles import printable
+from cnnlab.web import batching, docs, limits
+from cnnlab.web.compute import ComputePool
+from cnnlab.web.forms import validation_message
 from cnnlab.web.limits import public_message
+from cnnlab.web.registry import RunRegistry
+from cnnlab.web.routes import router
 
 STATIC = Path(__file__).parent / "static"
 COMPUTE_PATHS = ("/api/explain", "/api/filter", "/api/weights")
@@ -133,22 +146,12 @@ def _warm(registry) -> None:
 
 def json_error(status: int, message: str, root: Path, headers: dict | None = None):
     """The API's error answer, ``{"error": message, "status": status}``, with server paths hidden."""
-    from fastapi.responses import JSONResponse
-
-    from cnnlab.userfiles import printable
-
     body = {"error": printable(public_message(message, root)), "status": status}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _error_handlers(app, root: Path) -> None:
     """Every error as JSON; a `CnnlabError`'s status is its type's ``http_status`` (`cnnlab.errors`)."""
-    from fastapi import Request
-    from fastapi.exceptions import RequestValidationError
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-
-    from cnnlab.errors import CnnlabError
-    from cnnlab.web.forms import validation_message
 
     @app.exception_handler(CnnlabError)
     async def _cnnlab(request: Request, exc: CnnlabError):
@@ -170,10 +173,6 @@ def _error_handlers(app, root: Path) -> None:
 
 def _pages(app) -> None:
     """Health checks, the page and the API reference."""
-    from fastapi.responses import FileResponse
-    from fastapi.staticfiles import StaticFiles
-
-    from cnnlab.web import docs
 
     @app.head("/healthz", include_in_schema=False)  # health and link checkers often send HEAD
     @app.get(
@@ -235,8 +234,6 @@ class _Compute:
         self.max_models, self.max_batch, self.batch_window = max_models, max_batch, batch_window
 
     def install(self, app) -> None:
-        from cnnlab.web.compute import ComputePool
-
         app.state.pool = ComputePool(self.max_concurrent, deadline=self.request_seconds)
         app.state.predict_pool = ComputePool(max(2, self.max_concurrent // 2), deadline=self.request_seconds)
         app.state.batchers = batching.Batchers(
@@ -310,12 +307,6 @@ def create_app(
         >>> client = TestClient(create_app("runs"))  # doctest: +SKIP
         >>> client.get("/api/models").json()["models"]  # doctest: +SKIP
     """
-    from fastapi import FastAPI
-
-    from cnnlab import __version__
-    from cnnlab.web.registry import RunRegistry
-    from cnnlab.web.routes import router
-
     preload()
     registry = RunRegistry(runs_dir, max_models=max_models, data_dir=data_dir)
     # predict admits a batch's worth at once, and no more requests in all than the others (their bodies

@@ -14,6 +14,9 @@ import io
 import struct
 import zlib
 
+import numpy as np
+from PIL import Image
+
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
@@ -22,9 +25,6 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 def bloated_png(side: int = 256, chunks: int = 59, inflated: int = 1 << 20, seed: int = 0) -> bytes:
     """A ``side`` x ``side`` grayscale PNG (a gradient, shifted by ``seed``: a few KB) with ``chunks`` zTXt
     chunks of ``inflated`` zero bytes each (about 1 KB each compressed), between its header and pixels."""
-    import numpy as np
-    from PIL import Image
-
     pixels = ((np.add.outer(np.arange(side), np.arange(side)) + seed) % 256).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="PNG")

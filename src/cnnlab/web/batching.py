@@ -24,16 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
+
+from cnnlab.explain.stagewise import forward_logits, softmax
 from cnnlab.web.compute import below_the_loop, settle, settle_from_thread
-
-if TYPE_CHECKING:
-    import torch
 
 MAX_BATCH = 32
 WINDOW_SECONDS = 0.002
@@ -72,10 +73,6 @@ def served_copy(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.memory_f
     evaluation-mode copy in channels_last, which oneDNN convolves much faster (fastcnn on 20 images, one
     thread: 3.7 ms instead of 6.4 ms); the same weights, so the same logits to float32 rounding. Other models
     are run as they are."""
-    import copy
-
-    import torch
-
     convolutional = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
     on_cpu = all(p.device.type == "cpu" for p in model.parameters())
     if not (convolutional and on_cpu):
@@ -165,10 +162,6 @@ class Batcher:
                 self._run(items)
 
     def _run(self, items: list[BatchItem]) -> None:
-        import torch
-
-        from cnnlab.explain.stagewise import forward_logits, softmax
-
         try:
             x = torch.cat([item.input() for item in items]).contiguous(memory_format=self._layout)
             logits = forward_logits(self._served, x)

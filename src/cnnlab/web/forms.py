@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 from cnnlab.errors import CnnlabError
 from cnnlab.web.uploads import BadUpload
@@ -80,8 +82,6 @@ class _Collector:
         self._header_name, self._header_value = bytearray(), bytearray()
 
     def headers_finished(self) -> None:
-        from python_multipart.multipart import parse_options_header
-
         disposition, params = parse_options_header(self._headers.get("content-disposition", b""))
         if disposition != b"form-data" or b"name" not in params:
             raise BadUpload("malformed multipart body (a part has no Content-Disposition name)", 400)
@@ -127,9 +127,6 @@ def _occurrences(data: bytes, pattern: bytes, start: int, most: int) -> int:
 
 
 def _multipart(body: bytes, boundary: bytes) -> tuple[dict[str, str], FilePart | None]:
-    from python_multipart.exceptions import MultipartParseError
-    from python_multipart.multipart import MultipartParser
-
     delimiter = b"--" + boundary
     start = body.find(delimiter)  # a preamble before the first boundary is allowed (RFC 2046), skipped
     if start < 0:
@@ -165,8 +162,6 @@ def parse_form(body: bytes, content_type: str) -> tuple[dict[str, str], FilePart
         >>> parse_form(b"model=cnn2&test_index=3", "application/x-www-form-urlencoded")
         ({'model': 'cnn2', 'test_index': '3'}, None)
     """
-    from python_multipart.multipart import parse_options_header
-
     raw_kind, params = parse_options_header(content_type or "")
     kind = raw_kind.decode("latin-1").lower()
     if kind == "application/x-www-form-urlencoded":

@@ -16,14 +16,14 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
 LAYERS = ("conv1", "conv2", "dense1", "relu1", "pool1", "flatten", "output")
 
 
 def seed_images() -> list[bytes]:
     """Small real images in every accepted format (and one too small), to upload and to mutate."""
-    import numpy as np
-    from PIL import Image
-
     rng = np.random.default_rng(0)
     out = []
     for fmt, mode, size in [("PNG", "L", (28, 28)), ("JPEG", "RGB", (40, 30)), ("GIF", "P", (16, 16)), ("BMP", "RGB", (12, 20)), ("WEBP", "RGB", (32, 32)), ("PNG", "RGBA", (20, 20)), ("PNG", "L", (4, 4))]:  # fmt: skip
@@ -37,6 +37,7 @@ def seed_images() -> list[bytes]:
 def mutated_images(images: list[bytes] | None = None):
     """A Hypothesis strategy: one of ``images`` (default `seed_images`) with up to 4 bit flips,
     truncations, insertions or scribbles over its header."""
+    # deferred: hypothesis and schemathesis are test extras (`pip install cnnlab[test]`); seed_images needs neither
     from hypothesis import strategies as st
 
     images = images or seed_images()
@@ -66,6 +67,7 @@ def mutated_images(images: list[bytes] | None = None):
 def steered(schema, *, model_ids: list[str], images: list[bytes] | None = None):
     """A Hypothesis strategy of Schemathesis cases for every operation, schema-valid and not, a share of
     them naming a real model, layer and image."""
+    # deferred: hypothesis and schemathesis are test extras (`pip install cnnlab[test]`); seed_images needs neither
     from hypothesis import strategies as st
     from schemathesis import GenerationMode
 
@@ -93,6 +95,7 @@ def check(case, response: Any) -> None:
     """Raise unless ``response`` is no 5xx and conforms to the documented status codes, content type and
     body schema. (Schemathesis' other default checks expect the schema to say which valid-looking
     requests are refused; ours cannot, e.g. "exactly one image source".)"""
+    # deferred: hypothesis and schemathesis are test extras (`pip install cnnlab[test]`); seed_images needs neither
     from schemathesis import checks
 
     case.validate_response(

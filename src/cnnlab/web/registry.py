@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError, NotFoundError, RunFileError
+from cnnlab.explain.data import IMAGE_OPTIONS, run_test_split
 from cnnlab.run.files import WEIGHTS, read_config, read_results
+from cnnlab.run.folder import load_run
 from cnnlab.userfiles import is_text, printable
 
 SCAN_DEPTH = 3  # runs/<a>/<b>/<c>: a compare folder holds one run per model
@@ -226,8 +228,6 @@ class RunRegistry:
     def run(self, model_id: str):
         """The loaded `cnnlab.run.folder.Run` for ``model_id`` (from the cache when its files are unchanged). A
         run that failed to load fails again at once, until one of its files changes."""
-        from cnnlab.run.folder import load_run
-
         entry = self.entry(model_id)
         with self._lock:
             cached = self._models.get(model_id)
@@ -263,8 +263,6 @@ class RunRegistry:
 
     def test_split(self, model_id: str):
         """(split, classes) of the run's test set, loaded once per dataset and kept."""
-        from cnnlab.explain.data import IMAGE_OPTIONS, run_test_split
-
         cfg = self.entry(model_id).config
         key = (
             str(cfg.get("data")),

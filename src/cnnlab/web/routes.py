@@ -12,14 +12,32 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
+from torch import nn
 
+from cnnlab import filters
 from cnnlab.errors import CnnlabError
-from cnnlab.explain.schema import ActivationsDoc, PredictionDoc, encode_tensor, stats_of
+from cnnlab.explain.heatmaps import gradcam_and_saliency
+from cnnlab.explain.schema import (
+    ActivationsDoc,
+    InputInfo,
+    ModelSchema,
+    PredictionDoc,
+    encode_tensor,
+    stats_of,
+)
+from cnnlab.explain.stages import find_stage, stage_kind, stage_params
+from cnnlab.explain.stagewise import activations, prediction
+from cnnlab.filters import KERNEL_INFO, KERNELS
+from cnnlab.filters.kernels import normalize_kernel, validate_kernel
+from cnnlab.models import count_params
 from cnnlab.web import docs
 from cnnlab.web.batching import BatchItem
 from cnnlab.web.compute import within
 from cnnlab.web.forms import ExplainForm, FilterForm, ImageForm, openapi_body, read_form
 from cnnlab.web.limits import public_message
+from cnnlab.web.registry import REQUEST_RESCAN_SECONDS
 from cnnlab.web.uploads import BadUpload, check_content_type, model_input, read_image
 
 router = APIRouter()
@@ -47,8 +65,6 @@ GET_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _json(doc) -> Response:
-    from pydantic_core import PydanticSerializationError
-
     try:
         return Response(doc.model_dump_json(by_alias=True), media_type="application/json")
     except PydanticSerializationError:  # text from a run's files that is not UTF-8 (a lone surrogate):
@@ -79,8 +95,6 @@ async def _compute(request: Request, form: type, work):
 def list_models(request: Request):
     """Rendered once per change of the runs folder (`RunRegistry.generation`): clients polling it cost a
     scan (file signatures only, one at a time, shared by the callers waiting for it) and no rendering."""
-    from cnnlab.web.registry import REQUEST_RESCAN_SECONDS
-
     reg = _registry(request)
     reg.runs(refresh=True, max_age=REQUEST_RESCAN_SECONDS)
     generation, body = _LISTINGS.get(reg, (-1, b""))
@@ -95,8 +109,6 @@ _LISTINGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # registry -
 
 
 def _listing(reg) -> bytes:
-    from pydantic import ValidationError
-
     runs = reg.runs()
     models, unavailable = [], reg.unavailable()
     for e in runs.values():
@@ -112,8 +124,6 @@ def _listing(reg) -> bytes:
 
 @router.get("/api/kernels", response_model=docs.KernelsDoc, summary="Named kernels for the playground")
 def list_kernels():
-    from cnnlab.filters import KERNEL_INFO, KERNELS
-
     entries = [
         docs.KernelEntry(name=n, description=i.description, source=i.source, matrix=KERNELS[n].tolist())
         for n, i in KERNEL_INFO.items()
@@ -134,10 +144,6 @@ async def weights(
 
 
 def _weights(registry, model: str, layer: str, channel: int | None) -> Response:
-    from torch import nn
-
-    from cnnlab.explain.stages import find_stage, stage_kind, stage_params
-
     run = registry.run(model)
     _, module = find_stage(run.model, layer)
     kind = stage_kind(module)
@@ -199,9 +205,6 @@ async def predict(request: Request):
 
 def _predict_answer(run, form: ImageForm, prepared, logits, probabilities) -> Response:
     """The request's own answer from its row of the batch (tens of microseconds: a dozen floats)."""
-    from cnnlab.explain.schema import InputInfo
-    from cnnlab.explain.stagewise import prediction
-
     doc = PredictionDoc(
         model=_model_info(run, form.model),
         input=InputInfo(**prepared.info()),
@@ -227,9 +230,6 @@ _PARAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loaded model
 
 
 def _model_info(run, model_id: str):
-    from cnnlab.explain.schema import ModelSchema
-    from cnnlab.models import count_params
-
     params = _PARAMS.get(run.model)
     if params is None:  # counted once per loaded model, not per request (a walk over every module)
         params = _PARAMS[run.model] = count_params(run.model)
@@ -254,9 +254,6 @@ async def explain(request: Request):
 
 
 def _explain(registry, form: ExplainForm, upload) -> Response:
-    from cnnlab.explain.heatmaps import gradcam_and_saliency
-    from cnnlab.explain.stagewise import activations
-
     run, prepared = _input(registry, form, upload)
     if form.class_index is not None and form.class_index >= len(run.classes):
         raise CnnlabError(f"class_index must be in 0..{len(run.classes) - 1}, got {form.class_index}")
@@ -283,9 +280,6 @@ def _explain(registry, form: ExplainForm, upload) -> Response:
 
 
 def _kernel(text: str):
-    from cnnlab.filters import KERNELS
-    from cnnlab.filters.kernels import validate_kernel
-
     text = text.strip()
     if text in KERNELS:
         return text, KERNELS[text].copy()
@@ -319,9 +313,6 @@ async def filter_image(request: Request):
 
 
 def _filter(registry, form: FilterForm, upload) -> Response:
-    from cnnlab import filters
-    from cnnlab.filters.kernels import normalize_kernel
-
     t0 = time.perf_counter()
     name, k = _kernel(form.kernel)
     if upload is not None:

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
+import sys
 from typing import Any
+
+import torch
+import uvicorn
+
+from cnnlab.web.app import create_app
+from cnnlab.web.protocol import MAX_HEAD_BYTES, JsonErrorsH11
 
 _ENV = "CNNLAB_SERVE_CONFIG"  # how `serve` hands its settings to worker processes
 DRAIN_SECONDS = 3  # on SIGTERM / Ctrl+C: requests in flight get this long, then the process exits
@@ -19,9 +28,6 @@ def bound_malloc_arenas(arenas: int = 2, mmap_threshold: int = 1 << 20) -> bool:
     later body is carved from the heap, which is not given back, so the server stayed ~0.9 GB above idle
     after 200 large uploads. A fixed threshold hands each body's memory back when it is freed. A no-op
     (False) where the C library is not glibc."""
-    import ctypes
-    import ctypes.util
-
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         arenas_set = libc.mallopt(-8, arenas)  # -8: M_ARENA_MAX
@@ -39,19 +45,13 @@ def share_the_interpreter_lock(seconds: float = SWITCH_SECONDS) -> None:
     wait; with compute and batch threads busy it waited up to 5 ms per step, several steps per answer
     (/healthz p99 ~300 ms under 30 concurrent predicts on 2 cores). A shorter interval costs the
     threads' throughput a little and bounds that wait."""
-    import sys
-
     sys.setswitchinterval(seconds)
 
 
 def app_from_env():
     """App factory for uvicorn's worker processes: settings come from ``$CNNLAB_SERVE_CONFIG``."""
-    import torch
-
     bound_malloc_arenas()
     share_the_interpreter_lock()
-    from cnnlab.web.app import create_app
-
     cfg = json.loads(os.environ[_ENV])
     torch.set_num_threads(cfg.pop("threads"))
     return create_app(cfg.pop("runs_dir"), **cfg)
@@ -76,14 +76,10 @@ def serve(
     per-request Python work then runs in parallel instead of taking turns on one interpreter lock.
     SIGTERM or Ctrl+C stops accepting, gives requests in flight `DRAIN_SECONDS`, and exits.
     """
-    import uvicorn
-
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"Warning: serving on {host}: anyone who can reach this address can use the page and API")
     shown = f"[{host}]" if ":" in host else host
     print(f"cnnlab explainer: http://{shown}:{port}/  (API docs: http://{shown}:{port}/docs)  Ctrl+C stops")
-    from cnnlab.web.protocol import MAX_HEAD_BYTES, JsonErrorsH11
-
     options: dict[str, Any] = {  # uvicorn.run's keyword arguments, of many types
         "host": host,
         "port": port,
@@ -104,10 +100,6 @@ def serve(
         os.environ[_ENV] = json.dumps(cfg)
         uvicorn.run("cnnlab.web.server:app_from_env", factory=True, workers=workers, **options)
     else:
-        import torch
-
-        from cnnlab.web.app import create_app
-
         bound_malloc_arenas()
         share_the_interpreter_lock()
         torch.set_num_threads(threads)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import random
 
 from cnnlab.errors import CnnlabError
+from cnnlab.explain.inputs import prepare_input
+from cnnlab.images import load_image
 from cnnlab.web import limits
 
 
@@ -46,8 +48,6 @@ def check_bytes(data: bytes, name: str = "upload") -> None:
 
 def read_image(data: bytes, *, gray: bool, name: str = "upload"):
     """Bytes of an uploaded image -> float32 (H, W) or (H, W, 3) in 0..1, or `BadUpload`."""
-    from cnnlab.images import load_image
-
     check_bytes(data, name)
     try:
         img = load_image(data, gray=gray, max_pixels=limits.MAX_PIXELS, name=name)
@@ -78,8 +78,6 @@ def model_input(
 ):
     """(run, PreparedInput) for a request: exactly one of an upload, ``test_index`` or ``pick_random``.
     ``run``: the model's loaded run when the caller already holds it (else the registry loads it)."""
-    from cnnlab.explain.inputs import prepare_input
-
     how = parse_invert(invert)  # checked whatever the image source, though only uploads use it
     given = sum(x for x in (data is not None, test_index is not None, bool(pick_random)))
     if given != 1:
