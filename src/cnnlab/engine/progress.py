@@ -37,6 +37,7 @@ class ProgressBar(Callback):
     """
 
     priority = -10  # after the history, before your callbacks: an epoch's line prints before they run
+    phase = "progress"
 
     def __init__(
         self,
