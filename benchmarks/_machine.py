@@ -72,6 +72,4 @@ def capability_line(m: dict | None = None) -> str:
 def machine_line() -> str:
     m = machine()
     gpu = f", GPU {m['gpu']}" if "gpu" in m else ", no GPU"
-    return (
-        f"{m['cpu']}, {m['cores']} cores ({capability_line(m)}){gpu}; Python {m['python']}, torch {m['torch']}"
-    )
+    return f"{m['cpu']}, {m['cores']} cores ({capability_line(m)}){gpu}; Python {m['python']}, torch {m['torch']}"
