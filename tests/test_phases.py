@@ -1,0 +1,73 @@
+"""The engine's phase marks (benchmarks/profile_phases.py): free when off, exclusive times when on, and
+every phase of a real fit() is counted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import cnnlab as cl
+from cnnlab.engine.phases import PhaseTimer, phase
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_mark_outside_a_timer_is_one_shared_no_op():
+    assert phase("forward") is phase("backward")  # the same do-nothing context, nothing allocated
+    with phase("forward"):
+        pass
+
+
+def test_nested_phases_count_their_time_once():
+    with PhaseTimer() as timer:
+        t0 = time.perf_counter()
+        with phase("outer"):
+            time.sleep(0.03)
+            with phase("inner"):
+                time.sleep(0.05)
+            time.sleep(0.02)
+        wall = time.perf_counter() - t0
+    assert timer.seconds["inner"] == pytest.approx(0.05, abs=0.03)
+    assert timer.seconds["outer"] == pytest.approx(0.05, abs=0.03)  # its own 30 + 20 ms, not the inner 50
+    assert timer.total() == pytest.approx(wall, abs=0.005)
+    assert dict(timer.calls) == {"outer": 1, "inner": 1}
+    assert phase("outer") is phase("x")  # the timer is gone after its block
+
+
+def test_fit_marks_every_phase_of_its_epoch(tiny):
+    model = cl.create_model("fastcnn", seed=0)
+    with PhaseTimer() as timer:
+        cl.fit(model, tiny, epochs=2, batch_size=50, augment_flip="random", progress=True, device="cpu")
+    steps = 2 * 4  # 200 images in batches of 50
+    for name in ("gather", "augmentation", "forward", "backward"):
+        assert timer.calls[name] == steps, name
+    assert timer.calls["optimizer"] == 2 * steps  # zero_grad before the forward, the step after backward
+    assert timer.calls["evaluation"] == 2  # validation after each epoch
+    assert timer.calls["guard"] >= steps and timer.calls["progress"] >= steps
+    assert all(timer.seconds[name] > 0 for name in ("forward", "backward", "optimizer", "evaluation"))
+
+
+@pytest.mark.slow
+def test_profile_phases_prints_a_table_and_writes_shares_that_add_up(fmnist_dir, tmp_path):
+    out = tmp_path / "phases.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks/profile_phases.py"), "--limit", "600", "--device", "cpu"]
+    cmd += ["--data-dir", str(fmnist_dir), "--out", str(out), "--set", "compile=false"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "| forward |" in r.stdout and "kernels" in r.stdout  # the table, the machine's kernels named
+    record = json.loads(out.read_text())
+    shares = [p["share"] for p in record["phases"].values()]
+    assert sum(shares) == pytest.approx(1.0, abs=1e-6)
+    assert record["steps"] == 3  # 600 images, batch 256 (the last one short)
+
+
+def test_profile_phases_refuses_an_unknown_option_in_one_line(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks/profile_phases.py"), "--set", "bogus=1"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "--set takes OPTION=VALUE" in r.stderr
