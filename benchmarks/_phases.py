@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import time
 
 import torch
@@ -25,18 +26,19 @@ class Window(Callback):
         self.t0 = self.t1 = 0.0
         self.start: dict = {}
         self.end: dict = {}
+        self.os0 = self.os1 = (0, 0.0)  # (minor page faults, kernel CPU seconds) of the process
         self.steps = 0
 
     def on_epoch_begin(self, loop) -> None:
         if loop.epoch == loop.first_epoch and self.timer is not None:
-            self.t0, self.start = time.perf_counter(), self._snapshot()
+            self.t0, self.start, self.os0 = time.perf_counter(), self._snapshot(), _os_counts()
 
     def on_train_batch_end(self, loop) -> None:
         self.steps += 1
 
     def on_epoch_end(self, loop) -> None:
         if loop.epoch - loop.first_epoch + 1 >= self.epochs:
-            self.t1, self.end = time.perf_counter(), self._snapshot()
+            self.t1, self.end, self.os1 = time.perf_counter(), self._snapshot(), _os_counts()
             loop.request_stop()
 
     def _snapshot(self) -> dict:
@@ -62,8 +64,16 @@ class Window(Callback):
             "compile_seconds": history.compile_seconds,
             "fit_wall_seconds": fit_wall,
             "threads": torch.get_num_threads(),
+            # deterministic where seconds are not (a shared machine): the kernel's share of the work
+            "page_faults_per_step": (self.os1[0] - self.os0[0]) / max(self.steps, 1),
+            "kernel_cpu_ms_per_step": 1000 * (self.os1[1] - self.os0[1]) / max(self.steps, 1),
             "phases": phases,
         }
+
+
+def _os_counts() -> tuple[int, float]:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_minflt, r.ru_stime
 
 
 def table(result: dict) -> str:
@@ -80,6 +90,7 @@ def table(result: dict) -> str:
     lines.append(
         f"\n{result['steps']} steps, {result['threads']} threads; torch.compile warm-up "
         + (f"{compile_s:.1f} s (outside the epoch)" if compile_s is not None else "off")
-        + f"; fit() wall {result['fit_wall_seconds']:.1f} s"
+        + f"; fit() wall {result['fit_wall_seconds']:.1f} s; {result['page_faults_per_step']:,.0f} page faults "
+        f"and {result['kernel_cpu_ms_per_step']:.1f} ms of kernel CPU time per step"
     )
     return "\n".join(lines)

@@ -30,7 +30,7 @@ from cnnlab.engine.guard import NonFiniteGuard
 from cnnlab.engine.history import History
 from cnnlab.engine.inference import evaluate
 from cnnlab.engine.progress import ProgressBar
-from cnnlab.engine.setup import resolve_device
+from cnnlab.engine.setup import held_memory, resolve_device
 from cnnlab.engine.snapshot import Checkpointer
 from cnnlab.engine.step import TrainStep
 from cnnlab.seeds import derive_seed
@@ -97,7 +97,10 @@ def fit(
         state.loss = loss
         edges.on_before_optimizer_step(loop)  # the non-finite guard
 
-    with edges.training(state):
+    with (
+        held_memory(dev if cfg.hold_memory else None),
+        edges.training(state),
+    ):  # CPU: no page faults per step (see held_memory)
         for epoch in range(state.first_epoch, cfg.epochs + 1):
             state.begin_epoch(epoch)
             edges.on_epoch_begin(loop)
