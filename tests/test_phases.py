@@ -71,3 +71,27 @@ def test_profile_phases_refuses_an_unknown_option_in_one_line(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "--set takes OPTION=VALUE" in r.stderr
+
+
+def test_the_live_bar_draws_at_updates_with_no_thread_beside_the_step(tiny):
+    import io
+    import threading
+
+    from cnnlab.engine import Callback, ProgressBar
+
+    class Threads(Callback):
+        def on_train_batch_end(self, loop):
+            self.names = {type(t).__name__ for t in threading.enumerate()}
+
+    out, seen = io.StringIO(), Threads()
+    bar = ProgressBar(stream=out, live=True, every_steps=2)
+    cl.fit(
+        cl.create_model("fastcnn", seed=0),
+        tiny,
+        epochs=1,
+        batch_size=50,
+        callbacks=[bar, seen],
+        progress=False,
+    )
+    assert "_RefreshThread" not in seen.names  # rich's redrawing thread
+    assert "epoch 1/1" in out.getvalue()  # the bar's task was drawn, and the epoch's line printed
