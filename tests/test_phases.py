@@ -108,7 +108,7 @@ def _faults_per_step(hold: bool) -> float:
     model = cl.create_model("fastcnn", seed=0)
     opt = torch.optim.Adam(model.parameters())
     x, y = torch.rand(256, 1, 28, 28), torch.randint(0, 10, (256,))  # 22 MB activations, as the fast recipe
-    with held_memory(torch.device("cpu") if hold else None):
+    with held_memory(torch.device("cpu"), hold):
         for i in range(4):
             if i == 2:  # after two steps every buffer has been allocated once
                 start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -97,10 +97,7 @@ def fit(
         state.loss = loss
         edges.on_before_optimizer_step(loop)  # the non-finite guard
 
-    with (
-        held_memory(dev if cfg.hold_memory else None),
-        edges.training(state),
-    ):  # CPU: no page faults per step (see held_memory)
+    with held_memory(dev, cfg.hold_memory), edges.training(state):  # CPU: no page faults per step
         for epoch in range(state.first_epoch, cfg.epochs + 1):
             state.begin_epoch(epoch)
             edges.on_epoch_begin(loop)

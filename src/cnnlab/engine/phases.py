@@ -20,7 +20,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 import torch
 
@@ -60,7 +60,7 @@ class PhaseTimer:
         self.seconds: defaultdict[str, float] = defaultdict(float)
         self.calls: defaultdict[str, int] = defaultdict(int)
         self._stack: list[list] = []  # [name, start of its current own stretch]
-        self._token = None
+        self._token: Token[PhaseTimer | None] | None = None
 
     def __enter__(self) -> PhaseTimer:
         self._token = _ACTIVE.set(self)

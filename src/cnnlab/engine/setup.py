@@ -177,7 +177,7 @@ def _glibc():
 
 
 @contextmanager
-def held_memory(device: torch.device | None) -> Iterator[None]:
+def held_memory(device: torch.device, enabled: bool = True) -> Iterator[None]:
     """While training on a CPU: freed memory stays with the process for the next step.
 
     By default glibc gives every large freed block back to the kernel (mmap'd blocks at once, the heap's top
@@ -185,8 +185,8 @@ def held_memory(device: torch.device | None) -> Iterator[None]:
     back as fresh pages, faulted in and zeroed one 4 KiB page at a time: ~10,000-30,000 page faults per
     step, the kernel's time on top of the step's. With allocations served from the heap and no trimming,
     a step after the first faults almost never (benchmarks/profile_phases.py counts them). Afterwards the
-    thresholds return to where glibc's own adjustment ends and the held memory is trimmed. ``None``: off."""
-    libc = _glibc() if device is not None and device.type == "cpu" else None
+    thresholds return to where glibc's own adjustment ends and the held memory is trimmed. ``enabled=False``: glibc's defaults as they are."""
+    libc = _glibc() if enabled and device.type == "cpu" else None
     if libc is None:
         yield
         return
