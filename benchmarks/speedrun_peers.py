@@ -46,6 +46,7 @@ def measure(name: str, seed: int, args, tmp: Path) -> dict:
     out = tmp / f"{name}-{seed}.json"
     cmd = [*PEERS[name], "--epochs", str(args.epochs), "--out", str(out)]
     cmd += ["--limit", str(args.limit)] if args.limit else []  # smoke runs only
+    cmd += ["--data-dir", args.data_dir] if args.data_dir else []
     cmd += (
         ["--seeds", "1", "--device", "cpu"]
         if name == "cnnlab"
@@ -79,6 +80,7 @@ def main() -> None:
     p.add_argument("--peers", default=",".join(PEERS), help="which trainers, e.g. cnnlab,Lightning")
     p.add_argument("--capability", choices=sorted(CAPS), default=None, help="force lower CPU kernels")
     p.add_argument("--limit", type=int, default=None, help="smoke runs only: cap each split at N images")
+    p.add_argument("--data-dir", default=None, help="the Fashion-MNIST folder (default: each script's own)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     names = [n.strip() for n in args.peers.split(",") if n.strip()]

@@ -125,3 +125,32 @@ def test_held_memory_stops_the_page_faults_of_each_step():
         pytest.skip("glibc only")
     held, plain = _faults_per_step(True), _faults_per_step(False)
     assert held < 1000 < plain, (held, plain)  # fresh 4 KiB pages for every activation vs memory kept
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"ATEN_CPU_CAPABILITY": "avx2"}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}, {"ATEN_CPU_CAPABILITY": "default"}],
+)
+def test_kernels_forced_below_avx512_count_as_emulated_bf16(monkeypatch, env):
+    from cnnlab.hardware import native_bf16_cpu
+    from cnnlab.recipes import get_recipe
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert native_bf16_cpu() is False
+    assert get_recipe("fast").settings("cpu")["amp"] == "off"  # the recipe then trains in float32
+
+
+@pytest.mark.slow
+def test_speedrun_peers_names_the_kernels_and_runs_lightning_beside(fmnist_dir, tmp_path):
+    pytest.importorskip(
+        "lightning_utilities"
+    )  # Lightning installed (benchmarks/peers/requirements-lightning.txt)
+    out = tmp_path / "peers.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks/speedrun_peers.py"), "--peers", "cnnlab,Lightning"]
+    cmd += ["--capability", "avx2", "--limit", "600", "--epochs", "1", "--data-dir", str(fmnist_dir)]
+    r = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "kernels AVX2, oneDNN AVX2, bf16 emulated" in r.stdout and "| Lightning |" in r.stdout
+    record = json.loads(out.read_text())
+    assert set(record["results"]) == {"cnnlab", "Lightning"} and record["bf16"] is False
