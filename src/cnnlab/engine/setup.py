@@ -158,7 +158,7 @@ def compile_model(model: nn.Module, device: torch.device, warmup) -> tuple[nn.Mo
     return compiled, seconds
 
 
-# glibc's mallopt parameters, and its own defaults' end state (the dynamic mmap threshold's 64-bit ceiling,
+# glibc's mallopt parameter numbers (malloc.h), and its own defaults' end state (the dynamic mmap threshold's 64-bit ceiling,
 # trimming at twice it), which ``held_memory`` restores
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _GLIBC_MMAP_CEILING = 32 * 2**20
@@ -180,12 +180,13 @@ def _glibc():
 def held_memory(device: torch.device, enabled: bool = True) -> Iterator[None]:
     """While training on a CPU: freed memory stays with the process for the next step.
 
-    By default glibc gives every large freed block back to the kernel (mmap'd blocks at once, the heap's top
-    when it exceeds a threshold), so each step's activations (fastcnn at batch 256: 22 MB a tensor) come
-    back as fresh pages, faulted in and zeroed one 4 KiB page at a time: ~10,000-30,000 page faults per
-    step, the kernel's time on top of the step's. With allocations served from the heap and no trimming,
-    a step after the first faults almost never (benchmarks/profile_phases.py counts them). Afterwards the
-    thresholds return to where glibc's own adjustment ends and the held memory is trimmed. ``enabled=False``: glibc's defaults as they are."""
+    By default glibc gives large freed blocks back to the kernel (mmap'd blocks at once, the heap's top when
+    it exceeds an adaptive threshold), so a step's activations (fastcnn at batch 256: 22 MB a tensor) come
+    back as fresh pages, faulted in and zeroed 4 KiB at a time: 700-12,000 page faults and 1-21 ms of kernel
+    time per step of the fast recipe, depending on where the threshold settled. With allocations served
+    from the heap and no trimming, ~250 (benchmarks/profile_phases.py counts them). Afterwards the
+    thresholds return to where glibc's own adjustment ends and the held memory is trimmed.
+    ``enabled=False``: glibc's defaults as they are."""
     libc = _glibc() if enabled and device.type == "cpu" else None
     if libc is None:
         yield
