@@ -154,3 +154,19 @@ def test_speedrun_peers_names_the_kernels_and_runs_lightning_beside(fmnist_dir, 
     assert "kernels AVX2, oneDNN AVX2, bf16 emulated" in r.stdout and "| Lightning |" in r.stdout
     record = json.loads(out.read_text())
     assert set(record["results"]) == {"cnnlab", "Lightning"} and record["bf16"] is False
+
+
+def test_held_memory_and_the_phase_timer_change_no_number(tiny, one_thread):
+    import torch
+
+    def trained(hold: bool, timed: bool):
+        model = cl.create_model("fastcnn", seed=0)
+        with PhaseTimer() if timed else __import__("contextlib").nullcontext():
+            h = cl.fit(model, tiny, epochs=2, batch_size=50, hold_memory=hold, progress=False, device="cpu")
+        return h.rows, model.state_dict()
+
+    rows0, w0 = trained(True, False)
+    for hold, timed in ((False, False), (True, True)):
+        rows, w = trained(hold, timed)
+        assert [r["loss"] for r in rows] == [r["loss"] for r in rows0]
+        assert all(torch.equal(w[k], w0[k]) for k in w0)
