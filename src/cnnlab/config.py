@@ -260,6 +260,7 @@ class TrainConfig:
         "CPU with glibc: freed memory stays with the process while training (no page faults per step); "
         "trimmed afterwards",
         "training",
+        resume=True,  # changes no number, only where freed memory goes
     )
     seed: int = option(0, "weights, split, batch order, augmentation and dropout", "training")
     # which epoch's weights the run keeps
