@@ -257,6 +257,14 @@ class TrainConfig:
     channels_last: bool = option(
         True, "NHWC memory layout: faster convolutions on CPU (oneDNN) and GPU", "training", recipe=True
     )
+    # CPU speed (issue 27)
+    hold_memory: bool = option(
+        True,
+        "CPU with glibc: freed memory stays with the process while training (no page faults per step); "
+        "trimmed afterwards",
+        "training",
+        resume=True,  # changes no number, only where freed memory goes
+    )
     seed: int = option(0, "weights, split, batch order, augmentation and dropout", "training")
     # which epoch's weights the run keeps
     patience: int | None = option(

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.config import check_value, options
+from cnnlab.engine.phases import phase
 from cnnlab.seeds import derive_seed
 
 
@@ -74,6 +75,10 @@ class Augment:
         self, x: torch.Tensor, idx: torch.Tensor, *, seed: int, epoch: int, step: int
     ) -> torch.Tensor:
         """Augment a float batch ``x`` (B, C, H, W) of pixels in 0..1 whose dataset indices are ``idx``."""
+        with phase("augmentation"):
+            return self._apply(x, idx, seed=seed, epoch=epoch, step=step)
+
+    def _apply(self, x: torch.Tensor, idx: torch.Tensor, *, seed: int, epoch: int, step: int) -> torch.Tensor:
         g = torch.Generator(device=x.device).manual_seed(derive_seed(seed, epoch) * 100_003 + step)
         # The draws come in a fixed order, and a stage that is off draws nothing, so adding a stage to a
         # recipe never changes the others' draws when it is off.

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import torch
 
+from cnnlab.engine.phases import phase
 from cnnlab.seeds import derive_seed
 
 
@@ -72,8 +73,10 @@ class DeviceBatches:
             else torch.arange(n, device=dev)
         )
         for start in range(start_step * self.batch_size, len(self) * self.batch_size, self.batch_size):
-            idx = order[start : start + self.batch_size]
-            yield to_float(self.images[idx], self.memory_format), self.labels[idx], idx
+            with phase("gather"):
+                idx = order[start : start + self.batch_size]
+                batch = to_float(self.images[idx], self.memory_format), self.labels[idx], idx
+            yield batch
 
 
 def to_float(x: torch.Tensor, memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:

@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from cnnlab.engine.phases import phase
+
 LAST = 100  # Checkpointing's priority: it saves what every other callback did in the same hook
 T = TypeVar("T")
 
@@ -192,6 +194,7 @@ class Callback:
     guard, EMA, history, frozen backbone and progress below it; checkpointing at ``LAST``)."""
 
     priority: int = 0
+    phase: str = "callbacks"  # what benchmarks/profile_phases.py counts its hooks' time under
 
     def on_train_begin(self, loop: LoopView) -> None: ...
     def on_epoch_begin(self, loop: LoopView) -> None: ...
@@ -210,7 +213,8 @@ class CallbackList(Callback):
 
     def _each(self, hook: str, loop: LoopView) -> None:
         for cb in self.callbacks:
-            getattr(cb, hook)(loop)
+            with phase(getattr(cb, "phase", "callbacks")):
+                getattr(cb, hook)(loop)
 
     def on_epoch_begin(self, loop: LoopView) -> None:
         self._each("on_epoch_begin", loop)

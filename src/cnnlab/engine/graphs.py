@@ -28,6 +28,7 @@ import sys
 import torch
 from torch import nn
 
+from cnnlab.engine.phases import phase
 from cnnlab.engine.setup import autocast, make_optimizer, warmup_fraction
 from cnnlab.engine.step import Check, TrainStep
 from cnnlab.errors import UsageError
@@ -148,9 +149,10 @@ class GraphedStep(TrainStep):
         if self.graph is None or self.static is None:
             return self.body(x, y, share=share, check=check)
         sx, sy, loss, logits = self.static
-        sx.copy_(x)
-        sy.copy_(y)
-        self.graph.replay()
+        with phase("graph replay"):  # forward, backward and optimizer in one launch
+            sx.copy_(x)
+            sy.copy_(y)
+            self.graph.replay()
         if check is not None:
             check(loss)
         return loss, logits

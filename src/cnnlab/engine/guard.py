@@ -20,6 +20,7 @@ class NonFiniteGuard(Callback):
     """
 
     priority = -50  # first: nothing else should see a non-finite epoch
+    phase = "guard"
 
     def __init__(self, checkpoints=None):
         self.checkpoints = checkpoints

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.engine.batches import to_float
+from cnnlab.engine.phases import phase
 from cnnlab.engine.setup import autocast, resolve_device
 from cnnlab.engine.tta import tta_probs
 from cnnlab.errors import CnnlabError
@@ -76,7 +77,11 @@ def evaluate(
         {'loss': 0.25, 'accuracy': 0.91, 'error_pct': 9.0, 'n': 10000}
     """
     loss_sum, correct, n = 0.0, 0, len(split.labels)
-    with _inference(model, device, batch_size) as (dev, batch_size, mf), autocast(dev, amp):
+    with (
+        phase("evaluation"),
+        _inference(model, device, batch_size) as (dev, batch_size, mf),
+        autocast(dev, amp),
+    ):
         for start in range(0, n, batch_size):
             x = to_float(split.images[start : start + batch_size].to(dev), mf)
             y = split.labels[start : start + batch_size].to(dev)

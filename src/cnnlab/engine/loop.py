@@ -30,7 +30,7 @@ from cnnlab.engine.guard import NonFiniteGuard
 from cnnlab.engine.history import History
 from cnnlab.engine.inference import evaluate
 from cnnlab.engine.progress import ProgressBar
-from cnnlab.engine.setup import resolve_device
+from cnnlab.engine.setup import held_memory, resolve_device
 from cnnlab.engine.snapshot import Checkpointer
 from cnnlab.engine.step import TrainStep
 from cnnlab.seeds import derive_seed
@@ -103,7 +103,7 @@ def fit(
         state.loss = loss
         edges.on_before_optimizer_step(loop)  # the non-finite guard
 
-    with edges.training(state):
+    with held_memory(dev, cfg.hold_memory), edges.training(state):  # CPU: no page faults per step
         for epoch in range(state.first_epoch, cfg.epochs + 1):
             state.begin_epoch(epoch)
             edges.on_epoch_begin(loop)

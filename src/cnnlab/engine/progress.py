@@ -37,6 +37,7 @@ class ProgressBar(Callback):
     """
 
     priority = -10  # after the history, before your callbacks: an epoch's line prints before they run
+    phase = "progress"
 
     def __init__(
         self,
@@ -80,6 +81,7 @@ class ProgressBar(Callback):
                 TimeRemainingColumn(),
                 console=console,
                 transient=True,
+                auto_refresh=False,  # drawn at our updates only: no thread redrawing 10x a second beside the step
             )
             loop.keep_open(self._bar)
 
@@ -88,6 +90,7 @@ class ProgressBar(Callback):
         if self._bar is not None:
             desc = f"epoch {loop.epoch}/{loop.epochs}"
             self._task = self._bar.add_task(desc, total=loop.steps_per_epoch, completed=loop.step, metrics="")
+            self._bar.refresh()
 
     def _metrics(self, loop: LoopView) -> str:
         seen = max(loop.sums.seen, 1)
@@ -98,6 +101,7 @@ class ProgressBar(Callback):
         if self._bar is not None:
             if loop.step % self.every_steps == 1 or last:
                 self._bar.update(self._task, completed=loop.step, metrics=self._metrics(loop))
+                self._bar.refresh()
         elif self._line is not None:
             if loop.step % self.every_steps == 1 or last:
                 self._line.update(

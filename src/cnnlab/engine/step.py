@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.engine.phases import phase
 from cnnlab.engine.setup import autocast, compile_model, make_optimizer, make_schedule
 
 Check = Callable[[torch.Tensor], None]  # sees the step's detached loss; raises to stop the run
@@ -77,17 +78,21 @@ class TrainStep:
         ``share``: this rank's weight in a DDP batch (its loss is scaled before backward). ``check``: called
         with the loss after backward and before the weights change (the non-finite guard); a graph captures
         the body without it. Every other line runs on both paths, so none may read a value back to the host."""
-        self.optimizer.zero_grad(set_to_none=True)  # a graph's backward then allocates its own gradients
-        loss, logits = self._loss(self.net, x, y)
-        (loss if share == 1.0 else loss * share).backward()
+        with phase("optimizer"):
+            self.optimizer.zero_grad(set_to_none=True)  # a graph's backward then allocates its own gradients
+        with phase("forward"):
+            loss, logits = self._loss(self.net, x, y)
+        with phase("backward"):
+            (loss if share == 1.0 else loss * share).backward()
         loss, logits = loss.detach(), logits.detach()
         if check is not None:
             check(loss)
-        if self.clip_grad_norm is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
-        self.optimizer.step()
-        if self.schedule is not None:
-            self.schedule.step()  # the learning rate of the next step
+        with phase("optimizer"):
+            if self.clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+            self.optimizer.step()
+            if self.schedule is not None:
+                self.schedule.step()  # the learning rate of the next step
         return loss, logits
 
     def __call__(
