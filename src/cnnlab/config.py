@@ -409,6 +409,7 @@ class TrainOptions(TypedDict, total=False):
     compile: bool
     cuda_graphs: str
     channels_last: bool
+    hold_memory: bool
     seed: int
 
 
