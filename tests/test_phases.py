@@ -97,36 +97,6 @@ def test_the_live_bar_draws_at_updates_with_no_thread_beside_the_step(tiny):
     assert "epoch 1/1" in out.getvalue()  # the bar's task was drawn, and the epoch's line printed
 
 
-def _faults_per_step(hold: bool) -> float:
-    import resource
-
-    import torch
-    import torch.nn.functional as F
-
-    from cnnlab.engine.setup import held_memory
-
-    model = cl.create_model("fastcnn", seed=0)
-    opt = torch.optim.Adam(model.parameters())
-    x, y = torch.rand(256, 1, 28, 28), torch.randint(0, 10, (256,))  # 22 MB activations, as the fast recipe
-    with held_memory(torch.device("cpu"), hold):
-        for i in range(4):
-            if i == 2:  # after two steps every buffer has been allocated once
-                start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start) / 2
-
-
-def test_held_memory_stops_the_page_faults_of_each_step():
-    from cnnlab.engine.setup import _glibc
-
-    if _glibc() is None:
-        pytest.skip("glibc only")
-    held, plain = _faults_per_step(True), _faults_per_step(False)
-    assert held < 1000 < plain, (held, plain)  # fresh 4 KiB pages for every activation vs memory kept
-
-
 @pytest.mark.parametrize(
     "env",
     [{"ATEN_CPU_CAPABILITY": "avx2"}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}, {"ATEN_CPU_CAPABILITY": "default"}],
