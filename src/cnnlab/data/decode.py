@@ -50,6 +50,7 @@ __all__ = [
     "border_median",  # from cnnlab.data.fit, where explain finds it too
     "decode_image",
     "decode_images",
+    "decode_into",
     "default_workers",
     "fit_image",
 ]
@@ -163,47 +164,99 @@ def decode_images(
     Raises:
         CnnlabError: with `strict=True`, at the first file that cannot be decoded (naming it).
     """
-    if backend not in ("auto", "processes", "threads"):
-        raise CnnlabError(f"Unknown decoding backend {backend!r}. Available: auto, processes, threads")
     n = len(paths)
-    workers = workers or default_workers()
-    use_processes = backend == "processes" or (
-        backend == "auto" and workers > 1 and n >= 512 and sys.platform.startswith("linux")
-    )
-    if use_processes and "fork" not in mp.get_all_start_methods():
-        use_processes = False
+    shared = _use_processes(backend, workers or default_workers(), n)
     nbytes = n * channels * size * size
     # Anonymous shared memory: forked workers write straight into the parent's array (no pickled pixels).
-    buf = mmap.mmap(-1, max(1, nbytes)) if use_processes else bytearray(max(1, nbytes))
+    buf = mmap.mmap(-1, max(1, nbytes)) if shared else bytearray(max(1, nbytes))
     out = np.frombuffer(buf, dtype=np.uint8)[:nbytes].reshape(n, channels, size, size)
-    size_buf = mmap.mmap(-1, max(1, n * 16)) if use_processes else bytearray(max(1, n * 16))
+    size_buf = mmap.mmap(-1, max(1, n * 16)) if shared else bytearray(max(1, n * 16))
     sizes = np.frombuffer(size_buf, dtype=np.int64)[: n * 2].reshape(n, 2)
-    ok = np.zeros(n, dtype=bool)
-    bad: list[BadImage] = []
+    bad_at = decode_into(
+        paths,
+        out,
+        sizes=sizes,
+        resize=resize,
+        fill=fill,
+        workers=workers,
+        strict=strict,
+        max_pixels=max_pixels,
+        min_side=min_side,
+        on_chunk=None if on_progress is None else lambda stop, _: on_progress(stop),
+        backend=backend,
+    )
+    ok = np.ones(n, dtype=bool)
+    ok[[i for i, _ in bad_at]] = False
+    bad = [(os.fspath(paths[i]), why) for i, why in bad_at]
+    # The buffer itself when nothing was skipped (the array keeps it alive; copying 100s of MB costs
+    # as much as writing them), else a compact copy of the good images.
+    images = out if ok.all() else out[ok]
+    return Decoded(images, ok, bad, np.array(sizes))
+
+
+def decode_into(
+    paths: Sequence[str | os.PathLike[str]],
+    out: np.ndarray,
+    *,
+    start: int = 0,
+    sizes: np.ndarray | None = None,
+    resize: str = "pad",
+    fill: str = "black",
+    workers: int | None = None,
+    strict: bool = False,
+    max_pixels: int | None = MAX_PIXELS,
+    min_side: int = MIN_IMAGE_SIDE,
+    on_chunk: Callable[[int, list[tuple[int, str]]], None] | None = None,
+    backend: str = "auto",
+) -> list[tuple[int, str]]:
+    """Decode ``paths[start:]`` into the rows ``out[start:]`` of a uint8 (N, C, S, S) array that the caller
+    owns: anonymous memory, or an on-disk memory map (the folder cache writes its file this way, so no
+    in-memory copy of the images is ever made). Rows of files that cannot be decoded are left as they were.
+
+    Files are decoded in chunks, in parallel; the chunks complete in order, so after ``on_chunk(stop,
+    bad)`` every row below ``stop`` is written (a resumable decode records ``stop``); ``bad`` are the
+    (index, reason) pairs found so far. ``sizes``: an int64 (N, 2) array for each file's original size.
+
+    Returns:
+        ``(index, reason)`` of every file from ``start`` on that could not be decoded.
+
+    Raises:
+        CnnlabError: an unknown backend; with ``strict=True``, the first file that cannot be decoded.
+    """
+    if backend not in ("auto", "processes", "threads"):
+        raise CnnlabError(f"Unknown decoding backend {backend!r}. Available: auto, processes, threads")
+    n, channels, size = len(paths), int(out.shape[1]), int(out.shape[2])
+    workers = workers or default_workers()
+    if sizes is None:
+        sizes = np.zeros((n, 2), dtype=np.int64)
     options = _Options(size, channels, resize, fill, max_pixels, min_side)
     job = _Job([os.fspath(p) for p in paths], out, sizes, options)
+    bad: list[tuple[int, str]] = []
 
-    def collect(start: int, stop: int, errors: list[tuple[int, str]]) -> None:
-        ok[start:stop] = True
+    def collect(stop: int, errors: list[tuple[int, str]]) -> None:
         for i, error in errors:
-            ok[i] = False
             if strict:
                 raise CnnlabError(
                     f"'{job.paths[i]}': {error} (--bad-images strict; use --bad-images skip "
                     "to leave such files out with a report)"
                 )
-            bad.append((job.paths[i], error))
-        if on_progress is not None:
-            on_progress(stop)
+            bad.append((i, error))
+        if on_chunk is not None:
+            on_chunk(stop, bad)
 
-    if use_processes:
-        _run_processes(job, workers, collect)
+    if _use_processes(backend, workers, n - start):
+        _run_processes(job, workers, start, collect)
     else:
-        _run_threads(job, workers, collect)
-    # The buffer itself when nothing was skipped (the array keeps it alive; copying 100s of MB costs
-    # as much as writing them), else a compact copy of the good images.
-    images = out if ok.all() else out[ok]
-    return Decoded(images, ok, bad, np.array(sizes))
+        _run_threads(job, workers, start, collect)
+    return bad
+
+
+def _use_processes(backend: str, workers: int, n: int) -> bool:
+    """Forked workers for 512+ files on Linux with 2+ workers (or when asked), where fork exists."""
+    wanted = backend == "processes" or (
+        backend == "auto" and workers > 1 and n >= 512 and sys.platform.startswith("linux")
+    )
+    return wanted and "fork" in mp.get_all_start_methods()
 
 
 @dataclass(frozen=True)
@@ -232,29 +285,29 @@ def _forked_run(bounds: tuple[int, int]) -> tuple[int, int, list[tuple[int, str]
     return _FORKED_JOB.run(*bounds)
 
 
-def _chunks(n: int, step: int) -> list[tuple[int, int]]:
-    return [(s, min(n, s + step)) for s in range(0, n, step)]
+def _chunks(start: int, n: int, step: int) -> list[tuple[int, int]]:
+    return [(s, min(n, s + step)) for s in range(start, n, step)]
 
 
-def _run_processes(job: _Job, workers: int, collect) -> None:
+def _run_processes(job: _Job, workers: int, start: int, collect) -> None:
     global _FORKED_JOB
     with _FORK_LOCK:
         _FORKED_JOB = job
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
         try:
             # Results come back in order, so with strict=True the first bad file raises first.
-            for start, stop, errors in pool.map(_forked_run, _chunks(len(job.paths), 32)):
-                collect(start, stop, errors)
+            for _, stop, errors in pool.map(_forked_run, _chunks(start, len(job.paths), 32)):
+                collect(stop, errors)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             _FORKED_JOB = None
 
 
-def _run_threads(job: _Job, workers: int, collect) -> None:
+def _run_threads(job: _Job, workers: int, start: int, collect) -> None:
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cnnlab-decode") as pool:
         try:
-            for start, stop, errors in pool.map(lambda b: job.run(*b), _chunks(len(job.paths), 16)):
-                collect(start, stop, errors)
+            for _, stop, errors in pool.map(lambda b: job.run(*b), _chunks(start, len(job.paths), 16)):
+                collect(stop, errors)
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise

@@ -1,0 +1,180 @@
+"""One folder-cache entry written straight to disk while it decodes, and resumed after an interruption.
+
+The images go into ``<stem>.part.npy``, a plain ``.npy`` file opened as a writable memory map
+(``numpy.lib.format.open_memmap``), its whole size reserved up front with ``posix_fallocate`` so that a disk
+too small fails at once, in one line, rather than with a SIGBUS in the middle of a write. The decode
+records how far it got in ``<stem>.part.json`` (the count of leading files decoded and the files found
+unreadable so far), replaced atomically every few seconds after the map is flushed: a run that is killed
+resumes from the last record, and a record never claims rows that are not on disk. When every file is
+decoded, unreadable files' rows are squeezed out in place (chunk by chunk, never the whole array in
+memory), the header's shape rewritten, the file renamed to ``<stem>.npy`` and the progress record removed.
+
+The stem names the folder's contents and the options (``folder_cache``), so a partial entry of a folder
+that has since changed is never resumed: it is another stem, removed as stale.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.atomic import write_atomic
+from cnnlab.userfiles import UserFileError, read_user_text
+
+__all__ = ["DiskEntry", "NoSpace", "shrink_npy"]
+
+_COMMIT_SECONDS = 3.0  # how often progress is recorded (a flush of the map, then an atomic rename)
+_MAX_PROGRESS_BYTES = 256 << 20
+_MOVE_ROWS_BYTES = 64 << 20  # rows moved at a time when unreadable files' rows are squeezed out
+
+
+class NoSpace(Exception):
+    """The cache's disk cannot hold the decoded images; the message says how much is needed and free."""
+
+
+@dataclass
+class DiskEntry:
+    """A partial cache entry: the writable map ``images`` (N, C, S, S), rows below ``done`` decoded, and
+    ``bad`` (index, reason) for the unreadable files among them."""
+
+    stem: Path
+    images: np.memmap
+    done: int = 0
+    bad: list[tuple[int, str]] = field(default_factory=list)
+    resumed: bool = False
+    _last_commit: float = 0.0
+
+    @property
+    def npy(self) -> Path:
+        return self.stem.with_suffix(".part.npy")
+
+    @property
+    def progress(self) -> Path:
+        return self.stem.with_suffix(".part.json")
+
+    @classmethod
+    def open(cls, stem: Path, shape: tuple[int, int, int, int]) -> DiskEntry:
+        """Resume ``<stem>.part.npy`` when its progress record matches ``shape``, else start it afresh.
+
+        Raises:
+            NoSpace: the disk cannot hold the array (nothing is left behind).
+            OSError: the cache folder cannot be written.
+        """
+        entry = cls._resume(stem, shape)
+        if entry is not None:
+            return entry
+        npy = stem.with_suffix(".part.npy")
+        stem.with_suffix(".part.json").unlink(missing_ok=True)
+        npy.parent.mkdir(parents=True, exist_ok=True)
+        images = np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=shape)
+        try:
+            with open(npy, "r+b") as f:
+                os.posix_fallocate(f.fileno(), 0, images.offset + images.nbytes)
+        except OSError as exc:
+            del images
+            npy.unlink(missing_ok=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise NoSpace(_space_message(npy, shape)) from None
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without fallocate
+                raise
+            images = np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=shape)
+        return cls(stem, images)
+
+    @classmethod
+    def _resume(cls, stem: Path, shape: tuple[int, int, int, int]) -> DiskEntry | None:
+        npy, progress = stem.with_suffix(".part.npy"), stem.with_suffix(".part.json")
+        if not (npy.is_file() and progress.is_file()):
+            return None
+        try:
+            record = json.loads(
+                read_user_text(progress, max_bytes=_MAX_PROGRESS_BYTES, what="cache progress")
+            )
+            images = np.lib.format.open_memmap(npy, mode="r+")
+            done = int(record["done"])
+            bad = [(int(i), str(why)) for i, why in record["bad"]]
+            fits = tuple(images.shape) == shape and images.dtype == np.uint8 and 0 <= done <= shape[0]
+        except (OSError, ValueError, KeyError, TypeError, UserFileError, json.JSONDecodeError):
+            fits = False
+        if not fits or record.get("shape") != list(shape):
+            return None  # damaged or another shape: started afresh by the caller
+        return cls(stem, images, done, bad, resumed=done > 0, _last_commit=time.monotonic())
+
+    def commit(self, done: int, bad: list[tuple[int, str]], *, force: bool = False) -> None:
+        """Record that rows below ``done`` are decoded (at most every few seconds unless ``force``): the map
+        is flushed first, so the record never runs ahead of the data."""
+        now = time.monotonic()
+        if not force and now - self._last_commit < _COMMIT_SECONDS:
+            return
+        self.images.flush()
+        record = {"shape": list(self.images.shape), "done": done, "bad": [list(b) for b in bad]}
+        write_atomic(self.progress, json.dumps(record), fsync=False)
+        self.done, self.bad, self._last_commit = done, list(bad), now
+
+    def finish(self, final: Path) -> np.ndarray:
+        """Squeeze out unreadable rows, rename to ``final`` and drop the progress record; returns the
+        read-only map of the finished array."""
+        n = len(self.images)
+        keep = np.ones(n, dtype=bool)
+        keep[[i for i, _ in self.bad]] = False
+        good = int(keep.sum())
+        if good < n:
+            _squeeze(self.images, np.flatnonzero(keep))
+        self.images.flush()
+        offset = self.images.offset
+        del self.images  # the map is closed before the file is cut and renamed
+        if good < n:
+            shrink_npy(self.npy, good, offset)
+        os.replace(self.npy, final)
+        self.progress.unlink(missing_ok=True)
+        return np.load(final, mmap_mode="r", allow_pickle=False)
+
+    def discard(self) -> None:
+        """Remove the partial entry (a folder that changed under the decode)."""
+        if hasattr(self, "images"):
+            del self.images
+        self.npy.unlink(missing_ok=True)
+        self.progress.unlink(missing_ok=True)
+
+
+def _squeeze(images: np.ndarray, rows: np.ndarray) -> None:
+    """Move ``rows`` (ascending) to the front of ``images`` in place, a bounded number of rows at a time
+    (each row moves down or stays, so no row is overwritten before it is read)."""
+    step = max(1, _MOVE_ROWS_BYTES // max(1, images[0].nbytes))
+    for start in range(0, len(rows), step):
+        part = rows[start : start + step]
+        images[start : start + len(part)] = images[part]
+
+
+def shrink_npy(path: Path, rows: int, offset: int) -> None:
+    """Rewrite a C-ordered uint8 ``.npy`` header for ``rows`` leading rows (same header length) and cut the
+    file after them."""
+    with open(path, "r+b") as f:
+        f.seek(0)
+        head = f.read(offset)
+        start = 10 if head[6] == 1 else 12  # after the magic, the version and the header's length
+        text = head[start:offset].decode("latin1")
+        shape = tuple(int(v) for v in text.split("'shape': (")[1].split(")")[0].split(",") if v.strip())
+        new_shape = (rows, *shape[1:])
+        body = f"{{'descr': '|u1', 'fortran_order': False, 'shape': {new_shape!r}, }}"
+        f.seek(start)
+        f.write((body.ljust(offset - start - 1) + "\n").encode("latin1"))
+        f.truncate(offset + rows * int(np.prod(shape[1:])))
+
+
+def _space_message(npy: Path, shape: tuple[int, int, int, int]) -> str:
+    need = int(np.prod(shape)) / 1e9
+    try:
+        st = os.statvfs(npy.parent)
+        free = f", {st.f_bavail * st.f_frsize / 1e9:.1f} GB free"
+    except OSError:
+        free = ""
+    return (
+        f"the disk of the image cache '{npy.parent}' cannot hold the decoded images ({need:.1f} GB needed{free}); "
+        "free space there or set XDG_CACHE_HOME to a folder on a larger disk"
+    )
