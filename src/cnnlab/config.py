@@ -251,6 +251,15 @@ class TrainConfig:
         "training",
         choices=("auto", "on", "off"),
     )
+    data_placement: str = option(
+        "auto",
+        "where the training images live: device (resident, the speed on small data), stream (batches read from "
+        "the folder cache on disk by a background prefetcher, for data larger than memory), or auto: device "
+        "while they fit half the free device (or host) memory, else stream",
+        "training",
+        choices=("auto", "device", "stream"),
+        resume=True,
+    )
     channels_last: bool = option(
         True, "NHWC memory layout: faster convolutions on CPU (oneDNN) and GPU", "training", recipe=True
     )

@@ -6,7 +6,8 @@
                                   img/a.jpeg,dog
 
 Listing lives in `folder_source`, decoding in `decode`, the cache in `folder_cache`; this module splits
-and returns the `Dataset`. Every image is decoded once (in parallel) into ONE uint8 array (N, C, S, S)
+and returns the `Dataset`, whose splits are index views into the cache's memory map (`MappedImages`):
+nothing is copied until training places the data on its device or streams it batch by batch. Every image is decoded once (in parallel) into ONE uint8 array (N, C, S, S)
 cached in the user cache folder, keyed by the files' paths, sizes and modification times plus the
 options, so a second run with nothing changed starts in about the time it takes to read the array.
 
@@ -26,6 +27,7 @@ import torch
 
 from cnnlab.data.folder_cache import DEFAULT_CHANNELS, DEFAULT_IMAGE_SIZE, FolderImages, decode_folder
 from cnnlab.data.folder_source import FolderSource, is_folder_dataset, scan_source
+from cnnlab.data.mapped import MappedImages
 from cnnlab.data.split import check_seed
 from cnnlab.data.stats import channel_stats
 from cnnlab.data.types import Dataset, Split
@@ -204,8 +206,8 @@ def _split_into_dataset(path: Path, imgs: FolderImages, split: str, seed: int, l
         train, val, test = train[:limit], val[:limit], test[:limit]
     x, y, files = imgs.images, imgs.labels, imgs.files
 
-    def make(idx: np.ndarray) -> Split:
-        return Split(torch.from_numpy(x[idx]), torch.from_numpy(y[idx]), files=tuple(files[i] for i in idx))
+    def make(idx: np.ndarray) -> Split:  # an index view into the cache's memory map: nothing copied
+        return Split(MappedImages(x, idx), torch.from_numpy(y[idx]), files=tuple(files[i] for i in idx))
 
     train_split = make(train)
     mean, std = channel_stats(train_split.images)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from cnnlab.data.mapped import MappedImages
 from cnnlab.errors import CnnlabError
 
 __all__ = ["MIN_STD", "channel_stats"]
@@ -14,7 +15,9 @@ MIN_STD = 1.0 / 255.0
 would otherwise make normalisation divide by zero, or by a tiny number that blows up any noise."""
 
 
-def channel_stats(images: torch.Tensor | np.ndarray, *, chunk: int = 1024) -> tuple[list[float], list[float]]:
+def channel_stats(
+    images: torch.Tensor | np.ndarray | MappedImages, *, chunk: int = 1024
+) -> tuple[list[float], list[float]]:
     """Per-channel mean and (population) standard deviation of uint8 images on the 0..1 scale.
 
     Accumulated in float64, `chunk` images at a time (per-chunk mean and sum of squared deviations,
@@ -22,7 +25,8 @@ def channel_stats(images: torch.Tensor | np.ndarray, *, chunk: int = 1024) -> tu
     images need a few MB here, not the 350 MB of a float64 copy. A std below `MIN_STD` is raised to it.
 
     Args:
-        images: uint8 (N, C, H, W), a torch tensor (any device) or a numpy array (a memory map works).
+        images: uint8 (N, C, H, W), a torch tensor (any device), a numpy array (a memory map works) or a
+            folder split's `MappedImages` view (read a chunk at a time).
         chunk: images converted to float64 at a time.
 
     Returns:
@@ -36,7 +40,7 @@ def channel_stats(images: torch.Tensor | np.ndarray, *, chunk: int = 1024) -> tu
     shape = tuple(getattr(images, "shape", ()))
     if len(shape) != 4 or shape[0] == 0:
         raise CnnlabError(f"channel_stats needs images of shape (N, C, H, W) with N >= 1, got {shape}.")
-    uint8 = images.dtype == torch.uint8 if isinstance(images, torch.Tensor) else images.dtype == np.uint8
+    uint8 = images.dtype in (torch.uint8, np.uint8)  # a tensor, an array or a MappedImages view
     if not uint8:
         raise CnnlabError(f"channel_stats needs uint8 images (0..255), got {images.dtype}.")
     c = int(images.shape[1])
