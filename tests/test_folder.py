@@ -642,3 +642,19 @@ def test_resume_auto_before_the_first_checkpoint_starts_afresh_but_never_over_an
     code, _, err = run_cli("train", *args, "--out", other, "--resume", "auto")
     assert code == 1 and "already holds files" in err
     assert (other / "config.json").read_text() == "{}"
+
+
+def test_a_warm_start_reads_the_training_statistics_not_the_images(tmp_path, monkeypatch):
+    from cnnlab.data import folder
+
+    root = make_folder(tmp_path / "pets", {"cat": 10, "dog": 10})
+    first = load_folder(root, image_size=8, seed=1, quiet=True)
+
+    def never(images):
+        raise AssertionError("the statistics were computed again")
+
+    monkeypatch.setattr(folder, "channel_stats", never)
+    again = load_folder(root, image_size=8, seed=1, quiet=True)
+    assert (again.mean, again.std) == (first.mean, first.std)
+    with pytest.raises(AssertionError, match="computed again"):
+        load_folder(root, image_size=8, seed=2, quiet=True)  # another split: its own statistics
