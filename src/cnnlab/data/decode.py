@@ -39,6 +39,7 @@ from typing import BinaryIO, NamedTuple
 import numpy as np
 
 from cnnlab.data.fit import border_median, fit_image
+from cnnlab.data.stats import pixel_sums
 from cnnlab.errors import CnnlabError
 from cnnlab.images import MAX_IMAGE_BYTES, MAX_PIXELS, MIN_IMAGE_SIDE, bomb_message, check_side
 from cnnlab.userfiles import UserFileError, open_user_file
@@ -200,6 +201,7 @@ def decode_into(
     *,
     start: int = 0,
     sizes: np.ndarray | None = None,
+    sums: np.ndarray | None = None,
     resize: str = "pad",
     fill: str = "black",
     workers: int | None = None,
@@ -215,7 +217,9 @@ def decode_into(
 
     Files are decoded in chunks, in parallel; the chunks complete in order, so after ``on_chunk(stop,
     bad)`` every row below ``stop`` is written (a resumable decode records ``stop``); ``bad`` are the
-    (index, reason) pairs found so far. ``sizes``: an int64 (N, 2) array for each file's original size.
+    (index, reason) pairs found so far. ``sizes``: an int64 (N, 2) array for each file's original size;
+    ``sums``: an int64 (N, 2, C) array for each image's per-channel sum of pixels and of their squares
+    (exact training statistics later, without reading the images again; see `stats.stats_from_sums`).
 
     Returns:
         ``(index, reason)`` of every file from ``start`` on that could not be decoded.
@@ -230,7 +234,7 @@ def decode_into(
     if sizes is None:
         sizes = np.zeros((n, 2), dtype=np.int64)
     options = _Options(size, channels, resize, fill, max_pixels, min_side)
-    job = _Job([os.fspath(p) for p in paths], out, sizes, options)
+    job = _Job([os.fspath(p) for p in paths], out, sizes, options, sums)
     bad: list[tuple[int, str]] = []
 
     def collect(stop: int, errors: list[tuple[int, str]]) -> None:
@@ -265,12 +269,15 @@ class _Job:
     out: np.ndarray
     sizes: np.ndarray
     options: _Options
+    sums: np.ndarray | None = None
 
     def run(self, start: int, stop: int) -> tuple[int, int, list[tuple[int, str]]]:
         errors = []
         for i in range(start, stop):
             try:
                 self.out[i] = _decode(self.paths[i], self.options, self.sizes[i])
+                if self.sums is not None:
+                    self.sums[i] = pixel_sums(self.out[i : i + 1])[0]
             except _BadImageError as exc:
                 errors.append((i, str(exc)))
         return start, stop, errors

@@ -5,7 +5,8 @@ The images go into ``<stem>.part.npy``, a plain ``.npy`` file opened as a writab
 too small fails at once, in one line, rather than with a SIGBUS in the middle of a write. The decode
 records how far it got in ``<stem>.part.json`` (the count of leading files decoded and the files found
 unreadable so far), replaced atomically every few seconds after the map is flushed: a run that is killed
-resumes from the last record, and a record never claims rows that are not on disk. When every file is
+resumes from the last record, and a record never claims rows that are not on disk. Each image's per-channel pixel sums (``<stem>.part.sums``, a ``.npy`` of exact integers) are
+kept beside it, so training statistics never need the images read again. When every file is
 decoded, unreadable files' rows are squeezed out in place (chunk by chunk, never the whole array in
 memory), the header's shape rewritten, the file renamed to ``<stem>.npy`` and the progress record removed.
 
@@ -45,6 +46,7 @@ class DiskEntry:
 
     stem: Path
     images: np.memmap
+    sums: np.memmap  # int64 (N, 2, C): each image's per-channel pixel sums (`stats.pixel_sums`)
     done: int = 0
     bad: list[tuple[int, str]] = field(default_factory=list)
     resumed: bool = False
@@ -58,6 +60,10 @@ class DiskEntry:
     def progress(self) -> Path:
         return self.stem.with_suffix(".part.json")
 
+    @property
+    def sums_file(self) -> Path:
+        return self.stem.with_suffix(".part.sums")
+
     @classmethod
     def open(cls, stem: Path, shape: tuple[int, int, int, int]) -> DiskEntry:
         """Resume ``<stem>.part.npy`` when its progress record matches ``shape``, else start it afresh.
@@ -69,22 +75,25 @@ class DiskEntry:
         entry = cls._resume(stem, shape)
         if entry is not None:
             return entry
-        npy = stem.with_suffix(".part.npy")
+        npy, sums_file = stem.with_suffix(".part.npy"), stem.with_suffix(".part.sums")
         stem.with_suffix(".part.json").unlink(missing_ok=True)
         npy.parent.mkdir(parents=True, exist_ok=True)
         images = np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=shape)
+        sums = np.lib.format.open_memmap(sums_file, mode="w+", dtype=np.int64, shape=(shape[0], 2, shape[1]))
         try:
-            with open(npy, "r+b") as f:
-                os.posix_fallocate(f.fileno(), 0, images.offset + images.nbytes)
+            for arr, path in ((images, npy), (sums, sums_file)):
+                with open(path, "r+b") as f:
+                    os.posix_fallocate(f.fileno(), 0, arr.offset + arr.nbytes)
         except OSError as exc:
-            del images
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without fallocate
+                return cls(stem, images, sums)
+            del images, sums
             npy.unlink(missing_ok=True)
+            sums_file.unlink(missing_ok=True)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise NoSpace(_space_message(npy, shape)) from None
-            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without fallocate
-                raise
-            images = np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=shape)
-        return cls(stem, images)
+            raise
+        return cls(stem, images, sums)
 
     @classmethod
     def _resume(cls, stem: Path, shape: tuple[int, int, int, int]) -> DiskEntry | None:
@@ -96,14 +105,16 @@ class DiskEntry:
                 read_user_text(progress, max_bytes=_MAX_PROGRESS_BYTES, what="cache progress")
             )
             images = np.lib.format.open_memmap(npy, mode="r+")
+            sums = np.lib.format.open_memmap(stem.with_suffix(".part.sums"), mode="r+")
             done = int(record["done"])
             bad = [(int(i), str(why)) for i, why in record["bad"]]
             fits = tuple(images.shape) == shape and images.dtype == np.uint8 and 0 <= done <= shape[0]
+            fits = fits and sums.shape == (shape[0], 2, shape[1]) and sums.dtype == np.int64
         except (OSError, ValueError, KeyError, TypeError, UserFileError, json.JSONDecodeError):
             fits = False
         if not fits or record.get("shape") != list(shape):
             return None  # damaged or another shape: started afresh by the caller
-        return cls(stem, images, done, bad, resumed=done > 0, _last_commit=time.monotonic())
+        return cls(stem, images, sums, done, bad, resumed=done > 0, _last_commit=time.monotonic())
 
     def commit(self, done: int, bad: list[tuple[int, str]], *, force: bool = False) -> None:
         """Record that rows below ``done`` are decoded (at most every few seconds unless ``force``): the map
@@ -112,17 +123,23 @@ class DiskEntry:
         if not force and now - self._last_commit < _COMMIT_SECONDS:
             return
         self.images.flush()
+        self.sums.flush()
         record = {"shape": list(self.images.shape), "done": done, "bad": [list(b) for b in bad]}
         write_atomic(self.progress, json.dumps(record), fsync=False)
         self.done, self.bad, self._last_commit = done, list(bad), now
 
-    def finish(self, final: Path) -> np.ndarray:
-        """Squeeze out unreadable rows, rename to ``final`` and drop the progress record; returns the
-        read-only map of the finished array."""
+    def finish(self, final: Path) -> tuple[np.ndarray, np.ndarray]:
+        """Squeeze out unreadable rows, rename to ``final`` (the sums to ``<final>.sums``) and drop the
+        progress record; returns the read-only map of the finished array and the good rows' sums."""
         n = len(self.images)
         keep = np.ones(n, dtype=bool)
         keep[[i for i, _ in self.bad]] = False
         good = int(keep.sum())
+        sums = np.array(self.sums[keep])
+        del self.sums
+        with open(final.with_suffix(".sums"), "wb") as f:  # a .npy file; not named so, to stand apart
+            np.save(f, sums, allow_pickle=False)
+        self.sums_file.unlink(missing_ok=True)
         if good < n:
             _squeeze(self.images, np.flatnonzero(keep))
         self.images.flush()
@@ -132,14 +149,7 @@ class DiskEntry:
             shrink_npy(self.npy, good, offset)
         os.replace(self.npy, final)
         self.progress.unlink(missing_ok=True)
-        return np.load(final, mmap_mode="r", allow_pickle=False)
-
-    def discard(self) -> None:
-        """Remove the partial entry (a folder that changed under the decode)."""
-        if hasattr(self, "images"):
-            del self.images
-        self.npy.unlink(missing_ok=True)
-        self.progress.unlink(missing_ok=True)
+        return np.load(final, mmap_mode="r", allow_pickle=False), sums
 
 
 def _squeeze(images: np.ndarray, rows: np.ndarray) -> None:

@@ -18,8 +18,6 @@ returned in `Dataset.mean/std` (a model built with them normalises its own 0..1 
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -27,15 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnlab.atomic import write_atomic
 from cnnlab.data.folder_cache import DEFAULT_CHANNELS, DEFAULT_IMAGE_SIZE, FolderImages, decode_folder
 from cnnlab.data.folder_source import FolderSource, is_folder_dataset, scan_source
 from cnnlab.data.mapped import MappedImages
 from cnnlab.data.split import check_seed
-from cnnlab.data.stats import channel_stats
+from cnnlab.data.stats import channel_stats, stats_from_sums
 from cnnlab.data.types import Dataset, Split
 from cnnlab.errors import CnnlabError
-from cnnlab.userfiles import UserFileError, read_user_text
 
 __all__ = [
     "DEFAULT_CHANNELS",
@@ -214,7 +210,7 @@ def _split_into_dataset(path: Path, imgs: FolderImages, split: str, seed: int, l
         return Split(MappedImages(x, idx), torch.from_numpy(y[idx]), files=tuple(files[i] for i in idx))
 
     train_split = make(train)
-    mean, std = _train_stats(imgs, f"{split}|{seed}|{limit}", train_split)
+    mean, std = _train_stats(imgs, train, train_split)
     return Dataset(
         name=str(path.expanduser().resolve()),
         classes=imgs.classes,
@@ -230,24 +226,12 @@ def _split_into_dataset(path: Path, imgs: FolderImages, split: str, seed: int, l
     )
 
 
-def _train_stats(imgs: FolderImages, key: str, train: Split) -> tuple[list[float], list[float]]:
-    """The training split's per-channel mean and std, kept beside the cache entry (``<stem>.stats.json``,
-    one entry per split, seed and limit): a warm start of a folder of 10 GB reads no image to get them."""
-    where = imgs.cache_file.with_suffix(".stats.json") if imgs.cache_file is not None else None
-    known: dict = {}
-    if where is not None and where.is_file():
-        try:
-            known = json.loads(read_user_text(where, max_bytes=1 << 20, what="cache statistics"))
-            mean, std = known[key]
-            if len(mean) == len(std) == train.images.shape[1]:
-                return [float(v) for v in mean], [float(v) for v in std]
-        except (KeyError, TypeError, ValueError, UserFileError, json.JSONDecodeError):
-            known = known if isinstance(known, dict) else {}
-    mean, std = channel_stats(train.images)
-    if where is not None:
-        with contextlib.suppress(OSError):  # a cache: not written, only computed again next time
-            write_atomic(where, json.dumps({**known, key: [mean, std]}), fsync=False)
-    return mean, std
+def _train_stats(imgs: FolderImages, rows: np.ndarray, train: Split) -> tuple[list[float], list[float]]:
+    """The training split's per-channel mean and std: from the pixel sums the decode kept for every image
+    (exact, and a warm start of a folder of 10 GB reads no image to get them), else from the images."""
+    if imgs.sums is not None:
+        return stats_from_sums(imgs.sums[rows], int(np.prod(train.images.shape[2:])))
+    return channel_stats(train.images)
 
 
 def _report(path: Path, imgs: FolderImages) -> None:

@@ -29,6 +29,7 @@ from cnnlab.data.adapt import check_image_options
 from cnnlab.data.decode import BadImage, decode_images, decode_into
 from cnnlab.data.disk_entry import DiskEntry, NoSpace
 from cnnlab.data.folder_source import FolderSource, scan_source
+from cnnlab.data.stats import pixel_sums
 from cnnlab.data.store import cache_dir
 from cnnlab.errors import CnnlabError
 from cnnlab.userfiles import UserFileError, read_user_text
@@ -59,6 +60,7 @@ class FolderImages:
     cache_file: Path | None
     from_cache: bool
     seconds: float
+    sums: np.ndarray | None = None  # int64 (N, 2, C): per-image channel sums (`cnnlab.data.stats.pixel_sums`)
 
 
 def _fingerprint(src: FolderSource) -> list:
@@ -140,11 +142,12 @@ def decode_folder(
         hit.seconds = time.perf_counter() - t0
         return hit
     paths = [os.path.join(str(src.root), f) for f in src.files]
-    images, bad_at, cache_file = _decode_to(
+    images, sums, bad_at, cache_file = _decode_to(
         cache_root / stem if cache else None, paths, options, src, bad_images, workers, progress
     )
     if cache_file is not None and _content_id(src) != content_id:
         cache_file.unlink(missing_ok=True)
+        cache_file.with_suffix(".sums").unlink(missing_ok=True)
         raise CnnlabError(
             f"'{src.origin}' changed while it was being decoded (files added, removed or edited); "
             "nothing was cached: run again when it is settled."
@@ -154,7 +157,7 @@ def decode_folder(
     files = [f for f, good in zip(src.files, ok.tolist(), strict=True) if good]
     bad = [(src.files[i], why) for i, why in bad_at]
     result = FolderImages(
-        images, src.labels[ok], src.classes, files, bad, src.root, None, False, time.perf_counter() - t0
+        images, src.labels[ok], src.classes, files, bad, src.root, None, False, time.perf_counter() - t0, sums
     )
     if cache_file is not None:
         result.cache_file = _write_meta(cache_root / stem, result, options)
@@ -167,10 +170,11 @@ def decode_folder(
 
 def _decode_to(
     stem: Path | None, paths: list[str], options: dict, src: FolderSource, bad_images: str, workers, progress
-) -> tuple[np.ndarray, list[tuple[int, str]], Path | None]:
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]], Path | None]:
     """Decode ``paths`` into the cache entry ``<stem>.npy`` on disk (resuming a partial one), else, without
     a cache or where the disk cannot hold it, into memory. Returns the images (unreadable ones left out),
-    the (index, reason) of the unreadable files and the finished cache file (None: in memory)."""
+    their pixel sums, the (index, reason) of the unreadable files and the finished cache file (None: in
+    memory)."""
     s, c = options["image_size"], options["channels"]
     entry = _disk_entry(stem, (len(paths), c, s, s))
     strict = bad_images == "strict"
@@ -180,11 +184,8 @@ def _decode_to(
                 paths, size=s, channels=c, resize=options["resize"], workers=workers, strict=strict,
                 on_progress=update,
             )  # fmt: skip
-            return (
-                d.images,
-                list(zip(np.flatnonzero(~d.ok).tolist(), [why for _, why in d.bad], strict=True)),
-                None,
-            )
+            bad_at = list(zip(np.flatnonzero(~d.ok).tolist(), [why for _, why in d.bad], strict=True))
+            return d.images, pixel_sums(d.images), bad_at, None
         prior = list(entry.bad)  # unreadable files found before an interruption
 
         def chunk_done(stop: int, bad: list[tuple[int, str]]) -> None:
@@ -193,14 +194,15 @@ def _decode_to(
                 update(stop)
 
         bad = prior + decode_into(
-            paths, entry.images, start=entry.done, resize=options["resize"], workers=workers, strict=strict,
-            on_chunk=chunk_done,
+            paths, entry.images, start=entry.done, sums=entry.sums, resize=options["resize"], workers=workers,
+            strict=strict, on_chunk=chunk_done,
         )  # fmt: skip
     assert stem is not None
     try:
         entry.commit(len(paths), bad, force=True)
         final = stem.with_suffix(".npy")
-        return entry.finish(final), bad, final
+        images, sums = entry.finish(final)
+        return images, sums, bad, final
     except OSError as exc:
         raise CnnlabError(f"The image cache '{stem}.npy' could not be finished ({exc}); run again.") from None
 
@@ -261,6 +263,7 @@ def _read_cache(stem: Path, options: dict, root: Path) -> FolderImages | None:
         if (st.st_size, st.st_mtime_ns) != (meta["bytes"], meta["mtime_ns"]):
             raise ValueError("changed since it was written")
         images = np.load(npy, mmap_mode="r", allow_pickle=False)
+        sums = np.load(stem.with_suffix(".sums"), allow_pickle=False)
         labels = np.asarray(meta["labels"], dtype=np.int64)
         s = options["image_size"]
         valid = (
@@ -269,6 +272,8 @@ def _read_cache(stem: Path, options: dict, root: Path) -> FolderImages | None:
             and list(images.shape) == meta["shape"]
             and images.shape[1:] == (options["channels"], s, s)
             and labels.shape == (len(images),)
+            and sums.shape == (len(images), 2, options["channels"])
+            and sums.dtype == np.int64
             and len(meta["files"]) == len(images)
         )
     except (OSError, ValueError, KeyError, TypeError, UserFileError, json.JSONDecodeError):
@@ -277,6 +282,7 @@ def _read_cache(stem: Path, options: dict, root: Path) -> FolderImages | None:
         print(f"note: the image cache '{npy}' is damaged or was changed; decoding again.", file=sys.stderr)
         npy.unlink(missing_ok=True)
         meta_path.unlink(missing_ok=True)
+        stem.with_suffix(".sums").unlink(missing_ok=True)
         return None
     return FolderImages(
         images,
@@ -288,6 +294,7 @@ def _read_cache(stem: Path, options: dict, root: Path) -> FolderImages | None:
         npy,
         True,
         0.0,
+        sums,
     )
 
 
