@@ -4,10 +4,10 @@ The images go into ``<stem>.part.npy``, a plain ``.npy`` file opened as a writab
 (``numpy.lib.format.open_memmap``), its whole size reserved up front with ``posix_fallocate`` so that a disk
 too small fails at once, in one line, rather than with a SIGBUS in the middle of a write. The decode
 records how far it got in ``<stem>.part.json`` (the count of leading files decoded and the files found
-unreadable so far), replaced atomically every few seconds after the map is flushed: a run that is killed
-resumes from the last record, and a record never claims rows that are not on disk. Each image's per-channel pixel sums (``<stem>.part.sums``, a ``.npy`` of exact integers) are
-kept beside it, so training statistics never need the images read again. When every file is
-decoded, unreadable files' rows are squeezed out in place (chunk by chunk, never the whole array in
+unreadable so far), replaced atomically every few seconds: a run that is killed resumes from the last
+record, and a record never claims rows that were not written. Each image's per-channel pixel sums
+(``<stem>.part.sums``, a ``.npy`` of exact integers) are kept beside it, so training statistics never need
+the images read again. When every file is decoded, unreadable files' rows are squeezed out in place (chunk by chunk, never the whole array in
 memory), the header's shape rewritten, the file renamed to ``<stem>.npy`` and the progress record removed.
 
 The stem names the folder's contents and the options (``folder_cache``), so a partial entry of a folder
@@ -30,7 +30,7 @@ from cnnlab.userfiles import UserFileError, read_user_text
 
 __all__ = ["DiskEntry", "NoSpace", "shrink_npy"]
 
-_COMMIT_SECONDS = 3.0  # how often progress is recorded (a flush of the map, then an atomic rename)
+_COMMIT_SECONDS = 3.0  # how often progress is recorded (an atomic rename of a small JSON)
 _MAX_PROGRESS_BYTES = 256 << 20
 _MOVE_ROWS_BYTES = 64 << 20  # rows moved at a time when unreadable files' rows are squeezed out
 
@@ -117,13 +117,14 @@ class DiskEntry:
         return cls(stem, images, sums, done, bad, resumed=done > 0, _last_commit=time.monotonic())
 
     def commit(self, done: int, bad: list[tuple[int, str]], *, force: bool = False) -> None:
-        """Record that rows below ``done`` are decoded (at most every few seconds unless ``force``): the map
-        is flushed first, so the record never runs ahead of the data."""
+        """Record that rows below ``done`` are decoded (at most every few seconds unless ``force``). The rows
+        written through the shared map are in the kernel's page cache already, so a killed process loses
+        none of them and the record never runs ahead of the data; nothing is forced to disk (``msync``
+        would stall the decode on the disk's speed): as for every cache file here, an operating-system
+        crash costs a decode, a partial entry then being resumed from its record."""
         now = time.monotonic()
         if not force and now - self._last_commit < _COMMIT_SECONDS:
             return
-        self.images.flush()
-        self.sums.flush()
         record = {"shape": list(self.images.shape), "done": done, "bad": [list(b) for b in bad]}
         write_atomic(self.progress, json.dumps(record), fsync=False)
         self.done, self.bad, self._last_commit = done, list(bad), now
@@ -142,7 +143,6 @@ class DiskEntry:
         self.sums_file.unlink(missing_ok=True)
         if good < n:
             _squeeze(self.images, np.flatnonzero(keep))
-        self.images.flush()
         offset = self.images.offset
         del self.images  # the map is closed before the file is cut and renamed
         if good < n:
