@@ -310,6 +310,13 @@ class TrainConfig:
     )
     keep: int = option(3, "checkpoints kept: the newest K, plus the best epoch's", "run", low=1, resume=True)
     threads: int | None = option(None, "CPU threads for torch [torch's default]", "run", low=1, resume=True)
+    tensorboard: bool = option(
+        False,
+        "also write TensorBoard logs to <out>/tensorboard: loss and lr per step, the epoch's metrics, misclassified "
+        "validation images, the hyper-parameters (needs the tensorboard package; metrics.csv stays the record)",
+        "run",
+        resume=True,
+    )
     deterministic: bool = option(
         False,
         "seed everything, deterministic algorithms only, pinned thread count (recorded in env.json)",

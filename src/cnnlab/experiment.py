@@ -24,6 +24,7 @@ from cnnlab.engine.determinism import reproducibility
 from cnnlab.engine.distributed import Distributed, init_from_env
 from cnnlab.engine.placement import choose_placement
 from cnnlab.engine.snapshot import Checkpointer
+from cnnlab.engine.tensorboard import run_callbacks
 from cnnlab.errors import CnnlabError
 from cnnlab.models import (
     backbone_config,
@@ -126,7 +127,7 @@ def train(
             model,
             data,
             config,
-            callbacks=[selection],
+            callbacks=[selection, *run_callbacks(config, out, data)],
             device=device,
             progress=progress,
             checkpoints=checkpoints,
