@@ -463,7 +463,9 @@ def test_an_interrupted_decode_resumes_where_it_stopped(tmp_path, monkeypatch, c
     monkeypatch.setattr(folder_cache, "decode_into", interrupted)
     with pytest.raises(KeyboardInterrupt):
         decode_folder(root, image_size=8)
-    parts = sorted(p.name for p in (tmp_path / "cache" / "cnnlab" / "folders").iterdir())
+    parts = sorted(
+        p.name for p in (tmp_path / "cache" / "cnnlab" / "folders").iterdir() if p.suffix != ".lock"
+    )
     assert [p.split(".", 1)[1] for p in parts] == ["part.json", "part.npy", "part.sums"]  # not finished yet
     monkeypatch.setattr(folder_cache, "decode_into", real)
     capsys.readouterr()
@@ -473,6 +475,7 @@ def test_an_interrupted_decode_resumes_where_it_stopped(tmp_path, monkeypatch, c
     assert np.array_equal(resumed.sums, pixel_sums(expected))  # the sums resumed too
     assert sorted(p.suffix for p in (tmp_path / "cache" / "cnnlab" / "folders").iterdir()) == [
         ".json",
+        ".lock",  # what a second process wanting the entry waits on (kept: removing it would race)
         ".npy",
         ".sums",
     ]
@@ -503,7 +506,8 @@ def test_a_disk_too_small_for_the_cache_is_one_line_and_decodes_in_memory(tmp_pa
     err = capsys.readouterr().err
     assert len(imgs.images) == 10 and imgs.cache_file is None
     assert err.count("\n") == 1 and "cannot hold the decoded images" in err and "XDG_CACHE_HOME" in err
-    assert not list((tmp_path / "cache" / "cnnlab" / "folders").iterdir())  # nothing half-written left
+    left = [p.suffix for p in (tmp_path / "cache" / "cnnlab" / "folders").iterdir()]
+    assert left == [".lock"]  # nothing half-written left
 
 
 def test_a_folder_changed_during_the_decode_is_one_error_and_caches_nothing(tmp_path, monkeypatch):
@@ -663,3 +667,32 @@ def test_the_training_statistics_come_from_the_decodes_pixel_sums_not_the_images
     other = load_folder(root, image_size=8, seed=2, quiet=True)  # another split: from the sums as well
     want = channel_stats(other.train.images)  # from the images, in float64
     np.testing.assert_allclose(other.mean + other.std, want[0] + want[1], rtol=1e-12)
+
+
+def test_two_processes_wanting_the_same_entry_decode_it_once(tmp_path, monkeypatch, capsys):
+    """The other ranks of a DDP job (or a second run) wait on the entry's lock and read the cache."""
+    import threading
+
+    from cnnlab.data import folder_cache
+
+    root = make_folder(tmp_path / "pets", {"cat": 5, "dog": 5})
+    real, calls = folder_cache.decode_into, []
+
+    def slow(*args, **kw):
+        calls.append(1)
+        time.sleep(0.5)  # long enough for the second to find the lock held
+        return real(*args, **kw)
+
+    monkeypatch.setattr(folder_cache, "decode_into", slow)
+    results: list = []
+    threads = [
+        threading.Thread(target=lambda: results.append(decode_folder(root, image_size=8))) for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+        time.sleep(0.1)
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and sorted(r.from_cache for r in results) == [False, True]
+    assert np.array_equal(results[0].images, results[1].images)
+    assert "waiting for another process to finish decoding" in capsys.readouterr().err

@@ -18,6 +18,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -138,12 +140,34 @@ def decode_folder(
     stem = f"{folder_id}-{opt_id}-{content_id}"
     ids = (folder_id, opt_id, content_id)
     hit = _cached(cache_root, ids, options, src, bad_images=bad_images) if cache else None
+    if hit is None and cache:
+        with _one_builder(cache_root / stem, src) as waited:  # one decode per machine (DDP ranks, other runs)
+            hit = _cached(cache_root, ids, options, src, bad_images=bad_images) if waited else None
+            if hit is None:
+                return _decode_new(src, options, ids, cache_root, bad_images, workers, progress, t0)
     if hit is not None:
         hit.seconds = time.perf_counter() - t0
         return hit
+    return _decode_new(src, options, ids, None, bad_images, workers, progress, t0)
+
+
+def _decode_new(
+    src: FolderSource, options: dict, ids: tuple[str, str, str], cache_root: Path | None, bad_images: str,
+    workers: int | None, progress: bool, t0: float,
+) -> FolderImages:  # fmt: skip
+    """Decode ``src`` (into the cache entry under ``cache_root``; None: into memory only) and check that
+    the folder did not change meanwhile."""
+    folder_id, opt_id, content_id = ids
+    stem = "-".join(ids)
     paths = [os.path.join(str(src.root), f) for f in src.files]
     images, sums, bad_at, cache_file = _decode_to(
-        cache_root / stem if cache else None, paths, options, src, bad_images, workers, progress
+        cache_root / stem if cache_root is not None else None,
+        paths,
+        options,
+        src,
+        bad_images,
+        workers,
+        progress,
     )
     if cache_file is not None and _content_id(src) != content_id:
         cache_file.unlink(missing_ok=True)
@@ -159,13 +183,43 @@ def decode_folder(
     result = FolderImages(
         images, src.labels[ok], src.classes, files, bad, src.root, None, False, time.perf_counter() - t0, sums
     )
-    if cache_file is not None:
+    if cache_file is not None and cache_root is not None:
         result.cache_file = _write_meta(cache_root / stem, result, options)
         if result.cache_file is not None:
             for stale in cache_root.glob(f"{folder_id}-{opt_id}-*"):
                 if not stale.name.startswith(stem):
                     stale.unlink(missing_ok=True)  # the same folder before its files changed
     return result
+
+
+@contextmanager
+def _one_builder(stem: Path, src: FolderSource) -> Iterator[bool]:
+    """Hold ``<stem>.lock`` (``flock``) while this process decodes the entry: another process on the same
+    machine that wants it (the other ranks of a DDP job, a second run) waits, saying so in one line, then
+    finds it in the cache. Yields whether it waited. Without a lock (no ``fcntl``, a read-only cache
+    folder) everyone decodes, as before."""
+    try:
+        import fcntl
+
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(stem.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except (ImportError, OSError):
+        yield False
+        return
+    try:
+        waited = False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(
+                f"waiting for another process to finish decoding '{src.origin}' into the cache",
+                file=sys.stderr,
+            )
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            waited = True
+        yield waited
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _decode_to(
