@@ -1,6 +1,7 @@
 """Decode image files of any mode and size into one uint8 array of a fixed square size, in parallel.
 
-Shared by folder datasets (decoded once, then cached) and `cnnlab predict`. Every file becomes
+Shared by folder datasets (decoded once, then cached) and `cnnlab predict`; each file goes through the
+one decoder, `cnnlab.images.decode_pixels`, and is fitted to the size here. Every file becomes
 (C, S, S) uint8 with C = 1 (ITU-R 601 luma, the tutorial's 0.299 R + 0.587 G + 0.114 B) or 3 (RGB):
 
 - palette, CMYK, YCbCr, LAB... are converted; 16-bit grayscale is scaled 65535 -> 255; float images are
@@ -22,27 +23,23 @@ in a thread pool (Pillow releases the GIL while it decodes and resizes); see `de
 
 from __future__ import annotations
 
-import io
 import math
 import mmap
 import multiprocessing as mp
 import os
 import sys
 import threading
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
 from cnnlab.data.fit import border_median, fit_image
 from cnnlab.data.stats import pixel_sums
 from cnnlab.errors import CnnlabError
-from cnnlab.images import MAX_IMAGE_BYTES, MAX_PIXELS, MIN_IMAGE_SIDE, bomb_message, check_side
-from cnnlab.userfiles import UserFileError, open_user_file
+from cnnlab.images import MAX_PIXELS, MIN_IMAGE_SIDE, BadImageError, decode_pixels, named
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -60,8 +57,6 @@ IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
 )
 
-_READ_WHOLE = 64 << 20  # files smaller than this are read in one go
-
 BadImage = tuple[str, str]  # (path, why it could not be decoded)
 
 
@@ -72,8 +67,7 @@ class Decoded(NamedTuple):
     sizes: np.ndarray  # int64 (N, 2): original (height, width), upright; (0, 0) where not decoded
 
 
-class _BadImageError(Exception):
-    """One file that cannot be decoded; the message says why (no path: the caller knows it)."""
+_BadImageError = BadImageError  # one file that cannot be decoded; the message says why (no path)
 
 
 class _Options(NamedTuple):
@@ -131,7 +125,7 @@ def decode_image(
         options = _Options(size, channels, resize, fill, max_pixels, min_side)
         arr = _decode(data, options, hw)
     except _BadImageError as exc:
-        raise CnnlabError(f"{label}: {exc}") from None
+        raise CnnlabError(named(label, str(exc))) from None
     return (arr, (int(hw[0]), int(hw[1]))) if return_size else arr
 
 
@@ -320,88 +314,18 @@ def _run_threads(job: _Job, workers: int, start: int, collect) -> None:
             raise
 
 
-@contextmanager
-def _opened(source: str | bytes) -> Iterator[io.BytesIO | BinaryIO]:
-    """A file Pillow can read: bytes wrapped; a path opened with the user-file checks (a FIFO, device or
-    folder is refused without blocking) and read in one go when small, which is a third of a small
-    JPEG's time saved over Pillow's dozens of small reads; huge files stream, still bounded."""
-    if isinstance(source, bytes):
-        yield io.BytesIO(source)
-        return
-    try:
-        f = open_user_file(source, max_bytes=MAX_IMAGE_BYTES, what="image")
-    except UserFileError as exc:
-        raise _BadImageError(exc.reason) from None
-    with f:
-        head = f.read(_READ_WHOLE)
-        if len(head) < _READ_WHOLE:
-            yield io.BytesIO(head)
-        else:
-            f.seek(0)
-            yield f
-
-
 def _decode(source: str | bytes, opt: _Options, hw: np.ndarray | None = None) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    from cnnlab.pngsafe import without_metadata
-
-    with _opened(source) as fp:
-        if isinstance(fp, io.BytesIO) and not fp.getbuffer().nbytes:
-            raise _BadImageError("empty (0 bytes)" if isinstance(source, bytes) else "empty file (0 bytes)")
-        try:
-            fp = without_metadata(fp)  # a PNG's text chunks and ICC profile: never inflated
-            with warnings.catch_warnings():
-                # Our own, stricter pixel limit is checked below, before any decoding.
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                im = Image.open(fp)
-        except UnidentifiedImageError:
-            raise _BadImageError("not an image Pillow can read") from None
-        except Image.DecompressionBombError as exc:
-            raise _BadImageError(bomb_message(exc, opt.max_pixels)) from None
-        except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            raise _BadImageError(f"unreadable: truncated or corrupt header ({exc})") from None
-        try:
-            arr = _pixels(im, opt, hw)
-        finally:
-            im.close()
+    """One file through the one decoder (`cnnlab.images.decode_pixels`), fitted: uint8 (C, S, S)."""
+    arr = decode_pixels(
+        source,
+        channels=opt.channels,
+        max_pixels=opt.max_pixels,
+        min_side=opt.min_side,
+        draft=lambda w, h: _draft_size(w, h, opt.size, opt.resize),
+        fit=lambda im: fit_image(im, opt.size, opt.resize, opt.fill),
+        hw=hw,
+    )
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (H, W[, C]) -> (C, H, W)
-
-
-def _pixels(im, opt: _Options, hw: np.ndarray | None) -> np.ndarray:
-    """The opened image checked, decoded, made upright, converted and fitted: uint8 (S, S[, C])."""
-    from PIL import Image, ImageOps
-
-    w, h = im.size
-    if w <= 0 or h <= 0:
-        raise _BadImageError(f"has no pixels ({w}x{h})")
-    if opt.max_pixels is not None and w * h > opt.max_pixels:
-        raise _BadImageError(
-            f"{w}x{h} is over the {opt.max_pixels / 1e6:g}-megapixel limit (a decompression-bomb guard)"
-        )
-    small = check_side(w, h, opt.min_side)
-    if small:
-        raise _BadImageError(small)
-    try:
-        if getattr(im, "n_frames", 1) > 1:
-            im.seek(0)  # animated GIF/WebP/APNG, multi-page TIFF: the first frame
-        if im.format == "JPEG":
-            # Decode at 1/2, 1/4 or 1/8 scale when the target is that small; "L" decodes luma only.
-            im.draft("L" if opt.channels == 1 else "RGB", _draft_size(w, h, opt.size, opt.resize))
-        im.load()
-        orientation = im.getexif().get(0x0112, 1)  # EXIF: phone photos are often stored sideways
-        if hw is not None:  # the true size, upright (draft may have decoded at 1/2..1/8)
-            hw[:] = (w, h) if orientation in (5, 6, 7, 8) else (h, w)
-        if orientation != 1:
-            im = ImageOps.exif_transpose(im)
-        im = _to_mode(im, opt.channels)
-        im = fit_image(im, opt.size, opt.resize, opt.fill)
-    except Image.DecompressionBombError as exc:
-        raise _BadImageError(bomb_message(exc, opt.max_pixels)) from None
-    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
-        # Truncated or corrupt data surfaces here, when the pixels are actually decoded.
-        raise _BadImageError(f"truncated or corrupt ({exc})") from None
-    return np.asarray(im, dtype=np.uint8)
 
 
 def _draft_size(w: int, h: int, size: int, resize: str) -> tuple[int, int]:
@@ -410,27 +334,3 @@ def _draft_size(w: int, h: int, size: int, resize: str) -> tuple[int, int]:
         return (size, size)
     scale = size / (max(w, h) if resize == "pad" else min(w, h))
     return (max(1, math.ceil(w * scale)), max(1, math.ceil(h * scale)))
-
-
-def _to_mode(im, channels: int):
-    """Any Pillow mode -> "L" (channels=1) or "RGB" (channels=3), 8 bits."""
-    from PIL import Image
-
-    mode = im.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        # 16-bit grayscale PNG/TIFF (Pillow may open it as "I"): 0..65535 -> 0..255.
-        arr = np.asarray(im, dtype=np.float32) * np.float32(255.0 / 65535.0)
-        im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
-    elif mode == "F":
-        arr = np.asarray(im, dtype=np.float32) * np.float32(255.0)  # float TIFF: taken as 0..1
-        im = Image.fromarray(np.clip(np.rint(np.nan_to_num(arr)), 0, 255).astype(np.uint8))
-    elif "A" in mode or "transparency" in im.info:
-        # Transparent pixels have undefined colour: composite onto white, as a viewer shows them.
-        rgba = im.convert("RGBA")
-        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    target = "L" if channels == 1 else "RGB"
-    if im.mode == target:
-        return im
-    if target == "L" and im.mode not in ("1", "RGB"):
-        im = im.convert("RGB")  # CMYK, P, YCbCr...: via RGB so every source gets the same luma weights
-    return im.convert(target)
