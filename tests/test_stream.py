@@ -122,3 +122,10 @@ def test_one_epoch_streamed_gives_the_same_weights_as_device_resident(tiny, tmp_
     mapped, resident = evaluate(model, data.test), evaluate(model, tiny.test)  # in chunks, no full copy
     assert mapped == resident
     assert torch.equal(predict(model, data.test), predict(model, tiny.test))
+
+
+def test_a_memory_cap_below_the_host_memory_is_what_auto_placement_counts(monkeypatch):
+    x = torch.zeros(100, 3, 32, 32, dtype=torch.uint8)  # 307 KB
+    monkeypatch.setattr(placement, "memory_cap", lambda: (600_000, 100_000))  # a cgroup's 0.6 MB, 0.1 MB used
+    where, why = placement.choose_placement("auto", x, torch.device("cpu"))
+    assert where == "stream" and "memory left under the 0.6 MB memory cap" in why

@@ -3,16 +3,18 @@ data) or streamed from host memory or the folder cache on disk (data larger than
 
 ``--data-placement auto`` keeps the training split on the device while its decoded size fits
 ``FIT_FRACTION`` of the memory free there (the GPU's free memory on CUDA, the host's available memory on the
-CPU), else streams it; ``device`` and ``stream`` force one. The plan line says which, and why.
+CPU, or what a cgroup's memory cap leaves, if less), else streams it; ``device`` and ``stream`` force one.
+The plan line says which, and why.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
-__all__ = ["FIT_FRACTION", "choose_placement", "free_memory"]
+__all__ = ["FIT_FRACTION", "choose_placement", "free_memory", "memory_cap"]
 
 FIT_FRACTION = 0.5
 """The share of free device (or host) memory the training split may take and still be kept resident: the
@@ -20,19 +22,56 @@ rest is for the model, its activations, the optimizer state and the validation b
 
 
 def free_memory(device: torch.device) -> tuple[int, str] | None:
-    """(bytes free, what was measured) on ``device``, or None when it cannot be told."""
+    """(bytes free, what was measured) on ``device``, or None when it cannot be told: on the CPU the
+    host's available memory, or what the process's memory cap (a cgroup's limit) leaves, if less."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free), "free GPU memory"
+    host = _host_available()
+    cap = memory_cap()
+    if cap is not None and (host is None or cap[0] - cap[1] < host):
+        return max(0, cap[0] - cap[1]), f"memory left under the {_gb(cap[0])} memory cap"
+    return None if host is None else (host, "available memory")
+
+
+def memory_cap() -> tuple[int, int] | None:
+    """(limit, usage) in bytes of this process's cgroup memory cap (v2 ``memory.max``, v1
+    ``memory.limit_in_bytes``), or None: no cap, or none that can be read."""
+    try:
+        with open("/proc/self/cgroup", encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2
+            names, roots = ("memory.max", "memory.current"), ["/sys/fs/cgroup" + path, "/sys/fs/cgroup"]
+        elif "memory" in controllers.split(","):
+            names = ("memory.limit_in_bytes", "memory.usage_in_bytes")
+            roots = ["/sys/fs/cgroup/memory" + path, "/sys/fs/cgroup/memory"]
+        else:
+            continue
+        for root in roots:
+            try:
+                limit, usage = (Path(root, n).read_text(encoding="ascii").strip() for n in names)
+            except OSError:
+                continue
+            if limit.isdigit() and int(limit) < 1 << 60:
+                return int(limit), int(usage)
+            break
+    return None
+
+
+def _host_available() -> int | None:
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024, "available memory"
+                    return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "available memory"
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
 
