@@ -3,6 +3,7 @@ placement switch, and bit-identical training against the device-resident path.""
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import replace
 
 import numpy as np
@@ -44,6 +45,8 @@ def test_mapped_images_index_like_the_array_they_view(on_disk):
         )
     with pytest.raises(IndexError):
         MappedImages(mm, rows)[torch.tensor([30])]
+    again = pickle.loads(pickle.dumps(MappedImages(mm, rows)))  # to another process: its own descriptor
+    assert np.array_equal(again[2:9].numpy(), arr[rows[2:9]])
 
 
 @pytest.mark.parametrize("drop_last", [False, True])

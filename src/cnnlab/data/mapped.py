@@ -39,6 +39,12 @@ class MappedImages:
         self.rows = np.arange(len(base), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
         self._file = _file_of(base)
         self._fd: int | None = None
+        self._open()
+
+    def _open(self) -> None:
+        """Open the file once (reads with explicit offsets share it safely between threads)."""
+        if self._file is not None and self._fd is None:
+            self._fd = os.open(self._file[0], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
 
     # --- what a tensor has ------------------------------------------------------------------------
     dtype = torch.uint8
@@ -116,8 +122,8 @@ class MappedImages:
         consecutive rows."""
         assert self._file is not None
         path, offset = self._file
-        if self._fd is None:
-            self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        self._open()  # after unpickling
+        assert self._fd is not None
         row_bytes = out.shape[1]
         breaks = np.flatnonzero(np.diff(rows) != 1) + 1
         for lo, hi in zip(np.r_[0, breaks].tolist(), np.r_[breaks, len(rows)].tolist(), strict=True):
