@@ -168,12 +168,12 @@ class Prefetcher:
                 out = (item, self.read(item), None)
             except BaseException as exc:  # handed to the consumer, which raises it
                 out = (item, None, exc)
-            while not self.stop.is_set():
+            while not self.stop.is_set() and threading.main_thread().is_alive():
                 try:
                     self.queue.put(out, timeout=0.1)
                     break
                 except queue.Full:
-                    continue
+                    continue  # the consumer is busy (or gone: stopped when its generator is closed)
             if self.stop.is_set() or out[2] is not None:
                 return
 
