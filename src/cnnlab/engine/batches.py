@@ -174,7 +174,7 @@ class Prefetcher:
                     break
                 except queue.Full:
                     continue  # the consumer is busy (or gone: stopped when its generator is closed)
-            if self.stop.is_set() or out[2] is not None:
+            if self.stop.is_set() or out[2] is not None or not threading.main_thread().is_alive():
                 return
 
     def __enter__(self) -> Iterator[tuple]:
