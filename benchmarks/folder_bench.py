@@ -515,6 +515,7 @@ def capped_epoch(root: Path, size: int, model: str, cap: int, cache_home: Path) 
         if memsw.exists():
             memsw.write_text(str(cap))  # memory + swap: no swap at all
         env = {**os.environ, "XDG_CACHE_HOME": str(cache_home), "PYTHONPATH": _src_path()}
+        dropped = _drop_page_cache()  # so the epoch's reads are charged to the capped group, from disk
         t0 = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, __file__, "_capped-epoch", str(root), str(size), model],
@@ -528,7 +529,7 @@ def capped_epoch(root: Path, size: int, model: str, cap: int, cache_home: Path) 
             "group_peak_bytes": int((group / "memory.max_usage_in_bytes").read_text()),
             "group_limit_hits": int((group / "memory.failcnt").read_text()),
             "oom_kills": int(dict(line.split() for line in (group / "memory.oom_control").read_text().splitlines()).get("oom_kill", 0)),
-            "swap_bytes": int(stats.get("swap", 0)),
+            "swap_bytes": int(stats.get("swap", 0)), "page_cache_dropped_first": dropped,
         }  # fmt: skip
         if proc.returncode == 0:
             result.update(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -537,6 +538,16 @@ def capped_epoch(root: Path, size: int, model: str, cap: int, cache_home: Path) 
         return result
     finally:
         group.rmdir()
+
+
+def _drop_page_cache() -> bool:
+    """Write back and drop the kernel's page cache (root only); whether it was done."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("1")
+        return True
+    except OSError:
+        return False
 
 
 def _bytes(text: str) -> int:
