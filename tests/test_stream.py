@@ -132,3 +132,22 @@ def test_a_memory_cap_below_the_host_memory_is_what_auto_placement_counts(monkey
     monkeypatch.setattr(placement, "memory_cap", lambda: (600_000, 100_000))  # a cgroup's 0.6 MB, 0.1 MB used
     where, why = placement.choose_placement("auto", x, torch.device("cpu"))
     assert where == "stream" and "memory left under the 0.6 MB memory cap" in why
+
+
+def test_a_memory_cap_too_small_even_to_stream_is_one_line(monkeypatch, tiny):
+    from cnnlab.errors import CnnlabError
+
+    monkeypatch.setattr(placement, "memory_cap", lambda: (200_000, 100_000))  # 0.1 MB left
+    with pytest.raises(
+        CnnlabError, match=r"too small even to stream batches of 50 images of 1x28x28"
+    ) as info:
+        cl.fit(
+            cl.create_model("cnn2", seed=0),
+            tiny,
+            epochs=1,
+            batch_size=50,
+            progress=False,
+            data_placement="stream",
+        )
+    assert "\n" not in str(info.value)
+    placement.check_stream_memory(tiny.train.images, 1)  # one small image at a time fits

@@ -29,7 +29,7 @@ from cnnlab.engine.graphs import GraphedStep, use_graphs
 from cnnlab.engine.guard import NonFiniteGuard
 from cnnlab.engine.history import History
 from cnnlab.engine.inference import evaluate
-from cnnlab.engine.placement import choose_placement
+from cnnlab.engine.placement import check_stream_memory, choose_placement
 from cnnlab.engine.progress import ProgressBar
 from cnnlab.engine.setup import resolve_device
 from cnnlab.engine.snapshot import Checkpointer
@@ -131,6 +131,8 @@ def placed(
     model.to(device=dev, memory_format=mf)  # type: ignore[call-overload]  # Module.to takes memory_format
     torch.manual_seed(cfg.seed if ddp.rank == 0 else derive_seed(cfg.seed, ddp.rank))  # dropout, per rank
     where, _ = choose_placement(cfg.data_placement, data.train.images, dev)
+    if where == "stream":
+        check_stream_memory(data.train.images, cfg.batch_size)
     batches = StreamBatches if where == "stream" else DeviceBatches
     return batches(
         data.train.images,

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["FIT_FRACTION", "choose_placement", "free_memory", "memory_cap"]
+from cnnlab.errors import CnnlabError
+
+__all__ = ["FIT_FRACTION", "check_stream_memory", "choose_placement", "free_memory", "memory_cap"]
 
 FIT_FRACTION = 0.5
 """The share of free device (or host) memory the training split may take and still be kept resident: the
@@ -99,6 +101,25 @@ def choose_placement(option: str, images, device: torch.device) -> tuple[str, st
         f"the training images ({_gb(need)}) exceed {FIT_FRACTION:.0%} of the {_gb(have)} {what}; "
         "streamed from the cache in batches"
     )
+
+
+def check_stream_memory(images, batch_size: int, prefetch: int = 4) -> None:
+    """Refuse, in one line, a memory cap too small even to stream: less left under it than the batches in
+    flight need (``prefetch`` read ahead, one being copied, one training: uint8, plus the float32 batch and
+    its gradient-sized twin). A bound from below (the model's activations come on top), so it refuses only
+    what cannot work; a cap between this and what the model needs ends in the kernel's OOM kill."""
+    cap = memory_cap()
+    if cap is None:
+        return
+    per_image = int(torch.Size(images.shape[1:]).numel())
+    need = batch_size * per_image * ((prefetch + 2) + 2 * 4)
+    left = cap[0] - cap[1]
+    if need > left:
+        raise CnnlabError(
+            f"The memory cap ({_gb(cap[0])}, {_gb(max(0, left))} left) is too small even to stream batches of "
+            f"{batch_size} images of {'x'.join(map(str, images.shape[1:]))}: they need at least {_gb(need)}. "
+            "Raise the cap, or lower --batch-size or --image-size."
+        )
 
 
 def _gb(n: int) -> str:
