@@ -136,6 +136,7 @@ class DiskEntry:
         keep = np.ones(n, dtype=bool)
         keep[[i for i, _ in self.bad]] = False
         good = int(keep.sum())
+        self.progress.unlink(missing_ok=True)  # from here on an interruption starts afresh: rows move
         sums = np.array(self.sums[keep])
         del self.sums
         with open(final.with_suffix(".sums"), "wb") as f:  # a .npy file; not named so, to stand apart
@@ -148,7 +149,6 @@ class DiskEntry:
         if good < n:
             shrink_npy(self.npy, good, offset)
         os.replace(self.npy, final)
-        self.progress.unlink(missing_ok=True)
         return np.load(final, mmap_mode="r", allow_pickle=False), sums
 
 
