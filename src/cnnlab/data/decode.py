@@ -67,9 +67,6 @@ class Decoded(NamedTuple):
     sizes: np.ndarray  # int64 (N, 2): original (height, width), upright; (0, 0) where not decoded
 
 
-_BadImageError = BadImageError  # one file that cannot be decoded; the message says why (no path)
-
-
 class _Options(NamedTuple):
     size: int
     channels: int
@@ -124,7 +121,7 @@ def decode_image(
     try:
         options = _Options(size, channels, resize, fill, max_pixels, min_side)
         arr = _decode(data, options, hw)
-    except _BadImageError as exc:
+    except BadImageError as exc:
         raise CnnlabError(named(label, str(exc))) from None
     return (arr, (int(hw[0]), int(hw[1]))) if return_size else arr
 
@@ -272,7 +269,7 @@ class _Job:
                 self.out[i] = _decode(self.paths[i], self.options, self.sizes[i])
                 if self.sums is not None:
                     self.sums[i] = pixel_sums(self.out[i : i + 1])[0]
-            except _BadImageError as exc:
+            except BadImageError as exc:
                 errors.append((i, str(exc)))
         return start, stop, errors
 
