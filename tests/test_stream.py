@@ -151,3 +151,15 @@ def test_a_memory_cap_too_small_even_to_stream_is_one_line(monkeypatch, tiny):
         )
     assert "\n" not in str(info.value)
     placement.check_stream_memory(tiny.train.images, 1)  # one small image at a time fits
+
+
+def test_the_plan_line_says_where_the_data_live_and_why(tiny):
+    from cnnlab.config import TrainConfig
+    from cnnlab.experiment import describe_plan
+
+    assert describe_plan(TrainConfig(data_placement="stream"), tiny).endswith(
+        "; data placement stream: as --data-placement stream asks"
+    )
+    assert "; data placement device: the training images (0.2 MB) fit in 50% of the" in describe_plan(
+        TrainConfig(device="cpu"), tiny
+    )
