@@ -84,3 +84,22 @@ def test_gpu_all_refuses_unknown_parts_and_a_missing_gpu(tmp_path):
     if not torch.cuda.is_available():
         r = _run("gpu_all.py", env_out=tmp_path)
         assert r.returncode != 0 and "needs a CUDA GPU" in r.stderr
+
+
+def test_folder_bench_large_runs_its_parts_on_a_tiny_folder(tmp_path):
+    """Issue 25's figures on 120 JPEGs, 80 of them for training (the capped epoch needs root and a cgroup: left to the real run)."""
+    import os
+
+    out = tmp_path / "large.json"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg"), "PYTHONPATH": str(ROOT / "src")}
+    args = ["--n", "120", "--small-n", "120", "--source-size", "48", "--size", "32", "--rounds", "1"]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "folder_bench.py"), "large", *args, "--folder",
+         str(tmp_path / "jpegs"), "--skip", "capped", "--out", str(out)],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["decode"]["ratio"] > 0 and result["decode"]["decoded_bytes"] == 120 * 3 * 32 * 32
+    assert result["warm"]["train"] == 80 and result["warm"]["load_to_first_batch_s"] > 0
+    assert result["speed"]["identical_weights"] is True and result["speed"]["stream_images_per_s"] > 0

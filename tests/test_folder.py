@@ -18,6 +18,7 @@ from PIL import Image
 
 from cnnlab.data import load_data
 from cnnlab.data.folder import decode_folder, folder_split, load_folder, parse_fractions
+from cnnlab.data.stats import channel_stats, pixel_sums
 from cnnlab.errors import CnnlabError
 
 COLORS = {"cat": (220, 40, 40), "dog": (40, 40, 220), "fox": (40, 200, 40)}
@@ -412,11 +413,118 @@ def test_cache_hit_and_invalidation(tmp_path):
 def test_cache_survives_a_moved_folder_and_recovers_from_damage(tmp_path):
     root = make_folder(tmp_path / "pets", {"cat": 5, "dog": 5})
     first = decode_folder(root, image_size=8)
+    pixels = np.array(first.images)  # the result maps the cache file, which is damaged below
     moved = root.rename(tmp_path / "moved")
     assert decode_folder(moved, image_size=8).from_cache
     first.cache_file.write_bytes(b"half an npy file")
     again = decode_folder(moved, image_size=8)
-    assert not again.from_cache and np.array_equal(again.images, first.images)
+    assert not again.from_cache and np.array_equal(again.images, pixels)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "edit"])
+def test_a_cache_file_cut_short_or_edited_is_rebuilt_with_one_line(tmp_path, capsys, damage):
+    root = make_folder(tmp_path / "pets", {"cat": 5, "dog": 5})
+    first = decode_folder(root, image_size=8)
+    pixels, npy = np.array(first.images), first.cache_file
+    del first
+    size = npy.stat().st_size
+    if damage == "truncate":
+        os.truncate(npy, size - 100)
+    else:  # one pixel changed by hand, the size unchanged
+        with open(npy, "r+b") as f:
+            f.seek(size - 1)
+            f.write(b"\x07")
+    capsys.readouterr()
+    again = decode_folder(root, image_size=8)
+    err = capsys.readouterr().err
+    assert not again.from_cache and np.array_equal(again.images, pixels)
+    assert err.count("\n") == 1 and "damaged or was changed; decoding again" in err
+    assert decode_folder(root, image_size=8).from_cache  # rebuilt and consistent
+
+
+def test_an_interrupted_decode_resumes_where_it_stopped(tmp_path, monkeypatch, capsys):
+    from cnnlab.data import disk_entry, folder_cache
+
+    root = make_folder(tmp_path / "pets", {"cat": 40, "dog": 40})
+    expected = np.array(decode_folder(root, image_size=8, cache=False).images)
+    monkeypatch.setattr(disk_entry, "_COMMIT_SECONDS", 0.0)  # record after every chunk
+    real = folder_cache.decode_into
+    seen: list[int] = []
+
+    def interrupted(paths, out, *, start=0, on_chunk=None, **kw):
+        def chunk(stop, bad):
+            on_chunk(stop, bad)
+            if stop >= 48:
+                raise KeyboardInterrupt  # Ctrl-C in the middle of the decode
+
+        seen.append(start)
+        return real(paths, out, start=start, on_chunk=chunk, **{**kw, "workers": 1})
+
+    monkeypatch.setattr(folder_cache, "decode_into", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        decode_folder(root, image_size=8)
+    parts = sorted(
+        p.name for p in (tmp_path / "cache" / "cnnlab" / "folders").iterdir() if p.suffix != ".lock"
+    )
+    assert [p.split(".", 1)[1] for p in parts] == ["part.json", "part.npy", "part.sums"]  # not finished yet
+    monkeypatch.setattr(folder_cache, "decode_into", real)
+    capsys.readouterr()
+    resumed = decode_folder(root, image_size=8)
+    assert seen == [0] and "resuming an interrupted decode at image 48 of 80" in capsys.readouterr().err
+    assert not resumed.from_cache and np.array_equal(resumed.images, expected)
+    assert np.array_equal(resumed.sums, pixel_sums(expected))  # the sums resumed too
+    assert sorted(p.suffix for p in (tmp_path / "cache" / "cnnlab" / "folders").iterdir()) == [
+        ".json",
+        ".lock",  # what a second process wanting the entry waits on (kept: removing it would race)
+        ".npy",
+        ".sums",
+    ]
+
+
+def test_unreadable_rows_are_squeezed_out_of_the_file_on_disk(tmp_path):
+    root = make_folder(tmp_path / "pets", {"cat": 6, "dog": 6})
+    (root / "cat" / "001.png").write_bytes(b"not a png")
+    (root / "dog" / "003.png").write_bytes(b"")
+    first = decode_folder(root, image_size=8)
+    expected = np.array(decode_folder(root, image_size=8, cache=False).images)
+    assert len(first.bad) == 2 and np.array_equal(first.images, expected)
+    on_disk = np.load(first.cache_file, allow_pickle=False)
+    assert on_disk.shape == (10, 3, 8, 8) and np.array_equal(on_disk, expected)
+    assert first.cache_file.stat().st_size == 128 + 10 * 3 * 8 * 8  # cut after the last good row
+    assert np.array_equal(decode_folder(root, image_size=8).sums, pixel_sums(expected))
+
+
+def test_a_disk_too_small_for_the_cache_is_one_line_and_decodes_in_memory(tmp_path, monkeypatch, capsys):
+    import errno
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    root = make_folder(tmp_path / "pets", {"cat": 5, "dog": 5})
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    imgs = decode_folder(root, image_size=8)
+    err = capsys.readouterr().err
+    assert len(imgs.images) == 10 and imgs.cache_file is None
+    assert err.count("\n") == 1 and "cannot hold the decoded images" in err and "XDG_CACHE_HOME" in err
+    left = [p.suffix for p in (tmp_path / "cache" / "cnnlab" / "folders").iterdir()]
+    assert left == [".lock"]  # nothing half-written left
+
+
+def test_a_folder_changed_during_the_decode_is_one_error_and_caches_nothing(tmp_path, monkeypatch):
+    from cnnlab.data import folder_cache
+
+    root = make_folder(tmp_path / "pets", {"cat": 5, "dog": 5})
+    real = folder_cache.decode_into
+
+    def and_edit(paths, out, **kw):
+        bad = real(paths, out, **kw)
+        (root / "cat" / "001.png").write_bytes((root / "dog" / "001.png").read_bytes() + b"x")
+        return bad
+
+    monkeypatch.setattr(folder_cache, "decode_into", and_edit)
+    with pytest.raises(CnnlabError, match="changed while it was being decoded"):
+        decode_folder(root, image_size=8)
+    assert not list((tmp_path / "cache" / "cnnlab" / "folders").glob("*.npy"))
 
 
 def test_second_run_is_fast(tmp_path):
@@ -542,3 +650,49 @@ def test_resume_auto_before_the_first_checkpoint_starts_afresh_but_never_over_an
     code, _, err = run_cli("train", *args, "--out", other, "--resume", "auto")
     assert code == 1 and "already holds files" in err
     assert (other / "config.json").read_text() == "{}"
+
+
+def test_the_training_statistics_come_from_the_decodes_pixel_sums_not_the_images(tmp_path, monkeypatch):
+    from cnnlab.data import folder
+
+    root = make_folder(tmp_path / "pets", {"cat": 10, "dog": 10})
+    first = load_folder(root, image_size=8, seed=1, quiet=True)
+
+    def never(images):
+        raise AssertionError("the statistics were computed again")
+
+    monkeypatch.setattr(folder, "channel_stats", never)
+    again = load_folder(root, image_size=8, seed=1, quiet=True)
+    assert (again.mean, again.std) == (first.mean, first.std)
+    other = load_folder(root, image_size=8, seed=2, quiet=True)  # another split: from the sums as well
+    want = channel_stats(other.train.images)  # from the images, in float64
+    np.testing.assert_allclose(other.mean + other.std, want[0] + want[1], rtol=1e-12)
+
+
+def test_two_processes_wanting_the_same_entry_decode_it_once(tmp_path, monkeypatch, capsys):
+    """The other ranks of a DDP job (or a second run) wait on the entry's lock and read the cache."""
+    import threading
+
+    from cnnlab.data import folder_cache
+
+    root = make_folder(tmp_path / "pets", {"cat": 5, "dog": 5})
+    real, calls = folder_cache.decode_into, []
+
+    def slow(*args, **kw):
+        calls.append(1)
+        time.sleep(0.5)  # long enough for the second to find the lock held
+        return real(*args, **kw)
+
+    monkeypatch.setattr(folder_cache, "decode_into", slow)
+    results: list = []
+    threads = [
+        threading.Thread(target=lambda: results.append(decode_folder(root, image_size=8))) for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+        time.sleep(0.1)
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and sorted(r.from_cache for r in results) == [False, True]
+    assert np.array_equal(results[0].images, results[1].images)
+    assert "waiting for another process to finish decoding" in capsys.readouterr().err

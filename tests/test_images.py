@@ -146,7 +146,7 @@ def test_truncated_file_names_the_file(tmp_path):
 
 def test_max_pixels_argument(tmp_path):
     data = encode(Image.new("L", (100, 100)))
-    with pytest.raises(CnnlabError, match="limit is 0.005 megapixels"):
+    with pytest.raises(CnnlabError, match="over the 0.005-megapixel limit"):
         load_image(data, max_pixels=5000)
     assert load_image(data, max_pixels=None).shape == (100, 100, 3)
 

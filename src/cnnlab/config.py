@@ -254,6 +254,15 @@ class TrainConfig:
         "training",
         choices=("auto", "on", "off"),
     )
+    data_placement: str = option(
+        "auto",
+        "where the training images live: device (resident, the speed on small data), stream (batches read from "
+        "the folder cache on disk by a background prefetcher, for data larger than memory), or auto: device "
+        "while they fit half the free device (or host) memory, else stream",
+        "training",
+        choices=("auto", "device", "stream"),
+        resume=True,
+    )
     channels_last: bool = option(
         True, "NHWC memory layout: faster convolutions on CPU (oneDNN) and GPU", "training", recipe=True
     )
@@ -312,6 +321,13 @@ class TrainConfig:
     )
     keep: int = option(3, "checkpoints kept: the newest K, plus the best epoch's", "run", low=1, resume=True)
     threads: int | None = option(None, "CPU threads for torch [torch's default]", "run", low=1, resume=True)
+    tensorboard: bool = option(
+        False,
+        "also write TensorBoard logs to <out>/tensorboard: loss and lr per step, the epoch's metrics, misclassified "
+        "validation images, the hyper-parameters (needs the tensorboard package; metrics.csv stays the record)",
+        "run",
+        resume=True,
+    )
     deterministic: bool = option(
         False,
         "seed everything, deterministic algorithms only, pinned thread count (recorded in env.json)",

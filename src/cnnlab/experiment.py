@@ -22,7 +22,9 @@ from cnnlab.engine import EarlyStopping, History, evaluate, fit, resolve_device
 from cnnlab.engine.checkpoint import Checkpoint, CheckpointError, find_latest, load_checkpoint
 from cnnlab.engine.determinism import reproducibility
 from cnnlab.engine.distributed import Distributed, init_from_env
+from cnnlab.engine.placement import choose_placement
 from cnnlab.engine.snapshot import Checkpointer
+from cnnlab.engine.tensorboard import run_callbacks
 from cnnlab.errors import CnnlabError
 from cnnlab.models import (
     backbone_config,
@@ -125,7 +127,7 @@ def train(
             model,
             data,
             config,
-            callbacks=[selection],
+            callbacks=[selection, *run_callbacks(config, out, data)],
             device=device,
             progress=progress,
             checkpoints=checkpoints,
@@ -208,10 +210,11 @@ def describe_plan(config: TrainConfig, data: Dataset) -> str:
     epochs = f"{config.epochs} epoch{'s' * (config.epochs != 1)}"
     epochs = epochs if config.patience is None else f"up to {epochs}"
     floor = f" (a floor of {config.min_steps:,} steps)" if config.min_steps else ""
+    where, why = choose_placement(config.data_placement, data.train.images, resolve_device(config.device))
     return (
         f"recipe {config.recipe} ({get_recipe(config.recipe).description.split(':')[0].lower()}): "
         f"{config.model} on {n:,} training images, batch {config.batch_size}, {steps:,} steps per epoch, "
-        f"{epochs} = {steps * config.epochs:,} steps{floor}"
+        f"{epochs} = {steps * config.epochs:,} steps{floor}; data placement {where}: {why}"
     )
 
 

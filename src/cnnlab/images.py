@@ -1,16 +1,20 @@
-"""Load any image Pillow can read as a float32 array in 0..1, safely.
+"""The one image decoder for files: any image Pillow can read, as uint8 pixels, safely; and its float view.
 
-One loader for the filter playground, explain's arrays and web uploads; folder datasets and predict decode
-files to uint8 at the model's size in `cnnlab.data.decode`, with the same limits (imported from here). It
-accepts a path, raw bytes or a binary file object, and always returns either `(H, W)` grayscale (ITU-R
-601 luma: 0.299 R + 0.587 G + 0.114 B, the tutorial's weights) or `(H, W, 3)` RGB.
+`decode_pixels` is the decoder everything uses: folder datasets and `predict` (`cnnlab.data.decode`, which
+adds the parallel batch and the fit to the model's size) and `load_image`, the float32 0..1 view of the
+same uint8 pixels for the filter playground, explain's arrays and web uploads. It accepts a path, raw bytes
+or a binary file object, and gives `(H, W)` or `(H, W, 3)` uint8: grayscale files stay one channel (or
+become ITU-R 601 luma, the tutorial's 0.299 R + 0.587 G + 0.114 B, when asked for one channel), everything
+else is RGB; 16-bit and float images are scaled to 0..255, transparent pixels composited onto white, the
+first frame of an animation taken and EXIF-rotated photos turned upright.
 
 Safety: a path is opened with `cnnlab.userfiles.open_user_file` (regular files only, at most
 `MAX_IMAGE_BYTES`, never blocking on a FIFO); the pixel count is checked on the header, before any pixel
 is decoded, against `MAX_PIXELS` (a decompression bomb, e.g. a 1 MB PNG that decodes to 100,000 x 100,000
 pixels, is refused without allocating anything); an image under `MIN_IMAGE_SIDE` pixels on a side is
 refused; a PNG's text chunks and ICC profile, which Pillow would inflate (up to 64 MB from a 60 KB file),
-are dropped before Pillow opens it (`cnnlab.pngsafe`). Every failure is one `CnnlabError` line that names the file.
+are dropped before Pillow opens it (`cnnlab.pngsafe`). Every failure is a `BadImageError` whose message
+says why (callers name the file), or from `load_image` one `CnnlabError` line that names the file.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import io
 import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
@@ -43,6 +47,8 @@ MAX_IMAGE_BYTES = 512 << 20
 
 # ITU-R BT.601 luma weights, exactly as the tutorial's rgb2gray.
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+
+_READ_WHOLE = 64 << 20  # files smaller than this are read in one go
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
@@ -105,31 +111,6 @@ def _readable(source: ImageSource, name: str | None) -> Iterator[BinaryIO]:
         yield source
 
 
-def _open(fp: BinaryIO, label: str, max_pixels: int | None = None):
-    from PIL import Image
-
-    from cnnlab.pngsafe import without_metadata
-
-    if isinstance(fp, io.BytesIO) and not fp.getbuffer().nbytes:
-        raise CnnlabError(f"{label} is empty (0 bytes), not an image")
-    try:
-        fp = without_metadata(fp)  # a PNG's text chunks and ICC profile: never inflated (cnnlab.pngsafe)
-    except OSError as exc:
-        raise CnnlabError(f"{label} is unreadable ({exc})") from None
-    try:
-        # Pillow warns (and above ~179 MP raises) on big images; we do our own, stricter check below,
-        # so silence the warning rather than change Pillow's process-wide MAX_IMAGE_PIXELS.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(fp)  # reads the header only; pixels are decoded by load()
-    except Image.DecompressionBombError as exc:
-        raise CnnlabError(f"{label} {bomb_message(exc, max_pixels)}") from None
-    except Image.UnidentifiedImageError:
-        raise CnnlabError(f"{label} is not an image (Pillow cannot identify its format)") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise CnnlabError(f"{label} is unreadable or truncated ({exc})") from None
-
-
 def check_side(width: int, height: int, min_side: int = MIN_IMAGE_SIDE) -> str | None:
     """Why a `width` x `height` image is too small to accept, or None. One rule for every path.
 
@@ -140,37 +121,6 @@ def check_side(width: int, height: int, min_side: int = MIN_IMAGE_SIDE) -> str |
     if min(width, height) < min_side:
         return f"is {width}x{height} pixels; the smallest accepted is {min_side}x{min_side}"
     return None
-
-
-def _to_array(im, gray: bool) -> np.ndarray:
-    """Decoded Pillow image -> float32 (H, W) or (H, W, 3) in 0..1, whatever its mode."""
-    from PIL import Image
-
-    mode = im.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        # 16-bit grayscale (PNG/TIFF). Pillow opens 16-bit PNGs as "I;16" or, in older versions, "I".
-        arr = np.asarray(im, dtype=np.float32) * np.float32(1.0 / 65535.0)
-        arr = np.clip(arr, 0.0, 1.0, out=arr)
-    elif mode == "F":
-        arr = np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0)  # float TIFF: assume 0..1 already
-    else:
-        if "A" in mode or "transparency" in im.info:
-            # Transparent pixels have undefined colour: composite onto white, as a viewer shows them.
-            rgba = im.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            im = Image.alpha_composite(background, rgba)
-        if gray and im.mode in ("L", "1", "RGBA", "RGB", "P", "CMYK", "YCbCr", "LAB", "HSV"):
-            # Convert to RGB first so every source gets the same 0.299/0.587/0.114 weights in float.
-            im = im.convert("L") if im.mode in ("L", "1") else im.convert("RGB")
-        elif im.mode != "RGB":
-            im = im.convert("RGB")
-        arr = np.asarray(im, dtype=np.float32)
-        arr *= np.float32(1.0 / 255.0)
-    if gray:
-        return np.ascontiguousarray(to_gray(arr)) if arr.ndim == 3 else arr
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    return arr
 
 
 def load_image(
@@ -212,37 +162,169 @@ def load_image(
     """
     label = _describe(source, name)
     with _readable(source, name) as fp:
-        opened = _open(fp, label, max_pixels)
         try:
-            return _decode_opened(opened, label, gray, max_pixels, min_side)
+            pixels = decode_pixels(fp, channels=0, max_pixels=max_pixels, min_side=min_side)
+        except BadImageError as exc:
+            raise CnnlabError(named(label, str(exc))) from None
+    return float_view(pixels, gray=gray)
+
+
+def named(label: str, reason: str) -> str:
+    """One line naming an image and why it was refused: ``'a.png' is 4x4 pixels; ...``, ``'b.png': not an
+    image Pillow can read``."""
+    return f"{label} {reason}" if reason.startswith(("is ", "has ")) else f"{label}: {reason}"
+
+
+def float_view(pixels: np.ndarray, *, gray: bool = False) -> np.ndarray:
+    """uint8 (H, W) or (H, W, 3) pixels as C-contiguous float32 in 0..1: ``gray`` gives (H, W) (RGB through
+    the tutorial's luma weights, in float), else (H, W, 3) (a grayscale image repeated).
+
+    Example:
+        >>> [round(float(v), 3) for v in float_view(np.array([[[255, 0, 0]]], dtype=np.uint8), gray=True)[0]]
+        [0.299]
+    """
+    arr = pixels.astype(np.float32)
+    arr *= np.float32(1.0 / 255.0)
+    if gray:
+        return np.ascontiguousarray(to_gray(arr)) if arr.ndim == 3 else arr
+    return np.repeat(arr[:, :, None], 3, axis=2) if arr.ndim == 2 else arr
+
+
+class BadImageError(Exception):
+    """One image that cannot be decoded; the message says why, without naming the file (the caller does)."""
+
+
+def decode_pixels(
+    source: str | os.PathLike | bytes | BinaryIO,
+    *,
+    channels: int = 0,
+    max_pixels: int | None = MAX_PIXELS,
+    min_side: int = MIN_IMAGE_SIDE,
+    draft: Callable[[int, int], tuple[int, int]] | None = None,
+    fit: Callable | None = None,
+    hw: np.ndarray | None = None,
+) -> np.ndarray:
+    """Decode one image to uint8 (H, W) or (H, W, 3): the one decoder (see the module docstring).
+
+    Args:
+        channels: 1 (luma), 3 (RGB) or 0 (native: one channel for grayscale files, else RGB).
+        draft: for a JPEG, ``draft(width, height)`` gives the smallest size worth decoding (libjpeg's DCT
+            scaling decodes at 1/2..1/8 scale, several times faster, when the caller shrinks anyway).
+        fit: applied to the converted Pillow image (the caller's resize to its input size).
+        hw: an int64 (2,) array receiving the original (height, width), upright.
+
+    Raises:
+        BadImageError: unreadable, truncated, corrupt, too large or too small; the message says which.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    from cnnlab.pngsafe import without_metadata
+
+    with _opened(source) as fp:
+        if isinstance(fp, io.BytesIO) and not fp.getbuffer().nbytes:
+            raise BadImageError(
+                "empty file (0 bytes)" if isinstance(source, (str, os.PathLike)) else "empty (0 bytes)"
+            )
+        try:
+            fp = without_metadata(fp)  # a PNG's text chunks and ICC profile: never inflated
+            with warnings.catch_warnings():
+                # Our own, stricter pixel limit is checked below, before any decoding.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(fp)
+        except UnidentifiedImageError:
+            raise BadImageError("not an image Pillow can read") from None
+        except Image.DecompressionBombError as exc:
+            raise BadImageError(bomb_message(exc, max_pixels)) from None
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
+            raise BadImageError(f"unreadable: truncated or corrupt header ({exc})") from None
+        try:
+            return _pixels(im, channels, max_pixels, min_side, draft, fit, hw)
         finally:
-            opened.close()
+            im.close()
 
 
-def _decode_opened(im, label: str, gray: bool, max_pixels: int | None, min_side: int) -> np.ndarray:
+@contextmanager
+def _opened(source: str | os.PathLike | bytes | BinaryIO) -> Iterator[BinaryIO]:
+    """A file Pillow can read: bytes wrapped, a file object as it is, a path opened with the user-file checks
+    (a FIFO, device or folder is refused without blocking) and read in one go when small, which is a third
+    of a small JPEG's time saved over Pillow's dozens of small reads; huge files stream, still bounded."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        yield io.BytesIO(bytes(source))
+        return
+    if not isinstance(source, (str, os.PathLike)):
+        yield source
+        return
+    try:
+        f = open_user_file(source, max_bytes=MAX_IMAGE_BYTES, what="image")
+    except UserFileError as exc:
+        raise BadImageError(exc.reason) from None
+    with f:
+        head = f.read(_READ_WHOLE)
+        if len(head) < _READ_WHOLE:
+            yield io.BytesIO(head)
+        else:
+            f.seek(0)
+            yield f
+
+
+def _pixels(im, channels: int, max_pixels: int | None, min_side: int, draft, fit, hw) -> np.ndarray:
+    """The opened image checked, decoded, made upright, converted and fitted: uint8 (H, W[, 3])."""
     from PIL import Image, ImageOps
 
-    width, height = im.size
-    if width <= 0 or height <= 0:
-        raise CnnlabError(f"{label} has no pixels ({width}x{height})")
-    if max_pixels is not None and width * height > max_pixels:
-        raise CnnlabError(
-            f"{label} has {width * height / 1e6:.1f} megapixels ({width}x{height}); the limit is "
-            f"{max_pixels / 1e6:g} megapixels (a guard against decompression bombs)"
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise BadImageError(f"has no pixels ({w}x{h})")
+    if max_pixels is not None and w * h > max_pixels:
+        raise BadImageError(
+            f"has {w * h / 1e6:.1f} megapixels ({w}x{h}), over the {max_pixels / 1e6:g}-megapixel limit "
+            "(a decompression-bomb guard)"
         )
-    small = check_side(width, height, min_side)
+    small = check_side(w, h, min_side)
     if small:
-        raise CnnlabError(f"{label} {small}")
+        raise BadImageError(small)
     try:
-        im.seek(0)  # animated GIF/WebP/APNG, multi-page TIFF: the first frame
+        if getattr(im, "n_frames", 1) > 1:
+            im.seek(0)  # animated GIF/WebP/APNG, multi-page TIFF: the first frame
+        if im.format == "JPEG" and draft is not None:
+            # Decode at 1/2, 1/4 or 1/8 scale when the target is that small; "L" decodes luma only.
+            im.draft("L" if channels == 1 else "RGB", draft(w, h))
         im.load()
-        im = ImageOps.exif_transpose(im)
+        orientation = im.getexif().get(0x0112, 1)  # EXIF: phone photos are often stored sideways
+        if hw is not None:  # the true size, upright (draft may have decoded at 1/2..1/8)
+            hw[:] = (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+        if orientation != 1:
+            im = ImageOps.exif_transpose(im)
+        im = _to_mode(im, channels)
+        if fit is not None:
+            im = fit(im)
     except Image.DecompressionBombError as exc:
-        raise CnnlabError(f"{label} {bomb_message(exc, max_pixels)}") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise BadImageError(bomb_message(exc, max_pixels)) from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
         # Truncated or corrupt data surfaces here, when the pixels are actually decoded.
-        raise CnnlabError(f"{label} is truncated or corrupt ({exc})") from None
-    try:
-        return _to_array(im, gray)
-    except (OSError, ValueError) as exc:
-        raise CnnlabError(f"cannot convert {label} (mode {im.mode}) to an array: {exc}") from None
+        raise BadImageError(f"truncated or corrupt ({exc})") from None
+    return np.asarray(im, dtype=np.uint8)
+
+
+def _to_mode(im, channels: int):
+    """Any Pillow mode -> "L" (channels=1), "RGB" (3), or either (0: "L" for grayscale files), 8 bits."""
+    from PIL import Image
+
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit grayscale PNG/TIFF (Pillow may open it as "I"): 0..65535 -> 0..255.
+        arr = np.asarray(im, dtype=np.float32) * np.float32(255.0 / 65535.0)
+        im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
+    elif mode == "F":
+        arr = np.asarray(im, dtype=np.float32) * np.float32(255.0)  # float TIFF: taken as 0..1
+        im = Image.fromarray(np.clip(np.rint(np.nan_to_num(arr)), 0, 255).astype(np.uint8))
+    elif "A" in mode or "transparency" in im.info:
+        # Transparent pixels have undefined colour: composite onto white, as a viewer shows them.
+        rgba = im.convert("RGBA")
+        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    gray = channels == 1 or (channels == 0 and im.mode in ("L", "1"))
+    target = "L" if gray else "RGB"
+    if im.mode == target:
+        return im
+    if target == "L" and im.mode not in ("1", "RGB"):
+        im = im.convert("RGB")  # CMYK, P, YCbCr...: via RGB so every source gets the same luma weights
+    return im.convert(target)

@@ -31,7 +31,9 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--force", action="store_true", help="resume even from a checkpoint made with other settings"
     )
-    add_option_flags(g, ["checkpoint_every", "keep", "deterministic", "threads"])
+    add_option_flags(
+        g, ["checkpoint_every", "keep", "deterministic", "threads", "data_placement", "tensorboard"]
+    )
     g.add_argument(
         "--nproc",
         type=positive_int,

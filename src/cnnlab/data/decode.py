@@ -1,6 +1,7 @@
 """Decode image files of any mode and size into one uint8 array of a fixed square size, in parallel.
 
-Shared by folder datasets (decoded once, then cached) and `cnnlab predict`. Every file becomes
+Shared by folder datasets (decoded once, then cached) and `cnnlab predict`; each file goes through the
+one decoder, `cnnlab.images.decode_pixels`, and is fitted to the size here. Every file becomes
 (C, S, S) uint8 with C = 1 (ITU-R 601 luma, the tutorial's 0.299 R + 0.587 G + 0.114 B) or 3 (RGB):
 
 - palette, CMYK, YCbCr, LAB... are converted; 16-bit grayscale is scaled 65535 -> 255; float images are
@@ -22,26 +23,23 @@ in a thread pool (Pillow releases the GIL while it decodes and resizes); see `de
 
 from __future__ import annotations
 
-import io
 import math
 import mmap
 import multiprocessing as mp
 import os
 import sys
 import threading
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
 from cnnlab.data.fit import border_median, fit_image
+from cnnlab.data.stats import pixel_sums
 from cnnlab.errors import CnnlabError
-from cnnlab.images import MAX_IMAGE_BYTES, MAX_PIXELS, MIN_IMAGE_SIDE, bomb_message, check_side
-from cnnlab.userfiles import UserFileError, open_user_file
+from cnnlab.images import MAX_PIXELS, MIN_IMAGE_SIDE, BadImageError, decode_pixels, named
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -50,6 +48,7 @@ __all__ = [
     "border_median",  # from cnnlab.data.fit, where explain finds it too
     "decode_image",
     "decode_images",
+    "decode_into",
     "default_workers",
     "fit_image",
 ]
@@ -57,8 +56,6 @@ __all__ = [
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
 )
-
-_READ_WHOLE = 64 << 20  # files smaller than this are read in one go
 
 BadImage = tuple[str, str]  # (path, why it could not be decoded)
 
@@ -68,10 +65,6 @@ class Decoded(NamedTuple):
     ok: np.ndarray  # bool (N,): which paths were decoded
     bad: list[BadImage]
     sizes: np.ndarray  # int64 (N, 2): original (height, width), upright; (0, 0) where not decoded
-
-
-class _BadImageError(Exception):
-    """One file that cannot be decoded; the message says why (no path: the caller knows it)."""
 
 
 class _Options(NamedTuple):
@@ -128,8 +121,8 @@ def decode_image(
     try:
         options = _Options(size, channels, resize, fill, max_pixels, min_side)
         arr = _decode(data, options, hw)
-    except _BadImageError as exc:
-        raise CnnlabError(f"{label}: {exc}") from None
+    except BadImageError as exc:
+        raise CnnlabError(named(label, str(exc))) from None
     return (arr, (int(hw[0]), int(hw[1]))) if return_size else arr
 
 
@@ -163,47 +156,102 @@ def decode_images(
     Raises:
         CnnlabError: with `strict=True`, at the first file that cannot be decoded (naming it).
     """
-    if backend not in ("auto", "processes", "threads"):
-        raise CnnlabError(f"Unknown decoding backend {backend!r}. Available: auto, processes, threads")
     n = len(paths)
-    workers = workers or default_workers()
-    use_processes = backend == "processes" or (
-        backend == "auto" and workers > 1 and n >= 512 and sys.platform.startswith("linux")
-    )
-    if use_processes and "fork" not in mp.get_all_start_methods():
-        use_processes = False
+    shared = _use_processes(backend, workers or default_workers(), n)
     nbytes = n * channels * size * size
     # Anonymous shared memory: forked workers write straight into the parent's array (no pickled pixels).
-    buf = mmap.mmap(-1, max(1, nbytes)) if use_processes else bytearray(max(1, nbytes))
+    buf = mmap.mmap(-1, max(1, nbytes)) if shared else bytearray(max(1, nbytes))
     out = np.frombuffer(buf, dtype=np.uint8)[:nbytes].reshape(n, channels, size, size)
-    size_buf = mmap.mmap(-1, max(1, n * 16)) if use_processes else bytearray(max(1, n * 16))
+    size_buf = mmap.mmap(-1, max(1, n * 16)) if shared else bytearray(max(1, n * 16))
     sizes = np.frombuffer(size_buf, dtype=np.int64)[: n * 2].reshape(n, 2)
-    ok = np.zeros(n, dtype=bool)
-    bad: list[BadImage] = []
-    options = _Options(size, channels, resize, fill, max_pixels, min_side)
-    job = _Job([os.fspath(p) for p in paths], out, sizes, options)
+    bad_at = decode_into(
+        paths,
+        out,
+        sizes=sizes,
+        resize=resize,
+        fill=fill,
+        workers=workers,
+        strict=strict,
+        max_pixels=max_pixels,
+        min_side=min_side,
+        on_chunk=None if on_progress is None else lambda stop, _: on_progress(stop),
+        backend=backend,
+    )
+    ok = np.ones(n, dtype=bool)
+    ok[[i for i, _ in bad_at]] = False
+    bad = [(os.fspath(paths[i]), why) for i, why in bad_at]
+    # The buffer itself when nothing was skipped (the array keeps it alive; copying 100s of MB costs
+    # as much as writing them), else a compact copy of the good images.
+    images = out if ok.all() else out[ok]
+    return Decoded(images, ok, bad, np.array(sizes))
 
-    def collect(start: int, stop: int, errors: list[tuple[int, str]]) -> None:
-        ok[start:stop] = True
+
+def decode_into(
+    paths: Sequence[str | os.PathLike[str]],
+    out: np.ndarray,
+    *,
+    start: int = 0,
+    sizes: np.ndarray | None = None,
+    sums: np.ndarray | None = None,
+    resize: str = "pad",
+    fill: str = "black",
+    workers: int | None = None,
+    strict: bool = False,
+    max_pixels: int | None = MAX_PIXELS,
+    min_side: int = MIN_IMAGE_SIDE,
+    on_chunk: Callable[[int, list[tuple[int, str]]], None] | None = None,
+    backend: str = "auto",
+) -> list[tuple[int, str]]:
+    """Decode ``paths[start:]`` into the rows ``out[start:]`` of a uint8 (N, C, S, S) array that the caller
+    owns: anonymous memory, or an on-disk memory map (the folder cache writes its file this way, so no
+    in-memory copy of the images is ever made). Rows of files that cannot be decoded are left as they were.
+
+    Files are decoded in chunks, in parallel; the chunks complete in order, so after ``on_chunk(stop,
+    bad)`` every row below ``stop`` is written (a resumable decode records ``stop``); ``bad`` are the
+    (index, reason) pairs found so far. ``sizes``: an int64 (N, 2) array for each file's original size;
+    ``sums``: an int64 (N, 2, C) array for each image's per-channel sum of pixels and of their squares
+    (exact training statistics later, without reading the images again; see `stats.stats_from_sums`).
+
+    Returns:
+        ``(index, reason)`` of every file from ``start`` on that could not be decoded.
+
+    Raises:
+        CnnlabError: an unknown backend; with ``strict=True``, the first file that cannot be decoded.
+    """
+    if backend not in ("auto", "processes", "threads"):
+        raise CnnlabError(f"Unknown decoding backend {backend!r}. Available: auto, processes, threads")
+    n, channels, size = len(paths), int(out.shape[1]), int(out.shape[2])
+    workers = workers or default_workers()
+    if sizes is None:
+        sizes = np.zeros((n, 2), dtype=np.int64)
+    options = _Options(size, channels, resize, fill, max_pixels, min_side)
+    job = _Job([os.fspath(p) for p in paths], out, sizes, options, sums)
+    bad: list[tuple[int, str]] = []
+
+    def collect(stop: int, errors: list[tuple[int, str]]) -> None:
         for i, error in errors:
-            ok[i] = False
             if strict:
                 raise CnnlabError(
                     f"'{job.paths[i]}': {error} (--bad-images strict; use --bad-images skip "
                     "to leave such files out with a report)"
                 )
-            bad.append((job.paths[i], error))
-        if on_progress is not None:
-            on_progress(stop)
+            bad.append((i, error))
+        if on_chunk is not None:
+            on_chunk(stop, bad)
 
-    if use_processes:
-        _run_processes(job, workers, collect)
+    if _use_processes(backend, workers, n - start):
+        _run_processes(job, workers, start, collect)
     else:
-        _run_threads(job, workers, collect)
-    # The buffer itself when nothing was skipped (the array keeps it alive; copying 100s of MB costs
-    # as much as writing them), else a compact copy of the good images.
-    images = out if ok.all() else out[ok]
-    return Decoded(images, ok, bad, np.array(sizes))
+        _run_threads(job, workers, start, collect)
+    return bad
+
+
+def _use_processes(backend: str, workers: int, n: int) -> bool:
+    """Forked workers for 512+ files on Linux with 2+ workers (or when asked), where fork exists."""
+    wanted = backend == "processes" or (
+        backend == "auto" and workers > 1 and n >= 512 and sys.platform.startswith("linux")
+    )
+    return wanted and "fork" in mp.get_all_start_methods()
 
 
 @dataclass(frozen=True)
@@ -212,13 +260,16 @@ class _Job:
     out: np.ndarray
     sizes: np.ndarray
     options: _Options
+    sums: np.ndarray | None = None
 
     def run(self, start: int, stop: int) -> tuple[int, int, list[tuple[int, str]]]:
         errors = []
         for i in range(start, stop):
             try:
                 self.out[i] = _decode(self.paths[i], self.options, self.sizes[i])
-            except _BadImageError as exc:
+                if self.sums is not None:
+                    self.sums[i] = pixel_sums(self.out[i : i + 1])[0]
+            except BadImageError as exc:
                 errors.append((i, str(exc)))
         return start, stop, errors
 
@@ -232,116 +283,46 @@ def _forked_run(bounds: tuple[int, int]) -> tuple[int, int, list[tuple[int, str]
     return _FORKED_JOB.run(*bounds)
 
 
-def _chunks(n: int, step: int) -> list[tuple[int, int]]:
-    return [(s, min(n, s + step)) for s in range(0, n, step)]
+def _chunks(start: int, n: int, step: int) -> list[tuple[int, int]]:
+    return [(s, min(n, s + step)) for s in range(start, n, step)]
 
 
-def _run_processes(job: _Job, workers: int, collect) -> None:
+def _run_processes(job: _Job, workers: int, start: int, collect) -> None:
     global _FORKED_JOB
     with _FORK_LOCK:
         _FORKED_JOB = job
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
         try:
             # Results come back in order, so with strict=True the first bad file raises first.
-            for start, stop, errors in pool.map(_forked_run, _chunks(len(job.paths), 32)):
-                collect(start, stop, errors)
+            for _, stop, errors in pool.map(_forked_run, _chunks(start, len(job.paths), 32)):
+                collect(stop, errors)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             _FORKED_JOB = None
 
 
-def _run_threads(job: _Job, workers: int, collect) -> None:
+def _run_threads(job: _Job, workers: int, start: int, collect) -> None:
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cnnlab-decode") as pool:
         try:
-            for start, stop, errors in pool.map(lambda b: job.run(*b), _chunks(len(job.paths), 16)):
-                collect(start, stop, errors)
+            for _, stop, errors in pool.map(lambda b: job.run(*b), _chunks(start, len(job.paths), 16)):
+                collect(stop, errors)
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
 
 
-@contextmanager
-def _opened(source: str | bytes) -> Iterator[io.BytesIO | BinaryIO]:
-    """A file Pillow can read: bytes wrapped; a path opened with the user-file checks (a FIFO, device or
-    folder is refused without blocking) and read in one go when small, which is a third of a small
-    JPEG's time saved over Pillow's dozens of small reads; huge files stream, still bounded."""
-    if isinstance(source, bytes):
-        yield io.BytesIO(source)
-        return
-    try:
-        f = open_user_file(source, max_bytes=MAX_IMAGE_BYTES, what="image")
-    except UserFileError as exc:
-        raise _BadImageError(exc.reason) from None
-    with f:
-        head = f.read(_READ_WHOLE)
-        if len(head) < _READ_WHOLE:
-            yield io.BytesIO(head)
-        else:
-            f.seek(0)
-            yield f
-
-
 def _decode(source: str | bytes, opt: _Options, hw: np.ndarray | None = None) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    from cnnlab.pngsafe import without_metadata
-
-    with _opened(source) as fp:
-        if isinstance(fp, io.BytesIO) and not fp.getbuffer().nbytes:
-            raise _BadImageError("empty (0 bytes)" if isinstance(source, bytes) else "empty file (0 bytes)")
-        try:
-            fp = without_metadata(fp)  # a PNG's text chunks and ICC profile: never inflated
-            with warnings.catch_warnings():
-                # Our own, stricter pixel limit is checked below, before any decoding.
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                im = Image.open(fp)
-        except UnidentifiedImageError:
-            raise _BadImageError("not an image Pillow can read") from None
-        except Image.DecompressionBombError as exc:
-            raise _BadImageError(bomb_message(exc, opt.max_pixels)) from None
-        except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            raise _BadImageError(f"unreadable: truncated or corrupt header ({exc})") from None
-        try:
-            arr = _pixels(im, opt, hw)
-        finally:
-            im.close()
+    """One file through the one decoder (`cnnlab.images.decode_pixels`), fitted: uint8 (C, S, S)."""
+    arr = decode_pixels(
+        source,
+        channels=opt.channels,
+        max_pixels=opt.max_pixels,
+        min_side=opt.min_side,
+        draft=lambda w, h: _draft_size(w, h, opt.size, opt.resize),
+        fit=lambda im: fit_image(im, opt.size, opt.resize, opt.fill),
+        hw=hw,
+    )
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (H, W[, C]) -> (C, H, W)
-
-
-def _pixels(im, opt: _Options, hw: np.ndarray | None) -> np.ndarray:
-    """The opened image checked, decoded, made upright, converted and fitted: uint8 (S, S[, C])."""
-    from PIL import Image, ImageOps
-
-    w, h = im.size
-    if w <= 0 or h <= 0:
-        raise _BadImageError(f"has no pixels ({w}x{h})")
-    if opt.max_pixels is not None and w * h > opt.max_pixels:
-        raise _BadImageError(
-            f"{w}x{h} is over the {opt.max_pixels / 1e6:g}-megapixel limit (a decompression-bomb guard)"
-        )
-    small = check_side(w, h, opt.min_side)
-    if small:
-        raise _BadImageError(small)
-    try:
-        if getattr(im, "n_frames", 1) > 1:
-            im.seek(0)  # animated GIF/WebP/APNG, multi-page TIFF: the first frame
-        if im.format == "JPEG":
-            # Decode at 1/2, 1/4 or 1/8 scale when the target is that small; "L" decodes luma only.
-            im.draft("L" if opt.channels == 1 else "RGB", _draft_size(w, h, opt.size, opt.resize))
-        im.load()
-        orientation = im.getexif().get(0x0112, 1)  # EXIF: phone photos are often stored sideways
-        if hw is not None:  # the true size, upright (draft may have decoded at 1/2..1/8)
-            hw[:] = (w, h) if orientation in (5, 6, 7, 8) else (h, w)
-        if orientation != 1:
-            im = ImageOps.exif_transpose(im)
-        im = _to_mode(im, opt.channels)
-        im = fit_image(im, opt.size, opt.resize, opt.fill)
-    except Image.DecompressionBombError as exc:
-        raise _BadImageError(bomb_message(exc, opt.max_pixels)) from None
-    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
-        # Truncated or corrupt data surfaces here, when the pixels are actually decoded.
-        raise _BadImageError(f"truncated or corrupt ({exc})") from None
-    return np.asarray(im, dtype=np.uint8)
 
 
 def _draft_size(w: int, h: int, size: int, resize: str) -> tuple[int, int]:
@@ -350,27 +331,3 @@ def _draft_size(w: int, h: int, size: int, resize: str) -> tuple[int, int]:
         return (size, size)
     scale = size / (max(w, h) if resize == "pad" else min(w, h))
     return (max(1, math.ceil(w * scale)), max(1, math.ceil(h * scale)))
-
-
-def _to_mode(im, channels: int):
-    """Any Pillow mode -> "L" (channels=1) or "RGB" (channels=3), 8 bits."""
-    from PIL import Image
-
-    mode = im.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        # 16-bit grayscale PNG/TIFF (Pillow may open it as "I"): 0..65535 -> 0..255.
-        arr = np.asarray(im, dtype=np.float32) * np.float32(255.0 / 65535.0)
-        im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
-    elif mode == "F":
-        arr = np.asarray(im, dtype=np.float32) * np.float32(255.0)  # float TIFF: taken as 0..1
-        im = Image.fromarray(np.clip(np.rint(np.nan_to_num(arr)), 0, 255).astype(np.uint8))
-    elif "A" in mode or "transparency" in im.info:
-        # Transparent pixels have undefined colour: composite onto white, as a viewer shows them.
-        rgba = im.convert("RGBA")
-        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    target = "L" if channels == 1 else "RGB"
-    if im.mode == target:
-        return im
-    if target == "L" and im.mode not in ("1", "RGB"):
-        im = im.convert("RGB")  # CMYK, P, YCbCr...: via RGB so every source gets the same luma weights
-    return im.convert(target)

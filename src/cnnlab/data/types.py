@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from cnnlab.data.mapped import MappedImages
 from cnnlab.errors import CnnlabError
 
 __all__ = ["Dataset", "Split"]
@@ -33,7 +34,7 @@ class Split:
         (4, torch.float32)
     """
 
-    images: torch.Tensor
+    images: torch.Tensor | MappedImages  # MappedImages: a folder split, an index view read on demand
     labels: torch.Tensor
     files: tuple[str, ...] | None = None
 

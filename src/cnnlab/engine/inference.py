@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.data.mapped import MappedImages
 from cnnlab.engine.batches import to_float
 from cnnlab.engine.phases import phase
 from cnnlab.engine.setup import autocast, resolve_device
@@ -120,7 +121,7 @@ def predict(
         >>> probs.argmax(1)[:5]
     """
     images = getattr(images, "images", images)  # a Split
-    if not torch.is_tensor(images) or images.dim() not in (3, 4):
+    if not (torch.is_tensor(images) or isinstance(images, MappedImages)) or images.dim() not in (3, 4):
         shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
         raise CnnlabError(f"predict takes images (N, C, H, W), one image (C, H, W) or a split; got {shape}")
     if images.dim() == 3:

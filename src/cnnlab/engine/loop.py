@@ -19,7 +19,7 @@ from torch import nn
 
 from cnnlab.config import TrainConfig, TrainOptions, training_options
 from cnnlab.engine.augment import Augment
-from cnnlab.engine.batches import DeviceBatches
+from cnnlab.engine.batches import DeviceBatches, StreamBatches
 from cnnlab.engine.callbacks import Callback, CallbackList, TrainState
 from cnnlab.engine.checkpoint import Checkpoint
 from cnnlab.engine.checkpointing import Checkpointing
@@ -29,6 +29,7 @@ from cnnlab.engine.graphs import GraphedStep, use_graphs
 from cnnlab.engine.guard import NonFiniteGuard
 from cnnlab.engine.history import History
 from cnnlab.engine.inference import evaluate
+from cnnlab.engine.placement import check_stream_memory, choose_placement
 from cnnlab.engine.progress import ProgressBar
 from cnnlab.engine.setup import held_memory, resolve_device
 from cnnlab.engine.snapshot import Checkpointer
@@ -128,13 +129,18 @@ def fit(
 
 def placed(
     model: nn.Module, data, cfg: TrainConfig, dev: torch.device, ddp: Distributed, *, drop_last: bool
-) -> DeviceBatches:
+) -> DeviceBatches | StreamBatches:
     """Put ``model`` on ``dev`` in the config's memory layout, seed dropout (per rank), and return the
-    training split's batches on ``dev``."""
+    training split's batches: resident on ``dev``, or streamed (``cfg.data_placement``, see
+    ``cnnlab.engine.placement``); both give the same batches for the same seed."""
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(device=dev, memory_format=mf)  # type: ignore[call-overload]  # Module.to takes memory_format
     torch.manual_seed(cfg.seed if ddp.rank == 0 else derive_seed(cfg.seed, ddp.rank))  # dropout, per rank
-    return DeviceBatches(
+    where, _ = choose_placement(cfg.data_placement, data.train.images, dev)
+    if where == "stream":
+        check_stream_memory(data.train.images, cfg.batch_size)
+    batches = StreamBatches if where == "stream" else DeviceBatches
+    return batches(
         data.train.images,
         data.train.labels,
         batch_size=cfg.batch_size,

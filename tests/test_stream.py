@@ -1,0 +1,165 @@
+"""Streaming the training data: index views into the folder cache, the prefetching batch source, the
+placement switch, and bit-identical training against the device-resident path."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+import cnnlab as cl
+from cnnlab.data.mapped import MappedImages
+from cnnlab.data.types import Split
+from cnnlab.engine import placement
+from cnnlab.engine.batches import DeviceBatches, Prefetcher, StreamBatches
+from cnnlab.engine.inference import evaluate, predict
+
+
+@pytest.fixture
+def on_disk(tmp_path):
+    """A 50-image uint8 array saved as .npy and mapped back, as the folder cache is."""
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (50, 3, 6, 6), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", arr)
+    return arr, np.load(tmp_path / "x.npy", mmap_mode="r")
+
+
+def test_mapped_images_index_like_the_array_they_view(on_disk):
+    arr, mm = on_disk
+    rows = np.random.default_rng(1).permutation(50)[:30]
+    for base in (mm, arr):  # read with preadv from the file, and through numpy
+        view = MappedImages(base, rows)
+        assert view._file is not None if base is mm else view._file is None
+        assert len(view) == 30 and tuple(view.shape) == (30, 3, 6, 6) and view.dtype == torch.uint8
+        assert np.array_equal(view[3].numpy(), arr[rows[3]])
+        assert np.array_equal(view[5:12].numpy(), arr[rows[5:12]])
+        pick = torch.tensor([7, 7, 0, 29, 1])
+        assert np.array_equal(view[pick].numpy(), arr[rows[pick.numpy()]])
+        mask = torch.arange(30) % 3 == 0
+        assert np.array_equal(view[mask].numpy(), arr[rows[mask.numpy()]])
+        assert np.array_equal(view.to("cpu").numpy(), arr[rows]) and np.array_equal(
+            np.asarray(view), arr[rows]
+        )
+    with pytest.raises(IndexError):
+        MappedImages(mm, rows)[torch.tensor([30])]
+    again = pickle.loads(pickle.dumps(MappedImages(mm, rows)))  # to another process: its own descriptor
+    assert np.array_equal(again[2:9].numpy(), arr[rows[2:9]])
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_stream_batches_are_the_device_batches(on_disk, drop_last):
+    arr, mm = on_disk
+    labels = torch.arange(50) % 4
+    kw = dict(batch_size=8, shuffle=True, seed=3, drop_last=drop_last)
+    dev = DeviceBatches(torch.from_numpy(arr.copy()), labels, **kw)
+    stream = StreamBatches(MappedImages(mm), labels, prefetch=2, **kw)
+    assert len(stream) == len(dev) and stream.num_samples == dev.num_samples
+    for epoch, start in [(1, 0), (2, 0), (2, 3)]:  # start: resuming mid-epoch
+        got = list(stream.epoch(epoch, start_step=start))
+        want = list(dev.epoch(epoch, start_step=start))
+        assert len(got) == len(want) == len(dev) - start
+        for (xs, ys, i_s), (xd, yd, i_d) in zip(got, want, strict=True):
+            assert torch.equal(xs, xd) and torch.equal(ys, yd) and torch.equal(i_s, i_d)
+
+
+def test_prefetcher_passes_errors_on_and_stops_when_left_early():
+    def read(i):
+        if i == 5:
+            raise OSError("disk gone")
+        return i * 10
+
+    with Prefetcher(read, list(range(10)), depth=2) as ahead, pytest.raises(OSError, match="disk gone"):
+        assert [r for _, r in ahead] == [0, 10, 20, 30, 40]
+    pre = Prefetcher(lambda i: i, list(range(1000)), depth=2)
+    with pre as ahead:
+        next(ahead)
+    assert not pre.thread.is_alive()  # left after one item: the thread ended, not 998 reads later
+
+
+def test_auto_placement_keeps_small_data_resident_and_streams_what_does_not_fit(monkeypatch):
+    x = torch.zeros(100, 3, 32, 32, dtype=torch.uint8)  # 307 KB
+    cpu = torch.device("cpu")
+    where, why = placement.choose_placement("auto", x, cpu)
+    assert where == "device" and "fit in 50%" in why
+    monkeypatch.setattr(placement, "free_memory", lambda d: (400_000, "available memory"))
+    where, why = placement.choose_placement("auto", x, cpu)
+    assert where == "stream" and "exceed 50% of the 0.4 MB available memory" in why
+    assert placement.choose_placement("device", x, cpu)[0] == "device"  # forced either way
+
+
+def _folder_like(tiny, tmp_path) -> cl.Dataset:
+    """``tiny`` with every split an index view into one .npy file, as a folder dataset's are."""
+    splits = [tiny.train, tiny.val, tiny.test]
+    whole = np.concatenate([s.images.numpy() for s in splits])
+    np.save(tmp_path / "all.npy", whole)
+    mm = np.load(tmp_path / "all.npy", mmap_mode="r")
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(whole))  # the cache holds the images in another order than the splits
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(len(perm))
+    np.save(tmp_path / "shuffled.npy", whole[perm])
+    mm = np.load(tmp_path / "shuffled.npy", mmap_mode="r")
+    out, at = {}, 0
+    for name, s in zip(("train", "val", "test"), splits, strict=True):
+        out[name] = Split(MappedImages(mm, inv[at : at + len(s)]), s.labels)
+        at += len(s)
+    return replace(tiny, **out)
+
+
+def test_one_epoch_streamed_gives_the_same_weights_as_device_resident(tiny, tmp_path, one_thread):
+    data = _folder_like(tiny, tmp_path)
+    assert torch.equal(data.train.images[:], tiny.train.images)
+    weights = {}
+    for where in ("device", "stream"):
+        model = cl.create_model("cnn2", seed=0)
+        cl.fit(
+            model, data, epochs=1, batch_size=50, progress=False, data_placement=where, augment_flip="random",
+            augment_translate=2,
+        )  # fmt: skip
+        weights[where] = model.state_dict()
+    assert all(torch.equal(weights["device"][k], weights["stream"][k]) for k in weights["device"])
+    model = cl.create_model("cnn2", seed=0)
+    mapped, resident = evaluate(model, data.test), evaluate(model, tiny.test)  # in chunks, no full copy
+    assert mapped == resident
+    assert torch.equal(predict(model, data.test), predict(model, tiny.test))
+
+
+def test_a_memory_cap_below_the_host_memory_is_what_auto_placement_counts(monkeypatch):
+    x = torch.zeros(100, 3, 32, 32, dtype=torch.uint8)  # 307 KB
+    monkeypatch.setattr(placement, "memory_cap", lambda: (600_000, 100_000))  # a cgroup's 0.6 MB, 0.1 MB used
+    where, why = placement.choose_placement("auto", x, torch.device("cpu"))
+    assert where == "stream" and "memory left under the 0.6 MB memory cap" in why
+
+
+def test_a_memory_cap_too_small_even_to_stream_is_one_line(monkeypatch, tiny):
+    from cnnlab.errors import CnnlabError
+
+    monkeypatch.setattr(placement, "memory_cap", lambda: (200_000, 100_000))  # 0.1 MB left
+    with pytest.raises(
+        CnnlabError, match=r"too small even to stream batches of 50 images of 1x28x28"
+    ) as info:
+        cl.fit(
+            cl.create_model("cnn2", seed=0),
+            tiny,
+            epochs=1,
+            batch_size=50,
+            progress=False,
+            data_placement="stream",
+        )
+    assert "\n" not in str(info.value)
+    placement.check_stream_memory(tiny.train.images, 1)  # one small image at a time fits
+
+
+def test_the_plan_line_says_where_the_data_live_and_why(tiny):
+    from cnnlab.config import TrainConfig
+    from cnnlab.experiment import describe_plan
+
+    assert describe_plan(TrainConfig(data_placement="stream"), tiny).endswith(
+        "; data placement stream: as --data-placement stream asks"
+    )
+    assert "; data placement device: the training images (0.2 MB) fit in 50% of the" in describe_plan(
+        TrainConfig(device="cpu"), tiny
+    )
