@@ -9,21 +9,6 @@ from pathlib import Path
 import cnnlab
 
 PACKAGE = Path(cnnlab.__file__).parent
-# Modules whose in-function imports are still to be sorted (reworked by other issues at the same time);
-# remove an entry once its module's deferred imports each carry their reason.
-PENDING = (
-    "data/",
-    "images.py",
-    "recipes.py",
-    "engine/step.py",
-    "engine/augment.py",
-    "engine/graphs.py",
-    "engine/setup.py",
-    "engine/inference.py",
-    "engine/batches.py",
-    "engine/progress.py",
-    "engine/history.py",
-)
 
 
 def unexplained_imports(path: Path, root: Path = PACKAGE) -> list[str]:
@@ -45,9 +30,7 @@ def unexplained_imports(path: Path, root: Path = PACKAGE) -> list[str]:
 
 
 def test_every_import_inside_a_function_says_why():
-    checked = [
-        p for p in sorted(PACKAGE.rglob("*.py")) if not str(p.relative_to(PACKAGE)).startswith(PENDING)
-    ]
+    checked = sorted(PACKAGE.rglob("*.py"))
     assert len(checked) > 50
     assert [hit for p in checked for hit in unexplained_imports(p)] == []
 

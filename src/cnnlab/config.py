@@ -424,6 +424,7 @@ class TrainOptions(TypedDict, total=False):
     amp: str
     compile: bool
     cuda_graphs: str
+    data_placement: str
     channels_last: bool
     hold_memory: bool
     seed: int

@@ -28,8 +28,10 @@ from contextlib import contextmanager
 from typing import BinaryIO
 
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnnlab.errors import CnnlabError
+from cnnlab.pngsafe import without_metadata
 from cnnlab.userfiles import UserFileError, open_user_file
 
 MAX_PIXELS = 50_000_000
@@ -72,8 +74,6 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
 
 def bomb_message(exc: Exception, max_pixels: int | None) -> str:
     """Pillow's decompression-bomb refusal, said in our terms: the pixel count and our limit."""
-    from PIL import Image
-
     m = re.search(r"\((\d+) pixels\)", str(exc))
     pixels = int(m[1]) if m else None
     size = f"{pixels / 1e6:g} megapixels" if pixels else "too many pixels"
@@ -216,10 +216,6 @@ def decode_pixels(
     Raises:
         BadImageError: unreadable, truncated, corrupt, too large or too small; the message says which.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    from cnnlab.pngsafe import without_metadata
-
     with _opened(source) as fp:
         if isinstance(fp, io.BytesIO) and not fp.getbuffer().nbytes:
             raise BadImageError(
@@ -269,8 +265,6 @@ def _opened(source: str | os.PathLike | bytes | BinaryIO) -> Iterator[BinaryIO]:
 
 def _pixels(im, channels: int, max_pixels: int | None, min_side: int, draft, fit, hw) -> np.ndarray:
     """The opened image checked, decoded, made upright, converted and fitted: uint8 (H, W[, 3])."""
-    from PIL import Image, ImageOps
-
     w, h = im.size
     if w <= 0 or h <= 0:
         raise BadImageError(f"has no pixels ({w}x{h})")
@@ -307,8 +301,6 @@ def _pixels(im, channels: int, max_pixels: int | None, min_side: int, draft, fit
 
 def _to_mode(im, channels: int):
     """Any Pillow mode -> "L" (channels=1), "RGB" (3), or either (0: "L" for grayscale files), 8 bits."""
-    from PIL import Image
-
     mode = im.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # 16-bit grayscale PNG/TIFF (Pillow may open it as "I"): 0..65535 -> 0..255.

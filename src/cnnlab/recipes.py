@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cnnlab.errors import CnnlabError, did_you_mean
+from cnnlab.errors import CnnlabError, UsageError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class Recipe:
     def settings(self, device_type: str) -> dict:
         settings = {**self.common, **(self.cuda if device_type == "cuda" else self.cpu)}
         if device_type == "cpu" and settings.get("amp") == "bf16":
+            # deferred: cnnlab.hardware loads torch (as above)
             from cnnlab.hardware import native_bf16_cpu
 
             if not native_bf16_cpu():  # emulated bf16 would be slower than fp32
@@ -177,6 +178,7 @@ FLIP_SENSITIVE = ("mnist",)
 def choose(data: object, *, pretrained: object = None) -> str:
     """The recipe ``--recipe auto`` takes: the post's protocol for the built-in datasets, fine-tuning for a
     pretrained backbone, small-data training for your own folders and CSV files."""
+    # deferred: cnnlab.data loads torch; `cnnlab train` checks recipe and model names before it does
     from cnnlab.data import list_datasets
 
     if data in {d["name"] for d in list_datasets()}:
@@ -193,7 +195,7 @@ def get_recipe(name: str) -> Recipe:
 
 def check_fits(config) -> None:
     """Refuse combinations that would silently train something wrong (before any data is loaded)."""
-    from cnnlab.errors import UsageError
+    # deferred: cnnlab.models loads torch (as above)
     from cnnlab.models import is_backbone
 
     if config.pretrained is not None and not is_backbone(config.model):

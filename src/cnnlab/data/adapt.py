@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
+import torch.nn.functional as F
 
 from cnnlab.data.types import Dataset
 from cnnlab.errors import CnnlabError
@@ -48,8 +49,6 @@ def adapt_images(
     Resizing is bilinear with antialiasing (no aliasing when shrinking); 1 -> 3 channels repeats the
     gray channel, 3 -> 1 takes the luma 0.299 R + 0.587 G + 0.114 B.
     """
-    import torch.nn.functional as F
-
     out = []
     for start in range(0, len(images), chunk):
         x = images[start : start + chunk]

@@ -14,6 +14,16 @@ import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
 from cnnlab.atomic import atomic_path
 from cnnlab.errors import CnnlabError
 
@@ -129,16 +139,6 @@ def _with_progress(chunks: Iterable[bytes], total: int | None, label: str, show:
         yield from chunks
         return
     # Imported here so that plain downloads (and tests) do not pay for rich.
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

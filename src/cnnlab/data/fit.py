@@ -5,6 +5,7 @@ for tensors), and `border_median`, the background-colour rule shared by padding 
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 from cnnlab.errors import CnnlabError
 
@@ -26,8 +27,6 @@ def fit_image(im, size: int | tuple[int, int], resize: str = "pad", fill: str = 
         >>> fit_image(Image.new("L", (40, 20), 255), 8).getpixel((4, 0))  # black bands above and below
         0
     """
-    from PIL import Image
-
     th, tw = (size, size) if isinstance(size, int) else size
     w, h = im.size
     bilinear = Image.Resampling.BILINEAR
@@ -58,8 +57,6 @@ def fit_array(
         >>> fit_array(np.ones((3, 20, 40), dtype=np.float32), (8, 8)).shape
         (3, 8, 8)
     """
-    from PIL import Image
-
     x = np.asarray(image, dtype=np.float32)
     if x.ndim != 3:
         raise CnnlabError(f"fit_array takes a (C, H, W) array, got shape {x.shape}")

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cnnlab.atomic import write_atomic
 from cnnlab.data.adapt import check_image_options
@@ -199,7 +201,7 @@ def _one_builder(stem: Path, src: FolderSource) -> Iterator[bool]:
     finds it in the cache. Yields whether it waited. Without a lock (no ``fcntl``, a read-only cache
     folder) everyone decodes, as before."""
     try:
-        import fcntl
+        import fcntl  # deferred: Unix only (no fcntl on Windows: everyone decodes)
 
         stem.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(stem.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
@@ -366,9 +368,6 @@ class _progress_bar:
 
     def update(self, done: int) -> None:
         if self.bar is None:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
             bar = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),

@@ -13,6 +13,7 @@ import torch
 
 from cnnlab.data.mapped import MappedImages
 from cnnlab.errors import CnnlabError
+from cnnlab.notebook import dataset_html
 
 __all__ = ["Dataset", "Split"]
 
@@ -130,8 +131,6 @@ class Dataset:
 
     def _repr_html_(self) -> str:
         """In Jupyter: split sizes, classes and one training image of each class."""
-        from cnnlab.notebook import dataset_html
-
         return dataset_html(self)
 
     @property

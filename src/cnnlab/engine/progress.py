@@ -10,6 +10,9 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any, TextIO
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
 from cnnlab.engine.callbacks import Callback, LoopView
 
 
@@ -59,8 +62,6 @@ class ProgressBar(Callback):
         self._t0 = 0.0
 
     def on_train_begin(self, loop: LoopView) -> None:
-        from rich.console import Console
-
         console = Console(file=self.stream)
         self._t0 = time.perf_counter()
         self._bar = self._line = None
@@ -71,8 +72,6 @@ class ProgressBar(Callback):
             self._line = ProgressLine()
             loop.at_exit(self._line.close)  # an error or Ctrl-C leaves the last line shown
         elif live:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
             self._bar = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
@@ -169,7 +168,7 @@ class ProgressLine:
         if self._closed:
             return
         self._text = text
-        try:
+        try:  # deferred: IPython is there only in a notebook
             from IPython import get_ipython
             from IPython.display import display
         except ImportError:  # no IPython: nothing to show

@@ -134,7 +134,7 @@ def check_compile_available(device: torch.device) -> None:
         )
     if device.type == "cuda":
         try:
-            import triton  # noqa: F401
+            import triton  # noqa: F401  # deferred: an optional CUDA dependency, checked only for --compile
         except ImportError:
             raise CnnlabError(
                 "--compile on CUDA needs Triton, which is not installed; drop --compile"

@@ -26,7 +26,7 @@ __all__ = ["TensorBoard", "image_grid", "run_callbacks"]
 
 
 def _summary_writer():
-    try:
+    try:  # deferred: tensorboard is an optional extra
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise CnnlabError(
