@@ -23,19 +23,12 @@ def epoch_permutation(n: int, *, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
-class DeviceBatches:
-    """Iterate (x, y) batches of a uint8 image tensor that was moved to ``device`` once.
-
-    Args:
-        images: uint8 (N, C, H, W); labels: int64 (N,).
-        batch_size: samples per batch; the last batch may be smaller (like Keras) unless ``drop_last``.
-        shuffle: draw the order from ``epoch_permutation(seed, epoch)``; else keep the order.
-        drop_last: leave out the last short batch (fixed shapes, as a captured CUDA graph needs).
-    """
+class _Batches:
+    """What both kinds of batches share: the labels on the device, the batch settings, and each epoch's
+    order cut into batches (a pure function of seed and epoch, so both give the same batches)."""
 
     def __init__(
         self,
-        images: torch.Tensor,
         labels: torch.Tensor,
         *,
         batch_size: int,
@@ -45,9 +38,6 @@ class DeviceBatches:
         memory_format: torch.memory_format = torch.contiguous_format,
         drop_last: bool = False,
     ):
-        if images.dtype != torch.uint8:
-            raise TypeError(f"images must be uint8 (N, C, H, W), got {images.dtype}")
-        self.images = images.to(device, non_blocking=True)
         self.labels = labels.to(device, non_blocking=True)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -65,21 +55,38 @@ class DeviceBatches:
         """Samples trained on per epoch."""
         return len(self) * self.batch_size if self.drop_last else len(self.labels)
 
+    def batch_indices(self, epoch: int, *, start_step: int = 0, device=None) -> list[torch.Tensor]:
+        """The dataset indices of each batch of ``epoch`` from batch ``start_step`` on, on ``device``."""
+        n = len(self.labels)
+        order = epoch_permutation(n, seed=self.seed, epoch=epoch) if self.shuffle else torch.arange(n)
+        order = order.to(device) if device is not None else order
+        bounds = range(start_step * self.batch_size, len(self) * self.batch_size, self.batch_size)
+        return [order[start : start + self.batch_size] for start in bounds]
+
+
+class DeviceBatches(_Batches):
+    """Iterate (x, y) batches of a uint8 image tensor that was moved to ``device`` once.
+
+    Args:
+        images: uint8 (N, C, H, W); labels: int64 (N,).
+        batch_size: samples per batch; the last batch may be smaller (like Keras) unless ``drop_last``.
+        shuffle: draw the order from ``epoch_permutation(seed, epoch)``; else keep the order.
+        drop_last: leave out the last short batch (fixed shapes, as a captured CUDA graph needs).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, **settings):
+        if images.dtype != torch.uint8:
+            raise TypeError(f"images must be uint8 (N, C, H, W), got {images.dtype}")
+        super().__init__(labels, **settings)
+        self.images = images.to(self.labels.device, non_blocking=True)
+
     def epoch(
         self, epoch: int, *, start_step: int = 0
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(x, y, idx) batches of ``epoch`` from batch ``start_step`` on (for resuming mid-epoch); ``idx``
         are the samples' dataset indices (for per-sample augmentation state such as alternating flips)."""
-        n = len(self.labels)
-        dev = self.labels.device
-        order = (
-            epoch_permutation(n, seed=self.seed, epoch=epoch).to(dev)
-            if self.shuffle
-            else torch.arange(n, device=dev)
-        )
-        for start in range(start_step * self.batch_size, len(self) * self.batch_size, self.batch_size):
+        for idx in self.batch_indices(epoch, start_step=start_step, device=self.labels.device):
             with phase("gather"):
-                idx = order[start : start + self.batch_size]
                 batch = to_float(self.images[idx], self.memory_format), self.labels[idx], idx
             yield batch
 
@@ -91,7 +98,7 @@ def to_float(x: torch.Tensor, memory_format: torch.memory_format = torch.contigu
     return x.contiguous(memory_format=memory_format) if x.dim() == 4 else x
 
 
-class StreamBatches:
+class StreamBatches(_Batches):
     """The batches ``DeviceBatches`` gives, read from host memory or the folder cache on disk, one batch at a
     time: the second gear for data too large to keep on the device.
 
@@ -103,45 +110,19 @@ class StreamBatches:
     ``prefetch + 2`` batches, whatever the split's size. Labels (8 bytes an image) live on the device.
     """
 
-    def __init__(
-        self,
-        images,
-        labels: torch.Tensor,
-        *,
-        batch_size: int,
-        device: torch.device | str = "cpu",
-        shuffle: bool = False,
-        seed: int = 0,
-        memory_format: torch.memory_format = torch.contiguous_format,
-        drop_last: bool = False,
-        prefetch: int = 4,
-    ):
+    def __init__(self, images, labels: torch.Tensor, *, prefetch: int = 4, **settings):
         if images.dtype != torch.uint8:
             raise TypeError(f"images must be uint8 (N, C, H, W), got {images.dtype}")
+        super().__init__(labels, **settings)
         self.images = images  # a tensor on the CPU or a MappedImages view: never copied whole
-        self.device = torch.device(device)
-        self.labels = labels.to(self.device)
-        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
-        self.memory_format = memory_format
-        self.drop_last = drop_last and len(labels) >= batch_size
+        self.device = self.labels.device
         self.prefetch = max(1, prefetch)
-
-    def __len__(self) -> int:
-        n = len(self.labels)
-        return n // self.batch_size if self.drop_last else (n + self.batch_size - 1) // self.batch_size
-
-    @property
-    def num_samples(self) -> int:
-        return len(self) * self.batch_size if self.drop_last else len(self.labels)
 
     def epoch(
         self, epoch: int, *, start_step: int = 0
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(x, y, idx) batches of ``epoch`` from batch ``start_step`` on, as ``DeviceBatches.epoch``."""
-        n = len(self.labels)
-        order = epoch_permutation(n, seed=self.seed, epoch=epoch) if self.shuffle else torch.arange(n)
-        bounds = range(start_step * self.batch_size, len(self) * self.batch_size, self.batch_size)
-        batches = [order[s : s + self.batch_size] for s in bounds]
+        batches = self.batch_indices(epoch, start_step=start_step)
         with Prefetcher(self._read, batches, depth=self.prefetch) as ahead:
             for idx, x in ahead:
                 x = x.to(self.device, non_blocking=True)
