@@ -147,6 +147,8 @@ class MappedImages:
 def _file_of(base: np.ndarray) -> tuple[str, int] | None:
     """(path, byte offset of row 0) when ``base`` is a memory map of a whole ``.npy`` file's C-ordered array
     (what ``np.load(..., mmap_mode="r")`` returns; a slice of one is read through the map instead)."""
+    if not hasattr(os, "preadv"):  # Windows: rows are read through the map
+        return None
     if not isinstance(base, np.memmap) or base.filename is None or not base.flags.c_contiguous:
         return None
     try:
