@@ -43,7 +43,7 @@ def tiny(data_dir):
     return dataclasses.replace(d, train=d.train.head(395), val=d.val.head(100))
 
 
-def params_per_step(data) -> list[torch.Tensor]:
+def params_per_step(data, placement: str = "device") -> list[torch.Tensor]:
     """fit() 2 epochs; the flattened parameters before every training forward, and at the end."""
     model = cl.create_model("conv8-pool-dense16", seed=0)
     seen = []
@@ -56,29 +56,30 @@ def params_per_step(data) -> list[torch.Tensor]:
     kw = dict(
         epochs=2, batch_size=50, lr=3e-3, schedule="onecycle", augment_translate=1, augment_flip="random"
     )
+    kw["data_placement"] = placement
     cl.fit(model, data, progress=False, **kw)
     return [*seen, torch.cat([p.detach().flatten() for p in model.parameters()])]
 
 
-def _params_worker(rank: int, port: int, data_dir: str, out: str) -> None:
+def _params_worker(rank: int, port: int, data_dir: str, out: str, placement: str = "device") -> None:
     """One rank of a 2-process gloo job (in a forked child)."""
     os.environ.update(rank_env(rank, 2, port))
     torch.set_num_threads(1)
     from cnnlab.engine.distributed import init_from_env, shutdown
 
     init_from_env(torch.device("cpu"))
-    steps = params_per_step(tiny(data_dir))
+    steps = params_per_step(tiny(data_dir), placement)
     save_file({f"s{i:03d}": t for i, t in enumerate(steps)}, out)
     shutdown()
 
 
 @pytest.mark.slow  # several seconds: fresh interpreters or real training
-def test_two_ranks_identical_every_step_and_equal_to_one_process(forkserver, fmnist_dir, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("placement", ["device", "stream"])
+def test_two_ranks_identical_every_step_and_equal_to_one_process(forkserver, fmnist_dir, tmp_path, placement):  # noqa: F811
+    """Streamed, each rank reads only its rows of every global batch: the same steps all the same."""
     port = free_port()
-    procs = [
-        forkserver.Process(target=_params_worker, args=(r, port, str(fmnist_dir), str(tmp_path / f"rank{r}")))
-        for r in (0, 1)
-    ]
+    args = [(r, port, str(fmnist_dir), str(tmp_path / f"rank{r}"), placement) for r in (0, 1)]
+    procs = [forkserver.Process(target=_params_worker, args=a) for a in args]
     for p in procs:
         p.start()
     n = torch.get_num_threads()

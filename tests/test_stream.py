@@ -65,6 +65,36 @@ def test_stream_batches_are_the_device_batches(on_disk, drop_last):
             assert torch.equal(xs, xd) and torch.equal(ys, yd) and torch.equal(i_s, i_d)
 
 
+def test_a_ddp_rank_streams_only_its_rows_of_each_global_batch(on_disk):
+    """Rank 1 of 2: its rows of every batch (the last one short) read from the cache and equal to the
+    device batch's, the other rank's rows never read (left black)."""
+    from types import SimpleNamespace
+
+    from cnnlab.engine.distributed import Distributed
+
+    arr, mm = on_disk
+    labels = torch.arange(50) % 4
+    rank1 = SimpleNamespace(active=True, world=2, rank=1)
+    shard = lambda n: Distributed.shard_rows(rank1, n)  # noqa: E731
+    asked: list[int] = []
+
+    class Counting(MappedImages):
+        def gather(self, rows):
+            asked.extend(np.asarray(rows).tolist())
+            return super().gather(rows)
+
+    kw = dict(batch_size=8, shuffle=True, seed=3)
+    dev = DeviceBatches(torch.from_numpy(arr.copy()), labels, **kw)
+    stream = StreamBatches(Counting(mm), labels, prefetch=2, shard=shard, **kw)
+    wanted = []
+    for (xs, ys, i_s), (xd, yd, i_d) in zip(stream.epoch(1), dev.epoch(1), strict=True):
+        rows = shard(len(i_d))
+        assert torch.equal(xs[rows], xd[rows]) and not xs[: rows.start].any() and not xs[rows.stop :].any()
+        assert torch.equal(ys, yd) and torch.equal(i_s, i_d)
+        wanted += i_d[rows].tolist()
+    assert sorted(asked) == sorted(wanted) and len(asked) == 25  # batches of 8 (4 + 4), the last of 2 (1 + 1)
+
+
 def test_prefetcher_passes_errors_on_and_stops_when_left_early():
     def read(i):
         if i == 5:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -110,13 +110,22 @@ class StreamBatches(_Batches):
     ``prefetch + 2`` batches, whatever the split's size. Labels (8 bytes an image) live on the device.
     """
 
-    def __init__(self, images, labels: torch.Tensor, *, prefetch: int = 4, **settings):
+    def __init__(
+        self,
+        images,
+        labels: torch.Tensor,
+        *,
+        prefetch: int = 4,
+        shard: Callable[[int], slice] | None = None,
+        **settings,
+    ):
         if images.dtype != torch.uint8:
             raise TypeError(f"images must be uint8 (N, C, H, W), got {images.dtype}")
         super().__init__(labels, **settings)
         self.images = images  # a tensor on the CPU or a MappedImages view: never copied whole
         self.device = self.labels.device
         self.prefetch = max(1, prefetch)
+        self.shard = shard
 
     def epoch(
         self, epoch: int, *, start_step: int = 0
@@ -130,7 +139,17 @@ class StreamBatches(_Batches):
                 yield to_float(x, self.memory_format), self.labels[idx], idx
 
     def _read(self, idx: torch.Tensor) -> torch.Tensor:
-        x = self.images[idx]
+        """The batch's images; with ``shard`` (a DDP rank's rows of a global batch, ``Distributed.shard_rows``)
+        only those rows are read and the others left black: augmentation draws its random values for the
+        whole global batch, so each rank still augments a batch of the global size, and then trains on
+        its rows alone, exactly as if it had read them all."""
+        if self.shard is None:
+            x = self.images[idx]
+        else:
+            rows = self.shard(len(idx))
+            part = self.images[idx[rows]]
+            x = torch.zeros((len(idx), *part.shape[1:]), dtype=part.dtype)
+            x[rows] = part
         return x.pin_memory() if self.device.type == "cuda" else x
 
 

@@ -68,6 +68,14 @@ class Distributed:
         """This rank's contiguous part of a global batch (sizes differ by at most one)."""
         return t.tensor_split(self.world)[self.rank] if self.active else t
 
+    def shard_rows(self, n: int) -> slice:
+        """Where this rank's part of a global batch of ``n`` lies (the rows ``shard`` takes)."""
+        if not self.active:
+            return slice(0, n)
+        sizes = [len(part) for part in torch.arange(n).tensor_split(self.world)]
+        start = sum(sizes[: self.rank])
+        return slice(start, start + sizes[self.rank])
+
     def loss_share(self, local: int, global_batch: int) -> float:
         """Weight of this rank's mean loss so the DDP gradient average equals the global batch mean."""
         return local * self.world / global_batch if self.active else 1.0

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import fields
+from typing import Any
 
 import torch
 from torch import nn
@@ -137,19 +138,16 @@ def placed(
     model.to(device=dev, memory_format=mf)  # type: ignore[call-overload]  # Module.to takes memory_format
     torch.manual_seed(cfg.seed if ddp.rank == 0 else derive_seed(cfg.seed, ddp.rank))  # dropout, per rank
     where, _ = choose_placement(cfg.data_placement, data.train.images, dev)
-    if where == "stream":
-        check_stream_memory(data.train.images, cfg.batch_size)
-    batches = StreamBatches if where == "stream" else DeviceBatches
-    return batches(
-        data.train.images,
-        data.train.labels,
-        batch_size=cfg.batch_size,
-        device=dev,
-        shuffle=True,
-        seed=cfg.seed,
-        memory_format=mf,
-        drop_last=drop_last,
+    settings: dict[str, Any] = dict(
+        batch_size=cfg.batch_size, device=dev, shuffle=True, seed=cfg.seed, memory_format=mf
     )
+    if where == "stream":  # under DDP each rank reads only its rows of each global batch
+        check_stream_memory(data.train.images, cfg.batch_size)
+        shard = ddp.shard_rows if ddp.active else None
+        return StreamBatches(
+            data.train.images, data.train.labels, shard=shard, drop_last=drop_last, **settings
+        )
+    return DeviceBatches(data.train.images, data.train.labels, drop_last=drop_last, **settings)
 
 
 def side_concerns(
