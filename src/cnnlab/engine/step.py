@@ -11,7 +11,6 @@ weights; a graph cannot stop halfway, so there the check runs right after the re
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 
 import torch
@@ -47,11 +46,11 @@ class TrainStep:
         self.optimizer = self._make_optimizer(model, cfg, device)
         self.schedule = self._make_schedule(cfg, steps_per_epoch)
         self.cast = self._make_cast(cfg, device)
-        net, self.compile_seconds = pool_before_relu(model), None
+        net, self.compile_seconds = model, None
         if cfg.compile:
             x0, y0, _ = next(iter(example.epoch(1)))
             net, self.compile_seconds = compile_model(
-                net, device, lambda c: self._loss(c, x0, y0)[0].backward()
+                model, device, lambda c: self._loss(c, x0, y0)[0].backward()
             )
         self.net = ddp.wrap(net, device)  # DDP averages the gradients over ranks during backward
 
@@ -101,38 +100,3 @@ class TrainStep:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One training step: the body, run eagerly."""
         return self.body(x, y, share=share, check=check)
-
-
-def pool_before_relu(model: nn.Module) -> nn.Module:
-    """The network the step runs: ``model`` itself, or, when it is an ``nn.Sequential`` with a ReLU right
-    before a max-pool, a ``Sequential`` of the same layer objects (the same parameters, buffers and modes)
-    with each such pair swapped, pool first.
-
-    Exact, not an approximation: max-pooling commutes with any non-decreasing function applied element by
-    element, so relu(maxpool(x)) == maxpool(relu(x)) value for value, and the gradients agree too (both
-    reach the window's first maximum when it is positive, and are zero otherwise: ReLU's gradient at 0 is
-    0 in PyTorch). The ReLU then runs on a quarter of the values, forward and backward (the fast recipe's
-    step, bf16 on an AVX512 EPYC: about 15% less time). Saved models, evaluation and the explainer keep the
-    layer order as written (the tutorial's conv -> ReLU -> pool); `tests/test_engine.py` checks that the
-    swapped step gives bit-identical losses and gradients."""
-    if type(model) is not nn.Sequential:
-        return model
-    layers = list(model.named_children())
-    swapped, i = [], 0
-    while i < len(layers):
-        pair = layers[i : i + 2]
-        if len(pair) == 2 and _relu_then_pool(pair[0][1], pair[1][1]):
-            swapped += [pair[1], pair[0]]
-            i += 2
-        else:
-            swapped.append(layers[i])
-            i += 1
-    if [name for name, _ in swapped] == [name for name, _ in layers]:
-        return model
-    net = nn.Sequential(OrderedDict(swapped))
-    net.train(model.training)
-    return net
-
-
-def _relu_then_pool(a: nn.Module, b: nn.Module) -> bool:
-    return isinstance(a, nn.ReLU) and isinstance(b, nn.MaxPool2d) and not b.return_indices
