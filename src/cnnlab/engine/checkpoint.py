@@ -340,11 +340,13 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
 def list_checkpoints(root: str | os.PathLike) -> list[Path]:
     """Checkpoint folders under ``root``, newest (highest step) first; nothing is verified."""
     root = Path(root)
-    if not root.is_dir():
+    try:
+        entries = list(root.iterdir())
+    except (FileNotFoundError, NotADirectoryError):  # none yet, or removed while we looked (a fresh start)
         return []
     found = [
         (int(m.group(1)), d)
-        for d in root.iterdir()
+        for d in entries
         if (m := _NAME.match(d.name)) and d.is_dir() and not d.is_symlink()  # a link is no checkpoint
     ]
     return [d for _, d in sorted(found, reverse=True)]
