@@ -696,3 +696,31 @@ def test_two_processes_wanting_the_same_entry_decode_it_once(tmp_path, monkeypat
     assert len(calls) == 1 and sorted(r.from_cache for r in results) == [False, True]
     assert np.array_equal(results[0].images, results[1].images)
     assert "waiting for another process to finish decoding" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["processes", "threads"])
+def test_decoding_into_a_file_map_writes_what_decoding_into_memory_gives(tmp_path, backend):
+    """The folder cache's way (chunks written to the mapped file with pwrite) and the in-memory way agree
+    row for row, from a resumed start on, with a bad file's row black and every row's pixel sums exact."""
+    from cnnlab.data.decode import decode_images, decode_into
+
+    root = make_folder(tmp_path / "pets", {"cat": 40, "dog": 41}, size=(20, 30))
+    (root / "dog" / "m_bad.png").write_bytes(b"junk")
+    paths = sorted(root.rglob("*.*"))
+    want = decode_images(paths, size=12, backend="threads")
+    mapped = np.lib.format.open_memmap(tmp_path / "rows.npy", mode="w+", dtype=np.uint8, shape=(82, 3, 12, 12))
+    mapped[:] = 7  # rows below the resumed start stay as they were
+    sums = np.lib.format.open_memmap(tmp_path / "sums.npy", mode="w+", dtype=np.int64, shape=(82, 2, 3))
+    sums[:] = -1  # shared with forked workers, as the cache's is
+    bad = decode_into(paths, mapped, start=5, sums=sums, backend=backend, workers=2)
+    bad_index = [i for i, p in enumerate(paths) if p.name == "m_bad.png"]
+    assert [i for i, _ in bad] == bad_index and "not an image" in bad[0][1]
+    del mapped
+    got = np.load(tmp_path / "rows.npy")
+    assert (got[:5] == 7).all() and (sums[:5] == -1).all()
+    assert not got[bad_index[0]].any()
+    keep = np.ones(82, dtype=bool)
+    keep[bad_index] = False
+    keep[:5] = False
+    assert np.array_equal(got[keep], want.images[keep[want.ok]])
+    assert np.array_equal(sums[5:], pixel_sums(got[5:]))

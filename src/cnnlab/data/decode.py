@@ -203,8 +203,9 @@ def decode_into(
     backend: str = "auto",
 ) -> list[tuple[int, str]]:
     """Decode ``paths[start:]`` into the rows ``out[start:]`` of a uint8 (N, C, S, S) array that the caller
-    owns: anonymous memory, or an on-disk memory map (the folder cache writes its file this way, so no
-    in-memory copy of the images is ever made). Rows of files that cannot be decoded are left as they were.
+    owns: anonymous memory, written in place, or a memory map of a file (``numpy.memmap``, the folder cache's
+    way, so no in-memory copy of the images is ever made), each chunk of rows decoded into a reused buffer
+    and written to the file in one ``pwrite``. Rows of files that cannot be decoded are black (zeros).
 
     Files are decoded in chunks, in parallel; the chunks complete in order, so after ``on_chunk(stop,
     bad)`` every row below ``stop`` is written (a resumable decode records ``stop``); ``bad`` are the
@@ -225,7 +226,8 @@ def decode_into(
     if sizes is None:
         sizes = np.zeros((n, 2), dtype=np.int64)
     options = _Options(size, channels, resize, fill, max_pixels, min_side)
-    job = _Job([os.fspath(p) for p in paths], out, sizes, options, sums)
+    fd = _file_of(out)
+    job = _Job([os.fspath(p) for p in paths], out, sizes, options, sums, fd)
     bad: list[tuple[int, str]] = []
 
     def collect(stop: int, errors: list[tuple[int, str]]) -> None:
@@ -239,10 +241,14 @@ def decode_into(
         if on_chunk is not None:
             on_chunk(stop, bad)
 
-    if _use_processes(backend, workers, n - start):
-        _run_processes(job, workers, start, collect)
-    else:
-        _run_threads(job, workers, start, collect)
+    try:
+        if _use_processes(backend, workers, n - start):
+            _run_processes(job, workers, start, collect)
+        else:
+            _run_threads(job, workers, start, collect)
+    finally:
+        if fd is not None:
+            os.close(fd)
     return bad
 
 
@@ -261,17 +267,51 @@ class _Job:
     sizes: np.ndarray
     options: _Options
     sums: np.ndarray | None = None
+    fd: int | None = None  # ``out``'s file, open for writing, when ``out`` is a memory map of a file
 
     def run(self, start: int, stop: int) -> tuple[int, int, list[tuple[int, str]]]:
         errors = []
-        for i in range(start, stop):
+        rows = self.out[start:stop] if self.fd is None else _scratch(stop - start, self.out.shape[1:])
+        for k, i in enumerate(range(start, stop)):
             try:
-                self.out[i] = _decode(self.paths[i], self.options, self.sizes[i])
-                if self.sums is not None:
-                    self.sums[i] = pixel_sums(self.out[i : i + 1])[0]
+                rows[k] = _decode(self.paths[i], self.options, self.sizes[i])
             except BadImageError as exc:
+                rows[k] = 0
                 errors.append((i, str(exc)))
+        if self.sums is not None:
+            self.sums[start:stop] = pixel_sums(rows)
+        if self.fd is not None:
+            assert isinstance(self.out, np.memmap)
+            _write_all(self.fd, rows, self.out.offset + start * rows[0].nbytes)
         return start, stop, errors
+
+
+_SCRATCH = threading.local()  # each worker's reused chunk buffer (fresh memory would fault on every page)
+
+
+def _scratch(n: int, shape: tuple[int, ...]) -> np.ndarray:
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None or buf.shape[1:] != shape or len(buf) < n:
+        buf = _SCRATCH.buf = np.empty((n, *shape), dtype=np.uint8)
+    return buf[:n]
+
+
+def _write_all(fd: int, rows: np.ndarray, offset: int) -> None:
+    """``rows`` written to the file at ``offset`` (pwrite may write less than asked, e.g. on a signal)."""
+    view = memoryview(rows).cast("B")
+    while view:
+        done = os.pwrite(fd, view, offset)
+        view, offset = view[done:], offset + done
+
+
+def _file_of(out: np.ndarray) -> int | None:
+    """A descriptor of the file that ``out`` maps, for writing chunks with pwrite: a third of the decode's
+    time was the kernel faulting the map's pages in one by one (4 KiB each) as rows were written through
+    it. None for memory (the rows are written in place) or where pwrite is missing (Windows)."""
+    name = getattr(out, "filename", None)
+    if name is None or not hasattr(os, "pwrite") or not out.flags.c_contiguous:
+        return None
+    return os.open(name, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
 
 
 _FORKED_JOB: _Job | None = None  # what forked workers inherit; set only while a process pool runs
