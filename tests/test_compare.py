@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 
 import pytest
 
@@ -11,6 +12,7 @@ import cnnlab as cl
 from cnnlab.engine import ProgressBar
 from cnnlab.engine.signals import Interrupted
 from cnnlab.experiment import protocol
+from test_folder import make_folder
 
 MODELS = ["mlp", "conv8-pool-dense16"]
 
@@ -147,3 +149,29 @@ def test_data_options_are_the_tables_data_group():
     from cnnlab.config import options_in
 
     assert set(cl.TrainConfig().data_options()) == set(options_in("data")) - {"data"}
+
+
+def test_cli_compare_streams_each_model_with_data_placement_stream(tmp_path, monkeypatch, run_cli):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = make_folder(tmp_path / "pets", {"cat": 12, "dog": 12})
+    out = tmp_path / "cmp"
+    code, stdout, err = run_cli(
+        "compare", "--data", root, "--image-size", "12", "--models", ",".join(MODELS), "--epochs", "1",
+        "--batch-size", "4", "--data-placement", "stream", "--out", out,
+    )  # fmt: skip
+    assert code == 0, err
+    plans = [line for line in stdout.splitlines() if "; data placement " in line]
+    assert len(plans) == 2 and all(
+        line.endswith("; data placement stream: as --data-placement stream asks") for line in plans
+    )
+    for model in MODELS:
+        config = json.loads((out / model / "config.json").read_text())
+        assert config["data_placement"] == "stream" and config["model"] == model
+    assert (out / "results.md").is_file()
+
+
+def test_cli_compare_refuses_a_bad_data_placement_in_one_line(tmp_path, run_cli):
+    code, _, err = run_cli("compare", "--models", "mlp", "--data-placement", "disk", "--out", tmp_path / "c")
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "--data-placement: invalid choice: 'disk'" in err
+    assert not (tmp_path / "c").exists()

@@ -16,6 +16,7 @@ from cnnlab.data.types import Split
 from cnnlab.engine import placement
 from cnnlab.engine.batches import DeviceBatches, Prefetcher, StreamBatches
 from cnnlab.engine.inference import evaluate, predict
+from test_folder import make_folder
 
 
 @pytest.fixture
@@ -181,6 +182,124 @@ def test_a_memory_cap_too_small_even_to_stream_is_one_line(monkeypatch, tiny):
         )
     assert "\n" not in str(info.value)
     placement.check_stream_memory(tiny.train.images, 1)  # one small image at a time fits
+
+
+def _fit_streamed(model, data, batch_size=50):
+    return cl.fit(model, data, epochs=1, batch_size=batch_size, progress=False, data_placement="stream")
+
+
+def test_a_cap_that_streams_the_batches_but_not_the_models_step_is_one_line(monkeypatch, tiny):
+    """cnn2 on 50 images of 28x28: the batches in flight need 0.5 MB, the step ~23 MB of activations and
+    ~6 MB of gradients and Adam state; 12 MB left under the cap is refused before training starts."""
+    monkeypatch.setattr(placement, "memory_cap", lambda: (20_000_000, 8_000_000))
+    model = cl.create_model("cnn2", seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(cl.CnnlabError) as info:
+        _fit_streamed(model, tiny)
+    text = str(info.value)
+    assert "\n" not in text and text.startswith(
+        "The memory cap (20.0 MB, 12.0 MB left) is too small to train"
+    )
+    assert "batches of 50 images of 1x28x28: a step needs at least" in text
+    for says in (
+        "activations kept for backward",
+        "adam state",
+        "--batch-size",
+        "smaller model",
+        "raise the cap",
+    ):
+        assert says in text
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing trained
+    _fit_streamed(model, tiny, batch_size=5)  # batches of 5 fit in the same room (~8 MB)
+
+
+def test_a_generous_cap_trains_streamed(monkeypatch, tiny):
+    monkeypatch.setattr(placement, "memory_cap", lambda: (64_000_000_000, 1_000_000_000))
+    history = _fit_streamed(cl.create_model("cnn2", seed=0), tiny)
+    assert history.epochs == 1
+
+
+def test_the_cli_refuses_a_cap_too_small_for_the_step_in_one_line(monkeypatch, tmp_path, run_cli):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(placement, "memory_cap", lambda: (4_000_000, 2_000_000))  # 2 MB left
+    root = make_folder(tmp_path / "pets", {"cat": 16, "dog": 16})
+    code, _, err = run_cli(
+        "train", "--data", root, "--image-size", "32", "--model", "conv64psame-conv64psame-pool-dense16",
+        "--epochs", "1", "--batch-size", "8", "--data-placement", "stream", "--out", tmp_path / "r", "--quiet",
+    )  # fmt: skip
+    *decoded, last = err.strip().splitlines()  # the folder's decode line, then the error's one line
+    assert code == 1 and "Traceback" not in err and len(decoded) == 1 and "decoded in" in decoded[0], err
+    assert last.startswith(
+        "cnnlab train: error: The memory cap (4.0 MB, 2.0 MB left) is too small to train this model on "
+        "batches of 8 images of 3x32x32: a step needs at least"
+    ) and last.endswith("or raise the cap.")
+    assert not (tmp_path / "r").exists()
+
+
+def _saved_bytes(model, x) -> int:
+    """What a real training forward keeps for backward: the storages autograd saves, each once, without
+    the parameters and the input."""
+    skip = {p.untyped_storage().data_ptr() for p in model.parameters()} | {x.untyped_storage().data_ptr()}
+    kept: dict[int, int] = {}
+
+    def pack(t):
+        s = t.untyped_storage()
+        if s.data_ptr() not in skip:
+            kept[s.data_ptr()] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.train()(x)
+    return sum(kept.values())
+
+
+@pytest.mark.parametrize("name,optimizer", [("cnn2", "adam"), ("fastcnn", "sgd"), ("resnet_s", "adamw")])
+def test_the_step_estimate_is_what_a_real_step_keeps(name, optimizer):
+    shape = (1, 28, 28) if name != "resnet_s" else (3, 32, 32)
+    model = cl.create_model(name, input_shape=shape, num_classes=10, seed=0)
+    acts, state = placement.step_memory(model, shape, 16, optimizer)
+    x = torch.rand(16, *shape)
+    truth = _saved_bytes(model, x)
+    assert 0.8 * truth <= acts <= truth  # from below, and close
+    opt = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(optimizer, torch.optim.SGD)
+    opt = opt(model.parameters(), lr=1e-3, **({"momentum": 0.9} if optimizer == "sgd" else {}))
+    model(x).sum().backward()
+    opt.step()
+    grads = sum(p.grad.nbytes for p in model.parameters())
+    kept = sum(t.nbytes for st in opt.state.values() for t in st.values() if t.dim() > 0)  # not step counts
+    assert state == grads + kept
+
+
+def test_the_step_estimate_runs_no_hook_and_moves_nothing():
+    model = cl.create_model("fastcnn", seed=0)
+    calls = []
+    model.register_forward_pre_hook(lambda m, i: calls.append(1))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert placement.step_memory(model, (1, 28, 28), 64) is not None
+    assert calls == [] and all(p.device.type == "cpu" for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BatchNorm's stats too
+
+
+@pytest.mark.parametrize("info", cl.list_models(), ids=lambda m: m.name)
+def test_every_model_s_step_can_be_estimated(info):
+    model = cl.create_model(info.name, input_shape=(3, 32, 32), num_classes=10)
+    acts, state = placement.step_memory(model, (3, 32, 32), 8)
+    assert acts > 0 or info.name == "mlp"  # the MLP keeps only a view of its input and one hidden layer
+    assert state == 3 * 4 * cl.count_params(model)
+
+
+def test_a_model_the_estimate_cannot_run_counts_only_the_batches(monkeypatch, tiny):
+    class Counting(torch.nn.Module):  # reads a value mid-forward: meta tensors hold none
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(784, 10)
+
+        def forward(self, x):
+            return self.fc(x.flatten(1)) * (1.0 if x.sum().item() >= 0 else -1.0)
+
+    monkeypatch.setattr(placement, "memory_cap", lambda: (10_000_000, 9_000_000))  # 1 MB left
+    assert placement.step_memory(Counting(), (1, 28, 28), 50) is None
+    placement.check_stream_memory(tiny.train.images, 50, model=Counting())  # the batches' 0.5 MB fit
 
 
 def test_the_plan_line_says_where_the_data_live_and_why(tiny):

@@ -271,4 +271,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_data_args(p)
     add_recipe_args(p, model_flag=False)
+    add_option_flags(p, ["data_placement"])  # each model trains as `cnnlab train --data-placement` would
     p.set_defaults(handler=cmd_compare)

@@ -142,7 +142,11 @@ def placed(
         batch_size=cfg.batch_size, device=dev, shuffle=True, seed=cfg.seed, memory_format=mf
     )
     if where == "stream":  # under DDP each rank reads only its rows of each global batch
-        check_stream_memory(data.train.images, cfg.batch_size)
+        # the cap holds the host's memory: the model's step counts there when it trains on the CPU
+        on_host = model if dev.type == "cpu" else None
+        check_stream_memory(
+            data.train.images, cfg.batch_size, model=on_host, optimizer=cfg.optimizer, amp=cfg.amp
+        )
         shard = ddp.shard_rows if ddp.active else None
         return StreamBatches(
             data.train.images, data.train.labels, shard=shard, drop_last=drop_last, **settings

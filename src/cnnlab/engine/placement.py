@@ -9,14 +9,24 @@ The plan line says which, and why.
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
 from cnnlab.errors import CnnlabError
 
-__all__ = ["FIT_FRACTION", "check_stream_memory", "choose_placement", "free_memory", "memory_cap"]
+__all__ = [
+    "FIT_FRACTION",
+    "check_stream_memory",
+    "choose_placement",
+    "free_memory",
+    "memory_cap",
+    "step_memory",
+]
 
 FIT_FRACTION = 0.5
 """The share of free device (or host) memory the training split may take and still be kept resident: the
@@ -103,23 +113,105 @@ def choose_placement(option: str, images, device: torch.device) -> tuple[str, st
     )
 
 
-def check_stream_memory(images, batch_size: int, prefetch: int = 4) -> None:
-    """Refuse, in one line, a memory cap too small even to stream: less left under it than the batches in
-    flight need (``prefetch`` read ahead, one being copied, one training: uint8, plus the float32 batch and
-    its gradient-sized twin). A bound from below (the model's activations come on top), so it refuses only
-    what cannot work; a cap between this and what the model needs ends in the kernel's OOM kill."""
+def check_stream_memory(
+    images,
+    batch_size: int,
+    prefetch: int = 4,
+    *,
+    model: nn.Module | None = None,
+    optimizer: str = "adam",
+    amp: str = "off",
+) -> None:
+    """Refuse, in one line, a memory cap too small to stream and train: less left under it than the batches
+    in flight need (``prefetch`` read ahead, one being copied, one training: uint8, plus the float32 batch
+    and its gradient-sized twin), plus, given the ``model`` training on the CPU, its step (``step_memory``:
+    the activations kept for backward, the gradients and the optimizer's state). Bounds from below, so it
+    refuses only what cannot work; a model whose step cannot be estimated counts only the batches."""
     cap = memory_cap()
     if cap is None:
         return
     per_image = int(torch.Size(images.shape[1:]).numel())
-    need = batch_size * per_image * ((prefetch + 2) + 2 * 4)
+    batches = batch_size * per_image * ((prefetch + 2) + 2 * 4)
     left = cap[0] - cap[1]
-    if need > left:
+    shape = "x".join(map(str, images.shape[1:]))
+    room = f"The memory cap ({_gb(cap[0])}, {_gb(max(0, left))} left)"
+    if batches > left:
         raise CnnlabError(
-            f"The memory cap ({_gb(cap[0])}, {_gb(max(0, left))} left) is too small even to stream batches of "
-            f"{batch_size} images of {'x'.join(map(str, images.shape[1:]))}: they need at least {_gb(need)}. "
-            "Raise the cap, or lower --batch-size or --image-size."
+            f"{room} is too small even to stream batches of {batch_size} images of {shape}: they need at "
+            f"least {_gb(batches)}. Raise the cap, or lower --batch-size or --image-size."
         )
+    step = None if model is None else step_memory(model, tuple(images.shape[1:]), batch_size, optimizer, amp)
+    if step is not None and batches + sum(step) > left:
+        acts, state = step
+        raise CnnlabError(
+            f"{room} is too small to train this model on batches of {batch_size} images of {shape}: a step "
+            f"needs at least {_gb(batches + acts + state)} ({_gb(acts)} of activations kept for backward, "
+            f"{_gb(state)} of gradients and {optimizer} state, {_gb(batches)} of batches in flight). Lower "
+            "--batch-size or --image-size, choose a smaller model, or raise the cap."
+        )
+
+
+def step_memory(
+    model: nn.Module, input_shape: tuple[int, ...], batch_size: int, optimizer: str = "adam", amp: str = "off"
+) -> tuple[int, int] | None:
+    """(activations, gradients + optimizer state) in bytes that one training step of ``model`` on the CPU
+    adds to what is already allocated (the weights), from below, or None when it cannot be told.
+
+    The activations are the tensors autograd keeps for backward in a forward of the whole batch, run on
+    the ``meta`` device (shapes only: no memory, no arithmetic; a few milliseconds) on a copy of the model
+    without its hooks, counted once each and without the input batch (the streamed batches count it); half
+    that under ``amp`` bf16/fp16. The transient gradients of activations during backward come on top.
+
+    Example:
+        >>> acts, state = step_memory(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), (1, 2, 2), 8)
+        >>> acts, state  # nothing saved but the input's view; 10 parameters x (grad + Adam's 2) x 4 bytes
+        (0, 120)
+    """
+    try:
+        acts = _saved_activation_bytes(model, (batch_size, *input_shape))
+    except Exception:  # a forward meta tensors cannot run (.item(), data-dependent shapes, ...): not told
+        return None
+    acts = acts // 2 if amp in ("bf16", "fp16") else acts
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    return acts, trainable * (1 + OPTIMIZER_STATE.get(optimizer, 0))
+
+
+OPTIMIZER_STATE = {"adam": 2, "adamw": 2, "sgd": 1, "nesterov": 1}
+"""Tensors the size of the parameters each optimizer keeps (Adam's two moments, SGD's momentum)."""
+
+
+def _saved_activation_bytes(model: nn.Module, shape: tuple[int, ...]) -> int:
+    """Bytes autograd saves for backward in a training forward of a ``shape`` batch, on a meta copy of
+    ``model``; each tensor counted once (a view as its base), parameters and the input left out."""
+    meta = _meta_copy(model)
+    x = torch.empty(shape, device="meta")
+    skip = {id(t) for t in meta.parameters()} | {id(x)}
+    saved: dict[int, torch.Tensor] = {}  # held, so that no id is reused while counting
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        base = t if t._base is None else t._base
+        if id(base) not in skip:
+            saved[id(base)] = base
+        return t
+
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        meta.train()(x)  # as the step runs it: dropout's masks, BatchNorm's batch statistics
+    return sum(t.untyped_storage().nbytes() for t in saved.values())
+
+
+def _meta_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with its parameters and buffers on the ``meta`` device (nothing copied) and no
+    hooks: the user's hooks observe real steps, not this estimate."""
+    memo: dict[int, Any] = {}
+    for m in model.modules():
+        for name, value in vars(m).items():
+            if "hooks" in name and isinstance(value, dict):
+                memo[id(value)] = type(value)()
+    for p in model.parameters():
+        memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+    for b in model.buffers():
+        memo[id(b)] = torch.empty_like(b, device="meta")
+    return copy.deepcopy(model, memo)
 
 
 def _gb(n: int) -> str:
