@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -446,8 +447,8 @@ def test_an_interrupted_decode_resumes_where_it_stopped(tmp_path, monkeypatch, c
     from cnnlab.data import disk_entry, folder_cache
 
     root = make_folder(tmp_path / "pets", {"cat": 40, "dog": 40})
-    expected = np.array(decode_folder(root, image_size=8, cache=False).images)
-    monkeypatch.setattr(disk_entry, "_COMMIT_SECONDS", 0.0)  # record after every chunk
+    expected = np.array(decode_folder(root, image_size=16, cache=False).images)
+    monkeypatch.setattr(disk_entry, "_COMMIT_SECONDS", 0.0)  # record after every chunk (16 rows of 16x16x3)
     real = folder_cache.decode_into
     seen: list[int] = []
 
@@ -462,14 +463,14 @@ def test_an_interrupted_decode_resumes_where_it_stopped(tmp_path, monkeypatch, c
 
     monkeypatch.setattr(folder_cache, "decode_into", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        decode_folder(root, image_size=8)
+        decode_folder(root, image_size=16)
     parts = sorted(
         p.name for p in (tmp_path / "cache" / "cnnlab" / "folders").iterdir() if p.suffix != ".lock"
     )
     assert [p.split(".", 1)[1] for p in parts] == ["part.json", "part.npy", "part.sums"]  # not finished yet
     monkeypatch.setattr(folder_cache, "decode_into", real)
     capsys.readouterr()
-    resumed = decode_folder(root, image_size=8)
+    resumed = decode_folder(root, image_size=16)
     assert seen == [0] and "resuming an interrupted decode at image 48 of 80" in capsys.readouterr().err
     assert not resumed.from_cache and np.array_equal(resumed.images, expected)
     assert np.array_equal(resumed.sums, pixel_sums(expected))  # the sums resumed too
@@ -490,18 +491,32 @@ def test_unreadable_rows_are_squeezed_out_of_the_file_on_disk(tmp_path):
     assert len(first.bad) == 2 and np.array_equal(first.images, expected)
     on_disk = np.load(first.cache_file, allow_pickle=False)
     assert on_disk.shape == (10, 3, 8, 8) and np.array_equal(on_disk, expected)
-    assert first.cache_file.stat().st_size == 128 + 10 * 3 * 8 * 8  # cut after the last good row
+    assert (
+        first.cache_file.stat().st_size == 4096 + 10 * 3 * 8 * 8
+    )  # data from a block on; cut after the last row
     assert np.array_equal(decode_folder(root, image_size=8).sums, pixel_sums(expected))
 
 
-def test_a_disk_too_small_for_the_cache_is_one_line_and_decodes_in_memory(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("where", ["free space", "fallocate"])
+def test_a_disk_too_small_for_the_cache_is_one_line_and_decodes_in_memory(
+    tmp_path, monkeypatch, capsys, where
+):
     import errno
 
     def full(fd, offset, length):
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    real_statvfs = os.statvfs
+
+    def nearly_full(path):
+        st = real_statvfs(path)
+        return os.statvfs_result((*st[:4], 0, *st[5:]))  # f_bavail: no block free
+
     root = make_folder(tmp_path / "pets", {"cat": 5, "dog": 5})
-    monkeypatch.setattr(os, "posix_fallocate", full)
+    if where == "fallocate":
+        monkeypatch.setattr(os, "posix_fallocate", full)
+    else:
+        monkeypatch.setattr(os, "statvfs", nearly_full)
     imgs = decode_folder(root, image_size=8)
     err = capsys.readouterr().err
     assert len(imgs.images) == 10 and imgs.cache_file is None
@@ -698,29 +713,90 @@ def test_two_processes_wanting_the_same_entry_decode_it_once(tmp_path, monkeypat
     assert "waiting for another process to finish decoding" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("layout", ["npy", "block-aligned"])
 @pytest.mark.parametrize("backend", ["processes", "threads"])
-def test_decoding_into_a_file_map_writes_what_decoding_into_memory_gives(tmp_path, backend):
-    """The folder cache's way (chunks written to the mapped file with pwrite) and the in-memory way agree
-    row for row, from a resumed start on, with a bad file's row black and every row's pixel sums exact."""
+def test_decoding_into_a_file_map_writes_what_decoding_into_memory_gives(tmp_path, backend, layout):
+    """The folder cache's way (chunks written to the mapped file: through the page cache for a plain .npy,
+    with direct I/O for the cache's block-aligned one, the last chunk padded and the file cut back) and
+    the in-memory way agree row for row, from a resumed start on, with a bad file's row black and every
+    row's pixel sums exact."""
+    from cnnlab.data import disk_entry
     from cnnlab.data.decode import decode_images, decode_into
+    from cnnlab.data.row_file import RowFile
 
     root = make_folder(tmp_path / "pets", {"cat": 40, "dog": 41}, size=(20, 30))
     (root / "dog" / "m_bad.png").write_bytes(b"junk")
     paths = sorted(root.rglob("*.*"))
-    want = decode_images(paths, size=12, backend="threads")
-    mapped = np.lib.format.open_memmap(tmp_path / "rows.npy", mode="w+", dtype=np.uint8, shape=(82, 3, 12, 12))
-    mapped[:] = 7  # rows below the resumed start stay as they were
+    want = decode_images(paths, size=16, backend="threads")
+    shape = (82, 3, 16, 16)  # 768 bytes a row: 16 rows to a chunk that starts on a block
+    if layout == "npy":
+        mapped = np.lib.format.open_memmap(tmp_path / "rows.npy", mode="w+", dtype=np.uint8, shape=shape)
+    else:
+        mapped = disk_entry._create_npy(tmp_path / "rows.npy", shape)
+        probe = RowFile(mapped, 16, threading.Lock())
+        direct = probe.direct is not None
+        probe.close()
+        assert direct or not _direct_io_here(tmp_path)
+    mapped[:16] = 7  # rows below the resumed start stay as they were
     sums = np.lib.format.open_memmap(tmp_path / "sums.npy", mode="w+", dtype=np.int64, shape=(82, 2, 3))
     sums[:] = -1  # shared with forked workers, as the cache's is
-    bad = decode_into(paths, mapped, start=5, sums=sums, backend=backend, workers=2)
+    bad = decode_into(paths, mapped, start=16, sums=sums, backend=backend, workers=2)
     bad_index = [i for i, p in enumerate(paths) if p.name == "m_bad.png"]
     assert [i for i, _ in bad] == bad_index and "not an image" in bad[0][1]
+    offset = mapped.offset
     del mapped
+    assert (tmp_path / "rows.npy").stat().st_size == offset + 82 * 768
     got = np.load(tmp_path / "rows.npy")
-    assert (got[:5] == 7).all() and (sums[:5] == -1).all()
+    assert (got[:16] == 7).all() and (sums[:16] == -1).all()
     assert not got[bad_index[0]].any()
     keep = np.ones(82, dtype=bool)
     keep[bad_index] = False
-    keep[:5] = False
+    keep[:16] = False
     assert np.array_equal(got[keep], want.images[keep[want.ok]])
-    assert np.array_equal(sums[5:], pixel_sums(got[5:]))
+    assert np.array_equal(sums[16:], pixel_sums(got[16:]))
+
+
+def _direct_io_here(folder: Path) -> bool:
+    """Whether ``folder``'s file system takes O_DIRECT (tmpfs does not)."""
+    probe = folder / "direct.probe"
+    probe.write_bytes(b"")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | getattr(os, "O_DIRECT", 0)))
+        return hasattr(os, "O_DIRECT")
+    except OSError:
+        return False
+    finally:
+        probe.unlink()
+
+
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_a_disk_filling_during_the_decode_is_one_line_and_leaves_no_partial_cache(
+    tmp_path, monkeypatch, capsys, backend
+):
+    import errno
+
+    from cnnlab.data import decode
+
+    real_pwrite, calls = os.pwrite, []
+
+    def fills(fd, data, offset):
+        calls.append(offset)
+        if len(calls) > 1:  # the second chunk finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_pwrite(fd, data, offset)
+
+    root = make_folder(tmp_path / "pets", {"cat": 30, "dog": 30})
+    want = decode_folder(root, image_size=16, cache=False)
+    monkeypatch.setattr(os, "pwrite", fills)
+    if backend == "processes":
+        monkeypatch.setattr(decode, "_use_processes", lambda *a: True)
+    imgs = decode_folder(root, image_size=16, workers=1)
+    err = capsys.readouterr().err
+    assert "filled while decoding" in err and "No space left" in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.startswith("note:")]) == 1
+    assert imgs.cache_file is None and np.array_equal(imgs.images, want.images)
+    left = [p.suffix for p in (tmp_path / "cache" / "cnnlab" / "folders").iterdir()]
+    assert left == [".lock"]  # the partial entry removed, its space given back
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    again = decode_folder(root, image_size=16)  # room again: cached as usual
+    assert again.cache_file is not None and np.array_equal(again.images, want.images)

@@ -37,6 +37,7 @@ from typing import NamedTuple
 import numpy as np
 
 from cnnlab.data.fit import border_median, fit_image
+from cnnlab.data.row_file import RowFile
 from cnnlab.data.stats import pixel_sums
 from cnnlab.errors import CnnlabError
 from cnnlab.images import MAX_PIXELS, MIN_IMAGE_SIDE, BadImageError, decode_pixels, named
@@ -205,7 +206,7 @@ def decode_into(
     """Decode ``paths[start:]`` into the rows ``out[start:]`` of a uint8 (N, C, S, S) array that the caller
     owns: anonymous memory, written in place, or a memory map of a file (``numpy.memmap``, the folder cache's
     way, so no in-memory copy of the images is ever made), each chunk of rows decoded into a reused buffer
-    and written to the file in one ``pwrite``. Rows of files that cannot be decoded are black (zeros).
+    and written to the file with `row_file.RowFile`. Rows of files that cannot be decoded are black.
 
     Files are decoded in chunks, in parallel; the chunks complete in order, so after ``on_chunk(stop,
     bad)`` every row below ``stop`` is written (a resumable decode records ``stop``); ``bad`` are the
@@ -226,8 +227,11 @@ def decode_into(
     if sizes is None:
         sizes = np.zeros((n, 2), dtype=np.int64)
     options = _Options(size, channels, resize, fill, max_pixels, min_side)
-    fd = _file_of(out)
-    job = _Job([os.fspath(p) for p in paths], out, sizes, options, sums, fd)
+    processes = _use_processes(backend, workers, n - start)
+    file = _row_file(out, start, processes)
+    chunk = 32 if processes else 16
+    chunk = chunk if file is None else file.step(chunk)
+    job = _Job([os.fspath(p) for p in paths], out, sizes, options, chunk, sums, file)
     bad: list[tuple[int, str]] = []
 
     def collect(stop: int, errors: list[tuple[int, str]]) -> None:
@@ -242,13 +246,13 @@ def decode_into(
             on_chunk(stop, bad)
 
     try:
-        if _use_processes(backend, workers, n - start):
+        if processes:
             _run_processes(job, workers, start, collect)
         else:
             _run_threads(job, workers, start, collect)
     finally:
-        if fd is not None:
-            os.close(fd)
+        if file is not None:
+            file.close()
     return bad
 
 
@@ -266,12 +270,13 @@ class _Job:
     out: np.ndarray
     sizes: np.ndarray
     options: _Options
+    chunk: int  # rows per task
     sums: np.ndarray | None = None
-    fd: int | None = None  # ``out``'s file, open for writing, when ``out`` is a memory map of a file
+    file: RowFile | None = None  # where rows go when ``out`` maps a file; None: written in place
 
     def run(self, start: int, stop: int) -> tuple[int, int, list[tuple[int, str]]]:
         errors = []
-        rows = self.out[start:stop] if self.fd is None else _scratch(stop - start, self.out.shape[1:])
+        rows = self.out[start:stop] if self.file is None else self.file.buffer(stop - start, self.chunk)
         for k, i in enumerate(range(start, stop)):
             try:
                 rows[k] = _decode(self.paths[i], self.options, self.sizes[i])
@@ -280,38 +285,18 @@ class _Job:
                 errors.append((i, str(exc)))
         if self.sums is not None:
             self.sums[start:stop] = pixel_sums(rows)
-        if self.fd is not None:
-            assert isinstance(self.out, np.memmap)
-            _write_all(self.fd, rows, self.out.offset + start * rows[0].nbytes)
+        if self.file is not None:
+            self.file.write(stop - start, start)
         return start, stop, errors
 
 
-_SCRATCH = threading.local()  # each worker's reused chunk buffer (fresh memory would fault on every page)
-
-
-def _scratch(n: int, shape: tuple[int, ...]) -> np.ndarray:
-    buf = getattr(_SCRATCH, "buf", None)
-    if buf is None or buf.shape[1:] != shape or len(buf) < n:
-        buf = _SCRATCH.buf = np.empty((n, *shape), dtype=np.uint8)
-    return buf[:n]
-
-
-def _write_all(fd: int, rows: np.ndarray, offset: int) -> None:
-    """``rows`` written to the file at ``offset`` (pwrite may write less than asked, e.g. on a signal)."""
-    view = memoryview(rows).cast("B")
-    while view:
-        done = os.pwrite(fd, view, offset)
-        view, offset = view[done:], offset + done
-
-
-def _file_of(out: np.ndarray) -> int | None:
-    """A descriptor of the file that ``out`` maps, for writing chunks with pwrite: a third of the decode's
-    time was the kernel faulting the map's pages in one by one (4 KiB each) as rows were written through
-    it. None for memory (the rows are written in place) or where pwrite is missing (Windows)."""
-    name = getattr(out, "filename", None)
-    if name is None or not hasattr(os, "pwrite") or not out.flags.c_contiguous:
+def _row_file(out: np.ndarray, start: int, processes: bool) -> RowFile | None:
+    """A `RowFile` for ``out`` when it maps a file (the folder cache), else None: memory is written in place
+    (and so is a file where pwrite is missing: Windows)."""
+    if getattr(out, "filename", None) is None or not hasattr(os, "pwrite") or not out.flags.c_contiguous:
         return None
-    return os.open(name, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+    assert isinstance(out, np.memmap)
+    return RowFile(out, start, mp.get_context("fork").Lock() if processes else threading.Lock())
 
 
 _FORKED_JOB: _Job | None = None  # what forked workers inherit; set only while a process pool runs
@@ -334,7 +319,7 @@ def _run_processes(job: _Job, workers: int, start: int, collect) -> None:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
         try:
             # Results come back in order, so with strict=True the first bad file raises first.
-            for _, stop, errors in pool.map(_forked_run, _chunks(start, len(job.paths), 32)):
+            for _, stop, errors in pool.map(_forked_run, _chunks(start, len(job.paths), job.chunk)):
                 collect(stop, errors)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -344,7 +329,7 @@ def _run_processes(job: _Job, workers: int, start: int, collect) -> None:
 def _run_threads(job: _Job, workers: int, start: int, collect) -> None:
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cnnlab-decode") as pool:
         try:
-            for _, stop, errors in pool.map(lambda b: job.run(*b), _chunks(start, len(job.paths), 16)):
+            for _, stop, errors in pool.map(lambda b: job.run(*b), _chunks(start, len(job.paths), job.chunk)):
                 collect(stop, errors)
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)

@@ -30,8 +30,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cnnlab.atomic import write_atomic
 from cnnlab.data.adapt import check_image_options
-from cnnlab.data.decode import BadImage, decode_images, decode_into
-from cnnlab.data.disk_entry import DiskEntry, NoSpace
+from cnnlab.data.decode import BadImage, decode_images, decode_into, default_workers
+from cnnlab.data.disk_entry import DiskEntry, NoSpace, full_disk
 from cnnlab.data.folder_source import FolderSource, scan_source
 from cnnlab.data.stats import pixel_sums
 from cnnlab.data.store import cache_dir
@@ -235,6 +235,19 @@ def _decode_to(
     entry = _disk_entry(stem, (len(paths), c, s, s))
     strict = bad_images == "strict"
     with _progress_bar(progress, len(paths), f"decoding {src.origin.name}") as update:
+        if entry is not None:
+            try:
+                bad = _decode_to_disk(entry, paths, options["resize"], workers, strict, update)
+            except OSError as exc:
+                if not full_disk(exc):
+                    raise
+                entry.discard()
+                print(
+                    f"note: image cache not used: the disk of '{entry.npy.parent}' filled while decoding "
+                    f"({exc.strerror}); the partial cache is removed; decoding into memory.",
+                    file=sys.stderr,
+                )
+                entry = None
         if entry is None:
             d = decode_images(
                 paths, size=s, channels=c, resize=options["resize"], workers=workers, strict=strict,
@@ -242,17 +255,6 @@ def _decode_to(
             )  # fmt: skip
             bad_at = list(zip(np.flatnonzero(~d.ok).tolist(), [why for _, why in d.bad], strict=True))
             return d.images, pixel_sums(d.images), bad_at, None
-        prior = list(entry.bad)  # unreadable files found before an interruption
-
-        def chunk_done(stop: int, bad: list[tuple[int, str]]) -> None:
-            entry.commit(stop, prior + bad)
-            if update is not None:
-                update(stop)
-
-        bad = prior + decode_into(
-            paths, entry.images, start=entry.done, sums=entry.sums, resize=options["resize"], workers=workers,
-            strict=strict, on_chunk=chunk_done,
-        )  # fmt: skip
     assert stem is not None
     try:
         entry.commit(len(paths), bad, force=True)
@@ -261,6 +263,28 @@ def _decode_to(
         return images, sums, bad, final
     except OSError as exc:
         raise CnnlabError(f"The image cache '{stem}.npy' could not be finished ({exc}); run again.") from None
+
+
+def _decode_to_disk(entry: DiskEntry, paths: list[str], resize: str, workers, strict: bool, update):
+    """Decode into the on-disk ``entry`` from where it stopped, its progress recorded chunk by chunk;
+    returns the (index, reason) of every unreadable file, before an interruption included.
+
+    Raises:
+        OSError: the disk filled (`full_disk`), or the file could not be written."""
+    prior = list(entry.bad)  # unreadable files found before an interruption
+
+    def chunk_done(stop: int, bad: list[tuple[int, str]]) -> None:
+        entry.commit(stop, prior + bad)
+        if update is not None:
+            update(stop)
+
+    # One worker more than the cores: each waits for its own direct writes (measured on 60,000 JPEGs to
+    # 224 px, 2 cores: 28.4 s with 2 workers, 25.8 s with 3).
+    workers = workers or default_workers() + 1
+    return prior + decode_into(
+        paths, entry.images, start=entry.done, sums=entry.sums, resize=resize, workers=workers, strict=strict,
+        on_chunk=chunk_done,
+    )  # fmt: skip
 
 
 def _disk_entry(stem: Path | None, shape: tuple[int, int, int, int]) -> DiskEntry | None:
