@@ -312,3 +312,19 @@ def test_the_plan_line_says_where_the_data_live_and_why(tiny):
     assert "; data placement device: the training images (0.2 MB) fit in 50% of the" in describe_plan(
         TrainConfig(device="cpu"), tiny
     )
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_a_cgroups_usage_leaves_out_the_inactive_file_pages_the_kernel_reclaims_first(tmp_path, version):
+    """After a large folder is decoded or read, its file pages count in the cgroup's usage; the kernel
+    drops them before it kills anything, so they are not counted as taken."""
+    names = placement._V1 if version == "v1" else placement._V2
+    (tmp_path / names[0]).write_text("3221225472\n")  # a 3 GiB cap
+    (tmp_path / names[1]).write_text("2500000000\n")
+    assert placement.cgroup_memory(tmp_path, names) == (3221225472, 2500000000)  # no memory.stat: all of it
+    (tmp_path / "memory.stat").write_text(f"cache 2100000000\nactive_file 100000000\n{names[2]} 2000000000\n")
+    assert placement.cgroup_memory(tmp_path, names) == (3221225472, 500000000)
+    (tmp_path / names[0]).write_text("max\n")
+    assert placement.cgroup_memory(tmp_path, names) is None  # no cap
+    with pytest.raises(OSError):
+        placement.cgroup_memory(tmp_path / "gone", names)

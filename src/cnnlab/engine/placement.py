@@ -46,9 +46,15 @@ def free_memory(device: torch.device) -> tuple[int, str] | None:
     return None if host is None else (host, "available memory")
 
 
+_V2 = ("memory.max", "memory.current", "inactive_file")
+_V1 = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+
+
 def memory_cap() -> tuple[int, int] | None:
     """(limit, usage) in bytes of this process's cgroup memory cap (v2 ``memory.max``, v1
-    ``memory.limit_in_bytes``), or None: no cap, or none that can be read."""
+    ``memory.limit_in_bytes``), or None: no cap, or none that can be read. The usage leaves out the
+    inactive file pages (``memory.stat``), which the kernel reclaims before it kills anything: after a
+    large folder is decoded or read, they are gigabytes that would otherwise look taken."""
     try:
         with open("/proc/self/cgroup", encoding="utf-8") as f:
             lines = f.read().splitlines()
@@ -57,21 +63,37 @@ def memory_cap() -> tuple[int, int] | None:
     for line in lines:
         _, controllers, path = line.split(":", 2)
         if controllers == "":  # v2
-            names, roots = ("memory.max", "memory.current"), ["/sys/fs/cgroup" + path, "/sys/fs/cgroup"]
+            names, roots = _V2, ["/sys/fs/cgroup" + path, "/sys/fs/cgroup"]
         elif "memory" in controllers.split(","):
-            names = ("memory.limit_in_bytes", "memory.usage_in_bytes")
-            roots = ["/sys/fs/cgroup/memory" + path, "/sys/fs/cgroup/memory"]
+            names, roots = _V1, ["/sys/fs/cgroup/memory" + path, "/sys/fs/cgroup/memory"]
         else:
             continue
         for root in roots:
             try:
-                limit, usage = (Path(root, n).read_text(encoding="ascii").strip() for n in names)
+                return cgroup_memory(Path(root), names)
             except OSError:
                 continue
-            if limit.isdigit() and int(limit) < 1 << 60:
-                return int(limit), int(usage)
-            break
     return None
+
+
+def cgroup_memory(root: Path, names: tuple[str, str, str]) -> tuple[int, int] | None:
+    """(limit, usage less inactive file pages) read from the cgroup folder ``root``; None: no limit there.
+
+    Raises:
+        OSError: ``root``'s limit or usage cannot be read."""
+    limit_file, usage_file, inactive_key = names
+    limit, usage = (Path(root, n).read_text(encoding="ascii").strip() for n in (limit_file, usage_file))
+    if not (limit.isdigit() and int(limit) < 1 << 60 and usage.isdigit()):
+        return None
+    inactive = 0
+    try:
+        for line in Path(root, "memory.stat").read_text(encoding="ascii").splitlines():
+            key, _, value = line.partition(" ")
+            if key == inactive_key and value.strip().isdigit():
+                inactive = int(value)
+    except OSError:
+        pass
+    return int(limit), max(0, int(usage) - inactive)
 
 
 def _host_available() -> int | None:
