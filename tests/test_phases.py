@@ -140,3 +140,13 @@ def test_held_memory_and_the_phase_timer_change_no_number(tiny, one_thread):
         rows, w = trained(hold, timed)
         assert [r["loss"] for r in rows] == [r["loss"] for r in rows0]
         assert all(torch.equal(w[k], w0[k]) for k in w0)
+
+
+@pytest.mark.slow
+def test_pool_relu_order_benchmark_finds_the_orders_bit_identical():
+    script = ROOT / "benchmarks" / "pool_relu_order.py"
+    r = subprocess.run(
+        [sys.executable, str(script), "--rounds", "1", "--steps", "1"], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "bit-identical: True" in r.stdout and "| pool, then ReLU |" in r.stdout
