@@ -143,10 +143,10 @@ def test_held_memory_and_the_phase_timer_change_no_number(tiny, one_thread):
 
 
 @pytest.mark.slow
-def test_pool_relu_order_benchmark_finds_the_orders_bit_identical():
-    script = ROOT / "benchmarks" / "pool_relu_order.py"
+def test_step_rewrites_benchmark_finds_pool_first_bit_identical():
+    script = ROOT / "benchmarks" / "step_rewrites.py"
     r = subprocess.run(
         [sys.executable, str(script), "--rounds", "1", "--steps", "1"], capture_output=True, text=True
     )
     assert r.returncode == 0, r.stderr + r.stdout
-    assert "bit-identical: True" in r.stdout and "| pool, then ReLU |" in r.stdout
+    assert "bit-identical to the step as written: True" in r.stdout and "| and BN folded |" in r.stdout

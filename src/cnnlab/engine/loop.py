@@ -32,7 +32,7 @@ from cnnlab.engine.history import History
 from cnnlab.engine.inference import evaluate
 from cnnlab.engine.placement import check_stream_memory, choose_placement
 from cnnlab.engine.progress import ProgressBar
-from cnnlab.engine.reorder import pool_before_relu
+from cnnlab.engine.rewrite import step_rewrites
 from cnnlab.engine.setup import held_memory, resolve_device
 from cnnlab.engine.snapshot import Checkpointer
 from cnnlab.engine.step import TrainStep
@@ -106,7 +106,7 @@ def fit(
         state.loss = loss
         edges.on_before_optimizer_step(loop)  # the non-finite guard
 
-    with held_memory(dev, cfg.hold_memory), pool_before_relu(model, dev.type == "cpu"), edges.training(state):
+    with held_memory(dev, cfg.hold_memory), step_rewrites(model, dev.type == "cpu"), edges.training(state):
         for epoch in range(state.first_epoch, cfg.epochs + 1):
             state.begin_epoch(epoch)
             edges.on_epoch_begin(loop)

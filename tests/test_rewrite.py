@@ -1,0 +1,146 @@
+"""Each max-pool before the ReLU that feeds it while fit trains on the CPU (engine/rewrite.py): exact, and
+invisible to hooks on the model, to its state dict and to the model after training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnnlab as cl
+from cnnlab.engine.rewrite import pool_before_relu, swappable_pairs
+from cnnlab.engine.setup import autocast
+
+
+def _kinds(model) -> list[str]:
+    return [type(m).__name__ for m in model.children()]
+
+
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_pool_first_gives_bit_identical_losses_and_gradients(amp):
+    """Ties in a window included: integer inputs make many."""
+    model = cl.create_model("fastcnn", seed=0).train()
+    x = torch.randint(0, 4, (16, 1, 28, 28)).float()
+    y = torch.randint(0, 10, (16,))
+    grads = []
+    for reorder in (False, True):
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(1)  # the same dropout mask
+        with pool_before_relu(model, reorder) as pairs, autocast(torch.device("cpu"), amp):
+            assert bool(pairs) == reorder
+            if reorder:
+                assert _kinds(model)[:4] == ["Conv2d", "BatchNorm2d", "MaxPool2d", "ReLU"]
+            loss = F.cross_entropy(model(x).float(), y)
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (l0, g0), (l1, g1) = grads
+    assert torch.equal(l0, l1) and all(torch.equal(a, b) for a, b in zip(g0, g1, strict=True))
+
+
+def test_the_order_comes_back_after_the_block_even_on_an_error_and_hooked_pairs_stay():
+    model = cl.create_model("fastcnn", seed=0)
+    written = list(model._modules)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(KeyboardInterrupt), pool_before_relu(model) as pairs:
+        assert pairs == [("relu1", "pool1"), ("relu2", "pool2")]
+        assert list(model._modules) != written and list(model.state_dict()) == list(state)
+        raise KeyboardInterrupt
+    assert list(model._modules) == written
+    seen = []
+    handle = model.relu2.register_forward_hook(lambda m, i, o: seen.append(i[0].shape))
+    assert swappable_pairs(model) == [("relu1", "pool1")]  # relu2's hook would see other values
+    with pool_before_relu(model):
+        model(torch.zeros(2, 1, 28, 28))
+    assert seen == [torch.Size([2, 64, 11, 11])]  # before its pool, as written
+    handle.remove()
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: None)
+    try:
+        assert swappable_pairs(model) == []  # global hooks see every layer
+    finally:
+        handle.remove()
+    assert (
+        swappable_pairs(cl.create_model("resnet_s")) == [] and swappable_pairs(cl.create_model("mlp")) == []
+    )
+
+
+def test_fit_runs_pool_first_with_the_models_own_hooks_seeing_every_step(tiny):
+    model = cl.create_model("cnn2", seed=0)
+    written = list(model._modules)
+    calls, orders = [], []
+
+    def hook(m, args, out):
+        calls.append(1)
+        orders.append(list(m._modules))
+
+    model.register_forward_hook(hook)
+    cl.fit(model, tiny, epochs=1, batch_size=20, progress=False, validate=False)
+    assert len(calls) == -(-len(tiny.train) // 20)  # every training step, through the model's own forward
+    assert all(o.index("pool1") < o.index("relu1") for o in orders)
+    assert list(model._modules) == written  # as written again after fit
+
+
+def _pair(conv: torch.nn.Conv2d) -> torch.nn.Sequential:
+    torch.manual_seed(0)
+    bn = torch.nn.BatchNorm2d(conv.out_channels)
+    with torch.no_grad():
+        bn.weight.uniform_(-1.5, 1.5)  # negative scales too
+        bn.bias.uniform_(-0.5, 0.5)
+        bn.running_var.fill_(2.0)
+    return torch.nn.Sequential(conv, bn, torch.nn.ReLU())
+
+
+@pytest.mark.parametrize(
+    "conv",
+    [
+        lambda: torch.nn.Conv2d(1, 32, 3),  # fastcnn's first layer
+        lambda: torch.nn.Conv2d(1, 24, 3, padding=2, stride=2, dilation=2),
+        lambda: torch.nn.Conv2d(2, 24, (2, 3), padding=(1, 0), bias=False),
+    ],
+    ids=["fastcnn", "padded-strided-dilated", "two-channels-no-bias"],
+)
+def test_a_folded_batch_norm_trains_as_conv_then_batch_norm(conv):
+    """Outputs, every gradient and the running statistics agree to float rounding over two steps."""
+    from cnnlab.engine.rewrite import fold_batch_norm
+
+    written, folded = _pair(conv()), _pair(conv())
+    folded.load_state_dict(written.state_dict())
+    x = torch.randn(6, written[0].in_channels, 13, 15) * 2 + 0.5
+    for _ in range(2):
+        outs = []
+        for model, fold in ((written, False), (folded, True)):
+            with fold_batch_norm(model, fold) as pairs:
+                assert pairs == ([("0", "1")] if fold else [])
+                out = model(x)
+                (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+            outs.append(out)
+        torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-5)
+    scale = float(written[0].weight.grad.abs().max())
+    for (name, a), b in zip(written.named_parameters(), folded.parameters(), strict=True):
+        # a conv bias before batch norm has no effect: its gradient is 0 up to rounding either way
+        tol = dict(rtol=0, atol=1e-4 * scale) if name == "0.bias" else dict(rtol=1e-4, atol=1e-5 * scale)
+        torch.testing.assert_close(b.grad, a.grad, **tol, msg=name)
+    for (name, a), b in zip(written.named_buffers(), folded.buffers(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
+    assert not {"forward", "_cnnlab_folded_into"} & set(vars(folded[0]) | vars(folded[1]))
+    assert list(folded.state_dict()) == list(written.state_dict())
+
+
+def test_a_fold_runs_as_written_in_eval_mode_for_an_input_needing_its_gradient_and_with_hooks():
+    from cnnlab.engine.rewrite import fold_batch_norm, foldable_pairs
+
+    model = _pair(torch.nn.Conv2d(1, 32, 3))
+    x = torch.randn(4, 1, 10, 10)
+    with torch.no_grad():
+        want = model.eval()(x)
+    with fold_batch_norm(model):
+        assert torch.equal(model(x), want)  # the running statistics, as written
+        model.train()
+        xg = x.clone().requires_grad_()
+        model(xg).sum().backward()
+        assert xg.grad is not None and xg.grad.abs().sum() > 0  # through batch norm's own statistics
+        copy = __import__("copy").deepcopy(model)
+    assert copy[0].forward.__self__ is copy[0] and vars(copy[0])["_cnnlab_folded_into"] is copy[1]
+    model[1].register_forward_hook(lambda m, i, o: None)
+    assert foldable_pairs(model) == []
+    assert foldable_pairs(_pair(torch.nn.Conv2d(8, 32, 3))) == []  # 72 values a patch: dearer than the pass
+    assert foldable_pairs(cl.create_model("fastcnn")) == [("conv1", "bn1")]
