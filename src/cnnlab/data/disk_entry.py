@@ -133,11 +133,12 @@ class DiskEntry:
             path.unlink(missing_ok=True)
 
     def commit(self, done: int, bad: list[tuple[int, str]], *, force: bool = False) -> None:
-        """Record that rows below ``done`` are decoded (at most every few seconds unless ``force``). The rows
-        written through the shared map are in the kernel's page cache already, so a killed process loses
-        none of them and the record never runs ahead of the data; nothing is forced to disk (``msync``
-        would stall the decode on the disk's speed): as for every cache file here, an operating-system
-        crash costs a decode, a partial entry then being resumed from its record."""
+        """Record that rows below ``done`` are decoded (at most every few seconds unless ``force``). Each
+        chunk's write has returned before its rows count as done (direct I/O: on the disk; else: in the
+        kernel's page cache), so a killed process loses none of them and the record never runs ahead of
+        the data; nothing is forced to disk (``fsync`` would stall the decode on the disk): as for every
+        cache file here, an operating-system crash costs a decode, a partial entry then being resumed from
+        its record."""
         now = time.monotonic()
         if not force and now - self._last_commit < _COMMIT_SECONDS:
             return

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -41,15 +41,10 @@ __all__ = ["fold_batch_norm", "foldable_pairs", "pool_before_relu", "step_rewrit
 
 
 @contextmanager
-def step_rewrites(model: nn.Module, enabled: bool = True) -> Iterator[list[str]]:
-    """`fold_batch_norm` and `pool_before_relu` while the block runs (``fit`` on the CPU); yields what
-    was rewritten, e.g. ``["bn1 folded into conv1", "pool1 before relu1"]``."""
-    with ExitStack() as stack:
-        folded = stack.enter_context(fold_batch_norm(model, enabled))
-        swapped = stack.enter_context(pool_before_relu(model, enabled))
-        yield [f"{bn} folded into {conv}" for conv, bn in folded] + [
-            f"{pool} before {relu}" for relu, pool in swapped
-        ]
+def step_rewrites(model: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """`fold_batch_norm` and `pool_before_relu` while the block runs (``fit`` on the CPU)."""
+    with fold_batch_norm(model, enabled), pool_before_relu(model, enabled):
+        yield
 
 
 @contextmanager
