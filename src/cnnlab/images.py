@@ -201,7 +201,6 @@ def decode_pixels(
     max_pixels: int | None = MAX_PIXELS,
     min_side: int = MIN_IMAGE_SIDE,
     draft: Callable[[int, int], tuple[int, int]] | None = None,
-    fit: Callable | None = None,
     hw: np.ndarray | None = None,
 ) -> np.ndarray:
     """Decode one image to uint8 (H, W) or (H, W, 3): the one decoder (see the module docstring).
@@ -210,7 +209,6 @@ def decode_pixels(
         channels: 1 (luma), 3 (RGB) or 0 (native: one channel for grayscale files, else RGB).
         draft: for a JPEG, ``draft(width, height)`` gives the smallest size worth decoding (libjpeg's DCT
             scaling decodes at 1/2..1/8 scale, several times faster, when the caller shrinks anyway).
-        fit: applied to the converted Pillow image (the caller's resize to its input size).
         hw: an int64 (2,) array receiving the original (height, width), upright.
 
     Raises:
@@ -234,7 +232,7 @@ def decode_pixels(
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
             raise BadImageError(f"unreadable: truncated or corrupt header ({exc})") from None
         try:
-            return _pixels(im, channels, max_pixels, min_side, draft, fit, hw)
+            return _pixels(im, channels, max_pixels, min_side, draft, hw)
         finally:
             im.close()
 
@@ -263,8 +261,8 @@ def _opened(source: str | os.PathLike | bytes | BinaryIO) -> Iterator[BinaryIO]:
             yield f
 
 
-def _pixels(im, channels: int, max_pixels: int | None, min_side: int, draft, fit, hw) -> np.ndarray:
-    """The opened image checked, decoded, made upright, converted and fitted: uint8 (H, W[, 3])."""
+def _pixels(im, channels: int, max_pixels: int | None, min_side: int, draft, hw) -> np.ndarray:
+    """The opened image checked, decoded, made upright and converted: uint8 (H, W[, 3])."""
     w, h = im.size
     if w <= 0 or h <= 0:
         raise BadImageError(f"has no pixels ({w}x{h})")
@@ -289,8 +287,6 @@ def _pixels(im, channels: int, max_pixels: int | None, min_side: int, draft, fit
         if orientation != 1:
             im = ImageOps.exif_transpose(im)
         im = _to_mode(im, channels)
-        if fit is not None:
-            im = fit(im)
     except Image.DecompressionBombError as exc:
         raise BadImageError(bomb_message(exc, max_pixels)) from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:

@@ -1,7 +1,7 @@
 """Decode image files of any mode and size into one uint8 array of a fixed square size, in parallel.
 
 Shared by folder datasets (decoded once, then cached) and `cnnlab predict`; each file goes through the
-one decoder, `cnnlab.images.decode_pixels`, and is fitted to the size here. Every file becomes
+one decoder, `cnnlab.images.decode_pixels`, and is fitted to the size here (`fit_pixels`). Every file becomes
 (C, S, S) uint8 with C = 1 (ITU-R 601 luma, the tutorial's 0.299 R + 0.587 G + 0.114 B) or 3 (RGB):
 
 - palette, CMYK, YCbCr, LAB... are converted; 16-bit grayscale is scaled 65535 -> 255; float images are
@@ -15,7 +15,7 @@ one decoder, `cnnlab.images.decode_pixels`, and is fitted to the size here. Ever
   are refused; paths are opened with `cnnlab.userfiles` (regular files only, bounded reads).
 - JPEGs are decoded at reduced size when that is enough (libjpeg's DCT scaling via Pillow's draft mode:
   a 256x256 JPEG for a 64x64 input is decoded at 64x64, four to eight times faster), then resized with
-  antialiasing.
+  antialiasing (`cnnlab.data.fit.fit_pixels`: torch's vectorised bilinear kernel, straight to (C, S, S)).
 
 Decoding runs in forked worker processes that write into one shared buffer (Linux, 512+ files), else
 in a thread pool (Pillow releases the GIL while it decodes and resizes); see `decode_images`.
@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from cnnlab.data.fit import border_median, fit_image
+from cnnlab.data.fit import border_median, fit_image, fit_pixels
 from cnnlab.data.row_file import RowFile
 from cnnlab.data.stats import pixel_sums
 from cnnlab.errors import CnnlabError
@@ -344,10 +344,9 @@ def _decode(source: str | bytes, opt: _Options, hw: np.ndarray | None = None) ->
         max_pixels=opt.max_pixels,
         min_side=opt.min_side,
         draft=lambda w, h: _draft_size(w, h, opt.size, opt.resize),
-        fit=lambda im: fit_image(im, opt.size, opt.resize, opt.fill),
         hw=hw,
     )
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (H, W[, C]) -> (C, H, W)
+    return fit_pixels(arr, opt.size, opt.resize, opt.fill)
 
 
 def _draft_size(w: int, h: int, size: int, resize: str) -> tuple[int, int]:

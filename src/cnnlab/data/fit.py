@@ -1,15 +1,32 @@
 """Fitting an image to a model's square (or any) input size: `"pad"`, `"crop"` or `"stretch"`, the one
-geometry for image files (`cnnlab.data.decode`) and for arrays (`fit_array`, what `cnnlab.explain` uses
-for tensors), and `border_median`, the background-colour rule shared by padding and auto-inversion."""
+geometry for image files (`fit_pixels`, what `cnnlab.data.decode` uses), Pillow images (`fit_image`) and
+arrays (`fit_array`, what `cnnlab.explain` uses for tensors), and `border_median`, the background-colour
+rule shared by padding and auto-inversion.
+
+The filter is bilinear and antialiased everywhere. Decoded files are resampled by torch's vectorised uint8
+kernel (`F.interpolate(..., antialias=True)`), which computes Pillow's BILINEAR filter and rounds to within
+one level of it (on about one pixel in 10^4), about three times faster than Pillow on one core.
+"""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from cnnlab.errors import CnnlabError
 
-__all__ = ["border_median", "fit_array", "fit_image"]
+__all__ = ["border_median", "fit_array", "fit_image", "fit_pixels"]
+
+# torch.from_numpy warns, once per process, that Pillow's arrays are read-only. `_resampled` only reads
+# them, and copying a large image to silence it would cost its size again in memory, so the one warning
+# is spent here, silenced (its "once" is torch's own, kept in the process and by forked workers).
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    torch.from_numpy(np.frombuffer(b"\0", dtype=np.uint8))
 
 
 def fit_image(im, size: int | tuple[int, int], resize: str = "pad", fill: str = "black"):
@@ -45,6 +62,44 @@ def fit_image(im, size: int | tuple[int, int], resize: str = "pad", fill: str = 
     canvas = Image.new(im.mode, (tw, th), _border_colour(small) if fill == "border" else 0)
     canvas.paste(small, ((tw - nw) // 2, (th - nh) // 2))  # centred
     return canvas
+
+
+def fit_pixels(
+    pixels: np.ndarray, size: int | tuple[int, int], resize: str = "pad", fill: str = "black"
+) -> np.ndarray:
+    """`fit_image` for decoded uint8 pixels (H, W) or (H, W, C): returns channels-first uint8 (C, h, w),
+    resampled by torch's SIMD kernel (see the module docstring). A "crop" to another aspect ratio,
+    which resamples a box with fractional edges, goes through Pillow's `fit_image`.
+
+    Example:
+        >>> fit_pixels(np.full((20, 40), 255, dtype=np.uint8), 8)[0, :, 4].tolist()  # bands above and below
+        [0, 0, 255, 255, 255, 255, 0, 0]
+    """
+    th, tw = (size, size) if isinstance(size, int) else size
+    h, w = pixels.shape[:2]
+    if resize == "crop" and w * th != h * tw:
+        fitted = np.asarray(fit_image(Image.fromarray(pixels), (th, tw), resize, fill))
+        return fitted[None] if fitted.ndim == 2 else fitted.transpose(2, 0, 1).copy()
+    if resize == "stretch" or w * th == h * tw:
+        return _resampled(pixels, th, tw)
+    scale = min(tw / w, th / h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    small = _resampled(pixels, nh, nw)
+    canvas = np.zeros((small.shape[0], th, tw), dtype=np.uint8)
+    if fill == "border":
+        canvas[:] = border_median(small)[:, None, None]
+    top, left = (th - nh) // 2, (tw - nw) // 2  # centred
+    canvas[:, top : top + nh, left : left + nw] = small
+    return canvas
+
+
+def _resampled(pixels: np.ndarray, h: int, w: int) -> np.ndarray:
+    """uint8 (H, W[, C]) -> contiguous (C, h, w), bilinear and antialiased."""
+    if pixels.shape[:2] == (h, w):
+        return pixels[None] if pixels.ndim == 2 else np.ascontiguousarray(pixels.transpose(2, 0, 1))
+    hwc = torch.from_numpy(pixels)  # Pillow's arrays are read-only: only read (see the top of the module)
+    nchw = (hwc[None] if hwc.ndim == 2 else hwc.permute(2, 0, 1))[None]
+    return F.interpolate(nchw, size=(h, w), mode="bilinear", antialias=True, align_corners=False)[0].numpy()
 
 
 def fit_array(

@@ -46,7 +46,7 @@ __all__ = ["DEFAULT_CHANNELS", "DEFAULT_IMAGE_SIZE", "FolderImages", "decode_fol
 DEFAULT_IMAGE_SIZE = 64
 DEFAULT_CHANNELS = 3
 _MAX_META_BYTES = 512 << 20  # the index of a few million files
-_CACHE_VERSION = 3  # bump when the decoded pixels of the same file and options would change
+_CACHE_VERSION = 4  # bump when the decoded pixels of the same file and options would change
 # (2: images under MIN_IMAGE_SIDE pixels a side are skipped; files are opened with cnnlab.userfiles;
 # 3: written straight to disk, the index records the array file's size and modification time)
 
