@@ -18,7 +18,7 @@ one decoder, `cnnlab.images.decode_pixels`, and is fitted to the size here (`fit
   antialiasing (`cnnlab.data.fit.fit_pixels`: torch's vectorised bilinear kernel, straight to (C, S, S)).
 
 Decoding runs in forked worker processes that write into one shared buffer (Linux, 512+ files), else
-in a thread pool (Pillow releases the GIL while it decodes and resizes); see `decode_images`.
+in a thread pool (Pillow releases the GIL while it decodes, torch while it resizes); see `decode_images`.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def decode_images(
     Args:
         backend: `"processes"` (forked workers writing into one shared buffer: every core decodes,
             including Pillow's Python-side header parsing, which is half the time of a small decode),
-            `"threads"` (Pillow releases the GIL only while decoding and resizing), or `"auto"`:
+            `"threads"` (Pillow and torch release the GIL only while decoding and resizing), or `"auto"`:
             processes for 512+ files on Linux with 2+ workers, else threads.
 
     Returns:
