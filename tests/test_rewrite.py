@@ -139,7 +139,7 @@ def test_a_fold_runs_as_written_in_eval_mode_for_an_input_needing_its_gradient_a
         model(xg).sum().backward()
         assert xg.grad is not None and xg.grad.abs().sum() > 0  # through batch norm's own statistics
         copy = __import__("copy").deepcopy(model)
-    assert copy[0].forward.__self__ is copy[0] and vars(copy[0])["_cnnlab_folded_into"] is copy[1]
+    assert copy[0].forward.__self__ is copy[0] and vars(copy[0])["_cnnlab_folded_into"][0] is copy[1]
     model[1].register_forward_hook(lambda m, i, o: None)
     assert foldable_pairs(model) == []
     assert foldable_pairs(_pair(torch.nn.Conv2d(8, 32, 3))) == []  # 72 values a patch: dearer than the pass
@@ -163,3 +163,70 @@ def test_a_folded_batch_norm_under_bf16_autocast_is_as_close_to_float32_as_the_l
         for k in ("written", "folded")
     }
     assert error["folded"] <= 1.5 * error["written"], error  # bf16 rounding either way, no more
+
+
+@pytest.mark.parametrize(
+    "pool",
+    [
+        lambda: torch.nn.MaxPool2d(2),  # fastcnn's
+        lambda: torch.nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True),
+    ],
+    ids=["2x2", "3x3-padded-ceil"],
+)
+@pytest.mark.parametrize("channels_last", [True, False], ids=["channels_last", "contiguous"])
+def test_a_folded_pair_pools_with_the_max_pool_after_it_a_chunk_at_a_time(pool, channels_last):
+    """conv -> bn -> max-pool folded and pooled in chunks of images (70 images: 32 + 32 + 6) trains as
+    the three layers written: outputs, gradients and running statistics to float rounding."""
+    from cnnlab.engine.rewrite import fold_batch_norm
+
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    models = []
+    for _ in range(2):
+        model = _pair(torch.nn.Conv2d(1, 32, 3))
+        model[2] = pool()  # conv, bn, pool
+        models.append(model.to(memory_format=fmt))
+    models[1].load_state_dict(models[0].state_dict())
+    x = (torch.randn(70, 1, 17, 19) * 2 + 0.5).contiguous(memory_format=fmt)
+    outs = []
+    for model, fold in zip(models, (False, True), strict=True):
+        with fold_batch_norm(model, fold) as pairs:
+            assert {"forward"} <= set(vars(model[2])) if fold else not pairs
+            out = model(x)
+            (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+        outs.append(out)
+        assert "forward" not in vars(model[2])  # the pool as written again
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-5)
+    for (name, a), b in zip(models[0].named_parameters(), models[1].parameters(), strict=True):
+        if name != "0.bias":  # before batch norm: no effect, a gradient of 0 up to rounding either way
+            scale = float(
+                a.grad.abs().max()
+            )  # sums over 70 images: float32 rounding, relative to the largest
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-4 * scale, msg=name)
+    for a, b in zip(models[0].buffers(), models[1].buffers(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_the_step_rewrites_train_fastcnn_as_written():
+    """Pools moved first, then the first pair folded and pooled with its max-pool: one step of fastcnn on 70
+    images gives the loss and every gradient of the model as written, to float rounding."""
+    from cnnlab.engine.rewrite import step_rewrites
+
+    x = torch.rand(70, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (70,))
+    grads, losses = [], []
+    for enabled in (False, True):
+        model = cl.create_model("fastcnn", seed=0).to(memory_format=torch.channels_last).train()
+        with step_rewrites(model, enabled):
+            torch.manual_seed(1)  # the same dropout
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            names = [n for n, m in model.named_children() if "forward" in vars(m)]
+            assert names == (["conv1", "bn1", "pool1"] if enabled else [])
+        losses.append(loss.detach())
+        # (a convolution's bias before batch norm has no effect: a gradient of 0 up to rounding either way)
+        grads.append(
+            {n: p.grad for n, p in model.named_parameters() if n not in ("conv1.bias", "conv2.bias")}
+        )
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+    for name, g in grads[0].items():
+        torch.testing.assert_close(grads[1][name], g, rtol=1e-4, atol=1e-4 * float(g.abs().max()), msg=name)
