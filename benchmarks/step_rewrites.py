@@ -47,9 +47,8 @@ def main() -> int:
 
     def trainer(fold: bool, swap: bool):
         model = cl.create_model("fastcnn", seed=0).to(memory_format=torch.channels_last).train()
-        assert (
-            bool(held.enter_context(pool_before_relu(model, swap))) == swap
-        )  # as step_rewrites: pools first
+        # as step_rewrites does: the pools first, so the folded pair's pool follows it
+        assert bool(held.enter_context(pool_before_relu(model, swap))) == swap
         assert bool(held.enter_context(fold_batch_norm(model, fold))) == fold
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, fused=True)
 

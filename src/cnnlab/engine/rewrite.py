@@ -128,20 +128,21 @@ def fold_batch_norm(model: nn.Module, enabled: bool = True) -> Iterator[list[tup
     pairs = foldable_pairs(model) if enabled else []
     layers = dict(model.named_children())
     names = list(layers)
-    pooled = []
+    pooled = []  # the max-pools run by their folded convolutions
     for conv_name, bn_name in pairs:
         conv, bn = layers[conv_name], layers[bn_name]
-        after = layers.get(names[names.index(bn_name) + 1]) if bn_name != names[-1] else None
-        pool = (
-            after if type(after) is nn.MaxPool2d and not after.return_indices and not _hooked(after) else None
-        )
+        following = names.index(bn_name) + 1
+        pool = layers[names[following]] if following < len(names) else None
+        if type(pool) is not nn.MaxPool2d or pool.return_indices or _hooked(pool):
+            pool = None
         # bound methods and plain attributes (not registered submodules: the state dict stays as it is),
         # so that a copy of the model made meanwhile (copy.deepcopy) folds its own layers, not these
         object.__setattr__(conv, _FOLDED_INTO, (bn, pool))
         conv.forward = types.MethodType(_folded_forward, conv)
-        for passed in (bn, pool) if pool is not None else (bn,):
-            passed.forward = types.MethodType(_passed_on, passed)
-        pooled += [names[names.index(bn_name) + 1]] if pool is not None else []
+        passed: list[nn.Module] = [bn] if pool is None else [bn, pool]
+        for layer in passed:
+            layer.forward = types.MethodType(_passed_on, layer)
+        pooled += [names[following]] if pool is not None else []
     try:
         yield pairs
     finally:
@@ -210,7 +211,8 @@ class _PatchConv(torch.autograd.Function):
 
     With a pool, both run `_CHUNK` images at a time, so that the convolution's output (fastcnn's: 22 MB a
     batch, four times the pooled size) and, in backward, its gradient are made and used while in the
-    cache, never written to memory whole (AVX2 kernels: a training epoch 7.1-7.3 s -> 6.7-7.0 s).
+    cache, never written to memory whole (AVX2 kernels: 7.26 -> 6.54 s an epoch in `benchmarks/speedrun.py`,
+    fresh processes taking turns; in bf16 it was slower, so bf16 keeps the convolution's own backward).
     The statistics and running statistics are the whole batch's, as batch norm's."""
 
     @staticmethod
