@@ -1,15 +1,18 @@
 // An image file -> a model's input, as the server prepares an upload (cnnlab.explain.inputs and
 // cnnlab.data.decode / fit): upright (EXIF), transparency over white, grayscale by Pillow's integer luma
 // (0.299 R + 0.587 G + 0.114 B), fitted to the input size ("pad" centred on black or the border's median
-// colour, "crop", "stretch") with Pillow's antialiased bilinear resampling ported to the integer (8-bit
-// fixed point) arithmetic Pillow uses, pixels k / 255 in float32, inverted when asked or (auto) when a
+// colour, "crop", "stretch") with antialiased bilinear resampling in the server's integer arithmetic:
+// torch's uint8 kernel (Pillow's filter, int16 weights with as many fractional bits as fit) for "pad",
+// "stretch" and same-shape crops, Pillow's own (22 bits) for a "crop" to another aspect ratio, as
+// cnnlab.data.fit.fit_pixels does; pixels k / 255 in float32, inverted when asked or (auto) when a
 // grayscale light-on-dark model gets a picture with a bright border. PNG, GIF, BMP and WebP give the
-// server's pixels exactly; JPEG decoders differ a little (Pillow may decode at a reduced DCT scale).
+// server's pixels exactly with "pad" and "stretch" (a "crop" to another aspect ratio can differ from
+// Pillow's box resampling by one level on some pixels); JPEG decoders differ a little (Pillow may decode
+// at a reduced DCT scale).
 
 const MAX_PIXELS = 16e6; // the server's limit for an upload (the page scales bigger photos first)
 const MIN_SIDE = 8;
-const PRECISION = 22; // Pillow: 32 - 8 - 2 bits
-const ONE = 2 ** PRECISION;
+const PILLOW_BITS = 22; // Pillow's fixed point: 32 - 8 - 2 fractional bits
 
 // Python's round(): halves to even.
 function pyRound(v) {
@@ -20,15 +23,18 @@ function pyRound(v) {
   return f % 2 === 0 ? f : f + 1;
 }
 
-// Pillow's precompute_coeffs + normalize_coeffs_8bpc for the bilinear (triangle) filter, support 1.
-function coeffs(inSize, in0, in1, outSize) {
+// Pillow's precompute_coeffs for the bilinear (triangle) filter, support 1, in fixed point with `bits`
+// fractional bits (normalize_coeffs_8bpc), or, with bits null, torch's: the most bits (up to 22) that keep
+// the largest weight under 2^15, its int16 SIMD kernel's (_compute_index_ranges_int16_weights).
+function coeffs(inSize, in0, in1, outSize, bits) {
   const scale = (in1 - in0) / outSize;
   const fscale = Math.max(scale, 1);
   const support = fscale;
   const ss = 1 / fscale;
   const ksize = Math.ceil(support) * 2 + 1;
   const bounds = [];
-  const kk = new Float64Array(outSize * ksize);
+  const kf = new Float64Array(outSize * ksize);
+  let wmax = 0;
   for (let xx = 0; xx < outSize; xx++) {
     const center = in0 + (xx + 0.5) * scale;
     let xmin = Math.trunc(center - support + 0.5);
@@ -46,19 +52,22 @@ function coeffs(inSize, in0, in1, outSize) {
     }
     for (let x = 0; x < xmax; x++) {
       const k = ww !== 0 ? w[x] / ww : w[x];
-      kk[xx * ksize + x] = k < 0 ? Math.trunc(-0.5 + k * ONE) : Math.trunc(0.5 + k * ONE);
+      kf[xx * ksize + x] = k;
+      if (ww !== 0 && k > wmax) wmax = k;
     }
     bounds.push([xmin, xmax]);
   }
-  return { ksize, bounds, kk };
+  let prec = bits;
+  if (prec === null) for (prec = 0; prec < 22 && Math.trunc(0.5 + wmax * 2 ** (prec + 1)) < 2 ** 15; prec++);
+  const one = 2 ** prec;
+  const kk = kf.map((k) => (k < 0 ? Math.trunc(-0.5 + k * one) : Math.trunc(0.5 + k * one)));
+  return { ksize, bounds, kk, one };
 }
 
-const clip8 = (ss) => (ss >= ONE * 256 ? 255 : ss <= 0 ? 0 : Math.floor(ss / ONE));
-
-// One separable pass of Pillow's ImagingResample over planes (C, h, w) -> along `axis` to n.
-function pass(planes, h, w, axis, n, in0, in1) {
+// One separable pass of Pillow's ImagingResample (or torch's) over planes (C, h, w) -> along `axis` to n.
+function pass(planes, h, w, axis, n, in0, in1, bits) {
   const inSize = axis === "x" ? w : h;
-  const { ksize, bounds, kk } = coeffs(inSize, in0, in1, n);
+  const { ksize, bounds, kk, one } = coeffs(inSize, in0, in1, n, bits);
   const [oh, ow] = axis === "x" ? [h, n] : [n, w];
   const out = planes.map(() => new Uint8ClampedArray(oh * ow));
   planes.forEach((src, c) => {
@@ -66,27 +75,28 @@ function pass(planes, h, w, axis, n, in0, in1) {
       for (let x = 0; x < ow; x++) {
         const o = axis === "x" ? x : y;
         const [xmin, xmax] = bounds[o];
-        let ss = ONE / 2;
+        let ss = one / 2;
         for (let k = 0; k < xmax; k++) {
           const v = axis === "x" ? src[y * w + xmin + k] : src[(xmin + k) * w + x];
           ss += v * kk[o * ksize + k];
         }
-        out[c][y * ow + x] = clip8(ss);
+        out[c][y * ow + x] = ss >= one * 256 ? 255 : ss <= 0 ? 0 : Math.floor(ss / one);
       }
     }
   });
   return out;
 }
 
-// Pillow's Image.resize(size, BILINEAR, box): horizontal pass, then vertical, each only when needed.
-export function resize(planes, h, w, tw, th, box = [0, 0, w, h]) {
+// Image.resize(size, BILINEAR, box) with Pillow's fixed point (bits 22), or torch's F.interpolate(...,
+// antialias=True) on uint8 (bits null, no box): horizontal pass, then vertical, each only when needed.
+export function resize(planes, h, w, tw, th, box = [0, 0, w, h], bits = null) {
   let cur = planes;
   let cw = w;
   if (tw !== w || box[0] || box[2] !== w) {
-    cur = pass(cur, h, w, "x", tw, box[0], box[2]);
+    cur = pass(cur, h, w, "x", tw, box[0], box[2], bits);
     cw = tw;
   }
-  if (th !== h || box[1] || box[3] !== h) cur = pass(cur, h, cw, "y", th, box[1], box[3]);
+  if (th !== h || box[1] || box[3] !== h) cur = pass(cur, h, cw, "y", th, box[1], box[3], bits);
   return cur;
 }
 
@@ -99,7 +109,7 @@ export function borderMedian(plane, h, w) {
   return edge[Math.floor((edge.length - 1) / 2)];
 }
 
-// cnnlab.data.fit.fit_image for uint8 planes.
+// cnnlab.data.fit.fit_pixels for uint8 planes.
 export function fit(planes, h, w, tw, th, resizeMode, fill) {
   if (resizeMode === "stretch" || w * th === h * tw) return w === tw && h === th ? planes : resize(planes, h, w, tw, th);
   if (resizeMode === "crop") {
@@ -108,7 +118,8 @@ export function fit(planes, h, w, tw, th, resizeMode, fill) {
     const nh = Math.max(th, pyRound(h * scale));
     const left = Math.floor((nw - tw) / 2);
     const top = Math.floor((nh - th) / 2);
-    return resize(planes, h, w, tw, th, [left / scale, top / scale, (left + tw) / scale, (top + th) / scale]);
+    const box = [left / scale, top / scale, (left + tw) / scale, (top + th) / scale];
+    return resize(planes, h, w, tw, th, box, PILLOW_BITS); // a box with fractional edges: Pillow's
   }
   const scale = Math.min(tw / w, th / h);
   const nw = Math.max(1, pyRound(w * scale));
