@@ -697,7 +697,13 @@ with TestClient(app) as c:
         c.get("/api/weights", params={"model": "cnn1", "layer": "conv1"}).status_code,
     ]
 new = sorted(m for m in set(sys.modules) - before if m.startswith(("cnnlab", "PIL", "torch", "numpy")))
-print(json.dumps({"codes": codes, "new": new}))
+print(json.dumps({"codes": codes, "new": new}), flush=True)
+# What this checks is printed. The interpreter's own teardown beside the threads torch has used aborted
+# now and then ("terminate called without an active exception": 1 run in 30, on the code before and
+# after the resize moved to torch), which is not what this test is about; the real server's shutdown
+# is tested with SIGTERM in test_web_fuzz.py and test_web_loop.py.
+import os
+os._exit(0)
 """
 
 
