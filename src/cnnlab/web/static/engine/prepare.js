@@ -6,9 +6,10 @@
 // "stretch" and same-shape crops, Pillow's own (22 bits) for a "crop" to another aspect ratio, as
 // cnnlab.data.fit.fit_pixels does; pixels k / 255 in float32, inverted when asked or (auto) when a
 // grayscale light-on-dark model gets a picture with a bright border. PNG, GIF, BMP and WebP give the
-// server's pixels exactly with "pad" and "stretch" (a "crop" to another aspect ratio can differ from
-// Pillow's box resampling by one level on some pixels); JPEG decoders differ a little (Pillow may decode
-// at a reduced DCT scale).
+// server's pixels exactly with "pad" and "stretch"; a "crop" to another aspect ratio can differ from
+// Pillow's box resampling by one level on some pixels (Pillow 13 runs its two passes in either order, by
+// a rule not ported here; two in three random crops came out exact); JPEG decoders differ a little
+// (Pillow may decode at a reduced DCT scale).
 
 const MAX_PIXELS = 16e6; // the server's limit for an upload (the page scales bigger photos first)
 const MIN_SIDE = 8;
@@ -26,8 +27,9 @@ function pyRound(v) {
 // Pillow's precompute_coeffs for the bilinear (triangle) filter, support 1, in fixed point with `bits`
 // fractional bits (normalize_coeffs_8bpc), or, with bits null, torch's: the most bits (up to 22) that keep
 // the largest weight under 2^15, its int16 SIMD kernel's (_compute_index_ranges_int16_weights).
-function coeffs(inSize, in0, in1, outSize, bits) {
-  const scale = (in1 - in0) / outSize;
+function coeffs(inSize, box0, box1, outSize, bits) {
+  const in0 = Math.fround(box0); // Pillow takes the box's edges as C floats (whole sizes stay exact)
+  const scale = Math.fround(Math.fround(box1) - in0) / outSize;
   const fscale = Math.max(scale, 1);
   const support = fscale;
   const ss = 1 / fscale;
