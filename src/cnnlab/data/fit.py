@@ -78,8 +78,7 @@ def fit_pixels(
     th, tw = (size, size) if isinstance(size, int) else size
     h, w = pixels.shape[:2]
     if resize == "crop" and w * th != h * tw:
-        fitted = np.asarray(fit_image(Image.fromarray(pixels), (th, tw), resize, fill))
-        return fitted[None] if fitted.ndim == 2 else fitted.transpose(2, 0, 1).copy()
+        return _channels_first(np.asarray(fit_image(Image.fromarray(pixels), (th, tw), resize, fill)))
     if resize == "stretch" or w * th == h * tw:
         return _resampled(pixels, th, tw)
     scale = min(tw / w, th / h)
@@ -96,10 +95,15 @@ def fit_pixels(
 def _resampled(pixels: np.ndarray, h: int, w: int) -> np.ndarray:
     """uint8 (H, W[, C]) -> contiguous (C, h, w), bilinear and antialiased."""
     if pixels.shape[:2] == (h, w):
-        return pixels[None] if pixels.ndim == 2 else np.ascontiguousarray(pixels.transpose(2, 0, 1))
+        return _channels_first(pixels)
     hwc = torch.from_numpy(pixels)  # Pillow's arrays are read-only: only read (see the top of the module)
     nchw = (hwc[None] if hwc.ndim == 2 else hwc.permute(2, 0, 1))[None]
     return F.interpolate(nchw, size=(h, w), mode="bilinear", antialias=True, align_corners=False)[0].numpy()
+
+
+def _channels_first(pixels: np.ndarray) -> np.ndarray:
+    """uint8 (H, W) or (H, W, C) -> contiguous (C, H, W)."""
+    return pixels[None] if pixels.ndim == 2 else np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
 def fit_array(
